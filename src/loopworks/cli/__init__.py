@@ -1,0 +1,52 @@
+"""The ``loopworks`` command: one group, one module per noun."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from loopworks import __version__
+from loopworks.errors import LoopworksError
+
+__all__ = ["main", "handle_errors"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn a :class:`LoopworksError` into a clean message and exit code 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LoopworksError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="loopworks")
+def main() -> None:
+    """loopworks: labeling, human review, feature engineering and a feature store.
+
+    Run `loopworks COMMAND --help` for the options of each command.
+    """
+
+
+def _register() -> None:
+    from loopworks.cli import jobs, process, profile, sample
+
+    main.add_command(sample.sample)
+    main.add_command(process.process)
+    main.add_command(profile.profile)
+    main.add_command(jobs.jobs)
+
+
+_register()
