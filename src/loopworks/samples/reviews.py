@@ -45,7 +45,7 @@ _SENTENCES_P = np.array([0.06, 0.15, 0.179, 0.18, 0.13, 0.09, 0.06, 0.045,
 # Chance a content sentence comes from the [positive, mixed, negative, neutral] pool.
 _TONE_P = np.array([[0.00, 0.00, 0.85, 0.15],   # 1 star
                     [0.00, 0.15, 0.70, 0.15],   # 2 stars
-                    [0.20, 0.45, 0.20, 0.15],   # 3 stars
+                    [0.15, 0.50, 0.20, 0.15],   # 3 stars
                     [0.70, 0.15, 0.00, 0.15],   # 4 stars
                     [0.85, 0.00, 0.00, 0.15]])  # 5 stars
 # Tone of a sentence as a lookup (star - 1, uniform draw in thousandths) -> tone.
