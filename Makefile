@@ -32,7 +32,7 @@ demo: $(VENV)/.installed  ## generate sample reviews and run the processing job 
 	@echo "histogram: demo-out/length-profile.png"
 
 test: $(VENV)/.installed-dev  ## lint and run the test suite (slow tests excluded)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	$(BIN)/pytest
 
 test-all: $(VENV)/.installed-dev  ## every test, the slow ones too

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import REAL_REVIEWS, ROBERTA, needs_shared
 
 from loopworks.cli import main
+
+from conftest import REAL_REVIEWS, ROBERTA, needs_shared
 
 
 def invoke(*args: str):

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import EVENT_TIME, REAL_REVIEWS, ROBERTA, needs_shared
 from loopworks.errors import ConfigurationError, InputError
 from loopworks.processing import (
     ColumnNames,
@@ -22,6 +21,8 @@ from loopworks.processing import (
 )
 from loopworks.samples import generate_reviews, write_reviews
 from loopworks.settings import load_settings
+
+from conftest import EVENT_TIME, REAL_REVIEWS, ROBERTA, needs_shared
 
 SPLITS = ("train", "validation", "test")
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REAL_REVIEWS, ROBERTA, needs_shared
 from loopworks.errors import TokenizerError
 from loopworks.processing import TextEncoder, load_tokenizer
+
+from conftest import REAL_REVIEWS, ROBERTA, needs_shared
 
 
 def encoder(spec: str | None = None, length: int = 128, **kw: bool) -> TextEncoder:

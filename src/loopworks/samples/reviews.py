@@ -192,6 +192,8 @@ def _expand(template: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Vocab:
+    """The expanded phrase book: fragments grouped by template, templates by pool."""
+
     strings: pa.Array  # every expanded fragment
     tpl_start: np.ndarray  # first fragment of each template
     tpl_count: np.ndarray  # fragments per template
@@ -209,7 +211,11 @@ class _Vocab:
 @functools.cache
 def _vocab() -> _Vocab:
     strings: list[str] = []
-    tpl_start, tpl_count, pool_start, pool_count, names = [], [], [], [], []
+    names: list[str] = []
+    tpl_start: list[int] = []
+    tpl_count: list[int] = []
+    pool_start: list[int] = []
+    pool_count: list[int] = []
     for section in re.split(r"^\[", _PHRASES.strip(), flags=re.M)[1:]:
         name, text = section.split("]", 1)
         templates = [t.strip() for t in text.replace("\n", " ").split(" ~ ")]
@@ -360,7 +366,15 @@ def generate_reviews(rows: int, seed: int = 0, broken: bool = True) -> pa.Table:
 
 
 def broken_counts(table: pa.Table) -> dict[str, int]:
-    """Count rows of each broken kind (empty text, rating out of range, missing rating)."""
+    """Count the rows of each broken kind in a reviews table.
+
+    Args:
+        table: A table with ``review_body`` and ``star_rating`` columns.
+
+    Returns:
+        Counts keyed by :data:`BROKEN_KINDS`: empty (null or blank) text, rating outside
+        1..5, missing rating.
+    """
     body = table["review_body"]
     empty = pc.or_kleene(pc.is_null(body), pc.equal(pc.utf8_trim_whitespace(body), ""))
     rating = table["star_rating"]
