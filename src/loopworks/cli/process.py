@@ -125,17 +125,22 @@ def print_report(report: JobReport, console: Console | None = None) -> None:
     console.print(f"[bold]job {report.job_id}[/bold]  {report.status}  →  {report.output}")
     console.print(f"tokenizer: {report.tokenizer.get('name')}  max_seq_length: "
                   f"{report.max_seq_length}  engine: {report.engine} × {report.workers}")
-    table = Table(title="rows", show_header=True)
+    labels_by_split = counts.get("label_counts_by_split", {})
+    label_names = sorted({k for v in labels_by_split.values() for k in v}, key=int)
+    table = Table(title="rows")
     table.add_column("what")
     table.add_column("rows", justify="right")
-    table.add_row("read", f"{counts.get('rows_in', 0):,}")
+    for label in label_names:
+        table.add_column(f"label {label}", justify="right")
+    blank = [""] * len(label_names)
+    table.add_row("read", f"{counts.get('rows_in', 0):,}", *blank)
     for reason, n in counts.get("rejected_by_reason", {}).items():
-        table.add_row(f"rejected: {reason}", f"{n:,}")
-    table.add_row("dropped by balancing", f"{counts.get('rows_dropped_by_balancing', 0):,}")
+        table.add_row(f"rejected: {reason}", f"{n:,}", *blank)
+    table.add_row("dropped by balancing", f"{counts.get('rows_dropped_by_balancing', 0):,}",
+                  *blank)
     for split, n in counts.get("rows_by_split", {}).items():
-        labels = counts.get("label_counts_by_split", {}).get(split, {})
-        detail = ", ".join(f"label {k}: {v:,}" for k, v in labels.items())
-        table.add_row(f"out: {split}", f"{n:,}  ({detail})" if detail else f"{n:,}")
+        labels = labels_by_split.get(split, {})
+        table.add_row(f"out: {split}", f"{n:,}", *(f"{labels.get(k, 0):,}" for k in label_names))
     console.print(table)
     if tokens.get("reviews"):
         console.print(
