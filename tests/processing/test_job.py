@@ -243,3 +243,15 @@ def test_lab_compat_reproduces_the_course_lab_counts(tmp_path: Path) -> None:
     ids = sorted(int(i) for i in table["review_id"].to_pylist())
     assert ids[0] >= 0 and ids[-1] < 19_662
     assert set(table["date"].to_pylist()) == {EVENT_TIME}
+
+
+def test_fsspec_urls_in_and_out_and_progress(sample_csv: Path, tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    report = run_processing_job(
+        ProcessingConfig(inputs=f"file://{sample_csv}", out=f"file://{tmp_path}/url-out",
+                         event_time=EVENT_TIME, shard_rows=1000),
+        progress=lambda stage, n, total: seen.append((stage, n, total)))
+    assert all_rows(tmp_path / "url-out").num_rows == report.counts["rows_out"]
+    assert sum(n for stage, n, _ in seen if stage == "read") == 3000
+    encoded = [(n, total) for stage, n, total in seen if stage == "encode"]
+    assert len(encoded) == 3 and sum(n for n, _ in encoded) == encoded[0][1]
