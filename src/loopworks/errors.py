@@ -16,7 +16,10 @@ __all__ = [
     "JobNotFoundError",
     "LoopworksError",
     "MissingDependencyError",
+    "NotFoundError",
+    "ConflictError",
     "TokenizerError",
+    "ValidationError",
 ]
 
 
@@ -54,7 +57,19 @@ class TokenizerError(LoopworksError):
     """A tokenizer cannot be found or loaded (says how to get one)."""
 
 
-class JobNotFoundError(LoopworksError):
+class ValidationError(LoopworksError):
+    """Data does not match its definitions (names feature group, row and feature)."""
+
+
+class NotFoundError(LoopworksError):
+    """A named thing (feature group, record, job...) does not exist."""
+
+
+class ConflictError(LoopworksError):
+    """The request conflicts with the current state (already exists, newer record...)."""
+
+
+class JobNotFoundError(NotFoundError):
     """No job record with the given id exists under the loopworks home folder."""
 
 

@@ -255,3 +255,22 @@ def test_fsspec_urls_in_and_out_and_progress(sample_csv: Path, tmp_path: Path) -
     assert sum(n for stage, n, _ in seen if stage == "read") == 3000
     encoded = [(n, total) for stage, n, total in seen if stage == "encode"]
     assert len(encoded) == 3 and sum(n for n, _ in encoded) == encoded[0][1]
+
+
+def test_job_ingests_into_a_feature_group(sample_csv: Path, tmp_path: Path) -> None:
+    from loopworks.featurestore import FeatureStore
+
+    report = run(str(sample_csv), tmp_path / "out", feature_group="reviews", workers=2)
+    assert report.counts["feature_group"]["rows"] == report.counts["rows_out"]
+    with FeatureStore() as store:
+        group = store.feature_group("reviews")
+        info = group.describe()
+        assert info["transformation"]["max_seq_length"] == 128
+        assert info["transformation"]["tokenizer"]["sha256"] == report.tokenizer["sha256"]
+        first = all_rows(tmp_path / "out").slice(0, 1).to_pylist()[0]
+        record = group.get_record(first["review_id"])
+        assert record["input_ids"] == first["input_ids"]
+        counts = store.query("SELECT split_type, count(*) AS n FROM reviews GROUP BY 1")
+        assert counts["n"].sum() == report.counts["rows_out"]
+    again = run(str(sample_csv), tmp_path / "out", feature_group="reviews")
+    assert again.counts["feature_group"]["online_written"] == report.counts["rows_out"]

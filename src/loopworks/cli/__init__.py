@@ -41,12 +41,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from loopworks.cli import jobs, process, profile, sample
+    from loopworks.cli import fs, jobs, process, profile, sample, serve
 
     main.add_command(sample.sample)
     main.add_command(process.process)
     main.add_command(profile.profile)
     main.add_command(jobs.jobs)
+    main.add_command(fs.fs)
+    main.add_command(serve.serve)
 
 
 _register()

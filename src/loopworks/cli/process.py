@@ -72,6 +72,8 @@ from loopworks.settings import load_settings
               help="Rows per shard with --shard-by rows.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an output folder that loopworks did not write.")
+@click.option("--feature-group", default=None,
+              help="Also ingest the features into this feature group (created if missing).")
 @click.option("--home", default=None, help="loopworks home folder (default: LOOPWORKS_HOME or "
                                            "~/.loopworks) for the job record.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job report as JSON.")
@@ -83,7 +85,8 @@ def process(inputs: tuple[str, ...], out: str, engine: str, workers: int | None,
             split: str, stratify: str, seed: int, output_format: str, text_column: str,
             rating_column: str, id_column: str, date_column: str, passthrough: tuple[str, ...],
             input_format: str | None, lab_compat: bool, event_time: datetime | None,
-            shard_by: str, shard_rows: int, overwrite: bool, home: str | None, as_json: bool,
+            shard_by: str, shard_rows: int, overwrite: bool, feature_group: str | None,
+            home: str | None, as_json: bool,
             quiet: bool) -> None:
     """Turn raw reviews (CSV, JSON Lines, Parquet; files, folders, globs or URLs) into
     sentiment, label ids and token ids, split into train/validation/test.
@@ -109,6 +112,7 @@ def process(inputs: tuple[str, ...], out: str, engine: str, workers: int | None,
                             date=date_column, passthrough=passthrough),
         input_format=input_format, lab_compat=lab_compat, event_time=event_time,
         shard_by=shard_by, shard_rows=shard_rows, overwrite=overwrite,
+        feature_group=feature_group,
     )
     with RowsProgress(enabled=False if quiet else None) as bar:
         report = run_processing_job(config, home=settings.home, progress=bar)
@@ -148,6 +152,10 @@ def print_report(report: JobReport, console: Console | None = None) -> None:
             f"p99 {tokens['p99']:.0f}  max {tokens['max']}  ·  truncated "
             f"{tokens['share_truncated']:.2%}  ·  padding {tokens['share_padding']:.1%} of slots"
         )
+    if "feature_group" in counts:
+        fg = counts["feature_group"]
+        console.print(f"feature group {fg['name']!r}: {fg['rows']:,} records ingested "
+                      f"(offline version {fg['offline_version']})")
     console.print(f"time: {report.timings.get('total', 0):.2f}s  "
                   f"({counts.get('rows_per_second', 0):,.0f} rows/s)  ·  report: "
                   f"{report.output.rstrip('/')}/report.json")

@@ -59,6 +59,8 @@ class ProcessingConfig:
         shard_by: ``rows`` (row ranges of size ``shard_rows``) or ``file`` (one per file).
         shard_rows: Rows per shard when sharding by rows.
         overwrite: Replace an output folder that was not written by loopworks.
+        feature_group: Also ingest the features into this feature group (created with
+            inferred definitions and the tokenizer as transformation metadata if missing).
     """
 
     inputs: str | list[str]
@@ -83,6 +85,7 @@ class ProcessingConfig:
     shard_by: str = "rows"
     shard_rows: int = 20_000
     overwrite: bool = False
+    feature_group: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.split, str):

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from loopworks.errors import ConfigurationError, LoopworksError
 from loopworks.processing.config import ProcessingConfig
@@ -239,6 +240,8 @@ def run_processing_job(
     work = _work_dir(config.out, job_id)
     try:
         _run(config, report, work, progress)
+        if config.feature_group:
+            _ingest(config, report, load_settings(home=home).home, progress)
         report.status = "succeeded"
     except LoopworksError as exc:
         report.status, report.error = "failed", str(exc)
@@ -253,6 +256,44 @@ def run_processing_job(
     return report
 
 
+def _ingest(config: ProcessingConfig, report: JobReport, home: Path,
+            progress: ProgressCallback) -> None:
+    """Put the job's features into a feature group (created on first use)."""
+    from loopworks.errors import NotFoundError
+    from loopworks.featurestore import FeatureStore
+
+    clock = time.perf_counter()
+    name = config.feature_group
+    assert name is not None
+    source = Path(config.out.removeprefix("file://")) if _is_local(config.out) else None
+    if source is None or config.output_format != "parquet":
+        raise ConfigurationError("--feature-group needs a local --out with --format parquet",
+                                 setting="feature_group")
+    parts = [pq.read_table(p) for split in SPLIT_NAMES
+             for p in sorted((source / split).glob("*.parquet"))]
+    if not parts:
+        return
+    table = pa.concat_tables(parts).replace_schema_metadata(None)
+    with FeatureStore(home=home) as store:
+        try:
+            group = store.feature_group(name)
+        except NotFoundError:
+            group = store.create_feature_group(
+                name, record_id="review_id", event_time="date", df=table.slice(0, 1000),
+                description="Product reviews: sentiment, label ids and token ids "
+                            "(made by loopworks process)",
+                tags={"source": "loopworks process"},
+                transformation={"tokenizer": report.tokenizer,
+                                "max_seq_length": config.max_seq_length,
+                                "job_id": report.job_id})
+        result = group.ingest(table, workers=config.workers)
+    progress("ingest", result.rows, result.rows)
+    report.counts["feature_group"] = {"name": name, "rows": result.rows,
+                                      "online_written": result.online_written,
+                                      "offline_version": result.offline_version}
+    report.timings["ingest"] = time.perf_counter() - clock
+
+
 def _options(config: ProcessingConfig) -> dict[str, object]:
     return {
         "balance": config.balance, "split": list(config.split), "stratify": config.stratify,
@@ -261,6 +302,7 @@ def _options(config: ProcessingConfig) -> dict[str, object]:
         "columns": asdict(config.columns), "shard_by": config.shard_by,
         "shard_rows": config.shard_rows,
         "event_time": config.event_time.isoformat() if config.event_time else None,
+        "feature_group": config.feature_group,
     }
 
 

@@ -1,0 +1,5 @@
+"""``python -m loopworks.cli``."""
+
+from loopworks.cli import main
+
+main()

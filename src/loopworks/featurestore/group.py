@@ -1,0 +1,284 @@
+"""A feature group: ingest, online reads and writes, deletes, history.
+
+Every write goes to the offline history first (a Delta commit, the source of truth) and then
+to the online store (one transaction). Should the online write fail, the offline commit is
+rolled back by restoring the previous table version, so a batch lands in both stores or in
+neither.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from loopworks.errors import ConfigurationError, InputError
+from loopworks.featurestore.definitions import (
+    EVENT_TIME_TYPE,
+    FeatureDefinition,
+    conform_table,
+    load_feature_definitions,
+)
+from loopworks.featurestore.registry import FeatureGroupSpec
+
+if TYPE_CHECKING:
+    from loopworks.featurestore.store import FeatureStore
+
+__all__ = ["FeatureGroup", "IngestReport"]
+
+_BATCH_ROWS = 50_000
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    rows: int
+    batches: int
+    online_written: int
+    offline_version: int | None
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        """Ingest throughput."""
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime | str | pd.Timestamp) -> datetime:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+class FeatureGroup:
+    """Handle on one feature group of a :class:`~loopworks.featurestore.FeatureStore`."""
+
+    def __init__(self, store: FeatureStore, spec: FeatureGroupSpec) -> None:
+        self._store = store
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        """The group's name (its SQL table name too)."""
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"FeatureGroup({self.name!r}, features={len(self.spec.definitions)})"
+
+    # ----------------------------------------------------------------- description
+    def describe(self) -> dict[str, Any]:
+        """Definitions, tags and transformation metadata plus offline table figures."""
+        info = self.spec.to_dict()
+        offline = self._store.offline
+        version = offline.version(self.name) if offline.exists(self.name) else None
+        info["offline"] = {"version": version, "uri": offline.uri(self.name)
+                           if hasattr(offline, "uri") else None}
+        if version is not None:
+            dataset = offline.dataset(self.name)
+            info["offline"]["rows"] = dataset.count_rows()
+            write_times = dataset.to_table(columns=["write_time"]).column("write_time")
+            last = pc.max(write_times).as_py() if len(write_times) else None
+            info["offline"]["last_write"] = last.isoformat() if last else None
+        return info
+
+    def add_features(self, definitions: Sequence[FeatureDefinition] | pd.DataFrame | pa.Table
+                     ) -> FeatureGroup:
+        """Add new features (update). Existing records read them as null."""
+        if isinstance(definitions, pd.DataFrame | pa.Table):
+            definitions = load_feature_definitions(definitions)
+        current = {d.name for d in self.spec.definitions}
+        added = [d for d in definitions if d.name not in current]
+        if not added:
+            raise ConfigurationError(f"feature group {self.name!r}: no new features to add",
+                                     feature_group=self.name)
+        self.spec.definitions = [*self.spec.definitions, *added]
+        self._store.registry.update(self.spec)
+        return self
+
+    # ---------------------------------------------------------------------- ingest
+    def ingest(self, data: pd.DataFrame | pa.Table | str, *, workers: int = 1,
+               batch_rows: int = _BATCH_ROWS) -> IngestReport:
+        """Validate and write records to the offline history and the online store.
+
+        Args:
+            data: DataFrame, Arrow table, or a Parquet/CSV/JSON Lines file or folder.
+            workers: Threads validating and converting batches in parallel (writes to one
+                table are serialized by the store's lock).
+            batch_rows: Rows per batch; each batch lands atomically in both stores.
+
+        Returns:
+            An :class:`IngestReport`.
+
+        Raises:
+            ValidationError: A row does not match the definitions (names the row within the
+                whole input and the feature). No batch is written when any is invalid.
+        """
+        start = time.perf_counter()
+        table = self._from_pandas(data) if isinstance(data, pd.DataFrame) else _load(data)
+        batches = [table.slice(i, batch_rows) for i in range(0, table.num_rows, batch_rows)]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            conformed = list(pool.map(self._conform_batch, batches,
+                                      range(0, table.num_rows, batch_rows)))
+        written = 0
+        version = None
+        for batch in conformed:
+            written_now, version = self._write(batch)
+            written += written_now
+        return IngestReport(table.num_rows, len(conformed), written, version,
+                            time.perf_counter() - start)
+
+    def _from_pandas(self, frame: pd.DataFrame) -> pa.Table:
+        """DataFrame to Arrow; a value of the wrong type fails naming its row and feature."""
+        from loopworks.errors import ValidationError
+
+        try:
+            return pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        for name in frame.columns:  # error path only: find the offending value
+            try:
+                pa.array(frame[name], from_pandas=True)
+                continue
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
+            values = frame[name].tolist()
+            kinds = pd.Series([type(v).__name__ for v in values if v is not None])
+            common = kinds.mode().iloc[0] if len(kinds) else "value"
+            for row, value in enumerate(values):
+                if value is not None and type(value).__name__ != common:
+                    raise ValidationError(
+                        f"feature group {self.name!r}: row {row}: feature {name!r} holds "
+                        f"{value!r} ({type(value).__name__}) among {common} values",
+                        feature_group=self.name, row=row, feature=str(name))
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def _conform_batch(self, batch: pa.Table, offset: int = 0) -> pa.Table:
+        from loopworks.errors import ValidationError
+
+        try:
+            return conform_table(batch, self.spec.definitions, record_id=self.spec.record_id,
+                                 event_time=self.spec.event_time, group=self.name)
+        except ValidationError as exc:
+            row = exc.fields.get("row")
+            if row is None or offset == 0:
+                raise
+            message = str(exc).replace(f": row {row}:", f": row {row + offset}:", 1)
+            raise ValidationError(message, **(exc.fields | {"row": row + offset})) from None
+
+    def _write(self, table: pa.Table, *, deleted: bool = False) -> tuple[int, int | None]:
+        if table.num_rows == 0:
+            return 0, self._store.offline.version(self.name) \
+                if self._store.offline.exists(self.name) else None
+        history = table.append_column("write_time", pa.array(
+            [_utcnow()] * table.num_rows, EVENT_TIME_TYPE)).append_column(
+            "is_deleted", pa.array(np.full(table.num_rows, deleted)))
+        offline = self._store.offline
+        before = offline.version(self.name) if offline.exists(self.name) else None
+        version = offline.append(self.name, history, event_time=self.spec.event_time)
+        if deleted:
+            return 0, version
+        try:
+            written = self._store.online.write(
+                self.name, table, self.spec.definitions, record_id=self.spec.record_id,
+                event_time=self.spec.event_time, ttl_seconds=self.spec.ttl_seconds)
+        except Exception:
+            if before is None:
+                offline.delete(self.name)
+            elif hasattr(offline, "restore"):
+                offline.restore(self.name, before)
+            raise
+        return written, version
+
+    # ---------------------------------------------------------------- online reads
+    def get_record(self, record_id: str, features: Sequence[str] | None = None
+                   ) -> dict[str, Any] | None:
+        """The latest record for an id, or ``None`` (missing, deleted or expired)."""
+        return self.batch_get_record([record_id], features)[0]
+
+    def batch_get_record(self, record_ids: Sequence[str], features: Sequence[str] | None = None
+                         ) -> list[dict[str, Any] | None]:
+        """Latest records for many ids, in order (``None`` where there is none)."""
+        if features:
+            for name in features:
+                self.spec.definition(name)
+        return self._store.online.read(self.name, [str(i) for i in record_ids],
+                                       self.spec.definitions, features)
+
+    # --------------------------------------------------------------- online writes
+    def put_record(self, record: dict[str, Any]) -> bool:
+        """Write one record (validated). Returns False when a newer one is stored."""
+        table = self._conform_batch(pa.Table.from_pylist([record]))
+        written, _ = self._write(table)
+        return written == 1
+
+    def delete_record(self, record_id: str, event_time: datetime | str | None = None, *,
+                      hard: bool = False) -> bool:
+        """Delete a record as of ``event_time`` (default now).
+
+        Soft: no longer served online; hard: gone online. Both append an ``is_deleted``
+        tombstone to the offline history. A delete older than the stored record is refused
+        (hard: ConflictError) or kept offline only (soft: returns False).
+        """
+        when = _as_utc(event_time) if event_time is not None else _utcnow()
+        accepted = self._store.online.delete(
+            self.name, str(record_id), when, hard=hard, definitions=self.spec.definitions,
+            record_id_name=self.spec.record_id, event_time_name=self.spec.event_time)
+        tombstone = pa.Table.from_pylist([{self.spec.record_id: str(record_id),
+                                           self.spec.event_time: when}])
+        self._write(self._conform_batch(tombstone), deleted=True)
+        return accepted
+
+    # --------------------------------------------------------------------- offline
+    def history(self, *, version: int | None = None, as_of: datetime | str | None = None
+                ) -> pa.Table:
+        """The offline history (every write, with write_time and is_deleted)."""
+        return self._store.offline.read(self.name, version=version,
+                                        as_of=_as_utc(as_of) if as_of is not None else None)
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Offline table versions (Delta history), newest first."""
+        return self._store.offline.history(self.name)
+
+    def optimize(self) -> dict[str, Any]:
+        """Compact the offline table's small files."""
+        return self._store.offline.optimize(self.name)
+
+
+def _load(data: pd.DataFrame | pa.Table | str) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, str):
+        return pa.concat_tables(list(_read_files(data)))
+    raise InputError(f"cannot ingest {type(data).__name__}; pass a DataFrame, Arrow table or "
+                     "a file/folder path")
+
+
+def _read_files(path: str) -> Iterator[pa.Table]:
+    from loopworks.processing.inputs import discover_inputs
+
+    for source in discover_inputs(path):
+        fmt = {"jsonl": "json"}.get(source.format, source.format)
+        if fmt == "csv":
+            from loopworks.processing.inputs import iter_batches
+
+            yield pa.Table.from_batches(list(iter_batches(source)))
+        else:
+            yield pads.dataset(source.url.removeprefix("file://"), format=fmt).to_table()

@@ -1,0 +1,409 @@
+"""Offline store: the append-only history of each feature group as a Delta Lake table.
+
+The table of group ``G`` lives at ``<root>/G`` (a local folder or an object-store URL such as
+``s3://bucket/prefix``) and is partitioned by ``event_date``, the UTC date of the group's event
+time. Every write is an ``append`` commit, so Delta time travel (``version=``) and the
+``write_time`` column (``as_of=``) both show the history as it was.
+
+List types. Delta has one array type and no fixed length, so delta-rs records
+``fixed_size_list<int32>[128]`` as ``array<integer>`` in the table schema (the Parquet files it
+appends still carry the fixed size in their embedded Arrow schema, but files rewritten by
+``optimize`` do not). The store therefore keeps the fixed length as Delta *field metadata*
+(``loopworks.list_size``), written with the column and preserved by every commit, and reads
+the table through a dataset whose schema restores ``fixed_size_list``; Arrow casts each file's
+lists to it on the fly. Variable lists (``list<int64>``) stay plain lists. Values are native
+typed Parquet lists throughout, never JSON.
+
+Concurrency. delta-rs can lose commits when writers race on one table, so every writing
+operation holds one lock per table: a thread lock shared by all stores in the process plus a
+:class:`filelock.FileLock` under ``lock_dir`` for other processes on the same host. Writers on
+other hosts (object stores) must share that folder or rely on a Delta locking provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from loopworks.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    NotFoundError,
+    ValidationError,
+)
+from loopworks.featurestore.definitions import EVENT_TIME_TYPE
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+    from filelock import FileLock
+
+__all__ = ["LIST_SIZE_KEY", "PARTITION_COLUMN", "DeltaOfflineStore"]
+
+PARTITION_COLUMN = "event_date"
+LIST_SIZE_KEY = "loopworks.list_size"
+_WRITE_TIME = "write_time"
+_IS_DELETED = "is_deleted"
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+
+# One lock per table for the whole process: stores sharing a root also share it.
+_LOCKS: dict[str, tuple[threading.RLock, FileLock]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _deltalake() -> Any:
+    try:
+        import deltalake
+    except ImportError:
+        raise MissingDependencyError("deltalake", "dev", "the offline store") from None
+    return deltalake
+
+
+class DeltaOfflineStore:
+    """Append-only feature group history in Delta Lake tables.
+
+    Args:
+        root: Local folder or object-store URL (``s3://bucket/prefix``, ``gs://...``,
+            ``az://...``); the table of group ``G`` is ``<root>/G``.
+        lock_dir: Local folder for the per-table writer lock files.
+        storage_options: Options for delta-rs' object store (credentials, endpoint...).
+    """
+
+    def __init__(self, root: str, *, lock_dir: Path,
+                 storage_options: dict[str, str] | None = None) -> None:
+        root = str(root)
+        if root.startswith("file://"):
+            root = root.removeprefix("file://")
+        self._remote = "://" in root
+        self.root = root.rstrip("/") if self._remote else str(Path(root).expanduser().resolve())
+        self.lock_dir = Path(lock_dir)
+        self.storage_options = dict(storage_options) if storage_options else None
+
+    def __repr__(self) -> str:
+        return f"DeltaOfflineStore({self.root!r})"
+
+    def uri(self, group: str) -> str:
+        """Where the table of ``group`` lives (path or URL).
+
+        Raises:
+            ConfigurationError: The group name cannot be a folder name.
+        """
+        if not _GROUP_NAME.fullmatch(group or ""):
+            raise ConfigurationError(
+                f"feature group name {group!r} cannot name an offline table: use letters, "
+                "digits, '_', '-', '.' and start with a letter or digit", feature_group=group)
+        return f"{self.root}/{group}"
+
+    # ------------------------------------------------------------------ writing
+    def append(self, group: str, table: pa.Table, *, event_time: str) -> int:
+        """Append rows to the group's history (creating the table on first use).
+
+        Args:
+            group: Feature group name.
+            table: Conformed feature columns in their canonical Arrow types plus
+                ``write_time`` (timestamp[us, UTC]) and ``is_deleted`` (bool).
+            event_time: Name of the event time column; its UTC date becomes the
+                ``event_date`` partition.
+
+        Returns:
+            The table version this append committed.
+
+        Raises:
+            ValidationError: A required column is missing or has the wrong type, or a column's
+                type differs from the one already stored (names group and feature).
+        """
+        data = self._prepare(group, table, event_time)
+        uri = self.uri(group)
+        deltalake = _deltalake()
+        with self._writer_lock(group):
+            existing = self._open(uri)
+            if existing is None:
+                deltalake.write_deltalake(uri, data, mode="append",
+                                          partition_by=[PARTITION_COLUMN],
+                                          storage_options=self.storage_options)
+                return int(deltalake.DeltaTable(uri, storage_options=self.storage_options)
+                           .version())
+            stored = _canonical_schema(_arrow_schema(existing))
+            for field in data.schema:
+                if field.name in stored.names and stored.field(field.name).type != field.type:
+                    raise ValidationError(
+                        f"feature group {group!r}: feature {field.name!r} is {field.type} in "
+                        f"this batch but {stored.field(field.name).type} in the offline store",
+                        feature_group=group, feature=field.name, row=None)
+            # Added (or dropped) features evolve the schema; old rows read them as null.
+            same = set(stored.names) == set(data.schema.names)
+            deltalake.write_deltalake(existing, data, mode="append",
+                                      schema_mode=None if same else "merge")
+            return int(existing.version())
+
+    def optimize(self, group: str) -> dict[str, Any]:
+        """Compact small files (delta-rs ``optimize.compact``) under the writer lock.
+
+        Old files are kept (no vacuum), so time travel to earlier versions keeps working.
+
+        Returns:
+            delta-rs' metrics (``numFilesAdded``, ``numFilesRemoved``, ...).
+
+        Raises:
+            NotFoundError: The group has no offline table.
+        """
+        with self._writer_lock(group):
+            return dict(self._load(group).optimize.compact())
+
+    def restore(self, group: str, version: int, *, expected_version: int | None = None) -> int:
+        """Make ``version`` the current state again with a new RESTORE commit.
+
+        Used to roll back an append whose online write failed. Restoring also undoes any
+        commit made after ``version``; pass ``expected_version`` (the version the rolled-back
+        append returned) to refuse when another writer has committed since.
+
+        Returns:
+            The new table version.
+
+        Raises:
+            NotFoundError: No table, or ``version`` does not exist (names the valid range).
+            ConflictError: The table is no longer at ``expected_version``.
+        """
+        from loopworks.errors import ConflictError
+
+        with self._writer_lock(group):
+            table = self._load(group)
+            latest = int(table.version())
+            self._check_version(group, version, latest)
+            if expected_version is not None and latest != expected_version:
+                raise ConflictError(
+                    f"feature group {group!r}: offline table is at version {latest}, not "
+                    f"{expected_version}; another writer committed, not restoring",
+                    feature_group=group, version=latest)
+            table.restore(version)
+            return int(table.version())
+
+    def delete(self, group: str) -> None:
+        """Remove the group's table and all its data (every version). No table: no-op."""
+        uri = self.uri(group)
+        with self._writer_lock(group):
+            if not self._remote:
+                if Path(uri).exists():
+                    shutil.rmtree(uri)
+                return
+            import fsspec
+
+            scheme = uri.split("://", 1)[0]
+            try:
+                fs, path = fsspec.core.url_to_fs(uri, **_fsspec_options(scheme,
+                                                                       self.storage_options))
+            except ImportError:
+                package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs",
+                           "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}.get(scheme, scheme)
+                raise MissingDependencyError(package, "s3" if package == "s3fs" else package,
+                                             f"deleting offline tables on {scheme}://") from None
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+
+    # ------------------------------------------------------------------ reading
+    def exists(self, group: str) -> bool:
+        """Whether the group has an offline table."""
+        return bool(_deltalake().DeltaTable.is_deltatable(
+            self.uri(group), storage_options=self.storage_options))
+
+    def version(self, group: str) -> int | None:
+        """The latest table version, or ``None`` when the group has no table."""
+        table = self._open(self.uri(group))
+        return None if table is None else int(table.version())
+
+    def history(self, group: str) -> list[dict[str, Any]]:
+        """The table's commits, newest first (like Delta's ``DESCRIBE HISTORY``).
+
+        Returns:
+            One dict per commit: ``version``, ``timestamp`` (UTC datetime), ``operation``
+            (WRITE, OPTIMIZE, RESTORE...), ``rows_added`` (``None`` when not recorded) and
+            the raw ``metrics``.
+
+        Raises:
+            NotFoundError: The group has no offline table.
+        """
+        commits = []
+        for commit in self._load(group).history():
+            metrics = dict(commit.get("operationMetrics") or {})
+            stamp = commit.get("timestamp")
+            commits.append({
+                "version": commit.get("version"),
+                "timestamp": datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None,
+                "operation": commit.get("operation"),
+                "rows_added": metrics.get("num_added_rows"),
+                "metrics": metrics,
+            })
+        return commits
+
+    def dataset(self, group: str, *, version: int | None = None,
+                as_of: datetime | None = None) -> pads.Dataset:
+        """The group's whole history as a lazy Arrow dataset in canonical types.
+
+        Query it with DuckDB (``con.register("g", store.dataset("g"))``) or Arrow.
+
+        Args:
+            group: Feature group name.
+            version: Delta time travel: the table as it was at this version.
+            as_of: Only rows written at or before this time (``write_time <= as_of``; exact
+                to the microsecond). A naive datetime is taken as UTC. Combines with
+                ``version``.
+
+        Raises:
+            NotFoundError: The group has no offline table, or ``version`` does not exist
+                (names the valid range).
+        """
+        table = self._load(group, version)
+        dataset = table.to_pyarrow_dataset(schema=_canonical_schema(_arrow_schema(table)))
+        if as_of is not None:
+            dataset = dataset.filter(pc.field(_WRITE_TIME) <= pa.scalar(_utc(as_of),
+                                                                       EVENT_TIME_TYPE))
+        return dataset
+
+    def read(self, group: str, *, version: int | None = None, as_of: datetime | None = None,
+             columns: list[str] | None = None, filter: pc.Expression | None = None
+             ) -> pa.Table:
+        """Read the history into an Arrow table (canonical types, fixed-size lists restored).
+
+        Args:
+            group: Feature group name.
+            version: See :meth:`dataset`.
+            as_of: See :meth:`dataset`.
+            columns: Only these columns.
+            filter: A ``pyarrow.compute`` expression rows must satisfy.
+
+        Raises:
+            NotFoundError: See :meth:`dataset`.
+        """
+        return self.dataset(group, version=version, as_of=as_of).to_table(columns=columns,
+                                                                          filter=filter)
+
+    # ------------------------------------------------------------------ internals
+    def _open(self, uri: str) -> DeltaTable | None:
+        deltalake = _deltalake()
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return deltalake.DeltaTable(uri, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def _load(self, group: str, version: int | None = None) -> DeltaTable:
+        table = self._open(self.uri(group))
+        if table is None:
+            raise NotFoundError(f"feature group {group!r} has no offline data yet "
+                                f"(no Delta table at {self.uri(group)})", feature_group=group)
+        if version is None:
+            return table
+        latest = int(table.version())
+        self._check_version(group, version, latest)
+        if version != latest:
+            from deltalake.exceptions import DeltaError
+
+            try:
+                table.load_as_version(version)
+            except DeltaError as exc:  # e.g. its log entry was cleaned up
+                raise NotFoundError(
+                    f"feature group {group!r}: offline version {version} cannot be loaded "
+                    f"({str(exc).splitlines()[0]}); the latest is {latest}",
+                    feature_group=group, version=version, valid_range=[0, latest]) from None
+        return table
+
+    @staticmethod
+    def _check_version(group: str, version: int, latest: int) -> None:
+        if isinstance(version, bool) or not isinstance(version, int) \
+                or not 0 <= version <= latest:
+            raise NotFoundError(
+                f"feature group {group!r}: offline version {version!r} does not exist; valid "
+                f"versions are 0..{latest}",
+                feature_group=group, version=version, valid_range=[0, latest])
+
+    def _prepare(self, group: str, table: pa.Table, event_time: str) -> pa.Table:
+        """Check the bookkeeping columns, add ``event_date`` and the list-size metadata."""
+        if PARTITION_COLUMN in table.column_names:
+            raise ValidationError(f"feature group {group!r}: {PARTITION_COLUMN!r} is reserved "
+                                  "for the offline store's partition column",
+                                  feature_group=group, feature=PARTITION_COLUMN, row=None)
+        for name, check, expected in (
+                (event_time, pa.types.is_timestamp, "a timestamp"),
+                (_WRITE_TIME, lambda t: t == EVENT_TIME_TYPE, str(EVENT_TIME_TYPE)),
+                (_IS_DELETED, pa.types.is_boolean, "bool")):
+            if name not in table.column_names:
+                raise ValidationError(f"feature group {group!r}: offline append needs column "
+                                      f"{name!r}", feature_group=group, feature=name, row=None)
+            if not check(table.schema.field(name).type):
+                raise ValidationError(
+                    f"feature group {group!r}: column {name!r} must be {expected}, got "
+                    f"{table.schema.field(name).type}", feature_group=group, feature=name,
+                    row=None)
+        # The instant in UTC with its zone dropped, so the date is the UTC date.
+        utc = table.column(event_time).cast(EVENT_TIME_TYPE).cast(pa.timestamp("us"))
+        table = table.append_column(pa.field(PARTITION_COLUMN, pa.date32()),
+                                    utc.cast(pa.date32()))
+        fields = [field.with_metadata({LIST_SIZE_KEY: str(field.type.list_size)})
+                  if pa.types.is_fixed_size_list(field.type) else field.remove_metadata()
+                  for field in table.schema]
+        return pa.Table.from_arrays(table.columns, schema=pa.schema(fields))
+
+    @contextmanager
+    def _writer_lock(self, group: str) -> Iterator[None]:
+        key = f"{self.root}/{group}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[-100:]
+        path = self.lock_dir / f"{name}-{digest}.lock"
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with _LOCKS_GUARD:
+            if str(path) not in _LOCKS:
+                from filelock import FileLock
+
+                # thread_local=False: the RLock already admits one thread; the FileLock
+                # counts re-entries of that thread.
+                _LOCKS[str(path)] = (threading.RLock(), FileLock(path, thread_local=False))
+            thread_lock, file_lock = _LOCKS[str(path)]
+        with thread_lock, file_lock:
+            yield
+
+
+def _arrow_schema(table: DeltaTable) -> pa.Schema:
+    return pa.schema(table.schema().to_arrow())
+
+
+def _canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """The Delta table's Arrow schema with fixed-size lists restored from field metadata."""
+    fields = []
+    for field in schema:
+        dtype = field.type
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+            size = (field.metadata or {}).get(LIST_SIZE_KEY.encode())
+            dtype = pa.list_(dtype.value_type, int(size)) if size else pa.list_(dtype.value_type)
+        fields.append(pa.field(field.name, dtype, field.nullable))
+    return pa.schema(fields)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _fsspec_options(scheme: str, options: dict[str, str] | None) -> dict[str, Any]:
+    """Map delta-rs S3 storage options to s3fs arguments; other schemes use the environment."""
+    if scheme not in ("s3", "s3a") or not options:
+        return {}
+    lowered = {k.lower(): v for k, v in options.items()}
+    mapped: dict[str, Any] = {}
+    for delta_key, fs_key in (("aws_access_key_id", "key"), ("aws_secret_access_key", "secret"),
+                              ("aws_session_token", "token"), ("aws_endpoint_url", "endpoint_url"),
+                              ("aws_endpoint", "endpoint_url")):
+        if delta_key in lowered:
+            mapped[fs_key] = lowered[delta_key]
+    if "aws_region" in lowered:
+        mapped["client_kwargs"] = {"region_name": lowered["aws_region"]}
+    return mapped

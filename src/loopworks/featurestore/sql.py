@@ -1,0 +1,313 @@
+"""SQL over the offline store with DuckDB, and point-in-time correct training sets.
+
+Each feature group's Delta table is registered in DuckDB as an Arrow dataset (DuckDB's own
+delta extension would download at run time). Training sets use DuckDB's ``ASOF JOIN``: for
+every entity row, the latest feature values at or before its event time, never after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from loopworks.errors import ConfigurationError, NotFoundError, ValidationError
+from loopworks.featurestore.definitions import EVENT_TIME_TYPE
+
+if TYPE_CHECKING:
+    from loopworks.featurestore.store import FeatureStore
+
+__all__ = ["run_query", "training_set", "training_set_from_manifest"]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+           ) -> pa.Table:
+    """Run a query and return Arrow (DuckDB 2 names it to_arrow_table, 1.x arrow)."""
+    relation = con.sql(sql, params=params or None)
+    if relation is None:  # a statement without a result
+        return pa.table({})
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+    table = fetch()
+    return table if isinstance(table, pa.Table) else table.read_all()
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = None,
+              output: str = "pandas", out: str | None = None) -> Any:
+    """Run SQL with every feature group visible as a table (see ``FeatureStore.query``)."""
+    if output not in ("pandas", "arrow"):
+        raise ConfigurationError("output must be 'pandas' or 'arrow'", setting="output")
+    con = _connect()
+    when = _utc(as_of)
+    for spec in store.list_feature_groups():
+        if not store.offline.exists(spec.name):
+            continue
+        con.register(spec.name, store.offline.dataset(spec.name, as_of=when))
+        con.execute(
+            f"CREATE VIEW {spec.name}_latest AS SELECT * EXCLUDE (__rn) FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY {_quote(spec.record_id)} ORDER BY "
+            f"{_quote(spec.event_time)} DESC, write_time DESC) AS __rn FROM {spec.name}) "
+            "WHERE __rn = 1 AND NOT is_deleted")
+    try:
+        result = _arrow(con, sql)
+    except duckdb.Error as exc:
+        raise ValidationError(f"SQL error: {str(exc).strip()}", sql=sql) from None
+    finally:
+        con.close()
+    if out:
+        _write_result(result, out)
+    return result if output == "arrow" else result.to_pandas()
+
+
+def _write_result(table: pa.Table, out: str) -> None:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".parquet":
+        pq.write_table(table, tmp)
+    elif path.suffix == ".csv":
+        pacsv.write_csv(_csv_safe(table), tmp)
+    else:
+        raise ConfigurationError(f"--out {out}: use a .csv or .parquet file name", setting="out")
+    tmp.replace(path)
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """CSV has no lists: write list columns as JSON arrays text."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) \
+                or pa.types.is_large_list(column.type):
+            column = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()],
+                              pa.string())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def training_set(
+    store: FeatureStore,
+    entity_df: pd.DataFrame | pa.Table,
+    features: Sequence[str],
+    *,
+    event_time: str = "event_time",
+    include_deleted: bool = False,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    ttl_seconds: float | None = None,
+    as_of: datetime | str | None = None,
+    versions: dict[str, int] | None = None,
+    full_feature_names: bool = False,
+    manifest: str | None = None,
+    output: str = "pandas",
+) -> Any:
+    """Join feature groups to entity rows as of each row's event time (no leakage).
+
+    Args:
+        store: The feature store.
+        entity_df: One row per training example: the record id column of each group and
+            ``event_time``; other columns (labels...) are kept.
+        features: ``"group:feature"`` references (``"group:*"`` for all of a group's features).
+        event_time: Entity column holding the time each example is "as of".
+        include_deleted: Ignore deletions (take the latest non-deleted values).
+        start, end: Only feature records whose event time lies in this range.
+        ttl_seconds: Values older than this, relative to the entity time, are null
+            (default: each group's TTL).
+        as_of: Use the offline history as it was at this write time.
+        versions: Pin offline table versions per group (what manifests do).
+        full_feature_names: Name columns ``group__feature`` instead of ``feature``.
+        manifest: Write a JSON manifest here that rebuilds the same set later.
+        output: ``pandas`` or ``arrow``.
+
+    Returns:
+        Exactly one row per entity row, in the entity order, with typed feature columns.
+    """
+    entity = _entity_table(entity_df, event_time)
+    requested = _parse_features(store, features)
+    names: dict[str, str] = {}
+    out = entity
+    groups_meta: dict[str, Any] = {}
+    for group_name, feature_names in requested.items():
+        spec = store.feature_group(group_name).spec
+        if spec.record_id not in entity.column_names:
+            raise ConfigurationError(
+                f"entity rows need a {spec.record_id!r} column for feature group {group_name!r}",
+                feature_group=group_name, feature=spec.record_id)
+        version = (versions or {}).get(group_name)
+        if version is None and store.offline.exists(group_name):
+            version = store.offline.version(group_name)
+        ttl = ttl_seconds if ttl_seconds is not None else spec.ttl_seconds
+        joined, sql = _asof_join(store, spec, entity, feature_names, event_time, version,
+                                 _utc(as_of), _utc(start), _utc(end), include_deleted, ttl)
+        for feature in feature_names:
+            column = f"{group_name}__{feature}" if full_feature_names else feature
+            if column in names or column in entity.column_names:
+                raise ConfigurationError(
+                    f"feature name {column!r} appears twice; pass full_feature_names=True",
+                    feature=column)
+            names[column] = group_name
+            out = out.append_column(column, joined.column(feature))
+        groups_meta[group_name] = {"version": version, "features": feature_names, "sql": sql,
+                                   "ttl_seconds": ttl}
+    out = out.drop_columns(["__lw_row"])
+    if manifest:
+        _write_manifest(manifest, features, event_time, groups_meta, entity, {
+            "include_deleted": include_deleted, "start": _iso(start), "end": _iso(end),
+            "ttl_seconds": ttl_seconds, "as_of": _iso(as_of),
+            "full_feature_names": full_feature_names})
+    return out if output == "arrow" else out.to_pandas()
+
+
+def training_set_from_manifest(store: FeatureStore, manifest: str,
+                               entity_df: pd.DataFrame | pa.Table, output: str = "pandas") -> Any:
+    """Rebuild a training set exactly, from a saved manifest and the same entity rows."""
+    data = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    options = data["options"]
+    return training_set(
+        store, entity_df, data["features"], event_time=data["event_time"],
+        include_deleted=options["include_deleted"], start=options["start"],
+        end=options["end"], ttl_seconds=options["ttl_seconds"], as_of=options["as_of"],
+        versions={g: m["version"] for g, m in data["groups"].items()},
+        full_feature_names=options["full_feature_names"], output=output)
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    when = _utc(value)
+    return when.isoformat() if when else None
+
+
+def _write_manifest(path: str, features: Sequence[str], event_time: str,
+                    groups: dict[str, Any], entity: pa.Table, options: dict[str, Any]) -> None:
+    data = {"created_at": datetime.now(UTC).isoformat(), "features": list(features),
+            "event_time": event_time, "entity_rows": entity.num_rows, "options": options,
+            "groups": groups}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(target)
+
+
+def _entity_table(entity_df: pd.DataFrame | pa.Table, event_time: str) -> pa.Table:
+    table = entity_df if isinstance(entity_df, pa.Table) else pa.Table.from_pandas(
+        entity_df, preserve_index=False)
+    if event_time not in table.column_names:
+        raise ConfigurationError(
+            f"entity rows need an event time column {event_time!r} (columns: "
+            f"{', '.join(table.column_names)})", feature=event_time)
+    column = table.column(event_time)
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        import pyarrow.compute as pc
+
+        column = pc.assume_timezone(column, "UTC")
+    try:
+        column = column.cast(EVENT_TIME_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ConfigurationError(f"entity column {event_time!r} must hold timestamps",
+                                 feature=event_time) from None
+    if column.null_count:
+        raise ConfigurationError(f"entity column {event_time!r} has missing times",
+                                 feature=event_time)
+    table = table.set_column(table.column_names.index(event_time), event_time, column)
+    return table.append_column("__lw_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _parse_features(store: FeatureStore, features: Sequence[str]) -> dict[str, list[str]]:
+    if not features:
+        raise ConfigurationError("name at least one feature as 'group:feature'")
+    requested: dict[str, list[str]] = {}
+    for ref in features:
+        group, sep, feature = ref.partition(":")
+        if not sep or not feature:
+            raise ConfigurationError(f"feature reference {ref!r} must be 'group:feature'")
+        spec = store.feature_group(group).spec
+        if feature == "*":
+            chosen = [d.name for d in spec.definitions
+                      if d.name not in (spec.record_id, spec.event_time)]
+        else:
+            spec.definition(feature)
+            chosen = [feature]
+        requested.setdefault(group, [])
+        requested[group] += [f for f in chosen if f not in requested[group]]
+    return requested
+
+
+def _asof_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[str],
+               event_time: str, version: int | None, as_of: datetime | None,
+               start: datetime | None, end: datetime | None, include_deleted: bool,
+               ttl: float | None) -> tuple[pa.Table, str]:
+    rid, et = _quote(spec.record_id), _quote(spec.event_time)
+    con = _connect()
+    keys = entity.select([spec.record_id, event_time, "__lw_row"])
+    keys = keys.set_column(0, spec.record_id, keys.column(0).cast(pa.string()))
+    con.register("entity", keys)
+    if version is None:
+        empty = pa.schema([pa.field(d.name, d.arrow_type) for d in spec.definitions]
+                          + [pa.field("write_time", EVENT_TIME_TYPE),
+                             pa.field("is_deleted", pa.bool_())]).empty_table()
+        con.register("history", empty)
+    else:
+        try:
+            con.register("history", store.offline.dataset(spec.name, version=version,
+                                                          as_of=as_of))
+        except NotFoundError:
+            raise
+    where = ["TRUE"]
+    params: list[Any] = []
+    if start is not None:
+        where.append(f"{et} >= ?")
+        params.append(start)
+    if end is not None:
+        where.append(f"{et} <= ?")
+        params.append(end)
+    if include_deleted:
+        where.append("NOT is_deleted")
+    picked = ", ".join(_quote(f) for f in features)
+    stale = "FALSE" if ttl is None else f"e.{_quote(event_time)} - f.__et > to_microseconds(" \
+        f"{int(ttl * 1_000_000)})"
+    values = ", ".join(
+        f"CASE WHEN f.__deleted OR {stale} THEN NULL ELSE f.{_quote(f)} END AS {_quote(f)}"
+        for f in features)
+    sql = (
+        f"WITH f AS (SELECT {rid} AS __id, {et} AS __et, is_deleted AS __deleted, {picked} "
+        f"FROM history WHERE {' AND '.join(where)} "
+        f"QUALIFY row_number() OVER (PARTITION BY {rid}, {et} ORDER BY write_time DESC) = 1) "
+        f"SELECT e.__lw_row, {values} FROM entity e ASOF LEFT JOIN f "
+        f"ON e.{rid} = f.__id AND e.{_quote(event_time)} >= f.__et ORDER BY e.__lw_row")
+    try:
+        result = _arrow(con, sql, params)
+    finally:
+        con.close()
+    if result.num_rows != entity.num_rows:  # the one-row-per-entity-row contract
+        raise ValidationError(f"point-in-time join returned {result.num_rows} rows for "
+                              f"{entity.num_rows} entity rows", feature_group=spec.name)
+    typed = []
+    for f in features:
+        column = result.column(f)
+        target = spec.definition(f).arrow_type
+        typed.append(column if column.type == target else column.cast(target))
+    return pa.Table.from_arrays(typed, names=features), sql

@@ -1,0 +1,217 @@
+"""The feature store: a registry of groups, an online store and an offline store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from loopworks.errors import ConfigurationError, NotFoundError
+from loopworks.featurestore.definitions import FeatureDefinition, load_feature_definitions
+from loopworks.featurestore.group import FeatureGroup
+from loopworks.featurestore.registry import FeatureGroupSpec, Registry, validate_name
+
+__all__ = ["FeatureStore"]
+
+
+class FeatureStore:
+    """Feature groups with an online store (latest per id) and an offline history.
+
+    Args:
+        home: loopworks home folder (default: ``LOOPWORKS_HOME`` or ``~/.loopworks``).
+        database_url: Metadata database (``LOOPWORKS_DATABASE_URL``; default SQLite in home).
+        online_store_url: ``sqlite:///...`` (default, in home) or ``redis://...``
+            (``LOOPWORKS_ONLINE_STORE_URL``).
+        offline_store_url: Folder or object-store URL for the Delta tables
+            (``LOOPWORKS_OFFLINE_STORE_URL``; default ``<home>/offline``).
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, *,
+                 database_url: str | None = None, online_store_url: str | None = None,
+                 offline_store_url: str | None = None) -> None:
+        from loopworks.metadata import database_url as resolve_db
+        from loopworks.metadata import open_engine
+        from loopworks.settings import load_settings
+
+        self.home = load_settings(home=str(home) if home else None).home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(open_engine(resolve_db(self.home, database_url)))
+        self._online_url = online_store_url or os.environ.get("LOOPWORKS_ONLINE_STORE_URL")
+        self._offline_url = offline_store_url or os.environ.get(
+            "LOOPWORKS_OFFLINE_STORE_URL") or str(self.home / "offline")
+        self._online: Any = None
+        self._offline: Any = None
+
+    @property
+    def online(self) -> Any:
+        """The online store backend (opened on first use)."""
+        if self._online is None:
+            from loopworks.featurestore.online import open_online_store
+
+            self._online = open_online_store(self._online_url, self.home)
+        return self._online
+
+    @property
+    def offline(self) -> Any:
+        """The offline store backend (Delta Lake tables)."""
+        if self._offline is None:
+            from loopworks.featurestore.offline import DeltaOfflineStore
+
+            self._offline = DeltaOfflineStore(self._offline_url, lock_dir=self.home / "locks")
+        return self._offline
+
+    def close(self) -> None:
+        """Close backend connections."""
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ groups
+    def create_feature_group(
+        self, name: str, *, record_id: str, event_time: str,
+        df: pd.DataFrame | pa.Table | None = None,
+        definitions: Sequence[FeatureDefinition] | None = None, description: str = "",
+        tags: dict[str, str] | None = None, ttl_seconds: float | None = None,
+        transformation: dict[str, Any] | None = None,
+    ) -> FeatureGroup:
+        """Create a feature group from definitions, or inferred from ``df``.
+
+        Raises:
+            ConfigurationError: Bad name, no definitions, or the record id / event time
+                feature is missing or of the wrong type.
+            ConflictError: A group of that name exists.
+        """
+        validate_name(name)
+        if definitions is None:
+            if df is None:
+                raise ConfigurationError("give definitions=[...] or df= to infer them from",
+                                         feature_group=name)
+            definitions = load_feature_definitions(df)
+        definitions = list(definitions)
+        names = [d.name for d in definitions]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"feature group {name!r}: duplicate feature names",
+                                     feature_group=name)
+        by_name = {d.name: d for d in definitions}
+        for role, feature, allowed in (("record identifier", record_id, {"String", "Integral"}),
+                                       ("event time", event_time, {"Timestamp"})):
+            if feature not in by_name:
+                raise ConfigurationError(
+                    f"feature group {name!r}: {role} feature {feature!r} is not among the "
+                    f"features ({', '.join(names)})", feature_group=name, feature=feature)
+            if by_name[feature].type.value not in allowed:
+                raise ConfigurationError(
+                    f"feature group {name!r}: {role} {feature!r} must be "
+                    f"{' or '.join(sorted(allowed))}, not {by_name[feature].type_name}",
+                    feature_group=name, feature=feature)
+        if by_name[record_id].type.value == "Integral":  # ids are strings everywhere
+            definitions[names.index(record_id)] = FeatureDefinition(record_id, "String")
+        spec = FeatureGroupSpec(name=name, record_id=record_id, event_time=event_time,
+                                definitions=definitions, description=description,
+                                tags=dict(tags or {}), ttl_seconds=ttl_seconds,
+                                transformation=dict(transformation or {}))
+        self.registry.create(spec)
+        return FeatureGroup(self, spec)
+
+    def feature_group(self, name: str) -> FeatureGroup:
+        """An existing group by name (NotFoundError otherwise)."""
+        return FeatureGroup(self, self.registry.get(name))
+
+    def list_feature_groups(self) -> list[FeatureGroupSpec]:
+        """Every group's spec, by name."""
+        return self.registry.list()
+
+    def delete_feature_group(self, name: str) -> None:
+        """Delete a group with all its data, online and offline."""
+        self.registry.get(name)
+        self.online.drop(name)
+        if self.offline.exists(name):
+            self.offline.delete(name)
+        self.registry.delete(name)
+
+    def search(self, text: str) -> list[dict[str, Any]]:
+        """Find groups and features whose name, description, tags or type mention ``text``.
+
+        Returns:
+            Hits as ``{"feature_group", "feature" (or None), "matched": [fields]}``, groups
+            before features, by name.
+        """
+        needle = text.strip().lower()
+        if not needle:
+            raise ConfigurationError("search needs some text")
+        hits: list[dict[str, Any]] = []
+        for spec in self.registry.list():
+            matched = [field for field, value in (
+                ("name", spec.name), ("description", spec.description),
+                ("tags", " ".join(f"{k}={v}" for k, v in spec.tags.items())),
+            ) if needle in value.lower()]
+            if matched:
+                hits.append({"feature_group": spec.name, "feature": None, "matched": matched,
+                             "description": spec.description})
+            for d in spec.definitions:
+                matched = [field for field, value in (
+                    ("feature", d.name), ("type", d.type_name), ("description", d.description),
+                ) if needle in value.lower()]
+                if matched:
+                    hits.append({"feature_group": spec.name, "feature": d.name,
+                                 "type": d.type_name, "matched": matched})
+        return hits
+
+    # -------------------------------------------------------------------- SQL
+    def query(self, sql: str, *, as_of: datetime | str | None = None,
+              output: str = "pandas", out: str | None = None) -> Any:
+        """Run SQL over every feature group (each a table by name) with DuckDB.
+
+        Each group ``g`` is visible as ``g`` (the full offline history, with write_time and
+        is_deleted) and ``g_latest`` (the latest non-deleted record per id).
+
+        Args:
+            sql: The query.
+            as_of: See the history as it was at this write time.
+            output: ``pandas`` or ``arrow``.
+            out: Also write the result to this ``.csv`` or ``.parquet`` file.
+        """
+        from loopworks.featurestore.sql import run_query
+
+        return run_query(self, sql, as_of=as_of, output=output, out=out)
+
+    def training_set(self, entity_df: pd.DataFrame | pa.Table, features: Sequence[str], *,
+                     event_time: str = "event_time", **options: Any) -> pd.DataFrame:
+        """Point-in-time correct training set; see :func:`loopworks.featurestore.sql.training_set`."""
+        from loopworks.featurestore.sql import training_set
+
+        return training_set(self, entity_df, features, event_time=event_time, **options)
+
+    get_historical_features = training_set
+
+    def get_online_features(self, features: Sequence[str], entity_rows: Sequence[dict[str, Any]]
+                            ) -> list[dict[str, Any]]:
+        """Feast-style online lookup: ``features=["reviews:sentiment"]`` for entity rows."""
+        by_group: dict[str, list[str]] = {}
+        for ref in features:
+            group, _, feature = ref.partition(":")
+            if not feature:
+                raise ConfigurationError(f"feature reference {ref!r} must be 'group:feature'")
+            by_group.setdefault(group, []).append(feature)
+        results = [dict(row) for row in entity_rows]
+        for group_name, names in by_group.items():
+            group = self.feature_group(group_name)
+            key = group.spec.record_id
+            if any(key not in row for row in entity_rows):
+                raise NotFoundError(f"entity rows need {key!r} for feature group {group_name!r}",
+                                    feature_group=group_name, feature=key)
+            records = group.batch_get_record([row[key] for row in entity_rows], names)
+            for out, record in zip(results, records, strict=True):
+                for name in names:
+                    out[name] = None if record is None else record.get(name)
+        return results

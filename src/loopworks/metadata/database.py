@@ -1,0 +1,64 @@
+"""Opening the metadata database from a URL, with the driver imported only when used."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from loopworks.errors import ConfigurationError, MissingDependencyError
+
+__all__ = ["database_url", "open_engine"]
+
+_ENGINES: dict[str, Any] = {}
+
+
+def database_url(home: Path, url: str | None = None) -> str:
+    """The metadata database URL: argument, ``LOOPWORKS_DATABASE_URL``, else SQLite in home."""
+    url = url or os.environ.get("LOOPWORKS_DATABASE_URL")
+    if url:
+        return url
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'loopworks.db'}"
+
+
+def open_engine(url: str) -> Any:
+    """A SQLAlchemy engine for ``url`` (cached per URL).
+
+    Raises:
+        MissingDependencyError: The driver for the URL's database is not installed.
+        ConfigurationError: The URL names a database loopworks does not support.
+    """
+    if url in _ENGINES:
+        return _ENGINES[url]
+    try:
+        import sqlalchemy as sa
+    except ImportError:
+        raise MissingDependencyError("sqlalchemy", "postgres", "the metadata database") from None
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+    elif url.startswith(("postgresql", "postgres")):
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("psycopg", "postgres",
+                                         "a PostgreSQL metadata database") from None
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    else:
+        raise ConfigurationError(
+            f"unsupported database URL {url.split(':', 1)[0]}://...; use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB",
+            setting="LOOPWORKS_DATABASE_URL")
+    _ENGINES[url] = engine
+    return engine

@@ -1,0 +1,83 @@
+"""``create_app``: the FastAPI application around a feature store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, Field
+
+from loopworks import __version__
+from loopworks.featurestore import FeatureStore
+from loopworks.server.auth import new_token, require_token
+from loopworks.server.errors import install_error_handlers
+
+__all__ = ["create_app"]
+
+
+class BatchGetRequest(BaseModel):
+    """Ids to fetch, and optionally which features."""
+
+    ids: list[str] = Field(..., max_length=10_000)
+    features: list[str] | None = None
+
+
+def _encode(value: Any) -> Any:
+    return jsonable_encoder(value, custom_encoder={datetime: lambda d: d.isoformat()})
+
+
+def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
+    """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
+    import os
+
+    app = FastAPI(title="loopworks", version=__version__,
+                  description="Feature store, labeling and human review API.")
+    app.state.store = store or FeatureStore()
+    app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
+    install_error_handlers(app)
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+    def fs() -> FeatureStore:
+        return app.state.store
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/feature-groups")
+    def list_groups() -> list[dict[str, Any]]:
+        """Every feature group's description."""
+        return [s.to_dict() for s in fs().list_feature_groups()]
+
+    @api.get("/feature-groups/search")
+    def search(q: Annotated[str, Query(min_length=1)]) -> list[dict[str, Any]]:
+        """Search groups and features by name, description, tag and type."""
+        return fs().search(q)
+
+    @api.get("/feature-groups/{name}")
+    def describe(name: str) -> dict[str, Any]:
+        """One group: definitions, tags, transformation metadata, offline figures."""
+        return _encode(fs().feature_group(name).describe())
+
+    @api.get("/feature-groups/{name}/records/{record_id}")
+    def get_record(name: str, record_id: str,
+                   feature: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
+        """The latest online record (404 when missing, deleted or expired)."""
+        from loopworks.errors import NotFoundError
+
+        record = fs().feature_group(name).get_record(record_id, feature)
+        if record is None:
+            raise NotFoundError(f"no record {record_id!r} in feature group {name!r}",
+                                feature_group=name, record_id=record_id)
+        return _encode(record)
+
+    @api.post("/feature-groups/{name}/records/batch-get")
+    def batch_get(name: str, body: BatchGetRequest) -> dict[str, Any]:
+        """Latest records for many ids, in order (null where none)."""
+        records = fs().feature_group(name).batch_get_record(body.ids, body.features)
+        return {"records": _encode(records)}
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,94 @@
+"""Point-in-time training sets: built to catch leakage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from loopworks.errors import ConfigurationError
+from loopworks.featurestore import FeatureStore, training_set_from_manifest
+
+T = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def day(n: float) -> datetime:
+    return T + timedelta(days=n)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    with FeatureStore(home=tmp_path / "home") as fs:
+        ratings = fs.create_feature_group(
+            "ratings", record_id="review_id", event_time="ts", definitions=None,
+            df=pd.DataFrame({"review_id": ["a"], "ts": [day(0)], "stars": [1]}))
+        labels = fs.create_feature_group(
+            "labels", record_id="review_id", event_time="ts",
+            df=pd.DataFrame({"review_id": ["a"], "ts": [day(0)], "label": ["x"]}))
+        # review a: stars 1 on day 1, 5 on day 3 (the future for an example on day 2)
+        ratings.ingest(pd.DataFrame({"review_id": ["a", "a", "b"], "ts": [day(1), day(3), day(1)],
+                                     "stars": [1, 5, 4]}))
+        labels.ingest(pd.DataFrame({"review_id": ["a", "b"], "ts": [day(2.5), day(0.5)],
+                                    "label": ["neg", "pos"]}))
+        yield fs
+
+
+def entity(*rows: tuple[str, float]) -> pd.DataFrame:
+    return pd.DataFrame({"review_id": [r for r, _ in rows],
+                         "event_time": [day(d) for _, d in rows]})
+
+
+def test_values_as_of_each_event_time_never_later(store: FeatureStore) -> None:
+    ents = entity(("a", 0.5), ("a", 2), ("a", 3), ("a", 9), ("b", 2), ("zz", 2), ("a", 2))
+    ents["target"] = range(len(ents))
+    out = store.training_set(ents, ["ratings:stars", "labels:label"], output="arrow")
+    assert out.num_rows == len(ents)  # exactly one row per entity row, in order
+    assert out["target"].to_pylist() == list(range(len(ents)))
+    # before any record and an unknown id give null; day 3's value is not seen on day 2
+    assert out["stars"].to_pylist() == [None, 1, 5, 5, 4, None, 1]
+    assert out["label"].to_pylist() == [None, None, "neg", "neg", "pos", None, None]
+
+
+def test_deleted_records_are_honoured(store: FeatureStore) -> None:
+    ratings = store.feature_group("ratings")
+    ratings.delete_record("b", day(1.5))
+    ents = entity(("b", 1.2), ("b", 2))
+    out = store.training_set(ents, ["ratings:stars"])
+    assert out["stars"][0] == 4 and pd.isna(out["stars"][1])
+    kept = store.training_set(ents, ["ratings:stars"], include_deleted=True)
+    assert kept["stars"].tolist() == [4, 4]
+
+
+def test_ttl_range_as_of_and_versions(store: FeatureStore, tmp_path: Path) -> None:
+    ents = entity(("a", 2), ("a", 10))
+    ttl = store.training_set(ents, ["ratings:stars"], ttl_seconds=2 * 86400)
+    assert ttl["stars"][0] == 1 and pd.isna(ttl["stars"][1])  # day 3 value is 7 days old
+    ranged = store.training_set(ents, ["ratings:stars"], end=day(2))
+    assert ranged["stars"].tolist() == [1, 1]
+    before = datetime.now(UTC)
+    store.feature_group("ratings").put_record({"review_id": "a", "ts": day(1), "stars": 2})
+    corrected = store.training_set(ents, ["ratings:stars"])
+    assert corrected["stars"][0] == 2  # a relabel is a new event: latest write wins
+    as_was = store.training_set(ents, ["ratings:stars"], as_of=before)
+    assert as_was["stars"][0] == 1  # "train on the labels as they were on date T"
+    manifest = tmp_path / "set.json"
+    store.training_set(ents, ["ratings:stars"], manifest=str(manifest), as_of=before)
+    store.feature_group("ratings").put_record({"review_id": "a", "ts": day(1), "stars": 3})
+    rebuilt = training_set_from_manifest(store, str(manifest), ents)
+    assert rebuilt["stars"].tolist()[0] == 1
+
+
+def test_typed_output_and_errors(store: FeatureStore) -> None:
+    out = store.training_set(entity(("a", 5)), ["ratings:*", "labels:label"], output="arrow")
+    assert isinstance(out, pa.Table)
+    assert out.schema.field("stars").type == pa.int64()
+    assert out.schema.field("label").type == pa.string()
+    with pytest.raises(ConfigurationError, match="group:feature"):
+        store.training_set(entity(("a", 1)), ["stars"])
+    with pytest.raises(ConfigurationError, match="event time column"):
+        store.training_set(pd.DataFrame({"review_id": ["a"]}), ["ratings:stars"])
+    full = store.training_set(entity(("a", 5)), ["ratings:stars"], full_feature_names=True)
+    assert "ratings__stars" in full.columns

@@ -1,0 +1,107 @@
+"""The JSON API, in-process and as a real `loopworks serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from loopworks.featurestore import FeatureStore
+from loopworks.server import create_app
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    with FeatureStore(home=home) as store:
+        group = store.create_feature_group(
+            "reviews", record_id="review_id", event_time="date", description="reviews",
+            df=pd.DataFrame({"review_id": ["a"], "date": [datetime(2024, 1, 1, tzinfo=UTC)],
+                             "sentiment": [1], "input_ids": [[101, 7, 102]]}))
+        group.ingest(pd.DataFrame({
+            "review_id": ["a", "b"], "date": [datetime(2024, 1, 1, tzinfo=UTC)] * 2,
+            "sentiment": [1, -1], "input_ids": [[101, 7, 102], [101, 8, 102]]}))
+    return home
+
+
+@pytest.fixture
+def client(home: Path):
+    with FeatureStore(home=home) as store:
+        yield TestClient(create_app(store, api_token=TOKEN),
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_every_api_route_needs_the_token(client: TestClient) -> None:
+    paths = ["/api/feature-groups", "/api/feature-groups/reviews",
+             "/api/feature-groups/reviews/records/a", "/api/feature-groups/search?q=rev"]
+    for path in paths:
+        assert client.get(path, headers={"Authorization": ""}).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get(path).status_code == 200, path
+    assert client.post("/api/feature-groups/reviews/records/batch-get",
+                       json={"ids": ["a"]}, headers={"Authorization": ""}).status_code == 401
+
+
+def test_records_and_errors(client: TestClient) -> None:
+    record = client.get("/api/feature-groups/reviews/records/a").json()
+    assert record["sentiment"] == 1 and record["input_ids"] == [101, 7, 102]
+    assert record["date"].startswith("2024-01-01T00:00:00")
+    subset = client.get("/api/feature-groups/reviews/records/a?feature=sentiment").json()
+    assert "input_ids" not in subset
+    batch = client.post("/api/feature-groups/reviews/records/batch-get",
+                        json={"ids": ["b", "zz", "a"]}).json()["records"]
+    assert [r and r["review_id"] for r in batch] == ["b", None, "a"]
+    missing = client.get("/api/feature-groups/reviews/records/zz")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFoundError"
+    assert client.get("/api/feature-groups/nope").status_code == 404
+    bad = client.get("/api/feature-groups/reviews/records/a?feature=nope")
+    assert bad.status_code == 404 and "nope" in bad.json()["error"]["message"]
+    hits = client.get("/api/feature-groups/search?q=input").json()
+    assert hits[0]["feature"] == "input_ids"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_server_serves_records_over_http(home: Path) -> None:
+    port = _free_port()
+    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=TOKEN)
+    proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start:\n{proc.stdout.read()}")
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        record = httpx.get(f"{url}/api/feature-groups/reviews/records/b", headers=headers)
+        assert record.status_code == 200 and record.json()["sentiment"] == -1
+        assert httpx.get(f"{url}/api/feature-groups/reviews/records/b").status_code == 401
+        assert httpx.get(f"{url}/docs").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
