@@ -187,7 +187,11 @@ class FeatureStore:
 
     def training_set(self, entity_df: pd.DataFrame | pa.Table, features: Sequence[str], *,
                      event_time: str = "event_time", **options: Any) -> pd.DataFrame:
-        """Point-in-time correct training set; see :func:`loopworks.featurestore.sql.training_set`."""
+        """Point-in-time correct training set (options: see ``featurestore.sql.training_set``).
+
+        For each entity row (record id + ``event_time``), the latest feature values at or
+        before that time: no leakage from the future.
+        """
         from loopworks.featurestore.sql import training_set
 
         return training_set(self, entity_df, features, event_time=event_time, **options)
