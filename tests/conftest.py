@@ -38,3 +38,55 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "reviews.csv"
     write_reviews(generate_reviews(3000, seed=7), path)
     return path
+
+
+def _reachable(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+POSTGRES_URL = os.environ.get("LOOPWORKS_TEST_DATABASE_URL",
+                              "postgresql://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LOOPWORKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install loopworks[postgres])")
+    import secrets
+
+    import sqlalchemy as sa
+
+    from loopworks.metadata import open_engine
+
+    base = open_engine(POSTGRES_URL)
+    try:
+        with base.begin() as conn:
+            schema = f"lw_test_{secrets.token_hex(4)}"
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}: {str(exc).splitlines()[0]}")
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    yield url
+    from loopworks.metadata import dispose_engine
+
+    dispose_engine(url)
+    with base.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis URL; skipped with the reason when no server answers there."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(REDIS_URL)
+    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        pytest.skip(f"no Redis server at {REDIS_URL}")
+    return REDIS_URL

@@ -34,10 +34,20 @@ def reviews(n: int = 50, start: datetime = T0, offset: int = 0) -> pa.Table:
     })
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FeatureStore:
-    with FeatureStore(home=tmp_path / "home") as fs:
+@pytest.fixture(params=["embedded", "servers"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeatureStore:
+    """The same suite on SQLite + SQLite, and on PostgreSQL metadata + Redis online store."""
+    if request.param == "embedded":
+        with FeatureStore(home=tmp_path / "home") as fs:
+            yield fs
+        return
+    database = request.getfixturevalue("postgres_url")
+    online = request.getfixturevalue("redis_url")
+    with FeatureStore(home=tmp_path / "home", database_url=database,
+                      online_store_url=online) as fs:
+        fs.online.drop("reviews")
         yield fs
+        fs.online.drop("reviews")
 
 
 @pytest.fixture

@@ -255,10 +255,49 @@ def _unpack_strings(blob: bytes) -> list[str]:
     return out
 
 
-def _decode_list(blob: bytes, definition: FeatureDefinition) -> list[Any]:
+def _assemble(chosen: list[FeatureDefinition], hits: list[Sequence[Any] | None], start: int,
+              *, redis: bool) -> list[Record | None]:
+    """Records from raw rows (``None``: no record), decoded a column at a time."""
+    present = [hit for hit in hits if hit is not None]
+    if not present:
+        return [None] * len(hits)
+    names = [d.name for d in chosen]
+    columns = [_decode_column([row[start + i] for row in present], d, redis=redis)
+               for i, d in enumerate(chosen)]
+    records = iter([dict(zip(names, values, strict=True))
+                    for values in zip(*columns, strict=True)])
+    return [None if hit is None else next(records) for hit in hits]
+
+
+def _decode_column(values: list[Any], definition: FeatureDefinition, *, redis: bool
+                   ) -> list[Any]:
+    """Stored values (Redis: bytes) back to Python values."""
+    kind = definition.type
+    if kind is FeatureType.LIST:
+        return _decode_lists(values, definition)
+    if kind is FeatureType.TIMESTAMP:
+        return [None if v is None else _EPOCH + timedelta(microseconds=int(v)) for v in values]
+    if kind is FeatureType.BOOLEAN:
+        return [None if v is None else (v == b"1" if redis else bool(v)) for v in values]
+    if kind is FeatureType.FRACTIONAL:
+        return [None if v is None else struct.unpack("<d", v)[0]
+                if not redis and isinstance(v, bytes) else float(v) for v in values]
+    if redis and kind is FeatureType.STRING:
+        return [None if v is None else v.decode() for v in values]
+    if redis:
+        return [None if v is None else int(v) for v in values]
+    return values
+
+
+def _decode_lists(blobs: list[bytes | None], definition: FeatureDefinition) -> list[Any]:
     if definition.element == "string":
-        return _unpack_strings(blob)
-    return np.frombuffer(blob, _NUMPY[definition.element or "int64"]).tolist()
+        return [None if b is None else _unpack_strings(b) for b in blobs]
+    dtype = _NUMPY[definition.element or "int64"]
+    if definition.length and None not in blobs and len(blobs) > 1:
+        joined = b"".join(blobs)  # one numpy call for the whole column
+        if len(joined) == len(blobs) * definition.length * dtype.itemsize:
+            return np.frombuffer(joined, dtype).reshape(len(blobs), -1).tolist()
+    return [None if b is None else np.frombuffer(b, dtype).tolist() for b in blobs]
 
 
 def _selected(definitions: list[FeatureDefinition], features: Sequence[str] | None,
@@ -431,28 +470,19 @@ class SQLiteOnlineStore:
             if not existing:
                 return [None] * len(ids)
             chosen = _selected(definitions, features, self._key_names(group), group)
-            stored = [d for d in chosen if d.name in existing]
             try:
-                found = self._fetch(group, ids, stored)
+                found = self._fetch(group, ids, chosen, existing)
             except sqlite3.OperationalError:
                 if self._existing(group, refresh=True):  # not dropped by another process
                     raise
                 return [None] * len(ids)
-        decoders = list(enumerate(stored, start=1))
-        out: list[Record | None] = []
-        for record_id in ids:
-            row = found.get(record_id)
-            if row is None:
-                out.append(None)
-                continue
-            record = {d.name: _from_sql(row[i], d) for i, d in decoders}
-            out.append(record if len(stored) == len(chosen)
-                       else {d.name: record.get(d.name) for d in chosen})
-        return out
+        return _assemble(chosen, [found.get(i) for i in ids], 1, redis=False)
 
-    def _fetch(self, group: str, ids: Sequence[str], stored: list[FeatureDefinition]
-               ) -> dict[str, tuple[Any, ...]]:
-        select = ", ".join(["_lw_id", *(_q(d.name) for d in stored)])
+    def _fetch(self, group: str, ids: Sequence[str], chosen: list[FeatureDefinition],
+               existing: set[str]) -> dict[str, tuple[Any, ...]]:
+        # Features added since the table was made and never written read as NULL.
+        select = ", ".join(["_lw_id", *(_q(d.name) if d.name in existing else "NULL"
+                                        for d in chosen)])
         now = time.time_ns() // 1000
         found: dict[str, tuple[Any, ...]] = {}
         unique = list(dict.fromkeys(ids))
@@ -510,21 +540,6 @@ class SQLiteOnlineStore:
         """Close the connection."""
         with self._lock:
             self._db.close()
-
-
-def _from_sql(value: Any, definition: FeatureDefinition) -> Any:
-    if value is None:
-        return None
-    kind = definition.type
-    if kind is FeatureType.LIST:
-        return _decode_list(value, definition)
-    if kind is FeatureType.TIMESTAMP:
-        return _datetime(value)
-    if kind is FeatureType.BOOLEAN:
-        return bool(value)
-    if kind is FeatureType.FRACTIONAL:
-        return struct.unpack("<d", value)[0] if isinstance(value, bytes) else float(value)
-    return value
 
 
 # ------------------------------------------------------------------------------ Redis
@@ -673,14 +688,8 @@ class RedisOnlineStore:
                 for record_id in ids:
                     pipe.hmget(prefix + "r:" + record_id, fields)
                 rows = pipe.execute()
-        out: list[Record | None] = []
-        for row in rows:
-            if row[0] is None or row[1] is not None:
-                out.append(None)
-            else:
-                values = zip(chosen, row[2:], strict=True)
-                out.append({d.name: _from_redis(v, d) for d, v in values})
-        return out
+        hits = [row if row[0] is not None and row[1] is None else None for row in rows]
+        return _assemble(chosen, hits, 2, redis=True)
 
     def _key_names(self, group: str) -> tuple[str, ...]:
         if group not in self._names:
@@ -734,20 +743,3 @@ def _redis_values(values: list[Any], definition: FeatureDefinition) -> list[Any]
     if definition.type is FeatureType.FRACTIONAL:
         return [None if v is None else repr(v) for v in values]
     return values
-
-
-def _from_redis(value: bytes | None, definition: FeatureDefinition) -> Any:
-    if value is None:
-        return None
-    kind = definition.type
-    if kind is FeatureType.LIST:
-        return _decode_list(value, definition)
-    if kind is FeatureType.STRING:
-        return value.decode()
-    if kind is FeatureType.INTEGRAL:
-        return int(value)
-    if kind is FeatureType.FRACTIONAL:
-        return float(value)
-    if kind is FeatureType.BOOLEAN:
-        return value == b"1"
-    return _datetime(int(value))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import Any
 
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["database_url", "open_engine"]
+__all__ = ["database_url", "dispose_engine", "open_engine"]
 
 _ENGINES: dict[str, Any] = {}
+
+
+@atexit.register
+def _dispose_all() -> None:
+    for url in list(_ENGINES):
+        dispose_engine(url)
 
 
 def database_url(home: Path, url: str | None = None) -> str:
@@ -29,8 +36,9 @@ def open_engine(url: str) -> Any:
         MissingDependencyError: The driver for the URL's database is not installed.
         ConfigurationError: The URL names a database loopworks does not support.
     """
-    if url in _ENGINES:
-        return _ENGINES[url]
+    key = url
+    if key in _ENGINES:
+        return _ENGINES[key]
     try:
         import sqlalchemy as sa
     except ImportError:
@@ -60,5 +68,12 @@ def open_engine(url: str) -> Any:
             f"unsupported database URL {url.split(':', 1)[0]}://...; use sqlite:///PATH or "
             "postgresql://USER@HOST/DB",
             setting="LOOPWORKS_DATABASE_URL")
-    _ENGINES[url] = engine
+    _ENGINES[key] = engine
     return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close every pooled connection of the engine opened for ``url`` and forget it."""
+    engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
