@@ -20,15 +20,27 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
-demo: $(VENV)/.installed  ## generate sample reviews and run the processing job on them
+demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, then a query
+	rm -rf demo-out
 	$(BIN)/loopworks sample reviews --rows $(DEMO_ROWS) --out demo-out/reviews.csv
-	$(BIN)/loopworks process demo-out/reviews.csv --out demo-out/features --balance \
-		--workers 2 --quiet
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks process demo-out/reviews.csv \
+		--out demo-out/features --balance --workers 2 --quiet --feature-group reviews
 	$(BIN)/loopworks profile demo-out/reviews.csv --png demo-out/length-profile.png
 	@echo
-	@echo "features:  demo-out/features/{train,validation,test}/  (Parquet)"
-	@echo "rejects:   demo-out/features/rejects.parquet"
-	@echo "report:    demo-out/features/report.json   (also: $(BIN)/loopworks jobs list)"
+	@echo "SQL over the feature group (DuckDB over its Delta table):"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks fs query \
+		"SELECT split_type, sentiment, count(*) AS reviews FROM reviews_latest GROUP BY 1, 2 ORDER BY 1, 2"
+	@echo
+	@echo "One record from the online store (input_ids shortened here):"
+	@LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks fs get reviews \
+		$$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks fs query \
+		  "SELECT min(review_id) AS id FROM reviews_latest" --json | $(BIN)/python -c \
+		  "import json,sys; print(json.load(sys.stdin)[0]['id'])") \
+		| $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); \
+		  [print(f'  {k}: {str(v[:12])[:-1] + \", ...]\" if isinstance(v, list) else v}') for k, v in r.items()]"
+	@echo
+	@echo "features:  demo-out/features/{train,validation,test}/  (Parquet), report.json, rejects.parquet"
+	@echo "feature group 'reviews' in demo-out/home  (LOOPWORKS_HOME=demo-out/home loopworks fs --help)"
 	@echo "histogram: demo-out/length-profile.png"
 
 test: $(VENV)/.installed-dev  ## lint and run the test suite (slow tests excluded)

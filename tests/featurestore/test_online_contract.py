@@ -262,13 +262,15 @@ def test_delete_older_than_the_stored_record(store: OnlineStore, group: str) -> 
 
 def test_ttl_expires_records_after_write_time(store: OnlineStore, group: str) -> None:
     ttl = 1.0
-    write(store, group, [small("a", 20, 1)], ttl_seconds=ttl)
+    write(store, group, [small("a", 20, 1), small("c", 20, 1)], ttl_seconds=ttl)
     write(store, group, [small("b", 20, 1)])
     start = time.monotonic()
     assert read(store, group, ["a", "b"]) == [small("a", 20, 1), small("b", 20, 1)]
+    assert delete(store, group, "c", 30, hard=False) is True  # tombstones never expire
     wait_until(lambda: read(store, group, ["a"]) == [None])
     assert time.monotonic() - start > ttl / 2
     assert read(store, group, ["b"]) == [small("b", 20, 1)]
+    assert write(store, group, [small("c", 25, 2)]) == 0
     # An expired record is gone: it no longer blocks an older event.
     assert write(store, group, [small("a", 10, 2)]) == 1
     assert read(store, group, ["a"]) == [small("a", 10, 2)]
@@ -345,9 +347,13 @@ def test_open_online_store_by_url(tmp_path: Path) -> None:
     assert isinstance(default, SQLiteOnlineStore)
     assert default.path == str(tmp_path / "online.sqlite")
     default.close()
-    named = open_online_store(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", tmp_path)
+    named = open_online_store(f"sqlite:///{tmp_path / 'sub' / 'x.db'}?synchronous=off",
+                              tmp_path)
     assert isinstance(named, SQLiteOnlineStore) and (tmp_path / "sub").is_dir()
+    assert named.path == str(tmp_path / "sub" / "x.db")
     named.close()
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        open_online_store(f"sqlite:///{tmp_path / 'y.db'}?synchronous=sometimes", tmp_path)
     if pytest.importorskip("redis"):
         remote = open_online_store("redis://127.0.0.1:6379/15", tmp_path)
         assert isinstance(remote, RedisOnlineStore)
@@ -355,3 +361,23 @@ def test_open_online_store_by_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="redis://") as info:
         open_online_store("mongodb://user:secret@host/db", tmp_path)
     assert "secret" not in str(info.value)
+
+
+def test_sqlite_stores_sharing_a_file_stay_consistent(tmp_path: Path) -> None:
+    """Two connections (as two processes would have) race on one file; the newest wins."""
+    stores = [SQLiteOnlineStore(tmp_path / "shared.sqlite") for _ in range(2)]
+    group = "shared"
+
+    def writer(index: int) -> None:
+        for step in range(40):
+            seconds = step * 2 + index  # interleaved event times: store 1 always newest
+            write(stores[index], group, [small(f"k{i}", seconds, seconds) for i in range(20)])
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        assert read(store, group, ["k0", "k19"]) == [small("k0", 79, 79), small("k19", 79, 79)]
+        store.close()

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import numpy as np
 import pyarrow as pa
@@ -55,8 +55,9 @@ Record = dict[str, Any]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RESERVED = "_lw_"  # prefix of the stores' own columns / hash fields
-_NUMPY = {"int32": np.dtype("<i4"), "int64": np.dtype("<i8"), "float32": np.dtype("<f4"),
-          "float64": np.dtype("<f8"), "bool": np.dtype("?")}
+_NUMPY: dict[str, np.dtype[Any]] = {
+    "int32": np.dtype("<i4"), "int64": np.dtype("<i8"), "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"), "bool": np.dtype("?")}
 
 
 @runtime_checkable
@@ -118,8 +119,9 @@ def open_online_store(url: str | None, home: Path) -> OnlineStore:
 
     Args:
         url: ``None``/empty or ``sqlite:///PATH`` (SQLAlchemy style: ``sqlite:////abs/path``
-            or ``sqlite:///relative/path``) for the embedded store; ``redis://HOST:PORT/DB``
-            or ``rediss://...`` for Redis.
+            or ``sqlite:///relative/path``; ``?synchronous=OFF`` trades crash safety for
+            ingest speed) for the embedded store; ``redis://HOST:PORT/DB`` or
+            ``rediss://...`` for Redis.
         home: loopworks home; the default SQLite file is ``home / "online.sqlite"``.
 
     Raises:
@@ -129,7 +131,10 @@ def open_online_store(url: str | None, home: Path) -> OnlineStore:
     if not url or url in ("sqlite://", "sqlite:///"):
         return SQLiteOnlineStore(Path(home) / "online.sqlite")
     if url.startswith("sqlite:///"):
-        return SQLiteOnlineStore(url.removeprefix("sqlite:///"))
+        path, _, query = url.removeprefix("sqlite:///").partition("?")
+        options = dict(parse_qsl(query))
+        return SQLiteOnlineStore(path or Path(home) / "online.sqlite",
+                                 synchronous=options.get("synchronous", "NORMAL"))
     if url.startswith(("redis://", "rediss://")):
         return RedisOnlineStore(url)
     raise ConfigurationError(
@@ -215,7 +220,7 @@ def _encode_lists(array: pa.Array, definition: FeatureDefinition, group: str) ->
         out: list[Any] = [_pack_strings(strings[a:b])
                           for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     else:
-        values = child.to_numpy(zero_copy_only=False).astype(_NUMPY[definition.element],
+        values = child.to_numpy(zero_copy_only=False).astype(_NUMPY[definition.element or "int64"],
                                                              copy=False)
         if pa.types.is_fixed_size_list(array.type):
             out = [row.tobytes() for row in values.reshape(rows, size)]
@@ -255,7 +260,7 @@ def _unpack_strings(blob: bytes) -> list[str]:
     return out
 
 
-def _assemble(chosen: list[FeatureDefinition], hits: list[Sequence[Any] | None], start: int,
+def _assemble(chosen: list[FeatureDefinition], hits: Sequence[Sequence[Any] | None], start: int,
               *, redis: bool) -> list[Record | None]:
     """Records from raw rows (``None``: no record), decoded a column at a time."""
     present = [hit for hit in hits if hit is not None]
@@ -294,7 +299,7 @@ def _decode_lists(blobs: list[bytes | None], definition: FeatureDefinition) -> l
         return [None if b is None else _unpack_strings(b) for b in blobs]
     dtype = _NUMPY[definition.element or "int64"]
     if definition.length and None not in blobs and len(blobs) > 1:
-        joined = b"".join(blobs)  # one numpy call for the whole column
+        joined = b"".join(b for b in blobs if b is not None)  # one numpy call per column
         if len(joined) == len(blobs) * definition.length * dtype.itemsize:
             return np.frombuffer(joined, dtype).reshape(len(blobs), -1).tolist()
     return [None if b is None else np.frombuffer(b, dtype).tolist() for b in blobs]
@@ -362,12 +367,23 @@ class SQLiteOnlineStore:
 
     Args:
         path: The database file (created with its parent folders); ``":memory:"`` works.
+        synchronous: SQLite's ``synchronous`` setting. ``NORMAL`` (default) keeps the file
+            intact through power loss; ``OFF`` skips the fsyncs at WAL checkpoints (faster
+            bulk ingest on slow disks; an OS crash may corrupt the file, which can then only
+            be rebuilt from the offline store); ``FULL`` also syncs every commit.
+
+    Raises:
+        ConfigurationError: ``synchronous`` is not OFF, NORMAL or FULL.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL"):
+            raise ConfigurationError(
+                f"online store: synchronous must be OFF, NORMAL or FULL, got {synchronous!r}",
+                setting="synchronous", valid_values=["OFF", "NORMAL", "FULL"])
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
         self._lock = threading.RLock()
@@ -375,7 +391,7 @@ class SQLiteOnlineStore:
         self._names: dict[str, tuple[str, str]] = {}
         self._db.execute("PRAGMA page_size=8192")  # new files only: ~1 KiB token-id rows
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # the offline store is the record
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (grp TEXT PRIMARY KEY, "
                          "record_id TEXT NOT NULL, event_time TEXT NOT NULL)")
 
@@ -412,7 +428,7 @@ class SQLiteOnlineStore:
                 f"CREATE TABLE {_table(group)} (_lw_id TEXT PRIMARY KEY NOT NULL, "
                 "_lw_event_time INTEGER NOT NULL, _lw_deleted INTEGER NOT NULL DEFAULT 0, "
                 f"_lw_expires_at INTEGER{columns})")
-            self._db.execute(f"CREATE INDEX {_q('lw_online_' + group + '__expiry')} ON "
+            self._db.execute(f"CREATE INDEX {_q('lw_expiry_' + group)} ON "
                              f"{_table(group)} (_lw_expires_at) "
                              "WHERE _lw_expires_at IS NOT NULL")
         else:
@@ -543,9 +559,10 @@ class SQLiteOnlineStore:
 
 
 # ------------------------------------------------------------------------------ Redis
-# KEYS: record keys. ARGV: expire-at ms ('' = never), n fields, n field names, then per
-# record: event time µs, presence mask ('1'/'0' per field), n values. Event times are
-# compared as integer strings (exact beyond 2^53, where Lua numbers are not).
+# KEYS: record keys. ARGV: expire-at ms ('' = never), n, n field names, then one packed
+# blob holding, per record, n + 1 int32 lengths (event time, each field; -1 = null) and the
+# bytes (one argument per chunk: redis-py packs large argument lists slowly). Event times
+# are compared as integer strings, exact beyond 2^53 where Lua numbers are not.
 _AT_LEAST_LUA = """
 local function at_least(a, b)
   local an, bn = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
@@ -557,24 +574,32 @@ end
 """
 _WRITE_LUA = _AT_LEAST_LUA + """
 local expires, n = ARGV[1], tonumber(ARGV[2])
-local pos, written = 3 + n, 0
+local blob, header = ARGV[3 + n], '<' .. string.rep('i4', n + 1)
+local pos, written = 1, 0
 for k = 1, #KEYS do
-  local key, et, mask = KEYS[k], ARGV[pos], ARGV[pos + 1]
-  local stored = redis.call('HGET', key, '_lw_et')
+  local lengths = {struct.unpack(header, blob, pos)}
+  pos = lengths[n + 2]
+  local et = string.sub(blob, pos, pos + lengths[1] - 1)
+  local stored = redis.call('HGET', KEYS[k], '_lw_et')
   if (not stored) or at_least(et, stored) then
-    local args = {'_lw_et', et}
+    local args, at = {'_lw_et', et}, pos + lengths[1]
     for i = 1, n do
-      if string.byte(mask, i) == 49 then
+      local length = lengths[i + 1]
+      if length >= 0 then
         args[#args + 1] = ARGV[2 + i]
-        args[#args + 1] = ARGV[pos + 1 + i]
+        args[#args + 1] = string.sub(blob, at, at + length - 1)
+        at = at + length
       end
     end
-    redis.call('DEL', key)
-    redis.call('HSET', key, unpack(args))
-    if expires ~= '' then redis.call('PEXPIREAT', key, expires) end
+    redis.call('DEL', KEYS[k])
+    redis.call('HSET', KEYS[k], unpack(args))
+    if expires ~= '' then redis.call('PEXPIREAT', KEYS[k], expires) end
     written = written + 1
   end
-  pos = pos + 2 + n
+  pos = pos + lengths[1]
+  for i = 1, n do
+    if lengths[i + 1] > 0 then pos = pos + lengths[i + 1] end
+  end
 end
 return written
 """
@@ -650,8 +675,10 @@ class RedisOnlineStore:
             return 0
         table, ids, times = _latest_per_id(table, record_id, event_time)
         columns = [_redis_values(_column_values(table, d, group), d) for d in definitions]
+        stamps = [str(t).encode() for t in times]
         prefix = self._prefix(group) + "r:"
         head = [len(definitions), *(d.name for d in definitions)]
+        header = struct.Struct("<" + "i" * (len(definitions) + 1))
         with self._errors():
             pipe = self._client.pipeline(transaction=True)
             if self._names.get(group) != (record_id, event_time):
@@ -660,14 +687,18 @@ class RedisOnlineStore:
             expires = "" if ttl_seconds is None else \
                 math.ceil((time.time() + ttl_seconds) * 1000)
             for start in range(0, len(ids), _WRITE_CHUNK):
-                args: list[Any] = [expires, *head]
-                for row in range(start, min(start + _WRITE_CHUNK, len(ids))):
-                    values = [column[row] for column in columns]
-                    args.append(times[row])
-                    args.append("".join("0" if v is None else "1" for v in values))
-                    args.extend(b"" if v is None else v for v in values)
-                self._write_script(keys=[prefix + i for i in ids[start:start + _WRITE_CHUNK]],
-                                   args=args, client=pipe)
+                end = start + _WRITE_CHUNK
+                parts: list[bytes] = []
+                for stamp, *values in zip(stamps[start:end],
+                                          *(column[start:end] for column in columns),
+                                          strict=True):
+                    parts.append(header.pack(len(stamp), *(-1 if v is None else len(v)
+                                                           for v in values)))
+                    parts.append(stamp)
+                    parts.extend(v for v in values if v is not None)
+                args: list[Any] = [expires, *head, b"".join(parts)]
+                self._write_script(keys=[prefix + i for i in ids[start:end]], args=args,
+                                   client=pipe)
             results = pipe.execute()
             self._names[group] = (record_id, event_time)
         chunks = -(-len(ids) // _WRITE_CHUNK)
@@ -696,7 +727,8 @@ class RedisOnlineStore:
             stored = self._client.hmget(self._prefix(group) + "meta", ["record_id", "event_time"])
             if None in stored:
                 return ()
-            self._names[group] = tuple(v.decode() for v in stored)
+            self._names[group] = tuple(v.decode() if isinstance(v, bytes) else str(v)
+                                       for v in stored)
         return self._names[group]
 
     def delete(self, group: str, record_id: str, event_time: datetime, *, hard: bool,
@@ -737,9 +769,14 @@ class RedisOnlineStore:
         self._client.close()
 
 
-def _redis_values(values: list[Any], definition: FeatureDefinition) -> list[Any]:
-    if definition.type is FeatureType.BOOLEAN:
+def _redis_values(values: list[Any], definition: FeatureDefinition) -> list[bytes | None]:
+    """Hash field bytes: exact text for scalars (repr for floats), raw bytes for lists."""
+    kind = definition.type
+    if kind is FeatureType.LIST:
+        return values
+    if kind is FeatureType.BOOLEAN:
         return [None if v is None else (b"1" if v else b"0") for v in values]
-    if definition.type is FeatureType.FRACTIONAL:
-        return [None if v is None else repr(v) for v in values]
-    return values
+    if kind is FeatureType.STRING:
+        return [None if v is None else v.encode() for v in values]
+    text = repr if kind is FeatureType.FRACTIONAL else str
+    return [None if v is None else text(v).encode() for v in values]

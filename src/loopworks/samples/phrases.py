@@ -72,7 +72,7 @@ Fits {okay|alright} {in the shoulders|through the body}, {a bit snug|slightly lo
 the waist}. ~ Looks better {on the model|online} than in person, but it's {wearable|fine for
 lounging|okay for errands}. ~ {Shipping was slow|It arrived late}, but the {quality|fabric} is
 {decent|acceptable|fine}. ~ {Wish|I wish} it {came in petite|had pockets|were lined|were a little
-longer}{, otherwise it's fine|}. ~ It's {a solid|an average} {three|3} stars{ for me| from me|}:
+longer}{, otherwise it's fine|}. ~ It's {a mixed bag|middle of the road}{ for me| overall|}:
 {good idea, meh execution|some good, some bad}. ~ I {have mixed feelings|am on the fence} about
 {this one|the fit|the fabric}.
 [neg] The {fabric|material} is {thin and cheap|see-through|scratchy and itchy|rough on the skin}{
@@ -107,7 +107,7 @@ it {to the office|on vacation|around the house|to a birthday party}{ last weeken
 {cold|gentle}, hung to dry. ~ Ordered online{ during the sale| after reading the reviews|} and
 picked it up in store.
 [short_pos] {Love it|Adore it|Perfect}, {fits perfectly|so comfy|great price}! ~ {Great|Beautiful}
-quality, {so comfortable|love the colour}. ~ Five stars, no complaints. ~ Soft, cozy, and
+quality, {so comfortable|love the colour}. ~ No complaints at all. ~ Soft, cozy, and
 flattering. ~ Love love love this "{dress|top|piece}"!
 [short_mix] It's okay, runs a bit {big|small}. ~ Cute but the fabric is thin. ~ Meh. Fine for the
 price. ~ Not bad, not great. ~ {Decent|Average}, nothing special really.
@@ -121,7 +121,7 @@ So comfortable{!|} ~ Compliment magnet
 Not quite right ~ {Meh|Hmm}
 [title_neg] {Disappointed|So disappointed} ~ {Cheap|Thin} fabric ~ Returned it ~ Save your money ~
 Nothing like the photo ~ Terrible fit
-[close_pos] {Highly|Definitely} recommend{!|.} ~ Would buy again. ~ Five stars from me{!|.} ~ Go for
+[close_pos] {Highly|Definitely} recommend{!|.} ~ Would buy again. ~ A new favourite{!|.} ~ Go for
 it, you won't regret it.
 [close_mix] {Keeping it for now|Might return it|Still deciding}{.|, we'll see.} ~ Maybe wait for a
 sale.

@@ -1,0 +1,797 @@
+"""Feature store benchmark: loopworks against Feast, same data, same machine, one run.
+
+Generates 200,000 review records (id, event time over 60 days, sentiment, label id,
+``input_ids`` and ``attention_mask`` of 128 int32 each, a ~200 character body, split) and a
+second group of labels for the same ids, writes them once to Parquet, then measures with
+loopworks (in process, fresh home) and with Feast (its SQLite online store and its DuckDB
+file offline store, in its own virtual environment made on first use, helper
+``_feast_side.py``):
+
+* ingest: records per second into the offline and the online store;
+* online get of one record by id, and of 100 ids, p50 / p99, in process;
+* the same over HTTP: ``loopworks serve`` against ``feast serve``;
+* the point-in-time join of an entity table of 1,000,000 rows against both groups.
+
+Results go to ``benchmarks/results/featurestore.{md,json}``; see ``benchmarks/README.md``.
+
+    python benchmarks/featurestore.py [--records 200000] [--entity-rows 1000000]
+                                      [--skip-feast] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_RESULTS = HERE / "results"
+SEED = 0
+DAYS = 60
+LABEL_DELAY_DAYS = 3  # labels arrive up to 3 days after their review
+LIST_LENGTH = 128
+START = datetime(2024, 1, 1, tzinfo=UTC)
+SINGLE_GETS, BATCH_GETS, BATCH_SIZE, HTTP_GETS, WARMUP = 2000, 200, 100, 1000, 50
+REVIEW_FEATURES = ("sentiment", "label_id", "input_ids", "attention_mask", "review_body",
+                   "split_type")
+JOIN_FEATURES = ("reviews:sentiment", "reviews:label_id", "labels:label", "labels:confidence")
+WITH_IDS = (*JOIN_FEATURES, "reviews:input_ids")
+FEAST_REQUIREMENT = "feast[duckdb]==0.67.0"
+#: pip fails rather than install any of these into Feast's environment.
+FEAST_FORBIDDEN = ("torch", "tensorflow", "jax", "jaxlib", "nvidia-cublas-cu12",
+                   "nvidia-cuda-runtime-cu12", "triton")
+FEAST_ENV = {"FEAST_USAGE": "False", "PYTHONWARNINGS": "ignore"}
+FEAST_TIMEOUT = {"ingest": 3600, "online": 1800, "join": 3600}
+FALLBACK_JOIN_ROWS = 100_000
+WORDS = ("the this product works great broke after week love it terrible quality would not "
+         "buy again five stars fast shipping arrived damaged excellent value for money cheap "
+         "plastic my kids use every day battery life is short screen bright easy to set up "
+         "customer service was helpful returned refund size fits perfectly color faded "
+         "recommend highly disappointed okay average sturdy flimsy smells strange tastes "
+         "good instructions unclear").split()
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Subprocess environment: loopworks importable, Feast without telemetry."""
+    import loopworks
+
+    env = {**os.environ, **FEAST_ENV, **extra}
+    src = str(Path(loopworks.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    """p50 / p99 / mean / max in milliseconds (nearest rank)."""
+    ordered = sorted(samples_ns)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] / 1e6
+
+    return {"n": len(ordered), "p50_ms": pick(0.50), "p99_ms": pick(0.99),
+            "mean_ms": sum(ordered) / len(ordered) / 1e6, "max_ms": ordered[-1] / 1e6}
+
+
+def timed_calls(call: Callable[[Any], Any], arguments: list[Any], warmup: list[Any]
+                ) -> dict[str, float]:
+    for argument in warmup:
+        call(argument)
+    samples = []
+    for argument in arguments:
+        start = time.perf_counter_ns()
+        call(argument)
+        samples.append(time.perf_counter_ns() - start)
+    return percentiles(samples)
+
+
+# ------------------------------------------------------------------------------------ data
+@dataclass
+class Data:
+    reviews: Path
+    labels: Path
+    entity: Path
+    records: int
+    entity_rows: int
+
+
+def make_data(records: int, entity_rows: int, folder: Path) -> Data:
+    """Generate the two groups and the entity table as Parquet (kept for later runs)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = Data(folder / f"reviews-{records}.parquet", folder / f"labels-{records}.parquet",
+                folder / f"entity-{records}-{entity_rows}.parquet", records, entity_rows)
+    micros = pa.timestamp("us", tz="UTC")
+    start_us = int(START.timestamp() * 1_000_000)
+    day_us = 86_400 * 1_000_000
+    ids = [f"R{i:09d}" for i in range(records)]
+    if not (data.reviews.exists() and data.labels.exists()):
+        log(f"generating {records:,} review records and their labels -> {folder}")
+        rng = np.random.default_rng(SEED)
+        dates = start_us + rng.integers(0, DAYS * day_us, records)
+        sentiment = rng.integers(-1, 2, records)
+        lengths = rng.integers(8, LIST_LENGTH + 1, records)
+        tokens = rng.integers(3, 50_265, (records, LIST_LENGTH), dtype=np.int32)
+        mask = np.arange(LIST_LENGTH)[None, :] < lengths[:, None]
+        tokens[:, 0] = 0  # <s> ... </s> then <pad>, like roberta-base
+        tokens[np.arange(records), lengths - 1] = 2
+        tokens[~mask] = 1
+        offsets = pa.array(np.arange(0, (records + 1) * LIST_LENGTH, LIST_LENGTH,
+                                     dtype=np.int32))
+        words = rng.integers(0, len(WORDS), (records, 40))
+        bodies = [" ".join(WORDS[w] for w in row)[:200] for row in words.tolist()]
+        splits = np.array(["train", "validation", "test"])[
+            rng.choice(3, records, p=[0.9, 0.05, 0.05])]
+        reviews = pa.table({
+            "review_id": pa.array(ids, pa.string()),
+            "date": pa.array(dates, pa.int64()).cast(micros),
+            "sentiment": pa.array(sentiment, pa.int64()),
+            "label_id": pa.array(sentiment + 1, pa.int64()),
+            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(tokens.ravel())),
+            "attention_mask": pa.ListArray.from_arrays(
+                offsets, pa.array(mask.astype(np.int32).ravel())),
+            "review_body": pa.array(bodies, pa.string()),
+            "split_type": pa.array(splits.tolist(), pa.string()),
+        })
+        flip = rng.random(records) < 0.1
+        labels = pa.table({
+            "review_id": pa.array(ids, pa.string()),
+            "date": pa.array(dates + rng.integers(0, LABEL_DELAY_DAYS * day_us, records),
+                             pa.int64()).cast(micros),
+            "label": pa.array(np.where(flip, rng.integers(0, 3, records), sentiment + 1),
+                              pa.int64()),
+            "confidence": pa.array(rng.random(records), pa.float64()),
+        })
+        pq.write_table(reviews, data.reviews)
+        pq.write_table(labels, data.labels)
+    if not data.entity.exists():
+        log(f"generating an entity table of {entity_rows:,} rows")
+        rng = np.random.default_rng(SEED + 1)
+        picks = rng.integers(0, records, entity_rows)
+        times = start_us + rng.integers(0, (DAYS + LABEL_DELAY_DAYS) * day_us, entity_rows)
+        entity = pa.table({"review_id": pa.array(ids, pa.string()).take(pa.array(picks)),
+                           "event_time": pa.array(times, pa.int64()).cast(micros)})
+        pq.write_table(entity, data.entity)
+    return data
+
+
+# ------------------------------------------------------------------------------- loopworks
+def loopworks_join(store: Any, data: Data, features: tuple[str, ...], rows: int
+                   ) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    entity = pq.read_table(data.entity).slice(0, rows).to_pandas()
+    start = time.perf_counter()
+    result = store.training_set(entity, list(features), event_time="event_time")
+    seconds = time.perf_counter() - start
+    names = [f.split(":", 1)[1] for f in features]
+    return {"rows": len(entity), "rows_out": len(result), "features": list(features),
+            "seconds": seconds,
+            "non_null": {n: int(result[n].notna().sum()) for n in names},
+            "checksum": {n: float(result[n].fillna(0).sum()) for n in names
+                         if result[n].dtype.kind in "if"}}
+
+
+@contextlib.contextmanager
+def loopworks_server(home: Path, token: str) -> Iterator[str]:
+    """A real ``loopworks serve`` subprocess on a free port; stopped on exit."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "loopworks.cli", "serve", "--port", str(port),
+               "--home", str(home)]
+    proc = subprocess.Popen(command, env=child_env(LOOPWORKS_API_TOKEN=token),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, f"{url}/healthz", httpx)
+        yield url
+    finally:
+        stop(proc)
+
+
+def wait_healthy(proc: subprocess.Popen[str], url: str, httpx: Any,
+                 timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}): "
+                               f"{(proc.stderr.read() if proc.stderr else '')[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} not healthy after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a server we started (its whole process group: gunicorn has workers)."""
+    if proc.poll() is not None:
+        return
+    group = _own_group(proc)
+    for signal, wait in ((15, 20), (9, 20)):
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signal)
+            else:
+                proc.send_signal(signal)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _own_group(proc: subprocess.Popen[str]) -> bool:
+    """Whether the process leads its own process group (started with a new session)."""
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:
+        return False
+
+
+def http_latencies(client: Any, single: Callable[[str], Any], batch: Callable[[list[str]], Any],
+                   ids: list[str], rng: random.Random) -> dict[str, Any]:
+    """p50/p99 of single and 100-id batch requests over one keep-alive client."""
+    warm = [rng.choice(ids) for _ in range(WARMUP)]
+    singles = [rng.choice(ids) for _ in range(HTTP_GETS)]
+    batches = [rng.sample(ids, BATCH_SIZE) for _ in range(BATCH_GETS)]
+    return {"single": timed_calls(single, singles, warm),
+            "batch": timed_calls(batch, batches, batches[:5]) | {"size": BATCH_SIZE}}
+
+
+def run_loopworks(data: Data, workdir: Path, workers: int) -> dict[str, Any]:
+    """Ingest, online gets (in process and over HTTP) and the point-in-time joins."""
+    import httpx
+    import pyarrow.parquet as pq
+
+    from loopworks.featurestore import FeatureStore
+
+    home = fresh_dir(workdir / "loopworks-home")
+    tables = {"reviews": pq.read_table(data.reviews), "labels": pq.read_table(data.labels)}
+    out: dict[str, Any] = {"home": str(home), "workers": workers, "groups": {}}
+    with FeatureStore(home=home) as store:
+        for name, table in tables.items():
+            start = time.perf_counter()
+            group = store.create_feature_group(name, record_id="review_id", event_time="date",
+                                               df=table)
+            created = time.perf_counter() - start
+            start = time.perf_counter()
+            report = group.ingest(table, workers=workers)
+            seconds = time.perf_counter() - start
+            out["groups"][name] = {"rows": table.num_rows, "create_seconds": created,
+                                   "ingest_seconds": seconds,
+                                   "online_written": report.online_written,
+                                   "batches": report.batches,
+                                   "types": {d.name: d.type_name for d in group.spec.definitions}}
+            log(f"loopworks: ingested {name}: {table.num_rows:,} records in {seconds:.2f} s = "
+                f"{table.num_rows / seconds:,.0f} records/s")
+    ids = tables["reviews"].column("review_id").to_pylist()
+    del tables
+
+    rng = random.Random(1)
+    with FeatureStore(home=home) as store:  # a fresh handle, as a serving process has
+        group = store.feature_group("reviews")
+        record = group.get_record(ids[0])
+        if record is None or len(record["input_ids"]) != LIST_LENGTH:
+            raise RuntimeError(f"loopworks online read of {ids[0]!r} looks wrong: {record}")
+        warm = [rng.choice(ids) for _ in range(WARMUP)]
+        out["online"] = {
+            "single": timed_calls(group.get_record, [rng.choice(ids) for _ in
+                                                     range(SINGLE_GETS)], warm),
+            "batch": timed_calls(group.batch_get_record, [rng.sample(ids, BATCH_SIZE) for _ in
+                                                          range(BATCH_GETS)], [ids[:100]])
+            | {"size": BATCH_SIZE},
+        }
+        refs = [f"reviews:{f}" for f in REVIEW_FEATURES]
+        out["online"]["feast_style_single"] = timed_calls(
+            lambda i: store.get_online_features(refs, [{"review_id": i}]),
+            [rng.choice(ids) for _ in range(SINGLE_GETS)], warm)
+        log("loopworks: in-process get p50/p99 {p50_ms:.3f}/{p99_ms:.3f} ms".format(
+            **out["online"]["single"]))
+
+    token = "bench-" + os.urandom(8).hex()
+    with loopworks_server(home, token) as url, httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        def single(record_id: str) -> Any:
+            response = client.get(f"/api/feature-groups/reviews/records/{record_id}")
+            response.raise_for_status()
+            return response.json()
+
+        def batch(chosen: list[str]) -> Any:
+            response = client.post("/api/feature-groups/reviews/records/batch-get",
+                                   json={"ids": chosen})
+            response.raise_for_status()
+            return response.json()
+
+        if len(single(ids[0])["input_ids"]) != LIST_LENGTH:
+            raise RuntimeError("loopworks HTTP read looks wrong")
+        out["http"] = http_latencies(client, single, batch, ids, rng)
+        log("loopworks: HTTP get p50/p99 {p50_ms:.3f}/{p99_ms:.3f} ms".format(
+            **out["http"]["single"]))
+
+    out["join"] = {}
+    with FeatureStore(home=home) as store:
+        for key, features in (("four", JOIN_FEATURES), ("with_input_ids", WITH_IDS)):
+            joined = loopworks_join(store, data, features, data.entity_rows)
+            out["join"][key] = joined
+            log(f"loopworks: point-in-time join ({key}) of {data.entity_rows:,} entity rows: "
+                f"{joined['seconds']:.2f} s")
+    return out
+
+
+# ----------------------------------------------------------------------------------- Feast
+def ensure_feast_venv(venv: Path) -> Path:
+    """A virtual environment with Feast, made on first use (needs PyPI once)."""
+    python = venv / "bin" / "python"
+    wanted = FEAST_REQUIREMENT.split("==", 1)[1] if "==" in FEAST_REQUIREMENT else ""
+    check = f"import feast, sys; sys.exit(not feast.__version__.startswith('{wanted}'))"
+    if python.exists() and subprocess.run([str(python), "-c", check], env=child_env(),
+                                          capture_output=True).returncode == 0:
+        return python
+    log(f"creating {venv} with {FEAST_REQUIREMENT} (once; needs PyPI) ...")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    constraints = venv / "no-frameworks.txt"
+    constraints.write_text("".join(f"{name}<0\n" for name in FEAST_FORBIDDEN), encoding="utf-8")
+    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                          "--disable-pip-version-check", "-c", str(constraints),
+                          FEAST_REQUIREMENT], capture_output=True, text=True, check=False)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install into {venv} failed:\n{pip.stderr[-3000:]}")
+    return python
+
+
+def feast_versions(python: Path) -> dict[str, str | None]:
+    code = ("import json, importlib.metadata as m\n"
+            "out = {}\n"
+            "for n in ('feast', 'duckdb', 'ibis-framework', 'pandas', 'pyarrow', 'numpy', "
+            "'dask', 'protobuf'):\n"
+            "    try: out[n] = m.version(n)\n"
+            "    except m.PackageNotFoundError: out[n] = None\n"
+            "print(json.dumps(out))")
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def feast_phase(python: Path, phase: str, args: list[str]) -> dict[str, Any]:
+    """Run one phase of ``_feast_side.py``; its JSON, or ``{"error": ...}``."""
+    command = [str(python), str(HERE / "_feast_side.py"), phase, *args]
+    timeout = FEAST_TIMEOUT[phase]
+    proc = subprocess.Popen(command, env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        return {"error": f"timed out after {timeout} s"}
+    if proc.returncode != 0:
+        tail = stderr.strip().splitlines()[-1:] or ["no output"]
+        why = "killed (out of memory?)" if proc.returncode in (-9, 137) else tail[0]
+        return {"error": f"exit {proc.returncode}: {why}", "stderr": stderr[-3000:]}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def feast_server(python: Path, repo: Path) -> Iterator[str]:
+    """``feast serve`` (HTTP feature server) on a free port; stopped on exit."""
+    import httpx
+
+    port = free_port()
+    feast = python.parent / "feast"
+    command = [str(feast), "-c", str(repo), "serve", "-p", str(port), "--no-access-log",
+               "--max-requests", "1000000", "-r", "3600"]
+    proc = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, f"{url}/health", httpx)
+        yield url
+    finally:
+        stop(proc)
+
+
+def run_feast(data: Data, workdir: Path, venv: Path,
+              loopworks_join_rows: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    import httpx
+    import pyarrow.parquet as pq
+
+    python = ensure_feast_venv(venv)
+    repo = workdir / "feast-repo"
+    out: dict[str, Any] = {"versions": feast_versions(python), "repo": str(repo)}
+    log(f"Feast {out['versions']['feast']}: ingest (write Parquet + apply + materialize) ...")
+    out["ingest"] = feast_phase(python, "ingest", [
+        "--repo", str(repo), "--reviews", str(data.reviews), "--labels", str(data.labels),
+        "--push-rows", str(data.records)])
+    if "error" in out["ingest"]:
+        raise RuntimeError(f"Feast ingest failed: {out['ingest']}")
+    for name, group in out["ingest"]["groups"].items():
+        total = group["offline_write_seconds"] + group["materialize_seconds"]
+        log(f"Feast: ingested {name}: {group['rows']:,} records in {total:.2f} s = "
+            f"{group['rows'] / total:,.0f} records/s")
+    log("Feast: online gets in process ...")
+    out["online"] = feast_phase(python, "online", [
+        "--repo", str(repo), "--reviews", str(data.reviews), "--singles", str(SINGLE_GETS),
+        "--batches", str(BATCH_GETS), "--batch-size", str(BATCH_SIZE)])
+    if "error" not in out["online"]:
+        log("Feast: in-process get p50/p99 {p50_ms:.3f}/{p99_ms:.3f} ms".format(
+            **out["online"]["single"]))
+
+    log("Feast: online gets over HTTP (feast serve) ...")
+    ids = pq.read_table(data.reviews, columns=["review_id"]).column(0).to_pylist()
+    refs = [f"reviews:{f}" for f in REVIEW_FEATURES]
+    try:
+        with feast_server(python, repo) as url, httpx.Client(base_url=url, timeout=30) as client:
+            def fetch(chosen: list[str]) -> Any:
+                response = client.post("/get-online-features", json={
+                    "features": refs, "entities": {"review_id": chosen}})
+                response.raise_for_status()
+                return response.json()
+
+            probe = fetch([ids[0]])
+            if "results" not in probe:
+                raise RuntimeError(f"unexpected feast serve answer: {str(probe)[:300]}")
+            out["http"] = http_latencies(client, lambda i: fetch([i]), fetch, ids,
+                                         random.Random(1))
+            log("Feast: HTTP get p50/p99 {p50_ms:.3f}/{p99_ms:.3f} ms".format(
+                **out["http"]["single"]))
+    except (RuntimeError, httpx.HTTPError) as exc:
+        out["http"] = {"error": str(exc)[:500]}
+
+    out["join"] = {}
+    for key, features in (("four", JOIN_FEATURES), ("with_input_ids", WITH_IDS)):
+        rows = data.entity_rows
+        log(f"Feast: point-in-time join ({key}) of {rows:,} entity rows ...")
+        joined = feast_phase(python, "join", ["--repo", str(repo), "--entity", str(data.entity),
+                                              "--rows", str(rows),
+                                              "--features", ",".join(features)])
+        if "error" in joined and rows > FALLBACK_JOIN_ROWS:
+            log(f"Feast join at {rows:,} rows failed ({joined['error']}); "
+                f"measuring {FALLBACK_JOIN_ROWS:,} rows")
+            failed = joined
+            joined = feast_phase(python, "join", [
+                "--repo", str(repo), "--entity", str(data.entity),
+                "--rows", str(FALLBACK_JOIN_ROWS), "--features", ",".join(features)])
+            joined["failed_at_full_size"] = failed
+            joined["loopworks_same_rows"] = loopworks_join_rows(FALLBACK_JOIN_ROWS) \
+                if key == "four" else None
+        out["join"][key] = joined
+        if "error" not in joined:
+            log(f"Feast: point-in-time join ({key}) of {joined['rows']:,} entity rows: "
+                f"{joined['seconds']:.2f} s")
+        if key == "four" and "error" in joined:
+            break
+    return out
+
+
+# --------------------------------------------------------------------------------- reports
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in ("loopworks", "deltalake", "duckdb", "pyarrow", "pandas", "numpy", "fastapi",
+                 "uvicorn", "httpx"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    import sqlite3
+
+    found["sqlite"] = sqlite3.sqlite_version
+    return found
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_bytes": memory,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": versions(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _get(data: dict[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def metric_rows(lw: dict[str, Any], fe: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The summary table: one dict per metric with values, ratio, target and verdict."""
+    rows: list[dict[str, Any]] = []
+
+    def add(metric: str, unit: str, ours: float | None, theirs: float | None, *,
+            higher_is_better: bool, at_most: float | None = None, at_least: float | None = None,
+            ratio_target: float | None = None, note: str = "") -> None:
+        ratio = None
+        if ours and theirs:
+            ratio = ours / theirs if higher_is_better else theirs / ours
+        checks = []
+        if at_most is not None and ours is not None:
+            checks.append(ours <= at_most)
+        if at_least is not None and ours is not None:
+            checks.append(ours >= at_least)
+        if ratio_target is not None:
+            checks.append(ratio is not None and ratio >= ratio_target)
+        targets = [f"≤ {at_most:g} {unit}" if at_most is not None else "",
+                   f"≥ {at_least:,.0f} {unit}" if at_least is not None else "",
+                   f"≥ {ratio_target:g}× Feast" if ratio_target is not None else ""]
+        rows.append({"metric": metric, "unit": unit, "loopworks": ours, "feast": theirs,
+                     "ratio": ratio, "target": ", ".join(t for t in targets if t),
+                     "met": all(checks) if checks else None, "note": note})
+
+    def rate(rows_: Any, seconds: Any) -> float | None:
+        return rows_ / seconds if rows_ and seconds else None
+
+    for name in ("reviews", "labels"):
+        ours = _get(lw, "groups", name)
+        theirs = _get(fe, "ingest", "groups", name)
+        feast_seconds = (theirs["offline_write_seconds"] + theirs["materialize_seconds"]
+                         if theirs else None)
+        add(f"ingest, {name} group ({ours['rows']:,} records), offline + online", "records/s",
+            rate(ours["rows"], ours["ingest_seconds"]),
+            rate(theirs["rows"], feast_seconds) if theirs else None, higher_is_better=True,
+            at_least=100_000 if name == "reviews" else None,
+            ratio_target=3 if name == "reviews" else None,
+            note="Feast: write the Parquet file + materialize" if name == "reviews" else "")
+    push = _get(fe, "ingest", "write_to_online_store")
+    if push:
+        add("  Feast write_to_online_store (online only), reviews", "records/s", None,
+            rate(push["rows"], push["seconds"]), higher_is_better=True,
+            note="Feast's push path, for reference")
+    for where, label, single_target in (("online", "in process", 1.0),
+                                        ("http", "over HTTP", 5.0)):
+        for kind, what in (("single", "get 1 record by id"),
+                           ("batch", f"batch get {BATCH_SIZE} ids")):
+            for stat in ("p50_ms", "p99_ms"):
+                at_most = single_target if kind == "single" and stat == "p99_ms" else None
+                add(f"{what}, {label}, {stat[:3]}", "ms", _get(lw, where, kind, stat),
+                    _get(fe, where, kind, stat), higher_is_better=False, at_most=at_most,
+                    ratio_target=3 if where == "online" else None)
+    add("get_online_features (Feast-style API), 1 id, in process, p99", "ms",
+        _get(lw, "online", "feast_style_single", "p99_ms"), _get(fe, "online", "single", "p99_ms"),
+        higher_is_better=False, note="loopworks' Feast-compatible call")
+    for key, what, target in (("four", "4 features", 3.0),
+                              ("with_input_ids", "4 features + input_ids", None)):
+        ours = _get(lw, "join", key)
+        theirs = _get(fe, "join", key)
+        note = ""
+        if theirs and theirs.get("loopworks_same_rows"):
+            ours = theirs["loopworks_same_rows"]
+            note = (f"Feast failed at {lw['join'][key]['rows']:,} rows "
+                    f"({theirs['failed_at_full_size']['error']}); both at {ours['rows']:,}")
+        elif theirs and "error" in theirs:
+            note = f"Feast: {theirs['error']}"
+        add(f"point-in-time join, {ours['rows']:,} entity rows × 2 groups, {what}", "s",
+            ours["seconds"], theirs.get("seconds") if theirs else None, higher_is_better=False,
+            ratio_target=target, note=note)
+    return rows
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "records/s":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.3f}"
+    return f"{value:.2f}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| metric | unit | loopworks | Feast | ratio | target | met |",
+             "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for row in rows:
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.1f}×"
+        met = {None: "", True: "yes", False: "**NO**"}[row["met"]]
+        lines.append(f"| {row['metric']} | {row['unit']} | "
+                     f"{_number(row['loopworks'], row['unit'])} | "
+                     f"{_number(row['feast'], row['unit'])} | {ratio} | {row['target']} | "
+                     f"{met} |")
+    return lines
+
+
+def agreement(lw: dict[str, Any], fe: dict[str, Any] | None) -> list[str]:
+    """Do both joins find the same values (non-null counts and sums per feature)?"""
+    lines = []
+    for key in ("four", "with_input_ids"):
+        theirs = _get(fe, "join", key)
+        ours = lw["join"][key]
+        if not theirs or "error" in theirs:
+            continue
+        if theirs.get("loopworks_same_rows"):
+            ours = theirs["loopworks_same_rows"]
+        same_counts = ours["non_null"] == theirs["non_null"]
+        same_sums = all(abs(ours["checksum"][n] - theirs["checksum"].get(n, float("nan")))
+                        <= 1e-6 * max(1.0, abs(ours["checksum"][n])) for n in ours["checksum"])
+        lines.append(f"- join `{key}`: non-null counts per feature "
+                     f"{'match' if same_counts else 'DIFFER'} ({ours['non_null']} vs "
+                     f"{theirs['non_null']}); sums of numeric features "
+                     f"{'match' if same_sums else 'DIFFER'}.")
+    return lines
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    fe = data.get("feast")
+    lines = [
+        "# Feature store benchmark: loopworks against Feast",
+        "",
+        f"Generated {data['generated_at']} by `{data['command']}`.",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu'] or 'unknown CPU'}), "
+        f"{(m['memory_bytes'] or 0) / 2**30:.0f} GiB, Python {m['python']}, {m['platform']}; "
+        f"load average (1, 5, 15 min) {m['load_average_at_start']} at start, "
+        f"{m.get('load_average_at_end')} at end.",
+        "loopworks environment: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()
+                                              if v) + ".",
+    ]
+    if fe:
+        lines.append("Feast environment (its own venv): " + ", ".join(
+            f"{k} {v}" for k, v in fe["versions"].items() if v) + "; local provider, SQLite "
+            f"online store, `{fe['ingest'].get('offline_store', '?')}` offline store over "
+            "Parquet file sources.")
+    opts = data["options"]
+    lines += [
+        "",
+        f"Data: {opts['records']:,} review records (review_id, date over {DAYS} days, "
+        f"sentiment, label_id, input_ids and attention_mask of {LIST_LENGTH} int32, a "
+        "~200 character review_body, split_type) and a `labels` group (review_id, date, "
+        f"label, confidence) for the same ids; an entity table of {opts['entity_rows']:,} "
+        "rows (random review_id, random event time). Generated with a fixed seed.",
+        "",
+        "## Results",
+        "",
+        *format_table(data["table"]),
+        "",
+        "Ratio: loopworks ÷ Feast for throughput, Feast ÷ loopworks for latency and time "
+        "(above 1: loopworks is faster).",
+        "",
+        "How each figure is measured:",
+        "",
+        f"- Ingest: loopworks `group.ingest(arrow_table, workers={data['loopworks']['workers']})`"
+        " into its Delta offline store and SQLite online store (one call per group, after "
+        "`create_feature_group`). Feast: a file source's offline store is its Parquet file, so "
+        "its offline ingest is writing that file; then `materialize` copies it into the SQLite "
+        "online store. `apply` (definitions) is not counted, nor is loopworks' "
+        "`create_feature_group`.",
+        f"- Online gets: {SINGLE_GETS:,} random single ids and {BATCH_GETS} random batches of "
+        f"{BATCH_SIZE} ids after {WARMUP} warm-up calls, `perf_counter_ns` per call, all six "
+        "features of `reviews` (input_ids decoded to lists). loopworks: `group.get_record(id)` /"
+        " `batch_get_record(ids)`; Feast: `get_online_features(features, entity_rows)"
+        ".to_dict()`.",
+        f"- HTTP: {HTTP_GETS:,} requests over one keep-alive `httpx.Client`, JSON decoded. "
+        "loopworks: `loopworks serve` (uvicorn, 1 worker), `GET /api/feature-groups/reviews/"
+        "records/{id}` with a bearer token; batch `POST .../records/batch-get`. Feast: "
+        "`feast serve` (gunicorn + uvicorn worker, 1 worker), `POST /get-online-features`.",
+        "- Point-in-time join: the entity DataFrame against both groups, result as a pandas "
+        "DataFrame. loopworks `store.training_set(entity, features)`; Feast "
+        "`get_historical_features(entity_df, features).to_df()`. Features: "
+        + ", ".join(f"`{f}`" for f in JOIN_FEATURES) + " (and `reviews:input_ids` in the "
+        "second join).",
+        "",
+    ]
+    agree = agreement(data["loopworks"], fe)
+    if agree:
+        lines += ["Both joins return the same values:", "", *agree, ""]
+    notes = [f"- {row['metric'].strip()}: {row['note']}" for row in data["table"] if row["note"]]
+    if data.get("feast_skipped"):
+        notes.append(f"- Feast: skipped ({data['feast_skipped']})")
+    if fe and "error" in fe.get("http", {}):
+        notes.append(f"- Feast HTTP: {fe['http']['error']}")
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Feature store ingest, online get and point-in-time join: loopworks "
+                    "against Feast.")
+    parser.add_argument("--records", type=int, default=200_000, help="review records")
+    parser.add_argument("--entity-rows", type=int, default=1_000_000,
+                        help="rows of the entity table of the point-in-time join")
+    parser.add_argument("--workers", type=int, default=2, help="loopworks ingest workers")
+    parser.add_argument("--skip-feast", action="store_true", help="measure loopworks only")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_RESULTS / "work" / "featurestore",
+                        help="scratch folder: Parquet data, both stores, Feast's repo")
+    parser.add_argument("--feast-venv", type=Path, default=DEFAULT_RESULTS / "work" / "venv-feast",
+                        help=f"Feast's virtual environment (made on first use: "
+                             f"{FEAST_REQUIREMENT})")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="where featurestore.md and featurestore.json are written")
+    args = parser.parse_args(argv)
+    if min(args.records, args.entity_rows, args.workers) < 1 or args.records < BATCH_SIZE:
+        parser.error(f"--records must be at least {BATCH_SIZE}; --entity-rows and --workers "
+                     "at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import loopworks  # noqa: F401
+    except ImportError:  # run from a checkout without PYTHONPATH or an install
+        sys.path.insert(0, str(REPO / "src"))
+    os.environ.update(FEAST_ENV)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "command": "python benchmarks/featurestore.py " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "options": {"records": args.records, "entity_rows": args.entity_rows,
+                    "workers": args.workers, "skip_feast": args.skip_feast,
+                    "single_gets": SINGLE_GETS, "batch_gets": BATCH_GETS,
+                    "batch_size": BATCH_SIZE, "http_gets": HTTP_GETS, "warmup": WARMUP},
+        "machine": machine_info(), "feast": None, "feast_skipped": None,
+    }
+    inputs = make_data(args.records, args.entity_rows, workdir / "data")
+    data["loopworks"] = run_loopworks(inputs, workdir, args.workers)
+    if args.skip_feast:
+        data["feast_skipped"] = "--skip-feast"
+    else:
+        from loopworks.featurestore import FeatureStore
+
+        def lw_join(rows: int) -> dict[str, Any]:
+            with FeatureStore(home=data["loopworks"]["home"]) as store:
+                return loopworks_join(store, inputs, JOIN_FEATURES, rows)
+
+        data["feast"] = run_feast(inputs, workdir, args.feast_venv.resolve(), lw_join)
+    data["table"] = metric_rows(data["loopworks"], data["feast"])
+    data["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "featurestore.json").write_text(json.dumps(data, indent=2, default=str)
+                                                    + "\n", encoding="utf-8")
+    markdown = render_markdown(data)
+    (args.results / "featurestore.md").write_text(markdown + "\n", encoding="utf-8")
+    print()
+    print("\n".join(format_table(data["table"])))
+    print(f"\nwritten: {args.results / 'featurestore.md'}, {args.results / 'featurestore.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
