@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 PACKAGES = ["loopworks", "loopworks.processing", "loopworks.samples", "loopworks.errors",
+            "loopworks.featurestore", "loopworks.server", "loopworks.metadata",
             "loopworks.settings"]
 
 

@@ -191,3 +191,19 @@ def test_sql_over_groups_and_as_of(store: FeatureStore, group, tmp_path: Path) -
     versions = group.versions()
     assert len(versions) >= 2
     assert group.history(version=0).num_rows == 100
+
+
+def test_ttl_per_group_and_per_record(store: FeatureStore) -> None:
+    import time
+
+    fg = store.create_feature_group(
+        "short", record_id="id", event_time="ts", ttl_seconds=0.5,
+        df=pd.DataFrame({"id": ["a"], "ts": [T0], "v": [1]}))
+    fg.ingest(pd.DataFrame({"id": ["a", "b"], "ts": [T0, T0], "v": [1, 2]}))
+    fg.put_record({"id": "c", "ts": T0, "v": 3}, ttl_seconds=3600)
+    assert fg.get_record("a")["v"] == 1
+    time.sleep(1.2)
+    assert fg.batch_get_record(["a", "b"]) == [None, None]  # the group's TTL ran out
+    assert fg.get_record("c")["v"] == 3  # its own, longer TTL
+    assert fg.history().num_rows == 3  # expiry is an online matter: history keeps all
+    store.delete_feature_group("short")

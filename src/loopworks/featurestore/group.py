@@ -111,7 +111,7 @@ class FeatureGroup:
 
     # ---------------------------------------------------------------------- ingest
     def ingest(self, data: pd.DataFrame | pa.Table | str, *, workers: int = 1,
-               batch_rows: int = _BATCH_ROWS) -> IngestReport:
+               batch_rows: int = _BATCH_ROWS, ttl_seconds: float | None = None) -> IngestReport:
         """Validate and write records to the offline history and the online store.
 
         Args:
@@ -119,6 +119,8 @@ class FeatureGroup:
             workers: Threads validating and converting batches in parallel (writes to one
                 table are serialized by the store's lock).
             batch_rows: Rows per batch; each batch lands atomically in both stores.
+            ttl_seconds: Serve these records online for this long after writing (default:
+                the group's TTL; ``None`` for both means forever).
 
         Returns:
             An :class:`IngestReport`.
@@ -136,7 +138,7 @@ class FeatureGroup:
         written = 0
         version = None
         for batch in conformed:
-            written_now, version = self._write(batch)
+            written_now, version = self._write(batch, ttl_seconds=ttl_seconds)
             written += written_now
         return IngestReport(table.num_rows, len(conformed), written, version,
                             time.perf_counter() - start)
@@ -179,7 +181,8 @@ class FeatureGroup:
             message = str(exc).replace(f": row {row}:", f": row {row + offset}:", 1)
             raise ValidationError(message, **(exc.fields | {"row": row + offset})) from None
 
-    def _write(self, table: pa.Table, *, deleted: bool = False) -> tuple[int, int | None]:
+    def _write(self, table: pa.Table, *, deleted: bool = False,
+               ttl_seconds: float | None = None) -> tuple[int, int | None]:
         if table.num_rows == 0:
             return 0, self._store.offline.version(self.name) \
                 if self._store.offline.exists(self.name) else None
@@ -194,7 +197,8 @@ class FeatureGroup:
         try:
             written = self._store.online.write(
                 self.name, table, self.spec.definitions, record_id=self.spec.record_id,
-                event_time=self.spec.event_time, ttl_seconds=self.spec.ttl_seconds)
+                event_time=self.spec.event_time,
+                ttl_seconds=ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds)
         except Exception:
             if before is None:
                 offline.delete(self.name)
@@ -219,10 +223,13 @@ class FeatureGroup:
                                        self.spec.definitions, features)
 
     # --------------------------------------------------------------- online writes
-    def put_record(self, record: dict[str, Any]) -> bool:
-        """Write one record (validated). Returns False when a newer one is stored."""
+    def put_record(self, record: dict[str, Any], *, ttl_seconds: float | None = None) -> bool:
+        """Write one record (validated). Returns False when a newer one is stored.
+
+        ``ttl_seconds`` overrides the group's TTL for this record.
+        """
         table = self._conform_batch(pa.Table.from_pylist([record]))
-        written, _ = self._write(table)
+        written, _ = self._write(table, ttl_seconds=ttl_seconds)
         return written == 1
 
     def delete_record(self, record_id: str, event_time: datetime | str | None = None, *,
