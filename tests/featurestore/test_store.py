@@ -207,3 +207,34 @@ def test_ttl_per_group_and_per_record(store: FeatureStore) -> None:
     assert fg.get_record("c")["v"] == 3  # its own, longer TTL
     assert fg.history().num_rows == 3  # expiry is an online matter: history keeps all
     store.delete_feature_group("short")
+
+
+def test_a_batch_lands_in_both_stores_or_in_neither(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FeatureStore(home=home) as good:
+        fg = good.create_feature_group("reviews", record_id="review_id", event_time="date",
+                                       df=reviews(1))
+        fg.ingest(reviews(10))
+        version = fg.versions()[0]["version"]
+    # Same registry and offline store, but an online store that cannot be reached.
+    with FeatureStore(home=home, online_store_url="redis://127.0.0.1:1/0") as broken:
+        with pytest.raises(ConfigurationError, match="127.0.0.1:1"):
+            broken.feature_group("reviews").ingest(reviews(5, offset=100))
+    with FeatureStore(home=home) as check:
+        group = check.feature_group("reviews")
+        assert group.history().num_rows == 10  # the offline commit was rolled back
+        assert group.versions()[0]["version"] > version  # ...by a restore, history intact
+        assert group.get_record("r100") is None
+
+
+def test_concurrent_ingests_queue_and_none_is_lost(store: FeatureStore, group) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [reviews(40, offset=i * 40) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(group.ingest, batches))
+    assert group.history().num_rows == 240
+    ids = [f"r{i}" for i in range(240)]
+    assert all(r is not None for r in group.batch_get_record(ids))
+    versions = sorted(v["version"] for v in group.versions())
+    assert versions == list(range(len(versions)))
