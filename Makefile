@@ -45,6 +45,7 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 
 test: $(VENV)/.installed-dev  ## lint and run the test suite (slow tests excluded)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/mypy src
 	$(BIN)/pytest
 
 test-all: $(VENV)/.installed-dev  ## every test, the slow ones too

@@ -11,7 +11,12 @@ from rich.table import Table
 
 from loopworks.cli import handle_errors
 from loopworks.cli._progress import RowsProgress
-from loopworks.processing import ColumnNames, ProcessingConfig, run_processing_job
+from loopworks.processing import (
+    ColumnNames,
+    ProcessingConfig,
+    parse_split,
+    run_processing_job,
+)
 from loopworks.processing.report import JobReport
 from loopworks.settings import load_settings
 
@@ -106,7 +111,8 @@ def process(inputs: tuple[str, ...], out: str, engine: str, workers: int | None,
         inputs=list(inputs), out=out, engine=engine, workers=settings.workers,
         ray_address=settings.ray_address, tokenizer=settings.tokenizer,
         max_seq_length=max_seq_length, padding=not no_padding, truncation=not no_truncation,
-        special_tokens=not no_special_tokens, balance=balance, split=split, stratify=stratify,
+        special_tokens=not no_special_tokens, balance=balance, split=parse_split(split),
+        stratify=stratify,
         seed=seed, output_format=output_format,
         columns=ColumnNames(text=text_column, rating=rating_column, id=id_column,
                             date=date_column, passthrough=passthrough),

@@ -242,12 +242,12 @@ def _cast(column: pa.ChunkedArray, definition: FeatureDefinition, group: str) ->
     try:
         return column.cast(target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        row = _first_bad_row(column, target)
-        where = f"row {row}: " if row is not None else ""
+        bad_row = _first_bad_row(column, target)
+        where = f"row {bad_row}: " if bad_row is not None else ""
         raise ValidationError(
             f"feature group {group!r}: {where}feature {definition.name!r} expects "
             f"{definition.type_name}, got {source} ({str(exc).splitlines()[0]})",
-            feature_group=group, row=row, feature=definition.name) from None
+            feature_group=group, row=bad_row, feature=definition.name) from None
 
 
 def _first_bad_row(column: pa.ChunkedArray, target: pa.DataType) -> int | None:

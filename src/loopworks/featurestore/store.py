@@ -11,7 +11,11 @@ import pandas as pd
 import pyarrow as pa
 
 from loopworks.errors import ConfigurationError, NotFoundError
-from loopworks.featurestore.definitions import FeatureDefinition, load_feature_definitions
+from loopworks.featurestore.definitions import (
+    FeatureDefinition,
+    FeatureType,
+    load_feature_definitions,
+)
 from loopworks.featurestore.group import FeatureGroup
 from loopworks.featurestore.registry import FeatureGroupSpec, Registry, validate_name
 
@@ -115,7 +119,8 @@ class FeatureStore:
                     f"{' or '.join(sorted(allowed))}, not {by_name[feature].type_name}",
                     feature_group=name, feature=feature)
         if by_name[record_id].type.value == "Integral":  # ids are strings everywhere
-            definitions[names.index(record_id)] = FeatureDefinition(record_id, "String")
+            definitions[names.index(record_id)] = FeatureDefinition(record_id,
+                                                                    FeatureType.STRING)
         spec = FeatureGroupSpec(name=name, record_id=record_id, event_time=event_time,
                                 definitions=definitions, description=description,
                                 tags=dict(tags or {}), ttl_seconds=ttl_seconds,
@@ -203,10 +208,10 @@ class FeatureStore:
         """Feast-style online lookup: ``features=["reviews:sentiment"]`` for entity rows."""
         by_group: dict[str, list[str]] = {}
         for ref in features:
-            group, _, feature = ref.partition(":")
+            name, _, feature = ref.partition(":")
             if not feature:
                 raise ConfigurationError(f"feature reference {ref!r} must be 'group:feature'")
-            by_group.setdefault(group, []).append(feature)
+            by_group.setdefault(name, []).append(feature)
         results = [dict(row) for row in entity_rows]
         for group_name, names in by_group.items():
             group = self.feature_group(group_name)

@@ -6,6 +6,7 @@ count ran it. Results arrive as they finish; the caller sorts what needs sorting
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -100,7 +101,7 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int, address: st
         # Tasks travel pickled so Ray Data never reinterprets the arrays inside them.
         items = [{"task": pickle.dumps(task)} for task in tasks]
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
-        mapped = dataset.map(_ray_apply, fn_kwargs={"fn": fn}, num_cpus=1,
+        mapped = dataset.map(functools.partial(_ray_apply, fn=fn), num_cpus=1,
                              concurrency=max(1, min(workers, len(items))))
         for row in mapped.iter_rows():
             yield pickle.loads(row["result"])

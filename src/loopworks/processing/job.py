@@ -373,10 +373,10 @@ def _run(config: ProcessingConfig, report: JobReport, work: Path,
         offset += scan.rows
     total = int((plan.split >= 0).sum())
     results: list[EncodeResult] = []
-    for result in run_tasks(encode_shard, encode_tasks, engine=config.engine,
-                            workers=config.workers, ray_address=config.ray_address):
-        results.append(result)
-        progress("encode", sum(result.rows.values()), total)
+    for encoded in run_tasks(encode_shard, encode_tasks, engine=config.engine,
+                             workers=config.workers, ray_address=config.ray_address):
+        results.append(encoded)
+        progress("encode", sum(encoded.rows.values()), total)
     results.sort(key=lambda r: r.shard)
     timings["encode"] = time.perf_counter() - clock
     for stage in ("read", "tokenize", "write"):

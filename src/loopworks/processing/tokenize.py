@@ -283,10 +283,10 @@ class TextEncoder:
             return EncodedBatch(ids, mask, None, lengths)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(row_len, out=offsets[1:])
-        ids = np.empty(int(offsets[-1]), dtype=np.int32)
-        ids[offsets[:-1][row_of[keep]] + n_prefix + pos[keep]] = flat[keep]
+        values = np.empty(int(offsets[-1]), dtype=np.int32)
+        values[offsets[:-1][row_of[keep]] + n_prefix + pos[keep]] = flat[keep]
         for j, token in enumerate(self.prefix):
-            ids[offsets[:-1] + j] = token
+            values[offsets[:-1] + j] = token
         for j, token in enumerate(self.suffix):
-            ids[offsets[:-1] + n_prefix + kept + j] = token
-        return EncodedBatch(ids, np.ones_like(ids), offsets, lengths)
+            values[offsets[:-1] + n_prefix + kept + j] = token
+        return EncodedBatch(values, np.ones_like(values), offsets, lengths)
