@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -49,6 +51,10 @@ class FeatureStore:
             "LOOPWORKS_OFFLINE_STORE_URL") or str(self.home / "offline")
         self._online: Any = None
         self._offline: Any = None
+        # Specs are read on every online lookup; keep them briefly instead of asking the
+        # database each time (changes made through this store drop the cached entry).
+        self._specs: dict[str, tuple[float, FeatureGroupSpec]] = {}
+        self.spec_cache_seconds = 1.0
 
     @property
     def online(self) -> Any:
@@ -130,7 +136,15 @@ class FeatureStore:
 
     def feature_group(self, name: str) -> FeatureGroup:
         """An existing group by name (NotFoundError otherwise)."""
-        return FeatureGroup(self, self.registry.get(name))
+        now = time.monotonic()
+        cached = self._specs.get(name)
+        if cached is None or now - cached[0] > self.spec_cache_seconds:
+            cached = (now, self.registry.get(name))
+            self._specs[name] = cached
+        return FeatureGroup(self, dataclasses.replace(cached[1]))
+
+    def _forget(self, name: str) -> None:
+        self._specs.pop(name, None)
 
     def list_feature_groups(self) -> list[FeatureGroupSpec]:
         """Every group's spec, by name."""
@@ -139,6 +153,7 @@ class FeatureStore:
     def delete_feature_group(self, name: str) -> None:
         """Delete a group with all its data, online and offline."""
         self.registry.get(name)
+        self._forget(name)
         self.online.drop(name)
         if self.offline.exists(name):
             self.offline.delete(name)
