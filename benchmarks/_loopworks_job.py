@@ -1,17 +1,31 @@
 """Run one loopworks processing job and print its timings and peak memory as one JSON line.
 
 A helper of ``benchmarks/processing.py``, which runs it as a subprocess so that the job's
-memory is measured alone (not the benchmark's own tables) and its worker processes are this
-process's children: ``getrusage(RUSAGE_CHILDREN)`` then gives the largest worker's peak.
-The job's workers are started with ``spawn``, hence the ``__main__`` guard.
+memory is measured alone (not the benchmark's own tables) while it samples the memory of
+this process and its workers. The job's workers are started with ``spawn``, hence the
+``__main__`` guard.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import time
+from pathlib import Path
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory in bytes (VmHWM), or None off Linux.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over ``exec``, so a subprocess reports
+    at least the resident size its parent had when it started it.
+    """
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 if found else None
 
 
 def main() -> None:
@@ -30,7 +44,6 @@ def main() -> None:
                               workers=args.workers, overwrite=True)
     report = run_processing_job(config, home=args.home)
     seconds = time.perf_counter() - start
-    kib = 1024  # ru_maxrss is in KiB on Linux
     print(json.dumps({
         "seconds": round(seconds, 4),
         "rows": report.counts["rows_in"],
@@ -38,8 +51,7 @@ def main() -> None:
         "timings": {k: round(v, 4) for k, v in report.timings.items()},
         "counts": report.counts,
         "tokens": report.tokens,
-        "driver_max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
-        "largest_child_max_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib,
+        "driver_peak_rss": peak_rss(),
     }))
 
 

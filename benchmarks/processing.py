@@ -168,44 +168,71 @@ def make_csv(rows: int, path: Path) -> dict[str, Any]:
 
 
 class TreeMemorySampler:
-    """Peak of the summed RSS of a process and all its descendants (needs psutil)."""
+    """Samples the memory of a process and all its descendants from /proc (Linux).
+
+    Every ``interval`` seconds it adds up VmRSS (resident memory; pages shared between the
+    processes count once per process) and Pss (shared pages split between their sharers)
+    over the tree and keeps the largest sums; and it keeps each process's VmHWM, the
+    kernel's own peak RSS of that process. (Not ``getrusage().ru_maxrss``: Linux carries it
+    over ``exec``, so every subprocess would report at least its parent's size.)
+    """
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._root = psutil.Process(pid)
-        self._interval = interval
+        self.root = pid
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.hwm: dict[int, int] = {}
         self._stop = threading.Event()
-        self.peak = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    @staticmethod
+    def available() -> bool:
+        return Path("/proc/self/smaps_rollup").is_file()
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+                children.setdefault(ppid, []).append(int(stat.parent.name))
+        tree, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
+
+    @staticmethod
+    def _kib(path: str, *keys: str) -> dict[str, int]:
+        found = {}
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in keys:
+                found[key] = int(value.split()[0]) * 1024
+        return found
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            try:
-                procs = [self._root, *self._root.children(recursive=True)]
-            except self._psutil.Error:
-                break
-            for proc in procs:
-                with contextlib.suppress(self._psutil.Error):
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            self._stop.wait(self._interval)
+            rss = pss = 0
+            for pid in self._tree():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    status = self._kib(f"/proc/{pid}/status", "VmRSS", "VmHWM")
+                    pss += self._kib(f"/proc/{pid}/smaps_rollup", "Pss").get("Pss", 0)
+                    rss += status.get("VmRSS", 0)
+                    self.hwm[pid] = max(self.hwm.get(pid, 0), status.get("VmHWM", 0))
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self._stop.wait(self.interval)
 
-    def stop(self) -> int:
+    def stop(self) -> dict[str, int | None]:
         self._stop.set()
         self._thread.join()
-        return self.peak
-
-
-def have_psutil() -> bool:
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        workers = [v for pid, v in self.hwm.items() if pid != self.root]
+        return {"tree_peak_rss": self.peak_rss, "tree_peak_pss": self.peak_pss,
+                "driver_peak_rss": self.hwm.get(self.root),
+                "largest_worker_peak_rss": max(workers, default=None)}
 
 
 def run_loopworks_job(csv: Path, out: Path, tokenizer: Path, workers: int,
@@ -217,13 +244,14 @@ def run_loopworks_job(csv: Path, out: Path, tokenizer: Path, workers: int,
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.Popen(command, env=child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    sampler = TreeMemorySampler(proc.pid) if have_psutil() else None
+    sampler = TreeMemorySampler(proc.pid) if TreeMemorySampler.available() else None
     stdout, stderr = proc.communicate()
-    tree_peak = sampler.stop() if sampler else None
+    memory = sampler.stop() if sampler else {}
     if proc.returncode != 0:
         raise RuntimeError(f"loopworks job failed ({proc.returncode}):\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
-    result["tree_peak_rss"] = tree_peak
+    driver = [v for v in (result.get("driver_peak_rss"), memory.get("driver_peak_rss")) if v]
+    result["memory"] = {**memory, "driver_peak_rss": max(driver, default=None)}
     return result
 
 
@@ -381,10 +409,11 @@ def memory_run(rows: int, workdir: Path, tokenizer: Path, workers: int) -> dict[
 
 
 def memory_row(job: dict[str, Any], csv_bytes: int) -> dict[str, Any]:
+    memory = job["memory"]
     return {"rows": job["rows"], "csv_bytes": csv_bytes, "seconds": job["seconds"],
             "reviews_per_second": round(job["rows"] / job["seconds"], 1),
-            "tree_peak_rss": job["tree_peak_rss"], "driver_max_rss": job["driver_max_rss"],
-            "largest_worker_max_rss": job["largest_child_max_rss"]}
+            **{key: memory.get(key) for key in ("tree_peak_rss", "tree_peak_pss",
+                                                "driver_peak_rss", "largest_worker_peak_rss")}}
 
 
 # --------------------------------------------------------------------------------- reports
@@ -393,7 +422,7 @@ def versions() -> dict[str, str | None]:
 
     found: dict[str, str | None] = {}
     for name in ("loopworks", "tokenizers", "transformers", "pyarrow", "pandas", "numpy",
-                 "datasets", "psutil"):
+                 "datasets"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -470,20 +499,20 @@ def format_job(job: dict[str, Any], workers: int) -> list[str]:
     return lines
 
 
-def format_memory(rows: list[dict[str, Any]], psutil_used: bool) -> list[str]:
-    lines = ["| rows | CSV | seconds | reviews/s | peak RSS, process tree | driver max RSS |"
-             " largest worker max RSS |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def format_memory(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| rows | CSV | seconds | reviews/s | peak RSS, all processes | peak PSS, all "
+             "processes | driver peak RSS | largest worker peak RSS |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         lines.append(f"| {row['rows']:,} | {mib(row['csv_bytes'])} | {row['seconds']:.1f} | "
                      f"{row['reviews_per_second']:,.0f} | {mib(row['tree_peak_rss'])} | "
-                     f"{mib(row['driver_max_rss'])} | {mib(row['largest_worker_max_rss'])} |")
+                     f"{mib(row['tree_peak_pss'])} | {mib(row['driver_peak_rss'])} | "
+                     f"{mib(row['largest_worker_peak_rss'])} |")
     lines.append("")
-    lines.append("Peak RSS, process tree: the largest sum of the resident memory of the job's "
-                 "process and its workers, sampled every 50 ms"
-                 + (" (psutil)." if psutil_used else ": n/a, psutil is not installed.")
-                 + " Driver / largest worker: `getrusage` max RSS of the job's process and of "
-                 "its largest child.")
+    lines.append("All processes: the job's process and its workers, sampled from /proc every "
+                 "50 ms; the largest sum of their RSS (shared pages counted in every process "
+                 "that maps them) and of their PSS (shared pages split between them). Driver "
+                 "and largest worker: each process's own peak RSS (the kernel's VmHWM).")
     return lines
 
 
@@ -537,8 +566,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += ["## Where (a) spends its time (the job report's timings)", "",
                   *format_job(data["job"], data["options"]["workers"]), ""]
     if data["memory"]:
-        lines += ["## Peak memory of (a)", "", *format_memory(data["memory"], v["psutil"]
-                                                            is not None), ""]
+        lines += ["## Peak memory of (a)", "", *format_memory(data["memory"]), ""]
     return "\n".join(lines)
 
 
@@ -555,8 +583,7 @@ def print_summary(data: dict[str, Any]) -> None:
         print("\n".join(format_job(data["job"], data["options"]["workers"])))
     if data["memory"]:
         print()
-        print("\n".join(format_memory(data["memory"], data["machine"]["versions"]["psutil"]
-                                      is not None)))
+        print("\n".join(format_memory(data["memory"])))
 
 
 # ------------------------------------------------------------------------------------ main

@@ -136,11 +136,7 @@ class FeatureGroup:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             conformed = list(pool.map(self._conform_batch, batches,
                                       range(0, table.num_rows, batch_rows)))
-        written = 0
-        version = None
-        for batch in conformed:
-            written_now, version = self._write(batch, ttl_seconds=ttl_seconds)
-            written += written_now
+        written, version = self._write_batches(conformed, ttl_seconds)
         return IngestReport(table.num_rows, len(conformed), written, version,
                             time.perf_counter() - start)
 
@@ -184,29 +180,60 @@ class FeatureGroup:
 
     def _write(self, table: pa.Table, *, deleted: bool = False,
                ttl_seconds: float | None = None) -> tuple[int, int | None]:
-        if table.num_rows == 0:
-            return 0, self._store.offline.version(self.name) \
-                if self._store.offline.exists(self.name) else None
+        """Write one batch: offline first, then online (rolled back offline on failure)."""
+        if deleted:
+            return 0, self._append_offline(table, deleted=True)[1]
+        return self._write_batches([table], ttl_seconds)
+
+    def _append_offline(self, table: pa.Table, *, deleted: bool = False
+                        ) -> tuple[int | None, int]:
+        """Append to the history; returns (version before, version after)."""
         history = table.append_column("write_time", pa.array(
             [_utcnow()] * table.num_rows, EVENT_TIME_TYPE)).append_column(
             "is_deleted", pa.array(np.full(table.num_rows, deleted)))
         offline = self._store.offline
         before = offline.version(self.name) if offline.exists(self.name) else None
-        version = offline.append(self.name, history, event_time=self.spec.event_time)
-        if deleted:
-            return 0, version
-        try:
-            written = self._store.online.write(
-                self.name, table, self.spec.definitions, record_id=self.spec.record_id,
-                event_time=self.spec.event_time,
-                ttl_seconds=ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds)
-        except Exception:
-            if before is None:
-                offline.delete(self.name)
-            elif hasattr(offline, "restore"):
-                offline.restore(self.name, before)
-            raise
+        return before, offline.append(self.name, history, event_time=self.spec.event_time)
+
+    def _write_batches(self, batches: list[pa.Table], ttl_seconds: float | None
+                       ) -> tuple[int, int | None]:
+        """Write batches, overlapping batch k's online write with batch k+1's offline commit.
+
+        A batch is written online only after its offline commit; if an online write fails,
+        the history is restored to the version before that batch (which also undoes the
+        next batch's commit, whose online write never happened), so every batch lands in
+        both stores or in neither.
+        """
+        ttl = ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            offline = self._store.offline
+            return 0, offline.version(self.name) if offline.exists(self.name) else None
+        written = 0
+        version: int | None = None
+        with ThreadPoolExecutor(max_workers=1) as offline_writer:
+            commits = [offline_writer.submit(self._append_offline, batches[0])]
+            for k, batch in enumerate(batches):
+                before, version = commits[k].result()
+                if k + 1 < len(batches):
+                    commits.append(offline_writer.submit(self._append_offline, batches[k + 1]))
+                try:
+                    written += self._store.online.write(
+                        self.name, batch, self.spec.definitions, record_id=self.spec.record_id,
+                        event_time=self.spec.event_time, ttl_seconds=ttl)
+                except Exception:
+                    for later in commits[k + 1 :]:
+                        later.exception()  # wait for it; its commit is undone below
+                    self._restore_offline(before)
+                    raise
         return written, version
+
+    def _restore_offline(self, before: int | None) -> None:
+        offline = self._store.offline
+        if before is None:
+            offline.delete(self.name)
+        else:
+            offline.restore(self.name, before)
 
     # ---------------------------------------------------------------- online reads
     def get_record(self, record_id: str, features: Sequence[str] | None = None

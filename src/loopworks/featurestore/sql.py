@@ -8,7 +8,9 @@ every entity row, the latest feature values at or before its event time, never a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +126,7 @@ def training_set(
     full_feature_names: bool = False,
     manifest: str | None = None,
     output: str = "pandas",
+    method: str = "sorted",
 ) -> Any:
     """Join feature groups to entity rows as of each row's event time (no leakage).
 
@@ -142,15 +145,20 @@ def training_set(
         full_feature_names: Name columns ``group__feature`` instead of ``feature``.
         manifest: Write a JSON manifest here that rebuilds the same set later.
         output: ``pandas`` or ``arrow``.
+        method: ``sorted`` (NumPy sort + searchsorted, the fast default) or ``duckdb``
+            (DuckDB's ASOF JOIN); both give the same rows.
 
     Returns:
         Exactly one row per entity row, in the entity order, with typed feature columns.
     """
+    if method not in ("sorted", "duckdb"):
+        raise ConfigurationError("method must be 'sorted' or 'duckdb'", setting="method")
     entity = _entity_table(entity_df, event_time)
     requested = _parse_features(store, features)
     names: dict[str, str] = {}
     out = entity
     groups_meta: dict[str, Any] = {}
+    plans = []
     for group_name, feature_names in requested.items():
         spec = store.feature_group(group_name).spec
         if spec.record_id not in entity.column_names:
@@ -161,8 +169,7 @@ def training_set(
         if version is None and store.offline.exists(group_name):
             version = store.offline.version(group_name)
         ttl = ttl_seconds if ttl_seconds is not None else spec.ttl_seconds
-        joined, sql = _asof_join(store, spec, entity, feature_names, event_time, version,
-                                 _utc(as_of), _utc(start), _utc(end), include_deleted, ttl)
+        plans.append((group_name, feature_names, spec, version, ttl))
         for feature in feature_names:
             column = f"{group_name}__{feature}" if full_feature_names else feature
             if column in names or column in entity.column_names:
@@ -170,15 +177,30 @@ def training_set(
                     f"feature name {column!r} appears twice; pass full_feature_names=True",
                     feature=column)
             names[column] = group_name
+    join = _asof_join if method == "duckdb" else _sorted_join
+
+    def run(plan: tuple[Any, ...]) -> tuple[pa.Table, str]:
+        _, feature_names, spec, version, ttl = plan
+        return join(store, spec, entity, feature_names, event_time, version, _utc(as_of),
+                    _utc(start), _utc(end), include_deleted, ttl)
+
+    # Groups are independent: read and join them in parallel (Arrow and NumPy release the
+    # GIL for the heavy parts).
+    with ThreadPoolExecutor(max_workers=max(1, min(len(plans), os.cpu_count() or 1))) as pool:
+        joined_all = list(pool.map(run, plans))
+    for (group_name, feature_names, _, version, ttl), (joined, how) in zip(
+            plans, joined_all, strict=True):
+        for feature in feature_names:
+            column = f"{group_name}__{feature}" if full_feature_names else feature
             out = out.append_column(column, joined.column(feature))
-        groups_meta[group_name] = {"version": version, "features": feature_names, "sql": sql,
+        groups_meta[group_name] = {"version": version, "features": feature_names, "join": how,
                                    "ttl_seconds": ttl}
     out = out.drop_columns(["__lw_row"])
     if manifest:
         _write_manifest(manifest, features, event_time, groups_meta, entity, {
             "include_deleted": include_deleted, "start": _iso(start), "end": _iso(end),
             "ttl_seconds": ttl_seconds, "as_of": _iso(as_of),
-            "full_feature_names": full_feature_names})
+            "full_feature_names": full_feature_names, "method": method})
     return out if output == "arrow" else out.to_pandas()
 
 
@@ -192,7 +214,8 @@ def training_set_from_manifest(store: FeatureStore, manifest: str,
         include_deleted=options["include_deleted"], start=options["start"],
         end=options["end"], ttl_seconds=options["ttl_seconds"], as_of=options["as_of"],
         versions={g: m["version"] for g, m in data["groups"].items()},
-        full_feature_names=options["full_feature_names"], output=output)
+        full_feature_names=options["full_feature_names"], output=output,
+        method=options.get("method", "sorted"))
 
 
 def _iso(value: datetime | str | None) -> str | None:
@@ -254,6 +277,48 @@ def _parse_features(store: FeatureStore, features: Sequence[str]) -> dict[str, l
         requested.setdefault(group, [])
         requested[group] += [f for f in chosen if f not in requested[group]]
     return requested
+
+
+def _history(store: FeatureStore, spec: Any, features: list[str], version: int | None,
+             as_of: datetime | None, start: datetime | None, end: datetime | None,
+             include_deleted: bool) -> pa.Table:
+    """The history rows (and columns) a point-in-time lookup needs."""
+    columns = [spec.record_id, spec.event_time, "write_time", "is_deleted", *features]
+    if version is None:
+        fields = [pa.field(d.name, d.arrow_type) for d in spec.definitions]
+        fields += [pa.field("write_time", EVENT_TIME_TYPE), pa.field("is_deleted", pa.bool_())]
+        return pa.schema(fields).empty_table().select(columns)
+    import pyarrow.dataset as pads
+
+    condition = None
+    for clause in (
+        pads.field(spec.event_time) >= pa.scalar(start, EVENT_TIME_TYPE) if start else None,
+        pads.field(spec.event_time) <= pa.scalar(end, EVENT_TIME_TYPE) if end else None,
+        ~pads.field("is_deleted") if include_deleted else None,
+    ):
+        if clause is not None:
+            condition = clause if condition is None else condition & clause
+    dataset = store.offline.dataset(spec.name, version=version, as_of=as_of)
+    return dataset.to_table(columns=columns, filter=condition)
+
+
+def _sorted_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[str],
+                 event_time: str, version: int | None, as_of: datetime | None,
+                 start: datetime | None, end: datetime | None, include_deleted: bool,
+                 ttl: float | None) -> tuple[pa.Table, str]:
+    from loopworks.featurestore.pointintime import asof_indices
+
+    history = _history(store, spec, features, version, as_of, start, end, include_deleted)
+    index = asof_indices(entity.column(spec.record_id).cast(pa.string()),
+                         entity.column(event_time), history.column(spec.record_id),
+                         history.column(spec.event_time), history.column("write_time"),
+                         history.column("is_deleted"), ttl_seconds=ttl)
+    picked = history.select(features).take(index)
+    typed = [picked.column(f).cast(spec.definition(f).arrow_type) for f in features]
+    description = (f"sorted as-of lookup on {spec.name} version {version}: last row per "
+                   f"{spec.record_id} with {spec.event_time} <= entity {event_time}, "
+                   "latest write_time first")
+    return pa.Table.from_arrays(typed, names=features), description
 
 
 def _asof_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[str],
