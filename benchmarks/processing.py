@@ -142,18 +142,30 @@ def machine_busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds used by this process and its children since it was made, and the share
+    of the machine's CPU that other processes used meanwhile."""
+
+    def __init__(self) -> None:
+        self.cpu, self.busy = own_cpu_seconds(), machine_busy_seconds()
+        self.start = time.perf_counter()
+
+    def read(self) -> tuple[float, float | None]:
+        wall = time.perf_counter() - self.start
+        cpu = own_cpu_seconds() - self.cpu
+        busy = machine_busy_seconds()
+        if self.busy is None or busy is None or wall <= 0:
+            return cpu, None
+        others = max(0.0, busy - self.busy - cpu)
+        return cpu, min(1.0, others / (wall * (os.cpu_count() or 1)))
+
+
 def measured(run: Callable[[], Result | None]) -> Result | None:
     """Run a variant and add its CPU seconds and how busy other processes kept the CPU."""
-    cpu, busy, start = own_cpu_seconds(), machine_busy_seconds(), time.perf_counter()
+    meter = CpuMeter()
     result = run()
-    if result is None:
-        return None
-    wall = time.perf_counter() - start
-    result.cpu_seconds = own_cpu_seconds() - cpu
-    busy_after = machine_busy_seconds()
-    if busy is not None and busy_after is not None and wall > 0:
-        others = max(0.0, busy_after - busy - result.cpu_seconds)
-        result.others_busy = min(1.0, others / (wall * (os.cpu_count() or 1)))
+    if result is not None:
+        result.cpu_seconds, result.others_busy = meter.read()
     return result
 
 
@@ -402,16 +414,21 @@ def memory_run(rows: int, workdir: Path, tokenizer: Path, workers: int) -> dict[
     made = make_csv(rows, csv)
     log(f"memory run: loopworks job on {rows:,} rows ({made['bytes'] / 2**20:,.0f} MiB CSV) ...")
     out = workdir / "out" / f"memory-{rows}"
+    meter = CpuMeter()
     job = run_loopworks_job(csv, out, tokenizer, workers, workdir / "loopworks-home")
+    cpu, others = meter.read()
     shutil.rmtree(out, ignore_errors=True)
     csv.unlink()
-    return memory_row(job, made["bytes"])
+    return memory_row(job, made["bytes"], cpu, others)
 
 
-def memory_row(job: dict[str, Any], csv_bytes: int) -> dict[str, Any]:
+def memory_row(job: dict[str, Any], csv_bytes: int, cpu: float | None,
+               others: float | None) -> dict[str, Any]:
     memory = job["memory"]
     return {"rows": job["rows"], "csv_bytes": csv_bytes, "seconds": job["seconds"],
             "reviews_per_second": round(job["rows"] / job["seconds"], 1),
+            "cpu_seconds": None if cpu is None else round(cpu, 2),
+            "others_busy": None if others is None else round(others, 3),
             **{key: memory.get(key) for key in ("tree_peak_rss", "tree_peak_pss",
                                                 "driver_peak_rss", "largest_worker_peak_rss")}}
 
@@ -500,12 +517,15 @@ def format_job(job: dict[str, Any], workers: int) -> list[str]:
 
 
 def format_memory(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| rows | CSV | seconds | reviews/s | peak RSS, all processes | peak PSS, all "
-             "processes | driver peak RSS | largest worker peak RSS |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| rows | CSV | seconds | reviews/s | CPU s | others' CPU | peak RSS, all processes"
+             " | peak PSS, all processes | driver peak RSS | largest worker peak RSS |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
+        others = "—" if row["others_busy"] is None else f"{row['others_busy']:.0%}"
+        cpu = "—" if row["cpu_seconds"] is None else f"{row['cpu_seconds']:.1f}"
         lines.append(f"| {row['rows']:,} | {mib(row['csv_bytes'])} | {row['seconds']:.1f} | "
-                     f"{row['reviews_per_second']:,.0f} | {mib(row['tree_peak_rss'])} | "
+                     f"{row['reviews_per_second']:,.0f} | {cpu} | {others} | "
+                     f"{mib(row['tree_peak_rss'])} | "
                      f"{mib(row['tree_peak_pss'])} | {mib(row['driver_peak_rss'])} | "
                      f"{mib(row['largest_worker_peak_rss'])} |")
     lines.append("")
@@ -680,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     results = [best[key] for key in VARIANTS if key in best]
     if "a" in best:
         data["job"] = best["a"].details
-        data["memory"].append(memory_row(best["a"].details, data["csv"]["bytes"]))
+        data["memory"].append(memory_row(best["a"].details, data["csv"]["bytes"],
+                                         best["a"].cpu_seconds, best["a"].others_busy))
     if "b" in best:
         data["tf4"] = {k: best["b"].details[k] for k in ("transformers", "tokenizers", "pandas")}
     if args.memory_rows:

@@ -51,7 +51,7 @@ def run_tasks(
         return
     if engine == "ray":
         yield from _run_ray(fn, tasks, workers, ray_address)
-    elif workers == 1 or len(tasks) == 1:
+    elif workers == 1:
         for task in tasks:
             yield fn(task)
     else:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
@@ -434,7 +435,7 @@ def _write_rejects(scans: list[ScanResult], reasons: np.ndarray, files: list[Inp
     offset = 0
     for scan in scans:
         local = reasons[offset : offset + scan.rows]
-        rows = np.flatnonzero(~_isnull(local))
+        rows = np.flatnonzero(~pd.isna(local))
         offset += scan.rows
         if rows.size == 0:
             continue
@@ -455,11 +456,6 @@ def _write_rejects(scans: list[ScanResult], reasons: np.ndarray, files: list[Inp
     name = "rejects.parquet" if fmt == "parquet" else "rejects.jsonl"
     write_part(table, work / name, "parquet" if fmt == "parquet" else "jsonl")
     return name
-
-
-def _isnull(values: np.ndarray) -> np.ndarray:
-    return np.array([v is None for v in values], dtype=bool) if values.dtype == object \
-        else np.zeros(len(values), dtype=bool)
 
 
 def _check_output_target(config: ProcessingConfig) -> None:
