@@ -17,6 +17,7 @@ __all__ = [
     "LoopworksError",
     "MissingDependencyError",
     "NotFoundError",
+    "PermissionDenied",
     "ConflictError",
     "TokenizerError",
     "ValidationError",
@@ -63,6 +64,10 @@ class ValidationError(LoopworksError):
 
 class NotFoundError(LoopworksError):
     """A named thing (feature group, record, job...) does not exist."""
+
+
+class PermissionDenied(LoopworksError):
+    """Unknown credentials, or a role or team that may not do this."""
 
 
 class ConflictError(LoopworksError):

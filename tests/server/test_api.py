@@ -105,3 +105,23 @@ def test_real_server_serves_records_over_http(home: Path) -> None:
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_worker_tokens_and_roles(home: Path) -> None:
+    from loopworks.labeling.workforce import Workforce
+
+    with FeatureStore(home=home) as store:
+        workforce = Workforce(store.registry.engine)
+        workforce.add_worker("scientist", "admin")
+        workforce.add_worker("ana", "annotator")
+        admin_token = workforce.issue_api_token("scientist")
+        annotator_token = workforce.issue_api_token("ana")
+        client = TestClient(create_app(store, api_token=TOKEN))
+        path = "/api/feature-groups/reviews/records/a"
+        ok = client.get(path, headers={"Authorization": f"Bearer {admin_token}"})
+        assert ok.status_code == 200
+        denied = client.get(path, headers={"Authorization": f"Bearer {annotator_token}"})
+        assert denied.status_code == 403 and "may not read" in denied.json()["error"]["message"]
+        workforce.deactivate("scientist")
+        assert client.get(path, headers={"Authorization": f"Bearer {admin_token}"}
+                          ).status_code == 401

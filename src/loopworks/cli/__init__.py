@@ -41,7 +41,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from loopworks.cli import fs, jobs, process, profile, sample, serve
+    from loopworks.cli import fs, jobs, process, profile, sample, serve, workforce
 
     main.add_command(sample.sample)
     main.add_command(process.process)
@@ -49,6 +49,8 @@ def _register() -> None:
     main.add_command(jobs.jobs)
     main.add_command(fs.fs)
     main.add_command(serve.serve)
+    main.add_command(workforce.team)
+    main.add_command(workforce.worker)
 
 
 _register()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from loopworks import __version__
 from loopworks.featurestore import FeatureStore
-from loopworks.server.auth import new_token, require_token
+from loopworks.server.auth import new_token, require_feature_reader
 from loopworks.server.errors import install_error_handlers
 
 __all__ = ["create_app"]
@@ -41,6 +41,12 @@ def _json(value: Any) -> Response:
                     media_type="application/json")
 
 
+def _workforce(store: FeatureStore) -> Any:
+    from loopworks.labeling.workforce import Workforce
+
+    return Workforce(store.registry.engine)
+
+
 def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
     """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
     import os
@@ -49,8 +55,9 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
                   description="Feature store, labeling and human review API.")
     app.state.store = store or FeatureStore()
     app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
+    app.state.workforce = _workforce(app.state.store)
     install_error_handlers(app)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
 
     def fs() -> FeatureStore:
         return app.state.store

@@ -1,21 +1,28 @@
-"""Who is asking: a bearer token on every API route.
+"""Who is asking, and what they may do.
 
-Until the workforce (users, roles, sessions) arrives, the server has one API token: the
-``LOOPWORKS_API_TOKEN`` environment variable, or a random one printed once at start-up.
+Every /api route takes a bearer token: the server's own token (``LOOPWORKS_API_TOKEN``, for
+services and the operator; it acts as an admin) or a worker's API token from
+``loopworks worker add``. Policies are small functions of the worker.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-__all__ = ["require_token", "new_token"]
+from loopworks.errors import PermissionDenied
+from loopworks.labeling.workforce import Role, Worker
+
+__all__ = ["SYSTEM", "current_worker", "new_token", "require_feature_reader"]
 
 _bearer = HTTPBearer(auto_error=False)
+
+#: The identity of requests made with the server's own token.
+SYSTEM = Worker(id=0, name="system", role=Role.ADMIN)
 
 
 def new_token() -> str:
@@ -23,14 +30,31 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def require_token(
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_worker(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """Reject the request (401) unless it carries the server's bearer token."""
+) -> Worker:
+    """The worker behind the request's bearer token (401 when missing or unknown)."""
+    if credentials is None:
+        raise _unauthorized("missing bearer token")
+    token = credentials.credentials
     expected: str = request.app.state.api_token
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(),
-                                                      expected.encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return "api-token"
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return SYSTEM
+    workforce: Any = request.app.state.workforce
+    try:
+        return workforce.authenticate_token(token)
+    except PermissionDenied:
+        raise _unauthorized("unknown or revoked token") from None
+
+
+def require_feature_reader(worker: Annotated[Worker, Depends(current_worker)]) -> Worker:
+    """Feature data is for admins (data scientists) and services, not for annotators."""
+    if worker.role is not Role.ADMIN:
+        raise PermissionDenied(f"worker {worker.name!r} ({worker.role.value}) may not read "
+                               "feature groups", worker=worker.name)
+    return worker

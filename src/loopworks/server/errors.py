@@ -11,12 +11,14 @@ from loopworks.errors import (
     InputError,
     LoopworksError,
     NotFoundError,
+    PermissionDenied,
     ValidationError,
 )
 
 __all__ = ["install_error_handlers", "STATUS"]
 
 STATUS: list[tuple[type[LoopworksError], int]] = [
+    (PermissionDenied, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ValidationError, 422),

@@ -1,0 +1,137 @@
+"""``loopworks team`` and ``loopworks worker``: the people who label and review."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from loopworks.cli import handle_errors
+
+home_option = click.option("--home", default=None, help="loopworks home folder.")
+
+
+def _workforce(home: str | None) -> Any:
+    from loopworks.labeling.workforce import Workforce
+    from loopworks.metadata import database_url, open_engine
+    from loopworks.settings import load_settings
+
+    return Workforce(open_engine(database_url(load_settings(home=home).home)))
+
+
+@click.group()
+def team() -> None:
+    """Teams: groups of workers that jobs and review flows are assigned to."""
+
+
+@team.command("add")
+@click.argument("name")
+@click.option("--description", default="", help="What the team does.")
+@home_option
+@handle_errors
+def add_team(name: str, description: str, home: str | None) -> None:
+    """Create team NAME."""
+    _workforce(home).add_team(name, description)
+    click.echo(f"created team {name!r}")
+
+
+@team.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@home_option
+@handle_errors
+def list_teams(as_json: bool, home: str | None) -> None:
+    """List teams with their members."""
+    workforce = _workforce(home)
+    rows = [{"name": t.name, "description": t.description,
+             "members": [w.name for w in workforce.members(t.name)]} for t in workforce.teams()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for col in ("team", "members", "description"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], ", ".join(row["members"]), row["description"])
+    Console().print(table if rows else "no teams yet: loopworks team add NAME")
+
+
+@click.group()
+def worker() -> None:
+    """Workers: admins, annotators and reviewers, with API tokens and login links."""
+
+
+@worker.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "annotator", "reviewer"]),
+              default="annotator", show_default=True, help="What the worker may do.")
+@click.option("--team", "teams", multiple=True, help="Team to join (repeatable).")
+@click.option("--password", default=None,
+              help="Set a password (else sign in with the one-time login link).")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="Server address used in the printed login link.")
+@home_option
+@handle_errors
+def add_worker(name: str, role: str, teams: tuple[str, ...], password: str | None, url: str,
+               home: str | None) -> None:
+    """Create worker NAME; prints an API token and a one-time login link (shown once)."""
+    workforce = _workforce(home)
+    created = workforce.add_worker(name, role, teams_=list(teams), password=password)
+    token = workforce.issue_api_token(name)
+    link = workforce.issue_login_link(name)
+    click.echo(f"created {created.role.value} {name!r} in teams: {', '.join(created.teams) or '-'}")
+    click.echo(f"API token (shown once): {token}")
+    click.echo(f"login link (one use, 7 days): {url.rstrip('/')}/login/{link}")
+
+
+@worker.command("token")
+@click.argument("name")
+@home_option
+@handle_errors
+def new_token(name: str, home: str | None) -> None:
+    """Issue another API token for worker NAME (shown once)."""
+    click.echo(_workforce(home).issue_api_token(name))
+
+
+@worker.command("login-link")
+@click.argument("name")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="Server address used in the link.")
+@home_option
+@handle_errors
+def login_link(name: str, url: str, home: str | None) -> None:
+    """Issue a new one-time login link for worker NAME."""
+    click.echo(f"{url.rstrip('/')}/login/{_workforce(home).issue_login_link(name)}")
+
+
+@worker.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@home_option
+@handle_errors
+def list_workers(as_json: bool, home: str | None) -> None:
+    """List workers with role and teams."""
+    rows = [{"name": w.name, "role": w.role.value, "teams": list(w.teams), "active": w.active}
+            for w in _workforce(home).workers()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for col in ("worker", "role", "teams", "active"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], row["role"], ", ".join(row["teams"]), str(row["active"]))
+    Console().print(table if rows else "no workers yet: loopworks worker add NAME")
+
+
+@worker.command("deactivate")
+@click.argument("name")
+@home_option
+@handle_errors
+def deactivate(name: str, home: str | None) -> None:
+    """Stop worker NAME from signing in (their answers are kept)."""
+    workforce = _workforce(home)
+    workforce.worker(name)
+    workforce.deactivate(name)
+    click.echo(f"deactivated {name!r}")
