@@ -132,8 +132,10 @@ class Workforce:
         _check_name(name, "team")
         try:
             with self.engine.begin() as conn:
-                team_id = conn.execute(teams.insert().values(
-                    name=name, description=description)).inserted_primary_key[0]
+                key = conn.execute(teams.insert().values(
+                    name=name, description=description)).inserted_primary_key
+                assert key is not None
+                team_id = key[0]
         except sa.exc.IntegrityError:
             raise ConflictError(f"team {name!r} already exists", team=name) from None
         return Team(int(team_id), name, description)
@@ -174,10 +176,12 @@ class Workforce:
         team_ids = [self.team(t).id for t in teams_]
         try:
             with self.engine.begin() as conn:
-                worker_id = conn.execute(workers.insert().values(
+                key = conn.execute(workers.insert().values(
                     name=name, role=role.value, active=True, created_at=_now(),
                     password_hash=hash_password(password) if password else None,
-                )).inserted_primary_key[0]
+                )).inserted_primary_key
+                assert key is not None
+                worker_id = key[0]
                 for team_id in team_ids:
                     conn.execute(team_members.insert().values(team_id=team_id,
                                                               worker_id=worker_id))
@@ -260,8 +264,9 @@ class Workforce:
             row = conn.execute(sa.select(credentials).where(
                 credentials.c.digest == _digest(secret),
                 credentials.c.kind == "login_link")).first()
+            expires = _aware(row.expires_at) if row is not None else None
             if row is None or row.used_at is not None or \
-                    (row.expires_at is not None and _aware(row.expires_at) < now):
+                    (expires is not None and expires < now):
                 raise PermissionDenied("this login link is unknown, used or expired")
             updated = conn.execute(credentials.update().where(
                 credentials.c.digest == row.digest, credentials.c.used_at.is_(None)
