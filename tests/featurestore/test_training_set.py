@@ -127,3 +127,15 @@ def test_sorted_lookup_matches_duckdb_asof_and_never_leaks(tmp_path: Path, seed:
         for row in out.dropna().sample(200, random_state=seed).itertuples():
             match = live[(live["id"] == row.id) & (live["v"] == row.v)]
             assert (match["ts"] <= row.event_time).all() and len(match) >= 1
+
+
+def test_recreated_group_is_not_served_from_an_old_read(tmp_path: Path) -> None:
+    with FeatureStore(home=tmp_path / "h") as fs:
+        ents = entity(("a", 5))
+        for value in (1, 2):  # same name, same version numbers, different data
+            g = fs.create_feature_group(
+                "again", record_id="review_id", event_time="ts",
+                df=pd.DataFrame({"review_id": ["a"], "ts": [day(0)], "v": [value]}))
+            g.ingest(pd.DataFrame({"review_id": ["a"], "ts": [day(1)], "v": [value]}))
+            assert fs.training_set(ents, ["again:v"])["v"].tolist() == [value]
+            fs.delete_feature_group("again")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -298,8 +300,32 @@ def _history(store: FeatureStore, spec: Any, features: list[str], version: int |
     ):
         if clause is not None:
             condition = clause if condition is None else condition & clause
-    dataset = store.offline.dataset(spec.name, version=version, as_of=as_of)
-    return dataset.to_table(columns=columns, filter=condition)
+    key = (spec.name, spec.created_at, store.offline.uri(spec.name), version, as_of, start, end,
+           include_deleted, tuple(columns))
+    cached = _HISTORY_CACHE.get(key)
+    if cached is None:
+        dataset = store.offline.dataset(spec.name, version=version, as_of=as_of)
+        cached = dataset.to_table(columns=columns, filter=condition)
+        _remember(key, cached)
+    return cached
+
+
+# A Delta table version never changes, so what was read for (group, version, filters) can be
+# reused by the next training set in this process. Kept small: a few tables, 1 GiB at most.
+_HISTORY_CACHE: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
+_HISTORY_CACHE_BYTES = 1 << 30
+_HISTORY_LOCK = threading.Lock()
+
+
+def _remember(key: tuple[Any, ...], table: pa.Table) -> None:
+    with _HISTORY_LOCK:
+        _HISTORY_CACHE[key] = table
+        _HISTORY_CACHE.move_to_end(key)
+        while len(_HISTORY_CACHE) > 8 or \
+                sum(t.nbytes for t in _HISTORY_CACHE.values()) > _HISTORY_CACHE_BYTES:
+            _HISTORY_CACHE.popitem(last=False)
+            if not _HISTORY_CACHE:
+                break
 
 
 def _sorted_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[str],
