@@ -24,7 +24,7 @@ def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _codes(ids: pa.ChunkedArray | pa.Array, unique: pa.Array) -> np.ndarray:
     """Position of each id in ``unique`` (-1 if absent); hashes each distinct id once."""
-    encoded = pc.dictionary_encode(ids)
+    encoded = ids if pa.types.is_dictionary(ids.type) else pc.dictionary_encode(ids)
     chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
     parts = []
     for chunk in chunks:

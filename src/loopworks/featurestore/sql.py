@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -181,10 +182,21 @@ def training_set(
             names[column] = group_name
     join = _asof_join if method == "duckdb" else _sorted_join
 
+    # Entity ids are hashed once per id column, however many groups share it.
+    if method == "sorted":
+        id_columns = {plan[2].record_id for plan in plans}
+        encoded = {name: pc.dictionary_encode(entity.column(name).cast(pa.string()))
+                   for name in id_columns}
+        entity_for_join = entity.select([event_time, "__lw_row"])
+        for name, column in encoded.items():
+            entity_for_join = entity_for_join.append_column(name, column)
+    else:
+        entity_for_join = entity
+
     def run(plan: tuple[Any, ...]) -> tuple[pa.Table, str]:
         _, feature_names, spec, version, ttl = plan
-        return join(store, spec, entity, feature_names, event_time, version, _utc(as_of),
-                    _utc(start), _utc(end), include_deleted, ttl)
+        return join(store, spec, entity_for_join, feature_names, event_time, version,
+                    _utc(as_of), _utc(start), _utc(end), include_deleted, ttl)
 
     # Groups are independent: read and join them in parallel (Arrow and NumPy release the
     # GIL for the heavy parts).
@@ -246,8 +258,6 @@ def _entity_table(entity_df: pd.DataFrame | pa.Table, event_time: str) -> pa.Tab
             f"{', '.join(table.column_names)})", feature=event_time)
     column = table.column(event_time)
     if pa.types.is_timestamp(column.type) and column.type.tz is None:
-        import pyarrow.compute as pc
-
         column = pc.assume_timezone(column, "UTC")
     try:
         column = column.cast(EVENT_TIME_TYPE)
@@ -335,10 +345,10 @@ def _sorted_join(store: FeatureStore, spec: Any, entity: pa.Table, features: lis
     from loopworks.featurestore.pointintime import asof_indices
 
     history = _history(store, spec, features, version, as_of, start, end, include_deleted)
-    index = asof_indices(entity.column(spec.record_id).cast(pa.string()),
-                         entity.column(event_time), history.column(spec.record_id),
-                         history.column(spec.event_time), history.column("write_time"),
-                         history.column("is_deleted"), ttl_seconds=ttl)
+    index = asof_indices(entity.column(spec.record_id), entity.column(event_time),
+                         history.column(spec.record_id), history.column(spec.event_time),
+                         history.column("write_time"), history.column("is_deleted"),
+                         ttl_seconds=ttl)
     picked = history.select(features).take(index)
     typed = [picked.column(f).cast(spec.definition(f).arrow_type) for f in features]
     description = (f"sorted as-of lookup on {spec.name} version {version}: last row per "
