@@ -24,12 +24,19 @@ def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _codes(ids: pa.ChunkedArray | pa.Array, unique: pa.Array) -> np.ndarray:
     """Position of each id in ``unique`` (-1 if absent); hashes each distinct id once."""
+    if isinstance(ids, pa.ChunkedArray) and not pa.types.is_dictionary(ids.type):
+        ids = ids.combine_chunks()
     encoded = ids if pa.types.is_dictionary(ids.type) else pc.dictionary_encode(ids)
     chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
     parts = []
+    dictionary, mapping = None, None
     for chunk in chunks:
-        mapping = pc.index_in(chunk.dictionary, value_set=unique).fill_null(-1).to_numpy(
-            zero_copy_only=False).astype(np.int64)
+        # Chunks of one encoded column usually share a dictionary: look it up once.
+        if dictionary is None or not chunk.dictionary.equals(dictionary):
+            dictionary = chunk.dictionary
+            mapping = pc.index_in(dictionary, value_set=unique).fill_null(-1).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+        assert mapping is not None
         parts.append(mapping[chunk.indices.to_numpy(zero_copy_only=False)])
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 

@@ -185,8 +185,8 @@ def training_set(
     # Entity ids are hashed once per id column, however many groups share it.
     if method == "sorted":
         id_columns = {plan[2].record_id for plan in plans}
-        encoded = {name: pc.dictionary_encode(entity.column(name).cast(pa.string()))
-                   for name in id_columns}
+        encoded = {name: pc.dictionary_encode(
+            entity.column(name).cast(pa.string()).combine_chunks()) for name in id_columns}
         entity_for_join = entity.select([event_time, "__lw_row"])
         for name, column in encoded.items():
             entity_for_join = entity_for_join.append_column(name, column)
