@@ -41,7 +41,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from loopworks.cli import fs, jobs, process, profile, sample, serve, workforce
+    from loopworks.cli import fs, jobs, label, process, profile, sample, serve, workforce
 
     main.add_command(sample.sample)
     main.add_command(process.process)
@@ -51,6 +51,7 @@ def _register() -> None:
     main.add_command(serve.serve)
     main.add_command(workforce.team)
     main.add_command(workforce.worker)
+    main.add_command(label.label)
 
 
 _register()

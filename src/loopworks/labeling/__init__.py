@@ -1,4 +1,4 @@
-"""Labeling: turn crowd answers into labels and measure how much annotators agree.
+"""Labeling: the workforce, and turning crowd answers into labels with agreement measures.
 
 Start with :func:`consolidate` (majority vote, Dawid-Skene, one-coin; GLAD and MACE with
 crowd-kit) and :func:`read_answers`.
@@ -15,11 +15,16 @@ from loopworks.labeling.consolidation import (
     consolidate_multilabel,
     read_answers,
 )
+from loopworks.labeling.workforce import Role, Team, Worker, Workforce
 
 __all__ = [
     "METHODS",
     "ConsolidationResult",
     "MultilabelResult",
+    "Role",
+    "Team",
+    "Worker",
+    "Workforce",
     "cohen_kappa",
     "consolidate",
     "consolidate_multilabel",

@@ -111,12 +111,6 @@ class _Coded:
                            minlength=len(self.items) * k)
         return flat.reshape(len(self.items), k).astype(float)
 
-    def per_item(self, per_answer: np.ndarray) -> np.ndarray:
-        """Sum an (answers x classes) array over each item's answers."""
-        return np.stack([np.bincount(self.item, weights=per_answer[:, k],
-                                     minlength=len(self.items))
-                         for k in range(per_answer.shape[1])], axis=1)
-
 
 def read_answers(path: str | Path, *, item: str = "item", worker: str = "worker",
                  label: str = "label") -> pd.DataFrame:
@@ -216,21 +210,17 @@ def consolidate(answers: pd.DataFrame, method: str = "dawid-skene", *, item: str
     n_worker = np.bincount(coded.worker, minlength=len(coded.workers))
     agrees = coded.label == chosen[coded.item]
     agreement = np.bincount(coded.worker, weights=agrees, minlength=len(coded.workers)) / n_worker
-    if accuracy is None and method in _CROWDKIT_METHODS:
-        expected = posterior[coded.item, coded.label]
-        accuracy = np.bincount(coded.worker, weights=expected) / n_worker
-    elif accuracy is None:
-        accuracy = agreement
+    if accuracy is None:  # majority vote: agreement; GLAD/MACE: expected under posteriors
+        accuracy = agreement if method not in _CROWDKIT_METHODS else np.bincount(
+            coded.worker, weights=posterior[coded.item, coded.label]) / n_worker
     quality = pd.DataFrame({worker: coded.workers, "n_answers": n_worker,
                             "accuracy": accuracy, "agreement": agreement})
-    gold_accuracy = None
-    if gold is not None:
-        gold_accuracy = _score_gold(gold, coded, labels, quality, item, label)
-    priors = posterior.mean(axis=0)
+    gold_accuracy = None if gold is None else _score_gold(gold, coded, labels, quality, item,
+                                                          label)
     return ConsolidationResult(
         labels=labels, worker_quality=quality, method=method, iterations=iterations,
         converged=converged, classes=list(coded.classes),
-        class_priors={c: float(p) for c, p in zip(coded.classes, priors, strict=True)},
+        class_priors=dict(zip(coded.classes, posterior.mean(axis=0).tolist(), strict=True)),
         gold_accuracy=gold_accuracy, confusion=confusion)
 
 
@@ -250,13 +240,14 @@ def _dawid_skene(coded: _Coded, posterior: np.ndarray, smoothing: float, tol: fl
         conf = counts / np.maximum(counts.sum(axis=1, keepdims=True), _TINY)
         priors = np.maximum(posterior.mean(axis=0), _TINY)
         # E-step: log P(true = t | answers) up to a constant, one bincount per class.
-        log_lik = np.log(priors) + coded.per_item(np.log(np.maximum(
-            conf[coded.worker, coded.label], _TINY)))
+        log_conf = np.log(np.maximum(conf[coded.worker, coded.label], _TINY))
+        log_lik = np.log(priors) + np.stack([
+            np.bincount(coded.item, weights=log_conf[:, t], minlength=len(coded.items))
+            for t in range(k)], axis=1)
         updated = _normalise_logs(log_lik)
         converged = bool(np.abs(updated - posterior).max() < tol)
         posterior = updated
-    diag = conf[:, np.arange(k), np.arange(k)]
-    accuracy = diag @ posterior.mean(axis=0)
+    accuracy = conf[:, np.arange(k), np.arange(k)] @ posterior.mean(axis=0)
     return posterior, accuracy, conf, iteration, converged
 
 
@@ -323,7 +314,7 @@ def _score_gold(gold: pd.DataFrame, coded: _Coded, labels: pd.DataFrame,
     """Add gold columns to ``quality``; return the accuracy of ``labels`` on gold items."""
     _require_columns(gold, [item, label], source="gold")
     if gold[item].duplicated().any():
-        first = gold.loc[gold[item].duplicated(), item].iloc[0]
+        first = gold.loc[gold[item].duplicated(), item].tolist()[0]
         raise ValidationError(f"gold has more than one label for item {first!r}", item=first)
     truth = gold.set_index(item)[label].reindex(coded.items)
     known = truth.notna().to_numpy()
@@ -370,11 +361,11 @@ def _code(answers: pd.DataFrame, item: str, worker: str, label: str,
     _check_answers(answers, [item, worker, label])
     duplicated = answers.duplicated([item, worker])
     if duplicated.any():
-        row = answers[duplicated].iloc[0]
+        first_item, first_worker = answers.loc[duplicated, [item, worker]].iloc[0].tolist()
         raise ValidationError(
-            f"worker {row[worker]!r} answered item {row[item]!r} more than once; keep one "
+            f"worker {first_worker!r} answered item {first_item!r} more than once; keep one "
             f"answer per worker and item (e.g. answers.drop_duplicates([{item!r}, {worker!r}], "
-            "keep='last'))", item=row[item], worker=row[worker])
+            "keep='last'))", item=first_item, worker=first_worker)
     item_codes, items = pd.factorize(answers[item], sort=True)
     worker_codes, workers = pd.factorize(answers[worker], sort=True)
     if classes is None:
@@ -388,7 +379,7 @@ def _code(answers: pd.DataFrame, item: str, worker: str, label: str,
         class_index = pd.Index(list(classes))
         label_codes = class_index.get_indexer(answers[label])
         if (label_codes < 0).any():
-            unknown = answers[label].to_numpy()[label_codes < 0][0]
+            unknown = answers[label][label_codes < 0].tolist()[0]
             raise ValidationError(f"answer label {unknown!r} is not one of the classes "
                                   f"{list(classes)!r}", label=unknown,
                                   valid_values=list(classes))
