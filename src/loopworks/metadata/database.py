@@ -51,7 +51,15 @@ def open_engine(url: str) -> Any:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            dbapi_connection.isolation_level = None  # transactions begin below, not in pysqlite
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Take the write lock up front: a read-then-write transaction (leasing a task)
+            # would otherwise fail to upgrade its lock under concurrency instead of waiting.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif url.startswith(("postgresql", "postgres")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url.removeprefix("postgres://")

@@ -1,0 +1,132 @@
+"""Labeling jobs: manifests, leases, quotas, and many workers at once (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loopworks.errors import ConflictError, InputError, PermissionDenied
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.metadata import open_engine
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("postgres_url")
+    jobs = LabelingJobs(open_engine(url))
+    jobs.workforce.add_team("nlp")
+    jobs.workforce.add_team("other")
+    return jobs
+
+
+def manifest(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "input.manifest"
+    path.write_text("".join(json.dumps({"source": f"review {i}", "review_id": f"r{i}"}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_manifest_errors_name_the_line_and_create_nothing(jobs: LabelingJobs,
+                                                         tmp_path: Path) -> None:
+    bad = tmp_path / "bad.manifest"
+    bad.write_text('{"source": "ok"}\n{"text": "no source"}\n')
+    with pytest.raises(InputError, match=r"bad.manifest, line 2: needs a non-empty 'source'"):
+        jobs.create_job(JobSpec("j", "nlp", LABELS), bad)
+    broken = tmp_path / "broken.manifest"
+    broken.write_text('{"source": "ok"}\n{"source": \n')
+    with pytest.raises(InputError, match="line 2: invalid JSON"):
+        jobs.create_job(JobSpec("j", "nlp", LABELS), broken)
+    (tmp_path / "doc.txt").write_text("from a file")
+    ref = tmp_path / "ref.manifest"
+    ref.write_text('{"source-ref": "doc.txt"}\n')
+    created = jobs.create_job(JobSpec("j", "nlp", LABELS), ref)
+    assert created.counts["items"] == 1
+
+
+def test_leases_quota_and_team_rules(jobs: LabelingJobs, tmp_path: Path) -> None:
+    jobs.create_job(JobSpec("sent", "nlp", LABELS, workers_per_item=2, time_limit_seconds=10),
+                    manifest(tmp_path, 3))
+    ana = jobs.workforce.add_worker("ana", teams_=["nlp"])
+    bob = jobs.workforce.add_worker("bob", teams_=["nlp"])
+    eve = jobs.workforce.add_worker("eve", teams_=["other"])
+    with pytest.raises(PermissionDenied, match="not in team 'nlp'"):
+        jobs.next_task("sent", eve)
+    seen = set()
+    while (task := jobs.next_task("sent", ana)) is not None:
+        assert task.item_id not in seen  # never the same item twice to one worker
+        seen.add(task.item_id)
+        jobs.submit("sent", task.item_id, ana, "positive")
+    assert len(seen) == 3
+    task = jobs.next_task("sent", bob)
+    with pytest.raises(ConflictError, match="no live task"):
+        jobs.submit("sent", task.item_id, ana, "negative")  # not ana's lease
+    with pytest.raises(Exception, match="not one of the job's labels"):
+        jobs.submit("sent", task.item_id, bob, "great")
+    jobs.submit("sent", task.item_id, bob, "negative")
+    with pytest.raises(ConflictError):
+        jobs.submit("sent", task.item_id, bob, "negative")  # no second answer
+    counts = jobs.job("sent").counts
+    assert counts == {"items": 3, "labeled": 1, "unlabeled": 2, "answers": 4}
+
+
+def test_expired_leases_return_to_the_queue(jobs: LabelingJobs, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from loopworks.labeling.jobs import leases
+
+    jobs.create_job(JobSpec("one", "nlp", LABELS, workers_per_item=1), manifest(tmp_path, 1))
+    ana = jobs.workforce.add_worker("ana", teams_=["nlp"])
+    bob = jobs.workforce.add_worker("bob", teams_=["nlp"])
+    task = jobs.next_task("one", ana)
+    assert jobs.next_task("one", bob) is None  # the only item is leased
+    with jobs.engine.begin() as conn:  # let ana's lease run out
+        conn.execute(sa.update(leases).values(
+            expires_at=task.expires_at - timedelta(seconds=3600)))
+    again = jobs.next_task("one", bob)
+    assert again is not None and again.item_id == task.item_id
+    with pytest.raises(ConflictError, match="expired"):
+        jobs.submit("one", task.item_id, ana, "neutral")
+    jobs.submit("one", again.item_id, bob, "neutral")
+    assert jobs.job("one").counts["labeled"] == 1
+
+
+def test_many_workers_at_once_never_exceed_the_quota(jobs: LabelingJobs,
+                                                     tmp_path: Path) -> None:
+    n_items, per_item, n_workers = 60, 3, 12
+    jobs.create_job(JobSpec("busy", "nlp", LABELS, workers_per_item=per_item),
+                    manifest(tmp_path, n_items))
+    workers = [jobs.workforce.add_worker(f"w{i}", teams_=["nlp"]) for i in range(n_workers)]
+    errors: list[BaseException] = []
+
+    def work(worker) -> None:
+        try:
+            while (task := jobs.next_task("busy", worker)) is not None:
+                jobs.submit("busy", task.item_id, worker, LABELS[task.item_id % 3])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert time.monotonic() - start < 120
+    got = jobs.answers("busy")
+    pairs = [(a["item_id"], a["worker"]) for a in got]
+    assert len(pairs) == len(set(pairs))  # no worker answered an item twice
+    per = {}
+    for item_id, _ in pairs:
+        per[item_id] = per.get(item_id, 0) + 1
+    assert len(per) == n_items and set(per.values()) == {per_item}  # exactly N each
+    assert jobs.job("busy").counts["labeled"] == n_items
