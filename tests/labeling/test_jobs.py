@@ -130,3 +130,41 @@ def test_many_workers_at_once_never_exceed_the_quota(jobs: LabelingJobs,
         per[item_id] = per.get(item_id, 0) + 1
     assert len(per) == n_items and set(per.values()) == {per_item}  # exactly N each
     assert jobs.job("busy").counts["labeled"] == n_items
+
+
+def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
+    import random
+
+    from click.testing import CliRunner
+
+    from loopworks.cli import main
+
+    rng = random.Random(4)
+    path = tmp_path / "input.manifest"
+    truth = [rng.choice(LABELS) for _ in range(40)]
+    path.write_text("".join(json.dumps({"source": f"review <b>{i}</b>", "review_id": f"r{i}",
+                                        "truth": t}) + "\n" for i, t in enumerate(truth)))
+    home = ["--home", str(tmp_path / "home")]
+    run = CliRunner().invoke
+    assert run(main, ["team", "add", "nlp", *home]).exit_code == 0
+    made = run(main, ["label", "create-job", "sent", "--manifest", str(path), "--team", "nlp",
+                      "--labels", ",".join(LABELS), "--workers-per-item", "3", *home])
+    assert made.exit_code == 0, made.output
+    sim = run(main, ["label", "simulate", "sent", "--accuracy", "0.9,0.85,0.8", *home])
+    assert sim.exit_code == 0 and "120 answers" in sim.output, sim.output
+    status = json.loads(run(main, ["label", "status", "sent", *home]).output)
+    assert status["labeled"] == 40 and status["answers"] == 120
+    out = tmp_path / "out"
+    exported = run(main, ["label", "export", "sent", "--out", str(out), *home])
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(x) for x in
+             (out / "manifests" / "output" / "output.manifest").read_text().splitlines()]
+    assert [x["review_id"] for x in lines] == [f"r{i}" for i in range(40)]
+    meta = lines[0]["sent-metadata"]
+    assert meta["type"] == "groundtruth/text-classification" and meta["human-annotated"] == "yes"
+    assert meta["job-name"] == "labeling-job/sent" and meta["worker-count"] == 3
+    assert LABELS[lines[0]["sent"]] == meta["class-name"]
+    correct = sum(x["sent-metadata"]["class-name"] == x["truth"] for x in lines)
+    assert correct >= 36  # three fair workers, consolidated, beat any one of them
+    raw = (out / "annotations" / "answers.jsonl").read_text().splitlines()
+    assert len(raw) == 120 and "submitted_at" in raw[0]

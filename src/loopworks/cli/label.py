@@ -93,3 +93,91 @@ def _read_gold(path: str, item: str, label: str) -> object:
     if "question" in frame.columns and item not in frame.columns:
         frame = frame.rename(columns={"question": item})
     return frame
+
+
+def _jobs(home: str | None):  # noqa: ANN202 - a domain object, imported lazily
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata import database_url, open_engine
+    from loopworks.settings import load_settings
+
+    return LabelingJobs(open_engine(database_url(load_settings(home=home).home)))
+
+
+home_option = click.option("--home", default=None, help="loopworks home folder.")
+
+
+@label.command("create-job")
+@click.argument("name")
+@click.option("--manifest", required=True,
+              help="Input manifest: JSON Lines with 'source' text or 'source-ref' per line.")
+@click.option("--team", required=True, help="Team whose workers label it.")
+@click.option("--labels", required=True, help="Comma-separated label set, e.g. neg,neu,pos.")
+@click.option("--multi-label", is_flag=True, help="Several labels per item allowed.")
+@click.option("--workers-per-item", type=int, default=1, show_default=True,
+              help="Answers wanted per item.")
+@click.option("--time-limit", type=int, default=300, show_default=True,
+              help="Seconds a worker may hold a task before it returns to the queue.")
+@click.option("--instructions", default="", help="What annotators should do.")
+@home_option
+@handle_errors
+def create_job(name: str, manifest: str, team: str, labels: str, multi_label: bool,
+               workers_per_item: int, time_limit: int, instructions: str,
+               home: str | None) -> None:
+    """Create labeling job NAME from an input manifest."""
+    from loopworks.labeling.jobs import JobSpec, TaskType
+
+    task_type = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label \
+        else TaskType.TEXT_CLASSIFICATION
+    spec = JobSpec(name, team, [x.strip() for x in labels.split(",") if x.strip()], task_type,
+                   instructions, workers_per_item, time_limit)
+    created = _jobs(home).create_job(spec, manifest)
+    click.echo(f"created job {name!r}: {created.counts['items']:,} items for team {team!r}")
+
+
+@label.command("status")
+@click.argument("name")
+@home_option
+@handle_errors
+def status(name: str, home: str | None) -> None:
+    """Counters of job NAME (items, labeled, unlabeled, answers) as JSON."""
+    spec = _jobs(home).job(name)
+    click.echo(json.dumps({"job": name, "status": spec.status.value, **spec.counts}, indent=2))
+
+
+@label.command("simulate")
+@click.argument("name")
+@click.option("--accuracy", default="0.9,0.8,0.7", show_default=True,
+              help="Comma-separated accuracies, one simulated worker each.")
+@click.option("--truth-field", default="truth", show_default=True,
+              help="Manifest field holding each item's true label.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@home_option
+@handle_errors
+def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
+                 home: str | None) -> None:
+    """Answer job NAME's open tasks with simulated workers of the given accuracy."""
+    from loopworks.labeling.simulate import simulate
+
+    try:
+        accuracies = [float(a) for a in accuracy.split(",")]
+    except ValueError:
+        raise ConfigurationError("--accuracy takes numbers like 0.9,0.8",
+                                 setting="accuracy") from None
+    given = simulate(_jobs(home), name, accuracies, truth_field=truth_field, seed=seed)
+    click.echo(f"{len(accuracies)} simulated workers gave {given:,} answers")
+
+
+@label.command("export")
+@click.argument("name")
+@click.option("--out", required=True, help="Output folder (manifests/output/output.manifest).")
+@click.option("--method", type=click.Choice(["dawid-skene", "majority-vote", "one-coin"]),
+              default="dawid-skene", show_default=True, help="Consolidation method.")
+@home_option
+@handle_errors
+def export(name: str, out: str, method: str, home: str | None) -> None:
+    """Consolidate job NAME and write its augmented manifest and raw answers."""
+    from loopworks.labeling.output import write_output
+
+    summary = write_output(_jobs(home), name, out, method=method)
+    click.echo(f"{summary['labeled']:,} of {summary['items']:,} items labeled → "
+               f"{summary['manifest']}  (raw answers: {summary['answers']})")
