@@ -47,6 +47,12 @@ def _workforce(store: FeatureStore) -> Any:
     return Workforce(store.registry.engine)
 
 
+def _labeling(store: FeatureStore) -> Any:
+    from loopworks.labeling.jobs import LabelingJobs
+
+    return LabelingJobs(store.registry.engine)
+
+
 def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
     """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
     import os
@@ -56,6 +62,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     app.state.store = store or FeatureStore()
     app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
     app.state.workforce = _workforce(app.state.store)
+    app.state.labeling = _labeling(app.state.store)
     install_error_handlers(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
 
@@ -102,4 +109,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
         return _json({"records": records})
 
     app.include_router(api)
+    from loopworks.server.labeling import router as labeling_router
+
+    app.include_router(labeling_router)
     return app
