@@ -39,6 +39,22 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 		| $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); \
 		  [print(f'  {k}: {str(v[:12])[:-1] + \", ...]\" if isinstance(v, list) else v}') for k, v in r.items()]"
 	@echo
+	@echo "Labeling: a team, a sentiment job over 200 processed test reviews, 3 simulated workers:"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks team add sentiment-team
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker add ana --team sentiment-team \
+		> demo-out/ana-credentials.txt && echo "worker ana: credentials in demo-out/ana-credentials.txt"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label create-job review-sentiment \
+		--manifest $$(ls demo-out/features/test/*.parquet | head -1) --limit 200 \
+		--team sentiment-team --labels negative,neutral,positive --workers-per-item 3
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label simulate review-sentiment \
+		--accuracy 0.9,0.8,0.7 --truth-field label_id
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label export review-sentiment \
+		--out demo-out/labeling/review-sentiment
+	@$(BIN)/python -c "import json; rows=[json.loads(l) for l in open('demo-out/labeling/review-sentiment/manifests/output/output.manifest')]; \
+		ok=sum(r['review-sentiment-metadata']['class-name']==['negative','neutral','positive'][r['label_id']] for r in rows); \
+		print(f'consolidated labels agree with the ratings on {ok} of {len(rows)} reviews'); \
+		m=rows[0]['review-sentiment-metadata']; print('first line metadata:', json.dumps(m))"
+	@echo
 	@echo "features:  demo-out/features/{train,validation,test}/  (Parquet), report.json, rejects.parquet"
 	@echo "feature group 'reviews' in demo-out/home  (LOOPWORKS_HOME=demo-out/home loopworks fs --help)"
 	@echo "histogram: demo-out/length-profile.png"

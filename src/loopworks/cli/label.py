@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -109,7 +110,11 @@ home_option = click.option("--home", default=None, help="loopworks home folder."
 @label.command("create-job")
 @click.argument("name")
 @click.option("--manifest", required=True,
-              help="Input manifest: JSON Lines with 'source' text or 'source-ref' per line.")
+              help="Input manifest (JSON Lines with 'source' text or 'source-ref' per line), "
+                   "or a CSV/Parquet file with a text column.")
+@click.option("--text-column", default="review_body", show_default=True,
+              help="Text column of a CSV/Parquet input.")
+@click.option("--limit", type=int, default=None, help="Only the first N rows of a CSV/Parquet.")
 @click.option("--team", required=True, help="Team whose workers label it.")
 @click.option("--labels", required=True, help="Comma-separated label set, e.g. neg,neu,pos.")
 @click.option("--multi-label", is_flag=True, help="Several labels per item allowed.")
@@ -120,7 +125,8 @@ home_option = click.option("--home", default=None, help="loopworks home folder."
 @click.option("--instructions", default="", help="What annotators should do.")
 @home_option
 @handle_errors
-def create_job(name: str, manifest: str, team: str, labels: str, multi_label: bool,
+def create_job(name: str, manifest: str, text_column: str, limit: int | None, team: str,
+               labels: str, multi_label: bool,
                workers_per_item: int, time_limit: int, instructions: str,
                home: str | None) -> None:
     """Create labeling job NAME from an input manifest."""
@@ -130,7 +136,12 @@ def create_job(name: str, manifest: str, team: str, labels: str, multi_label: bo
         else TaskType.TEXT_CLASSIFICATION
     spec = JobSpec(name, team, [x.strip() for x in labels.split(",") if x.strip()], task_type,
                    instructions, workers_per_item, time_limit)
-    created = _jobs(home).create_job(spec, manifest)
+    source: Any = manifest
+    if manifest.lower().endswith((".csv", ".parquet", ".pq")):
+        from loopworks.labeling.jobs import read_table_items
+
+        source = read_table_items(manifest, text_column, limit)
+    created = _jobs(home).create_job(spec, source)
     click.echo(f"created job {name!r}: {created.counts['items']:,} items for team {team!r}")
 
 

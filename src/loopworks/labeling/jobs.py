@@ -32,7 +32,8 @@ from loopworks.errors import (
 )
 from loopworks.labeling.workforce import Role, Worker, Workforce
 
-__all__ = ["JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType", "read_manifest"]
+__all__ = ["JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType", "read_manifest",
+           "read_table_items"]
 
 
 class TaskType(StrEnum):
@@ -142,6 +143,32 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def read_table_items(path: str | Path, text_column: str, limit: int | None = None
+                     ) -> list[tuple[str, dict[str, Any]]]:
+    """Items from a CSV or Parquet file: the text column is the source, other columns kept."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", file=str(path))
+    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if text_column not in frame.columns:
+        raise InputError(f"{path}: no text column {text_column!r}; columns are "
+                         f"{', '.join(map(str, frame.columns))}", file=str(path))
+    frame = frame.head(limit) if limit else frame
+    keep = [c for c in frame.columns
+            if frame[c].dtype.kind in "biufOSU" or str(frame[c].dtype) in ("string", "str")]
+    records = json.loads(frame[keep].to_json(orient="records", date_format="iso"))
+    out = []
+    for row, record in enumerate(records, start=1):
+        text = record.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{path}, row {row}: empty {text_column!r}", file=str(path),
+                             row=row)
+        out.append((text, {"source": text, **record}))
+    return out
+
+
 def read_manifest(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (source text, other fields) per line of a Ground Truth input manifest.
 
@@ -189,11 +216,19 @@ class LabelingJobs:
         self._postgres = engine.dialect.name == "postgresql"
 
     # ------------------------------------------------------------------- jobs
-    def create_job(self, spec: JobSpec, manifest: str | Path | Sequence[str]) -> JobSpec:
-        """Create a job with all its items at once (a bad line creates nothing)."""
+    def create_job(self, spec: JobSpec,
+                   manifest: str | Path | Sequence[str] | list[tuple[str, dict[str, Any]]]
+                   ) -> JobSpec:
+        """Create a job with all its items at once (a bad line creates nothing).
+
+        ``manifest`` is a JSON Lines manifest path, a list of texts, or (text, fields) pairs
+        (see :func:`read_table_items`).
+        """
         self.workforce.team(spec.team)
-        records = [(text, data) for text, data in read_manifest(manifest)] \
-            if isinstance(manifest, str | Path) else [(t, {"source": t}) for t in manifest]
+        if isinstance(manifest, str | Path):
+            records = list(read_manifest(manifest))
+        else:
+            records = [(m, {"source": m}) if isinstance(m, str) else m for m in manifest]
         if not records:
             raise InputError("the manifest holds no items", file=str(manifest))
         spec.created_at = _now().isoformat()

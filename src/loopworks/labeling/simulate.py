@@ -46,6 +46,9 @@ def simulate(jobs: LabelingJobs, job: str, accuracies: Sequence[float], *,
             if task is None:
                 continue
             truth = task.data.get(truth_field)
+            if isinstance(truth, int) and not isinstance(truth, bool) \
+                    and 0 <= truth < len(spec.labels):
+                truth = spec.labels[truth]  # a class index, as label_id
             if truth not in spec.labels:
                 raise ConfigurationError(
                     f"item {task.item_id} has no known {truth_field!r} among the labels "
