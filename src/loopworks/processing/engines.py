@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from loopworks.errors import LoopworksError, MissingDependencyError
 
-__all__ = ["run_tasks"]
+__all__ = ["Engine", "run_tasks"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,35 +30,51 @@ def _worker_init() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-def run_tasks(
-    fn: Callable[[T], R],
-    tasks: Sequence[T],
-    *,
-    engine: str = "local",
-    workers: int = 1,
-    ray_address: str = "",
-) -> Iterator[R]:
-    """Run ``fn`` on every task and yield results as they complete.
+class Engine:
+    """Runs tasks on a local process pool or on Ray, keeping one pool (or one Ray session)
+    for every stage of a job so workers start once.
 
     Args:
-        fn: A module-level (picklable) function.
-        tasks: Picklable task descriptions.
-        engine: ``local`` or ``ray``.
+        kind: ``local`` or ``ray``.
         workers: Worker processes, or concurrent Ray tasks.
         ray_address: Ray cluster address; empty starts a local Ray with ``workers`` CPUs.
     """
-    if not tasks:
-        return
-    if engine == "ray":
-        yield from _run_ray(fn, tasks, workers, ray_address)
-    elif workers == 1:
-        for task in tasks:
-            yield fn(task)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                 initializer=_worker_init) as pool:
-            futures = [pool.submit(fn, task) for task in tasks]
+
+    def __init__(self, kind: str = "local", workers: int = 1, ray_address: str = "") -> None:
+        self.kind, self.workers, self.ray_address = kind, workers, ray_address
+        self._pool: ProcessPoolExecutor | None = None
+        self._ray_started = False
+
+    def __enter__(self) -> Engine:
+        if self.kind == "ray":
+            self._ray_started = _start_ray(self.workers, self.ray_address)
+        elif self.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
+
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+        """Run ``fn`` (module-level, picklable) on every task; yield results as they finish."""
+        if not tasks:
+            return
+        if self.kind == "ray":
+            yield from _run_ray(fn, tasks, self.workers)
+        elif self._pool is None:
+            for task in tasks:
+                yield fn(task)
+        else:
+            futures = [self._pool.submit(fn, task) for task in tasks]
             try:
                 for future in as_completed(futures):
                     yield future.result()
@@ -74,37 +90,46 @@ def run_tasks(
                 raise
 
 
+def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, engine: str = "local",
+              workers: int = 1, ray_address: str = "") -> Iterator[R]:
+    """Run ``fn`` on every task with a one-off :class:`Engine`."""
+    with Engine(engine, workers, ray_address) as running:
+        yield from running.map(fn, tasks)
+
+
 def _ray_apply(row: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
     return {"result": pickle.dumps(fn(pickle.loads(row["task"])))}
 
 
-def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int, address: str) -> Iterator[R]:
+def _start_ray(workers: int, address: str) -> bool:
+    """Connect to (or start) Ray; True when this call started it."""
     try:
         import ray
-        import ray.data
+        import ray.data  # noqa: F401
     except ImportError:
         raise MissingDependencyError("ray", "ray", "the Ray engine (--engine ray)") from None
-    started_here = False
-    if not ray.is_initialized():
-        ray.init(
-            address=address or None,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
-        )
-        started_here = True
-    try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        # Tasks travel pickled so Ray Data never reinterprets the arrays inside them.
-        items = [{"task": pickle.dumps(task)} for task in tasks]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items))
-        mapped = dataset.map(functools.partial(_ray_apply, fn=fn), num_cpus=1,
-                             concurrency=max(1, min(workers, len(items))))
-        for row in mapped.iter_rows():
-            yield pickle.loads(row["result"])
-    finally:
-        if started_here:
-            ray.shutdown()
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address=address or None,
+        num_cpus=None if address else workers,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+    )
+    return True
+
+
+def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[R]:
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Tasks travel pickled so Ray Data never reinterprets the arrays inside them.
+    items = [{"task": pickle.dumps(task)} for task in tasks]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    mapped = dataset.map(functools.partial(_ray_apply, fn=fn), num_cpus=1,
+                         concurrency=max(1, min(workers, len(items))))
+    for row in mapped.iter_rows():
+        yield pickle.loads(row["result"])

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from loopworks.errors import ConfigurationError, LoopworksError
 from loopworks.processing.config import ProcessingConfig
-from loopworks.processing.engines import run_tasks
+from loopworks.processing.engines import Engine
 from loopworks.processing.inputs import InputFile, discover_inputs, iter_batches
 from loopworks.processing.plan import SPLIT_NAMES, make_plan
 from loopworks.processing.report import FileJobStore, JobReport, token_length_stats
@@ -240,7 +240,8 @@ def run_processing_job(
     store.save(report)
     work = _work_dir(config.out, job_id)
     try:
-        _run(config, report, work, progress)
+        with Engine(config.engine, config.workers, config.ray_address) as engine:
+            _run(config, report, work, progress, engine)
         if config.feature_group:
             _ingest(config, report, load_settings(home=home).home, progress)
         report.status = "succeeded"
@@ -320,7 +321,7 @@ def _work_dir(out: str, job_id: str) -> Path:
 
 
 def _run(config: ProcessingConfig, report: JobReport, work: Path,
-         progress: ProgressCallback) -> None:
+         progress: ProgressCallback, engine: Engine) -> None:
     timings = report.timings
     clock = time.perf_counter()
     _check_output_target(config)
@@ -338,8 +339,7 @@ def _run(config: ProcessingConfig, report: JobReport, work: Path,
     scan_tasks = [ScanTask(i, f, str(staging / f"input-{i:05d}.arrow"), config.columns,
                            config.event_time, config.lab_compat) for i, f in enumerate(files)]
     scans: list[ScanResult] = []
-    for result in run_tasks(scan_file, scan_tasks, engine=config.engine, workers=config.workers,
-                            ray_address=config.ray_address):
+    for result in engine.map(scan_file, scan_tasks):
         scans.append(result)
         progress("read", result.rows, 0)
     scans.sort(key=lambda r: r.index)
@@ -374,8 +374,7 @@ def _run(config: ProcessingConfig, report: JobReport, work: Path,
         offset += scan.rows
     total = int((plan.split >= 0).sum())
     results: list[EncodeResult] = []
-    for encoded in run_tasks(encode_shard, encode_tasks, engine=config.engine,
-                             workers=config.workers, ray_address=config.ray_address):
+    for encoded in engine.map(encode_shard, encode_tasks):
         results.append(encoded)
         progress("encode", sum(encoded.rows.values()), total)
     results.sort(key=lambda r: r.shard)
