@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,3 +91,43 @@ def redis_url() -> str:
     if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
         pytest.skip(f"no Redis server at {REDIS_URL}")
     return REDIS_URL
+
+
+@contextlib.contextmanager
+def running_server(home: Path, token: str):
+    """A real `loopworks serve` subprocess on a free port; yields its base URL.
+
+    Polls /healthz until ready and shows the server's output if it fails to start.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=token)
+    proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start:\n{proc.stdout.read()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()

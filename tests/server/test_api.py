@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from loopworks.featurestore import FeatureStore
 from loopworks.server import create_app
+
+from conftest import running_server
 
 TOKEN = "test-token-123"
 
@@ -71,40 +68,13 @@ def test_records_and_errors(client: TestClient) -> None:
     assert hits[0]["feature"] == "input_ids"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_server_serves_records_over_http(home: Path) -> None:
-    port = _free_port()
-    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=TOKEN)
-    proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"server did not start:\n{proc.stdout.read()}")
-            time.sleep(0.2)
+    with running_server(home, TOKEN) as url:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         record = httpx.get(f"{url}/api/feature-groups/reviews/records/b", headers=headers)
         assert record.status_code == 200 and record.json()["sentiment"] == -1
         assert httpx.get(f"{url}/api/feature-groups/reviews/records/b").status_code == 401
         assert httpx.get(f"{url}/docs").status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
 
 
 def test_worker_tokens_and_roles(home: Path) -> None:

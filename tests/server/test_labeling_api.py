@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,42 +12,17 @@ import pytest
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.metadata import database_url, open_engine
 
+from conftest import running_server
+
 LABELS = ["negative", "neutral", "positive"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def server(tmp_path: Path):
     home = tmp_path / "home"
-    port = _free_port()
-    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN="operator-token")
     jobs = LabelingJobs(open_engine(database_url(home)))
-    proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"server did not start:\n{proc.stdout.read()}")
-            time.sleep(0.2)
+    with running_server(home, "operator-token") as url:
         yield url, jobs
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
 
 
 def test_hundred_concurrent_workers(server, tmp_path: Path) -> None:

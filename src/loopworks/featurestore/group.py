@@ -25,6 +25,7 @@ from loopworks.errors import ConfigurationError, InputError
 from loopworks.featurestore.definitions import (
     EVENT_TIME_TYPE,
     FeatureDefinition,
+    _to_arrow,
     conform_table,
     load_feature_definitions,
 )
@@ -294,14 +295,10 @@ class FeatureGroup:
 
 
 def _load(data: pd.DataFrame | pa.Table | str) -> pa.Table:
-    if isinstance(data, pa.Table):
-        return data
-    if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
-    if isinstance(data, pd.DataFrame):
-        return pa.Table.from_pandas(data, preserve_index=False)
     if isinstance(data, str):
         return pa.concat_tables(list(_read_files(data)))
+    if isinstance(data, pd.DataFrame | pa.Table | pa.RecordBatch):
+        return _to_arrow(data)
     raise InputError(f"cannot ingest {type(data).__name__}; pass a DataFrame, Arrow table or "
                      "a file/folder path")
 
