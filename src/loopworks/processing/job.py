@@ -38,7 +38,7 @@ from loopworks.errors import ConfigurationError, LoopworksError
 from loopworks.processing.config import ProcessingConfig
 from loopworks.processing.engines import Engine
 from loopworks.processing.inputs import InputFile, discover_inputs, iter_batches
-from loopworks.processing.plan import HASH_COLUMNS, SPLIT_NAMES, id_hashes, make_plan
+from loopworks.processing.plan import SPLIT_NAMES, make_plan
 from loopworks.processing.report import FileJobStore, JobReport, token_length_stats
 from loopworks.processing.semantics import REJECT_REASONS, ColumnNames, normalize_batch
 from loopworks.processing.tokenize import TextEncoder, load_tokenizer
@@ -66,7 +66,6 @@ class ScanTask:
     columns: ColumnNames
     event_time: datetime
     lab_compat: bool
-    seed: int = 0
 
 
 @dataclass
@@ -94,17 +93,15 @@ def scan_file(task: ScanTask) -> ScanResult:
             if writer is None:
                 writer = ipc.new_file(task.staging, batch.schema)
             writer.write_batch(batch)
-            ids = batch.column("review_id").to_numpy(zero_copy_only=False)
-            keys.append(pa.table({"label_id": batch.column("label_id"),
-                                  "reason": batch.column("reason"),
-                                  **id_hashes(ids, task.seed)}))
+            keys.append(pa.table({name: batch.column(name)
+                                  for name in ("review_id", "label_id", "reason")}))
             rows += raw.num_rows
     finally:
         if writer is not None:
             writer.close()
     key_table = pa.concat_tables(keys) if keys else pa.table({
-        "label_id": pa.array([], pa.int8()), "reason": pa.array([], pa.string()),
-        **{name: pa.array([], pa.uint64()) for name in HASH_COLUMNS}})
+        "review_id": pa.array([], pa.string()), "label_id": pa.array([], pa.int8()),
+        "reason": pa.array([], pa.string())})
     return ScanResult(task.index, task.staging, rows, key_table, time.perf_counter() - start)
 
 
@@ -354,8 +351,7 @@ def _run(config: ProcessingConfig, report: JobReport, work: Path,
     staging.mkdir()
     assert config.event_time is not None
     scan_tasks = [ScanTask(i, f, str(staging / f"input-{i:05d}.arrow"), config.columns,
-                           config.event_time, config.lab_compat, config.seed)
-                  for i, f in enumerate(files)]
+                           config.event_time, config.lab_compat) for i, f in enumerate(files)]
     scans: list[ScanResult] = []
     for result in engine.map(scan_file, scan_tasks):
         scans.append(result)

@@ -15,13 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["HASH_COLUMNS", "SPLIT_NAMES", "SplitPlan", "id_hashes", "make_plan",
-           "stable_uniform"]
-
-#: Per-row id hashes the driver needs, computed where the rows are read (in the workers), so
-#: the driver never holds millions of id strings: three seeded purposes and a 128-bit key
-#: (two independent 64-bit hashes) for exact-enough duplicate detection.
-HASH_COLUMNS = ("h_split", "h_balance", "h_order", "h_dup_a", "h_dup_b")
+__all__ = ["SPLIT_NAMES", "SplitPlan", "make_plan", "stable_uniform"]
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -32,21 +26,9 @@ def _hash_ids(ids: np.ndarray, seed: int, purpose: str) -> np.ndarray:
     return pd.util.hash_array(ids, hash_key=key, categorize=False)
 
 
-def _uniform(hashes: np.ndarray) -> np.ndarray:
-    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
 def stable_uniform(ids: np.ndarray, seed: int, purpose: str) -> np.ndarray:
     """A number in [0, 1) per id, fixed for a given seed and purpose."""
-    return _uniform(_hash_ids(ids, seed, purpose))
-
-
-def id_hashes(ids: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """The :data:`HASH_COLUMNS` of a batch of ids (an object array of strings)."""
-    return {"h_split": _hash_ids(ids, seed, "split"),
-            "h_balance": _hash_ids(ids, seed, "balance"),
-            "h_order": _hash_ids(ids, seed, "order"),
-            "h_dup_a": _hash_ids(ids, 0, "dup-a"), "h_dup_b": _hash_ids(ids, 0, "dup-b")}
+    return (_hash_ids(ids, seed, purpose) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 @dataclass
@@ -78,9 +60,8 @@ def make_plan(
     """Decide duplicates, balancing and splits for every row.
 
     Args:
-        keys: Columns ``label_id`` (int8, null if unusable), ``reason`` (string, null if
-            usable) and either :data:`HASH_COLUMNS` (from :func:`id_hashes`) or
-            ``review_id`` (strings, hashed here), in input order.
+        keys: Columns ``review_id`` (string), ``label_id`` (int8, null if unusable) and
+            ``reason`` (string, null if usable), in input order.
         split: Train/validation/test percentages summing to 100.
         seed: Seed for balancing and splitting.
         balance: Downsample every class to the size of the smallest.
@@ -92,6 +73,7 @@ def make_plan(
         The :class:`SplitPlan`.
     """
     n = keys.num_rows
+    ids = keys.column("review_id").to_numpy(zero_copy_only=False).astype(object)
     labels = keys.column("label_id").fill_null(-1).to_numpy(zero_copy_only=False)
     reason = keys.column("reason").to_numpy(zero_copy_only=False).astype(object)
     usable = pd.isna(reason)
@@ -99,44 +81,40 @@ def make_plan(
     if lab_compat:
         new_ids = np.full(n, None, dtype=object)
         new_ids[usable] = np.arange(int(usable.sum())).astype(str)
-        hashes = id_hashes(np.where(usable, new_ids, ""), seed)
+        ids = np.where(usable, new_ids, ids)
     else:
-        if "h_split" in keys.column_names:
-            hashes = {name: keys.column(name).to_numpy() for name in HASH_COLUMNS}
-        else:
-            hashes = id_hashes(keys.column("review_id").to_numpy(zero_copy_only=False), seed)
         dup = np.zeros(n, dtype=bool)
-        dup[usable] = pd.DataFrame({"a": hashes["h_dup_a"][usable],
-                                    "b": hashes["h_dup_b"][usable]}).duplicated().to_numpy()
+        dup[usable] = pd.Series(ids[usable]).duplicated(keep="first").to_numpy()
         reason[dup] = "duplicate_id"
         usable &= ~dup
     selected = usable.copy()
     if balance and usable.any():
-        selected = _balance(hashes["h_balance"], labels, usable)
+        selected = _balance(ids, labels, usable, seed)
     split_codes = np.full(n, -1, dtype=np.int8)
     rows = np.flatnonzero(selected)
     if stratify == "exact":
-        split_codes[rows] = _exact_split(hashes["h_order"][rows], labels[rows], split, seed)
+        split_codes[rows] = _exact_split(ids[rows], labels[rows], split, seed)
     else:
-        u = _uniform(hashes["h_split"][rows])
+        u = stable_uniform(ids[rows], seed, "split")
         train, validation, _ = (p / 100.0 for p in split)
         split_codes[rows] = np.where(u < train, 0, np.where(u < train + validation, 1, 2))
     return SplitPlan(split_codes, reason, usable & ~selected, new_ids)
 
 
-def _balance(hashes: np.ndarray, labels: np.ndarray, usable: np.ndarray) -> np.ndarray:
+def _balance(ids: np.ndarray, labels: np.ndarray, usable: np.ndarray, seed: int) -> np.ndarray:
     """Keep, per class, the ``min class size`` rows with the smallest seeded id hash."""
     rows = np.flatnonzero(usable)
-    frame = pd.DataFrame({"row": rows, "label": labels[rows], "h": hashes[rows]})
+    frame = pd.DataFrame({"row": rows, "label": labels[rows],
+                          "h": _hash_ids(ids[rows], seed, "balance")})
     smallest = int(frame["label"].value_counts().min())
     keep = frame.sort_values(["label", "h"], kind="stable").groupby("label").head(smallest)
-    selected = np.zeros(len(hashes), dtype=bool)
+    selected = np.zeros(len(ids), dtype=bool)
     selected[keep["row"].to_numpy()] = True
     return selected
 
 
-def _exact_split(order_hashes: np.ndarray, labels: np.ndarray,
-                 split: tuple[float, float, float], seed: int) -> np.ndarray:
+def _exact_split(ids: np.ndarray, labels: np.ndarray, split: tuple[float, float, float],
+                 seed: int) -> np.ndarray:
     """Stratified split with exact per-class proportions, like the lab's two-step split.
 
     The lab split off the holdout (``1 - train``) first and then divided it into
@@ -146,13 +124,13 @@ def _exact_split(order_hashes: np.ndarray, labels: np.ndarray,
     """
     from sklearn.model_selection import train_test_split
 
-    order = np.argsort(order_hashes, kind="stable")
-    codes = np.empty(len(order_hashes), dtype=np.int8)
+    order = np.argsort(_hash_ids(ids, seed, "order"), kind="stable")
+    codes = np.empty(len(ids), dtype=np.int8)
     train_pct, validation_pct, test_pct = (p / 100.0 for p in split)
     holdout_pct = 1.0 - train_pct
-    positions = np.arange(len(order_hashes))[order]
+    positions = np.arange(len(ids))[order]
     strata = labels[order]
-    if holdout_pct <= 0 or len(order_hashes) < 2:
+    if holdout_pct <= 0 or len(ids) < 2:
         codes[:] = 0
         return codes
     if train_pct <= 0:
