@@ -238,3 +238,14 @@ def test_concurrent_ingests_queue_and_none_is_lost(store: FeatureStore, group) -
     assert all(r is not None for r in group.batch_get_record(ids))
     versions = sorted(v["version"] for v in group.versions())
     assert versions == list(range(len(versions)))
+
+
+def test_a_deleted_home_starts_afresh_in_the_same_process(tmp_path: Path) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    for _ in range(2):
+        with FeatureStore(home=home) as fs:
+            fs.create_feature_group("reviews", record_id="review_id", event_time="date",
+                                    df=reviews(1))
+        shutil.rmtree(home)

@@ -38,7 +38,11 @@ def open_engine(url: str) -> Any:
     """
     key = url
     if key in _ENGINES:
-        return _ENGINES[key]
+        path = url.removeprefix("sqlite:///")
+        if url.startswith("sqlite:///") and path != ":memory:" and not os.path.exists(path):
+            dispose_engine(key)  # the file was deleted under us: start a fresh database
+        else:
+            return _ENGINES[key]
     try:
         import sqlalchemy as sa
     except ImportError:
