@@ -74,6 +74,10 @@ def test_leases_quota_and_team_rules(jobs: LabelingJobs, tmp_path: Path) -> None
         jobs.submit("sent", task.item_id, bob, "negative")  # no second answer
     counts = jobs.job("sent").counts
     assert counts == {"items": 3, "labeled": 1, "unlabeled": 2, "answers": 4}
+    assert jobs.job("sent").status.value == "InProgress"
+    jobs.stop("sent")
+    assert jobs.job("sent").status.value == "Stopped"
+    assert jobs.next_task("sent", bob) is None  # a stopped job hands out nothing
 
 
 def test_expired_leases_return_to_the_queue(jobs: LabelingJobs, tmp_path: Path) -> None:
@@ -130,6 +134,7 @@ def test_many_workers_at_once_never_exceed_the_quota(jobs: LabelingJobs,
         per[item_id] = per.get(item_id, 0) + 1
     assert len(per) == n_items and set(per.values()) == {per_item}  # exactly N each
     assert jobs.job("busy").counts["labeled"] == n_items
+    assert jobs.job("busy").status.value == "Completed"
 
 
 def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:

@@ -192,3 +192,13 @@ def export(name: str, out: str, method: str, home: str | None) -> None:
     summary = write_output(_jobs(home), name, out, method=method)
     click.echo(f"{summary['labeled']:,} of {summary['items']:,} items labeled → "
                f"{summary['manifest']}  (raw answers: {summary['answers']})")
+
+
+@label.command("stop")
+@click.argument("name")
+@home_option
+@handle_errors
+def stop(name: str, home: str | None) -> None:
+    """Stop job NAME: no new tasks are handed out; answers so far are kept."""
+    _jobs(home).stop(name)
+    click.echo(f"stopped job {name!r}")

@@ -262,6 +262,8 @@ class LabelingJobs:
                 answers.c.job_id == row.id)).scalar_one()
         spec.counts = {"items": int(total), "labeled": int(done),
                        "unlabeled": int(total) - int(done), "answers": int(n_answers)}
+        if spec.status is JobStatus.IN_PROGRESS and total and done == total:
+            spec.status = JobStatus.COMPLETED  # every item has its answers
         return spec
 
     def _job_row(self, conn: sa.Connection, name: str) -> Any:
