@@ -148,7 +148,8 @@ def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
     path = tmp_path / "input.manifest"
     truth = [rng.choice(LABELS) for _ in range(40)]
     path.write_text("".join(json.dumps({"source": f"review <b>{i}</b>", "review_id": f"r{i}",
-                                        "truth": t}) + "\n" for i, t in enumerate(truth)))
+                                        "truth": t, **({"gold": t} if i % 4 == 0 else {})})
+                            + "\n" for i, t in enumerate(truth)))
     home = ["--home", str(tmp_path / "home")]
     run = CliRunner().invoke
     assert run(main, ["team", "add", "nlp", *home]).exit_code == 0
@@ -171,5 +172,9 @@ def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
     assert LABELS[lines[0]["sent"]] == meta["class-name"]
     correct = sum(x["sent-metadata"]["class-name"] == x["truth"] for x in lines)
     assert correct >= 36  # three fair workers, consolidated, beat any one of them
+    scores = json.loads(run(main, ["label", "workers", "sent", *home]).output)
+    assert [s["worker"] for s in scores] == ["sim-1", "sim-2", "sim-3"]
+    assert all(s["gold_answers"] == 10 for s in scores)  # 10 gold items, each seen by all
+    assert scores[0]["gold_accuracy"] >= scores[2]["gold_accuracy"] - 0.3
     raw = (out / "annotations" / "answers.jsonl").read_text().splitlines()
     assert len(raw) == 120 and "submitted_at" in raw[0]

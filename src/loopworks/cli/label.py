@@ -202,3 +202,14 @@ def stop(name: str, home: str | None) -> None:
     """Stop job NAME: no new tasks are handed out; answers so far are kept."""
     _jobs(home).stop(name)
     click.echo(f"stopped job {name!r}")
+
+
+@label.command("workers")
+@click.argument("name")
+@click.option("--gold-field", default="gold", show_default=True,
+              help="Manifest field with the known answer of gold items.")
+@home_option
+@handle_errors
+def workers(name: str, gold_field: str, home: str | None) -> None:
+    """Answers per worker of job NAME and each worker's accuracy on gold items (JSON)."""
+    click.echo(json.dumps(_jobs(home).worker_scores(name, gold_field), indent=2))

@@ -376,6 +376,35 @@ class LabelingJobs:
                  "seconds": (_aware(r.submitted_at) - _aware(r.accepted_at)).total_seconds()}
                 for r in rows]
 
+    def worker_scores(self, job: str, gold_field: str = "gold") -> list[dict[str, Any]]:
+        """Per worker: answers given and accuracy on gold items (items whose manifest line
+        carries ``gold_field`` with the known answer, mixed in with the rest)."""
+        spec = self.job(job)
+        with self.engine.connect() as conn:
+            job_id = self._job_row(conn, job).id
+            gold: dict[int, Any] = {}
+            for item_id, data in conn.execute(sa.select(items.c.id, items.c.data).where(
+                    items.c.job_id == job_id)):
+                value = json.loads(data).get(gold_field)
+                if isinstance(value, int) and not isinstance(value, bool) \
+                        and 0 <= value < len(spec.labels):
+                    value = spec.labels[value]
+                if value is not None:
+                    gold[item_id] = value
+        scores: dict[str, dict[str, Any]] = {}
+        for answer in self.answers(job):
+            entry = scores.setdefault(answer["worker"], {"worker": answer["worker"],
+                                                         "answers": 0, "gold_answers": 0,
+                                                         "gold_correct": 0})
+            entry["answers"] += 1
+            if answer["item_id"] in gold:
+                entry["gold_answers"] += 1
+                entry["gold_correct"] += int(answer["answer"] == gold[answer["item_id"]])
+        for entry in scores.values():
+            entry["gold_accuracy"] = (entry["gold_correct"] / entry["gold_answers"]
+                                      if entry["gold_answers"] else None)
+        return sorted(scores.values(), key=lambda e: e["worker"])
+
     def stop(self, job: str) -> None:
         """Stop handing out tasks (answers so far are kept)."""
         with self.engine.begin() as conn:
