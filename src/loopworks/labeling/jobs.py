@@ -112,7 +112,9 @@ items = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("answers", sa.Integer, nullable=False, default=0),
     sa.Column("leases", sa.Integer, nullable=False, default=0),
-    sa.Index("ix_label_items_open", "job_id", "answers", "seq"),
+    # Matches next_task's ORDER BY (most-answered first, then input order) so finding the
+    # next item reads the index instead of sorting every open item.
+    sa.Index("ix_label_items_next", "job_id", sa.text("answers DESC"), "seq"),
 )
 leases = sa.Table(
     "label_leases", _meta,
@@ -121,6 +123,7 @@ leases = sa.Table(
     sa.Column("job_id", sa.Integer, nullable=False, index=True),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_label_leases_worker", "job_id", "worker_id"),
 )
 answers = sa.Table(
     "label_answers", _meta,
@@ -132,6 +135,7 @@ answers = sa.Table(
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("item_id", "worker_id", name="uq_answer_item_worker"),
+    sa.Index("ix_label_answers_worker", "job_id", "worker_id"),
 )
 
 

@@ -1,0 +1,461 @@
+"""Labeling benchmark: consolidation accuracy, the labeling server under load, job creation.
+
+Three figures, one run:
+
+1. consolidation accuracy against gold of every method (majority-vote, dawid-skene,
+   one-coin; glad and mace when crowd-kit is importable here) on the crowd data sets in
+   ``../shared/data/crowd/{product,face_sentiment,dogs,bluebirds}``, beside crowd-kit's own
+   figure computed in another Python that has crowd-kit (``--crowdkit-python``), with
+   seconds per method;
+2. the HTTP server's throughput (answers/s) and p50/p99 latency of next-task and submit for
+   N concurrent workers (threads, each its own token and ``httpx.Client``) on a job of
+   ``--items`` items (workers per item 1), against a real ``loopworks serve`` on the
+   default SQLite metadata database in a temp home, for ``--seconds``; then the database is
+   checked: no duplicate (item, worker), no item over its quota, every 201 recorded;
+3. seconds to create the job, from a list of texts and from a JSON Lines manifest.
+
+Results go to ``benchmarks/results/labeling.{md,json}``; see ``benchmarks/README.md``.
+
+    python benchmarks/labeling.py [--items 100000] [--workers 100] [--seconds 60]
+                                  [--skip-crowd] [--skip-server] [--crowdkit-python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_RESULTS = HERE / "results"
+DEFAULT_CROWD = REPO.parent / "shared" / "data" / "crowd"
+DEFAULT_CROWDKIT = Path("/tmp/ck/venv/bin/python")
+DATASETS = ("product", "face_sentiment", "dogs", "bluebirds")
+NEXT_P99_TARGET_MS = 50.0
+CREATE_TARGET_S = 10.0
+LABELS = ["negative", "neutral", "positive"]
+
+#: Runs inside the crowd-kit Python: argv[1] is the data folder, argv[2] the methods.
+CROWDKIT_SCRIPT = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+import pandas as pd
+import crowdkit
+from crowdkit import aggregation as agg
+folder, methods = sys.argv[1], sys.argv[2].split(",")
+answers = pd.read_csv(f"{folder}/answers.csv", dtype=str).rename(
+    columns={"question": "task", "answer": "label"})
+truth = pd.read_csv(f"{folder}/truth.csv", dtype=str).set_index("question")["truth"]
+models = {"majority-vote": agg.MajorityVote, "dawid-skene": agg.DawidSkene,
+          "one-coin": agg.OneCoinDawidSkene, "glad": agg.GLAD, "mace": agg.MACE}
+out = {"version": crowdkit.__version__, "methods": {}}
+for name in methods:
+    start = time.perf_counter()
+    try:
+        labels = models[name]().fit_predict(answers)
+    except Exception as exc:
+        out["methods"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        continue
+    seconds = time.perf_counter() - start
+    common = truth.index.intersection(labels.index)
+    acc = float((labels.loc[common].astype(str) == truth.loc[common]).mean())
+    out["methods"][name] = {"accuracy": acc, "seconds": seconds, "n_gold": len(common)}
+print(json.dumps(out))
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --------------------------------------------------------------------------- consolidation
+def crowd_benchmark(crowd: Path, crowdkit_python: Path | None) -> dict[str, Any]:
+    import warnings
+
+    import pandas as pd
+
+    from loopworks.labeling.consolidation import consolidate
+
+    try:
+        import crowdkit  # noqa: F401
+        ours_methods = ["majority-vote", "dawid-skene", "one-coin", "glad", "mace"]
+    except ImportError:
+        ours_methods = ["majority-vote", "dawid-skene", "one-coin"]
+    ck_methods = ["majority-vote", "dawid-skene", "one-coin", "glad", "mace"]
+    have_ck = crowdkit_python is not None and crowdkit_python.exists()
+    if not have_ck:
+        print("crowd-kit not available")
+    rows: list[dict[str, Any]] = []
+    ck_version = None
+    for name in DATASETS:
+        folder = crowd / name
+        if not (folder / "answers.csv").is_file():
+            log(f"skip {name}: no {folder / 'answers.csv'}")
+            continue
+        answers = pd.read_csv(folder / "answers.csv", dtype=str)
+        gold = pd.read_csv(folder / "truth.csv", dtype=str).rename(columns={"truth": "answer"})
+        ck: dict[str, Any] = {}
+        if have_ck:
+            log(f"crowd-kit on {name} ...")
+            proc = subprocess.run([str(crowdkit_python), "-c", CROWDKIT_SCRIPT, str(folder),
+                                   ",".join(ck_methods)], capture_output=True, text=True,
+                                  timeout=900)
+            if proc.returncode == 0:
+                parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+                ck, ck_version = parsed["methods"], parsed["version"]
+            else:
+                log(f"crowd-kit failed on {name}:\n{proc.stderr[-2000:]}")
+        for method in ck_methods:
+            row: dict[str, Any] = {"dataset": name, "method": method,
+                                   "answers": len(answers), "gold": len(gold)}
+            if method in ours_methods:
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = consolidate(answers, method, item="question", worker="worker",
+                                         label="answer", gold=gold)
+                row["ours_seconds"] = time.perf_counter() - start
+                row["ours_accuracy"] = result.gold_accuracy
+                row["ours_iterations"] = result.iterations
+            other = ck.get(method, {})
+            row["crowdkit_accuracy"] = other.get("accuracy")
+            row["crowdkit_seconds"] = other.get("seconds")
+            if "error" in other:
+                row["crowdkit_error"] = other["error"]
+            if "ours_accuracy" in row or row["crowdkit_accuracy"] is not None:
+                rows.append(row)
+    return {"rows": rows, "crowdkit_version": ck_version, "crowdkit_python":
+            str(crowdkit_python) if have_ck else None}
+
+
+# ------------------------------------------------------------------------------ server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(home: Path, token: str) -> Iterator[str]:
+    """A real ``loopworks serve`` on a free port (as tests/conftest.py does)."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=token)
+    log_path = home / "server.log"
+    with log_path.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
+                                 str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def texts(n: int) -> list[str]:
+    words = ["fit", "fabric", "colour", "size", "price", "quality", "soft", "cheap", "lovely",
+             "returned", "tight", "loose", "perfect", "awful", "ok"]
+    return [f"review {i}: the {words[i % 15]} was {words[(i * 7) % 15]} and "
+            f"{words[(i * 11) % 15]}, would {'not ' if i % 3 else ''}buy again" for i in range(n)]
+
+
+def create_jobs(home: Path, n_items: int, n_workers: int) -> tuple[dict[str, Any], list[str]]:
+    """Create the team, workers and tokens; time the two ways of creating a job."""
+    from loopworks.labeling.jobs import JobSpec, LabelingJobs
+    from loopworks.metadata.database import database_url, dispose_engine, open_engine
+
+    url = database_url(home)
+    engine = open_engine(url)
+    labeling = LabelingJobs(engine)
+    labeling.workforce.add_team("bench")
+    tokens = []
+    for i in range(n_workers):
+        name = f"w{i:03d}"
+        labeling.workforce.add_worker(name, teams_=["bench"])
+        tokens.append(labeling.workforce.issue_api_token(name))
+    items = texts(n_items)
+    start = time.perf_counter()
+    labeling.create_job(JobSpec("bench", "bench", LABELS, workers_per_item=1), items)
+    list_seconds = time.perf_counter() - start
+    manifest = home / "manifest.jsonl"
+    with manifest.open("w", encoding="utf-8") as fh:
+        for text in items:
+            fh.write(json.dumps({"source": text}) + "\n")
+    start = time.perf_counter()
+    labeling.create_job(JobSpec("bench-manifest", "bench", LABELS, workers_per_item=1),
+                        manifest)
+    manifest_seconds = time.perf_counter() - start
+    dispose_engine(url)
+    return {"items": n_items, "list_seconds": list_seconds,
+            "manifest_seconds": manifest_seconds}, tokens
+
+
+def load(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
+    """Every worker asks for a task and answers it, until the time is up."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    next_ms: list[list[float]] = [[] for _ in tokens]
+    submit_ms: list[list[float]] = [[] for _ in tokens]
+    recorded: list[list[int]] = [[] for _ in tokens]
+    statuses: list[Counter[int]] = [Counter() for _ in tokens]
+    errors: list[str] = []
+    start_gate = threading.Barrier(len(tokens) + 1)
+
+    def work(index: int) -> None:
+        headers = {"Authorization": f"Bearer {tokens[index]}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            start_gate.wait()
+            try:
+                while time.monotonic() < deadline:
+                    t0 = time.perf_counter()
+                    response = client.post("/api/labeling/jobs/bench/next")
+                    next_ms[index].append((time.perf_counter() - t0) * 1000)
+                    statuses[index][response.status_code] += 1
+                    if response.status_code == 204:
+                        return
+                    if response.status_code != 200:
+                        errors.append(f"next {response.status_code}: {response.text[:200]}")
+                        return
+                    item_id = response.json()["item_id"]
+                    t0 = time.perf_counter()
+                    response = client.post(f"/api/labeling/jobs/bench/tasks/{item_id}/answer",
+                                           json={"answer": LABELS[item_id % 3]})
+                    submit_ms[index].append((time.perf_counter() - t0) * 1000)
+                    statuses[index][response.status_code] += 1
+                    if response.status_code == 201:
+                        recorded[index].append(item_id)
+                    else:
+                        errors.append(f"submit {response.status_code}: {response.text[:200]}")
+            except httpx.HTTPError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True)
+               for i in range(len(tokens))]
+    for thread in threads:
+        thread.start()
+    start_gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat_next = [x for xs in next_ms for x in xs]
+    flat_submit = [x for xs in submit_ms for x in xs]
+    n_201 = sum(len(r) for r in recorded)
+    return {
+        "workers": len(tokens), "seconds": elapsed, "answers_201": n_201,
+        "answers_per_s": n_201 / elapsed,
+        "next": {"requests": len(flat_next), "p50_ms": pct(flat_next, 0.5),
+                 "p99_ms": pct(flat_next, 0.99), "max_ms": max(flat_next, default=0.0)},
+        "submit": {"requests": len(flat_submit), "p50_ms": pct(flat_submit, 0.5),
+                   "p99_ms": pct(flat_submit, 0.99), "max_ms": max(flat_submit, default=0.0)},
+        "statuses": dict(sum(statuses, Counter())), "errors": errors[:20],
+        "n_errors": len(errors),
+        "recorded": {f"w{i:03d}": r for i, r in enumerate(recorded)},
+    }
+
+
+def check_database(home: Path, recorded: dict[str, list[int]]) -> dict[str, Any]:
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata.database import database_url, dispose_engine, open_engine
+
+    url = database_url(home)
+    labeling = LabelingJobs(open_engine(url))
+    rows = labeling.answers("bench")
+    spec = labeling.job("bench")
+    pairs = Counter((r["item_id"], r["worker"]) for r in rows)
+    per_item = Counter(r["item_id"] for r in rows)
+    seen = {(item, worker) for worker, ids in recorded.items() for item in ids}
+    in_db = set(pairs)
+    dispose_engine(url)
+    return {"answers_in_db": len(rows),
+            "duplicate_pairs": sum(1 for c in pairs.values() if c > 1),
+            "items_over_quota": sum(1 for c in per_item.values()
+                                    if c > spec.workers_per_item),
+            "lost_201s": len(seen - in_db), "in_db_not_seen_201": len(in_db - seen),
+            "counts": spec.counts}
+
+
+def explain_next_task(home: Path) -> list[str]:
+    """SQLite's plan for next_task's candidate query, for the report."""
+    import sqlite3
+
+    con = sqlite3.connect(home / "loopworks.db")
+    job_id = con.execute("SELECT id FROM label_jobs WHERE name='bench'").fetchone()[0]
+    worker_id = (1,)
+    sql = ("SELECT id, source, data FROM label_items WHERE job_id = ? AND answers + leases < 1"
+           " AND id NOT IN (SELECT item_id FROM label_leases WHERE worker_id = ? AND job_id = ?)"
+           " AND id NOT IN (SELECT item_id FROM label_answers WHERE worker_id = ? AND job_id = ?)"
+           " ORDER BY answers DESC, seq LIMIT 1")
+    args = (job_id, worker_id[0], job_id, worker_id[0], job_id)
+    plan = [" ".join(str(c) for c in row[1:])
+            for row in con.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    start = time.perf_counter()
+    for _ in range(20):
+        con.execute(sql, args).fetchall()
+    plan.append(f"query alone: {(time.perf_counter() - start) / 20 * 1000:.1f} ms per call "
+                "(sqlite3, after the run)")
+    con.close()
+    return plan
+
+
+def server_benchmark(n_items: int, n_workers: int, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="lw-labeling-bench-") as tmp:
+        home = Path(tmp)
+        os.environ["LOOPWORKS_HOME"] = str(home)
+        log(f"creating {n_workers} workers and two {n_items}-item jobs ...")
+        creation, tokens = create_jobs(home, n_items, n_workers)
+        log(f"  list {creation['list_seconds']:.2f} s, manifest "
+            f"{creation['manifest_seconds']:.2f} s")
+        with running_server(home, "bench-admin-token") as url:
+            log(f"{n_workers} workers for {seconds:.0f} s against {url} ...")
+            run = load(url, tokens, seconds)
+        recorded = run.pop("recorded")
+        log("checking the database ...")
+        run["check"] = check_database(home, recorded)
+        run["explain"] = explain_next_task(home)
+    return {"creation": creation, "server": run}
+
+
+# ------------------------------------------------------------------------------ report
+def fmt(value: Any, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = ["# Labeling benchmark", "",
+             f"{results['machine']['when']}, {results['machine']['cpus']} CPUs, Python "
+             f"{results['machine']['python']}", ""]
+    crowd = results.get("crowd")
+    if crowd:
+        ck = crowd["crowdkit_version"]
+        lines += ["## Consolidation accuracy against gold", "",
+                  "crowd-kit: " + (f"{ck} ({crowd['crowdkit_python']})" if ck
+                                   else "not available"),
+                  "",
+                  "| data set | answers | gold | method | loopworks acc | crowd-kit acc | "
+                  "Δ | loopworks s | crowd-kit s |",
+                  "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in crowd["rows"]:
+            ours, theirs = r.get("ours_accuracy"), r.get("crowdkit_accuracy")
+            delta = None if ours is None or theirs is None else ours - theirs
+            lines.append(f"| {r['dataset']} | {r['answers']} | {r['gold']} | {r['method']} | "
+                         f"{fmt(ours, '.4f')} | {fmt(theirs, '.4f')} | {fmt(delta, '+.4f')} | "
+                         f"{fmt(r.get('ours_seconds'))} | {fmt(r.get('crowdkit_seconds'))} |")
+        lines += ["", "— : not run (glad/mace run in loopworks only when crowd-kit is "
+                  "importable in its environment).", ""]
+    server = results.get("server")
+    if server:
+        c, s = server["creation"], server["server"]
+        chk = s["check"]
+        met_create = max(c["list_seconds"], c["manifest_seconds"]) < CREATE_TARGET_S
+        met_next = s["next"]["p99_ms"] < NEXT_P99_TARGET_MS
+        lines += ["## Creating the job", "",
+                  "| items | from | seconds | target | met |", "| ---: | --- | ---: | ---: | --- |",
+                  f"| {c['items']} | list of texts | {c['list_seconds']:.2f} | < "
+                  f"{CREATE_TARGET_S:.0f} s | "
+                  f"{'yes' if c['list_seconds'] < CREATE_TARGET_S else 'NO'} |",
+                  f"| {c['items']} | JSON Lines manifest | {c['manifest_seconds']:.2f} | < "
+                  f"{CREATE_TARGET_S:.0f} s | "
+                  f"{'yes' if c['manifest_seconds'] < CREATE_TARGET_S else 'NO'} |", "",
+                  "## Server under load", "",
+                  f"{s['workers']} concurrent workers (threads, own token and httpx.Client "
+                  f"each), workers per item 1, {s['seconds']:.1f} s, `loopworks serve` on "
+                  "SQLite in a temp home. Latency is client-side (includes the clients' "
+                  "own Python overhead on the same machine).", "",
+                  "| figure | value | target | met |", "| --- | ---: | ---: | --- |",
+                  f"| answers recorded (201) | {s['answers_201']} | | |",
+                  f"| throughput | {s['answers_per_s']:.1f} answers/s | | |",
+                  f"| next-task p50 | {s['next']['p50_ms']:.1f} ms | | |",
+                  f"| next-task p99 | {s['next']['p99_ms']:.1f} ms | < {NEXT_P99_TARGET_MS:.0f} "
+                  f"ms | {'yes' if met_next else 'NO'} |",
+                  f"| submit p50 | {s['submit']['p50_ms']:.1f} ms | | |",
+                  f"| submit p99 | {s['submit']['p99_ms']:.1f} ms | | |",
+                  f"| HTTP statuses | {s['statuses']} | | |",
+                  f"| client errors | {s['n_errors']} | 0 | "
+                  f"{'yes' if s['n_errors'] == 0 else 'NO'} |", "",
+                  "### Database check after the run", "",
+                  "| check | value | expected |", "| --- | ---: | ---: |",
+                  f"| answers in database | {chk['answers_in_db']} | {s['answers_201']} (201s) |",
+                  f"| duplicate (item, worker) pairs | {chk['duplicate_pairs']} | 0 |",
+                  f"| items with more answers than workers per item | "
+                  f"{chk['items_over_quota']} | 0 |",
+                  f"| 201s missing from the database (lost) | {chk['lost_201s']} | 0 |",
+                  f"| answers in database without a 201 seen | {chk['in_db_not_seen_201']} | 0 |",
+                  "", "### next_task candidate query: EXPLAIN QUERY PLAN (SQLite)", "", "```",
+                  *s["explain"], "```", ""]
+        if s["errors"]:
+            lines += ["First client errors:", "", "```", *s["errors"][:5], "```", ""]
+        if not (met_create and met_next):
+            lines += ["Target missed: see the query plan above and the notes in README.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--skip-crowd", action="store_true")
+    parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--crowdkit-python", type=Path, default=DEFAULT_CROWDKIT)
+    parser.add_argument("--crowd-data", type=Path, default=DEFAULT_CROWD)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "machine": {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "options": {k: str(v) for k, v in vars(args).items()}}
+    if not args.skip_crowd:
+        results["crowd"] = crowd_benchmark(args.crowd_data, args.crowdkit_python)
+    if not args.skip_server:
+        results.update(server_benchmark(args.items, args.workers, args.seconds))
+        results["server"] = {"creation": results.pop("creation"),
+                             "server": results.pop("server")}
+    text = report(results)
+    print(text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "labeling.md").write_text(text + "\n", encoding="utf-8")
+    (args.results / "labeling.json").write_text(json.dumps(results, indent=2, default=str)
+                                                + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
