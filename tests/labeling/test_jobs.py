@@ -176,5 +176,14 @@ def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
     assert [s["worker"] for s in scores] == ["sim-1", "sim-2", "sim-3"]
     assert all(s["gold_answers"] == 10 for s in scores)  # 10 gold items, each seen by all
     assert scores[0]["gold_accuracy"] >= scores[2]["gold_accuracy"] - 0.3
+    to_fs = run(main, ["label", "export", "sent", "--out", str(out), "--feature-group",
+                       "sentiment_labels", "--id-field", "review_id", *home])
+    assert "40 labels written to feature group 'sentiment_labels'" in to_fs.output, to_fs.output
+    from loopworks.featurestore import FeatureStore
+
+    with FeatureStore(home=tmp_path / "home") as store:
+        record = store.feature_group("sentiment_labels").get_record("r0")
+        assert record["label"] == lines[0]["sent-metadata"]["class-name"]
+        assert record["job"] == "sent" and record["workers"] == 3 and record["human_annotated"]
     raw = (out / "annotations" / "answers.jsonl").read_text().splitlines()
     assert len(raw) == 120 and "submitted_at" in raw[0]

@@ -183,15 +183,24 @@ def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
 @click.option("--out", required=True, help="Output folder (manifests/output/output.manifest).")
 @click.option("--method", type=click.Choice(["dawid-skene", "majority-vote", "one-coin"]),
               default="dawid-skene", show_default=True, help="Consolidation method.")
+@click.option("--feature-group", default=None,
+              help="Also write the labels, with provenance, into this feature group.")
+@click.option("--id-field", default=None,
+              help="Manifest field identifying each item (record id in the feature group).")
 @home_option
 @handle_errors
-def export(name: str, out: str, method: str, home: str | None) -> None:
+def export(name: str, out: str, method: str, feature_group: str | None, id_field: str | None,
+           home: str | None) -> None:
     """Consolidate job NAME and write its augmented manifest and raw answers."""
     from loopworks.labeling.output import write_output
 
-    summary = write_output(_jobs(home), name, out, method=method)
+    summary = write_output(_jobs(home), name, out, method=method,
+                           feature_group=feature_group, id_field=id_field, home=home)
     click.echo(f"{summary['labeled']:,} of {summary['items']:,} items labeled → "
                f"{summary['manifest']}  (raw answers: {summary['answers']})")
+    if "feature_group" in summary:
+        fg = summary["feature_group"]
+        click.echo(f"{fg['records']:,} labels written to feature group {fg['name']!r}")
 
 
 @label.command("stop")

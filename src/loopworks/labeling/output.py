@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,16 @@ def _atomic_lines(path: Path, lines: list[str]) -> None:
 
 
 def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
-                 method: str = "dawid-skene") -> dict[str, Any]:
+                 method: str = "dawid-skene", feature_group: str | None = None,
+                 id_field: str | None = None, home: str | Path | None = None
+                 ) -> dict[str, Any]:
     """Consolidate the job's answers and write the augmented manifest and raw answers.
 
-    Items without answers keep their input fields only. Returns a summary with paths.
+    Items without answers keep their input fields only. With ``feature_group``, every
+    consolidated label also lands there as a time-stamped record with its provenance
+    (label, label index, confidence, agreement, workers, method, job), keyed by the
+    manifest field ``id_field``: a relabel is a new event, so training sets can take the
+    labels as they were at any time. Returns a summary with paths.
     """
     spec = jobs.job(job)
     raw = jobs.answers(job)
@@ -71,5 +78,50 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
     _atomic_lines(manifest, lines)
     answers_file = out / "annotations" / "answers.jsonl"
     _atomic_lines(answers_file, [json.dumps(a, default=str) for a in raw])
-    return {"manifest": str(manifest), "answers": str(answers_file), "items": len(rows),
-            "labeled": len(labeled), "method": method}
+    summary: dict[str, Any] = {"manifest": str(manifest), "answers": str(answers_file),
+                               "items": len(rows), "labeled": len(labeled), "method": method}
+    if feature_group:
+        summary["feature_group"] = _to_feature_group(
+            rows, labeled, spec.labels, job, method, feature_group, id_field, home)
+    return summary
+
+
+def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], labels: list[str],
+                      job: str, method: str, name: str, id_field: str | None,
+                      home: str | Path | None) -> dict[str, Any]:
+    from loopworks.errors import ConfigurationError, NotFoundError
+    from loopworks.featurestore import FeatureStore
+
+    if not id_field:
+        raise ConfigurationError("labels into a feature group need --id-field: the manifest "
+                                 "field that identifies each item (e.g. review_id)",
+                                 setting="id_field")
+    now = datetime.now(UTC)
+    records = []
+    for row in rows:
+        rec = labeled.get(row.id)
+        if rec is None:
+            continue
+        data = json.loads(row.data)
+        if data.get(id_field) in (None, ""):
+            raise ConfigurationError(f"item {row.seq} has no {id_field!r} field",
+                                     setting="id_field")
+        records.append({id_field: str(data[id_field]), "labeled_at": now,
+                        "label": rec["label"], "label_index": labels.index(rec["label"]),
+                        "confidence": float(rec["confidence"]),
+                        "agreement": float(rec["agreement"]),
+                        "workers": int(rec["n_answers"]), "method": method, "job": job,
+                        "human_annotated": True})
+    if not records:
+        return {"name": name, "records": 0}
+    frame = pd.DataFrame(records)
+    with FeatureStore(home=home) as store:
+        try:
+            group = store.feature_group(name)
+        except NotFoundError:
+            group = store.create_feature_group(
+                name, record_id=id_field, event_time="labeled_at", df=frame,
+                description="Consolidated human labels with provenance (loopworks label)",
+                tags={"source": "loopworks label"})
+        report = group.ingest(frame)
+    return {"name": name, "records": report.rows}
