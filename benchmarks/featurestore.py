@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import socket
 import subprocess
@@ -39,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from _common import fresh_dir, log, machine_busy_seconds, own_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -68,8 +69,6 @@ WORDS = ("the this product works great broke after week love it terrible quality
          "good instructions unclear").split()
 
 
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -82,10 +81,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
 
 
 def free_port() -> int:
@@ -117,21 +112,8 @@ def timed_calls(call: Callable[[Any], Any], arguments: list[Any], warmup: list[A
     return percentiles(samples)
 
 
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished (waited-for) children."""
-    me, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                   resource.RUSAGE_CHILDREN))
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy since boot (Linux /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

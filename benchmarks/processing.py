@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _common import fresh_dir, log, machine_busy_seconds, own_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -72,8 +73,6 @@ class Result:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -95,10 +94,6 @@ def run_json(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
 
 
 def parquet_rows(folder: Path) -> int:
@@ -125,21 +120,8 @@ def env_var(name: str, value: str | None) -> Iterator[None]:
             os.environ[name] = old
 
 
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished (waited-for) children."""
-    me, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                   resource.RUSAGE_CHILDREN))
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy since boot (Linux /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
+from loopworks.cli._common import home_option
 from loopworks.errors import ConfigurationError
 
 
@@ -23,7 +24,6 @@ def _dump(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-home_option = click.option("--home", default=None, help="loopworks home folder.")
 
 
 @click.group()

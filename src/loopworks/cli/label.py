@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
+from loopworks.cli._common import home_option, metadata_engine
 from loopworks.errors import ConfigurationError
 
 
@@ -98,13 +99,9 @@ def _read_gold(path: str, item: str, label: str) -> object:
 
 def _jobs(home: str | None):  # noqa: ANN202 - a domain object, imported lazily
     from loopworks.labeling.jobs import LabelingJobs
-    from loopworks.metadata import database_url, open_engine
-    from loopworks.settings import load_settings
-
-    return LabelingJobs(open_engine(database_url(load_settings(home=home).home)))
+    return LabelingJobs(metadata_engine(home))
 
 
-home_option = click.option("--home", default=None, help="loopworks home folder.")
 
 
 @label.command("create-job")

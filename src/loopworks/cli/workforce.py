@@ -10,16 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-
-home_option = click.option("--home", default=None, help="loopworks home folder.")
+from loopworks.cli._common import home_option, metadata_engine
 
 
 def _workforce(home: str | None) -> Any:
     from loopworks.labeling.workforce import Workforce
-    from loopworks.metadata import database_url, open_engine
-    from loopworks.settings import load_settings
-
-    return Workforce(open_engine(database_url(load_settings(home=home).home)))
+    return Workforce(metadata_engine(home))
 
 
 @click.group()
