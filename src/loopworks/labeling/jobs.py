@@ -137,6 +137,13 @@ answers = sa.Table(
     sa.UniqueConstraint("item_id", "worker_id", name="uq_answer_item_worker"),
     sa.Index("ix_label_answers_worker", "job_id", "worker_id"),
 )
+skips = sa.Table(
+    "label_skips", _meta,
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("worker_id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Index("ix_label_skips_worker", "job_id", "worker_id"),
+)
 
 
 def _now() -> datetime:
@@ -303,10 +310,13 @@ class LabelingJobs:
                                                      leases.c.job_id == row.id)
             done = sa.select(answers.c.item_id).where(answers.c.worker_id == worker.id,
                                                       answers.c.job_id == row.id)
+            skipped = sa.select(skips.c.item_id).where(skips.c.worker_id == worker.id,
+                                                       skips.c.job_id == row.id)
             query = (sa.select(items.c.id, items.c.source, items.c.data)
                      .where(items.c.job_id == row.id,
                             items.c.answers + items.c.leases < spec.workers_per_item,
-                            items.c.id.not_in(mine), items.c.id.not_in(done))
+                            items.c.id.not_in(mine), items.c.id.not_in(done),
+                            items.c.id.not_in(skipped))
                      .order_by(items.c.answers.desc(), items.c.seq).limit(1))
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
@@ -321,6 +331,40 @@ class LabelingJobs:
                          .values(leases=items.c.leases + 1))
         return Task(job, item.id, item.source, json.loads(item.data), spec.labels,
                     spec.task_type.value, spec.instructions, expires)
+
+    def current_task(self, job: str, worker: Worker) -> Task | None:
+        """The worker's live lease in this job, if any (so a page reload shows the same
+        item instead of leasing another)."""
+        now = _now()
+        with self.engine.connect() as conn:
+            row = self._job_row(conn, job)
+            self._check_member(row, worker)
+            spec = _load_spec(row.spec, row.status)
+            found = conn.execute(
+                sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
+                .join(leases, leases.c.item_id == items.c.id)
+                .where(leases.c.job_id == row.id, leases.c.worker_id == worker.id,
+                       leases.c.expires_at >= now)
+                .order_by(leases.c.accepted_at).limit(1)).first()
+        if found is None:
+            return None
+        return Task(job, found.id, found.source, json.loads(found.data), spec.labels,
+                    spec.task_type.value, spec.instructions, _aware(found.expires_at))
+
+    def skip(self, job: str, item_id: int, worker: Worker) -> None:
+        """Give a leased item back: it returns to the queue for others, never to this worker."""
+        with self.engine.begin() as conn:
+            row = self._job_row(conn, job)
+            self._check_member(row, worker)
+            gone = conn.execute(leases.delete().where(
+                leases.c.item_id == item_id, leases.c.worker_id == worker.id)).rowcount
+            if not gone:
+                raise ConflictError(f"no task {item_id} held by worker {worker.name!r} in job "
+                                    f"{job!r}", job=job, item_id=item_id)
+            conn.execute(items.update().where(items.c.id == item_id)
+                         .values(leases=items.c.leases - 1))
+            conn.execute(skips.insert().values(item_id=item_id, worker_id=worker.id,
+                                               job_id=row.id))
 
     def _expire(self, conn: sa.Connection, job_id: int, now: datetime) -> None:
         expired = conn.execute(sa.select(leases.c.item_id).where(

@@ -1,0 +1,40 @@
+"""Skipping a task and coming back to the one already held (what the annotator page does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopworks.errors import ConflictError
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.metadata import open_engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("postgres_url")
+    jobs = LabelingJobs(open_engine(url))
+    jobs.workforce.add_team("nlp")
+    return jobs
+
+
+def test_skip_returns_item_to_others_never_to_the_skipper(jobs: LabelingJobs) -> None:
+    jobs.create_job(JobSpec("sent", "nlp", ["neg", "pos"]), ["first", "second"])
+    ana = jobs.workforce.add_worker("ana", teams_=["nlp"])
+    bob = jobs.workforce.add_worker("bob", teams_=["nlp"])
+    assert jobs.current_task("sent", ana) is None
+    task = jobs.next_task("sent", ana)
+    assert task is not None and task.source == "first"
+    held = jobs.current_task("sent", ana)
+    assert held is not None and held.item_id == task.item_id  # a reload shows the same item
+    jobs.skip("sent", task.item_id, ana)
+    with pytest.raises(ConflictError, match="no task"):
+        jobs.skip("sent", task.item_id, ana)
+    after = jobs.next_task("sent", ana)
+    assert after is not None and after.source == "second"
+    jobs.submit("sent", after.item_id, ana, "pos")
+    assert jobs.next_task("sent", ana) is None  # the skipped item never comes back to ana
+    again = jobs.next_task("sent", bob)
+    assert again is not None and again.source == "first"  # but it is there for bob
