@@ -53,6 +53,24 @@ def _labeling(store: FeatureStore) -> Any:
     return LabelingJobs(store.registry.engine)
 
 
+def _install_pages(app: FastAPI) -> None:
+    """Browser pages: signed session cookies, static files, the page routes."""
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+    from starlette.middleware.sessions import SessionMiddleware
+
+    from loopworks.server import pages
+    from loopworks.server.sessions import SESSION_SECONDS, secret_key, secure_cookies
+
+    app.add_middleware(SessionMiddleware, secret_key=secret_key(app.state.store.home),
+                       session_cookie="loopworks_session", max_age=SESSION_SECONDS,
+                       same_site="lax", https_only=secure_cookies())
+    app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"),
+              name="static")
+    app.include_router(pages.router)
+
+
 def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
     """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
     import os
@@ -64,6 +82,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     app.state.workforce = _workforce(app.state.store)
     app.state.labeling = _labeling(app.state.store)
     install_error_handlers(app)
+    _install_pages(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
 
     def fs() -> FeatureStore:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from loopworks.errors import (
     ConfigurationError,
@@ -14,6 +16,7 @@ from loopworks.errors import (
     PermissionDenied,
     ValidationError,
 )
+from loopworks.server.sessions import LoginRequired
 
 __all__ = ["install_error_handlers", "STATUS"]
 
@@ -36,8 +39,19 @@ def _json_safe(fields: dict[str, object]) -> dict[str, object]:
 def install_error_handlers(app: FastAPI) -> None:
     """Render every LoopworksError as ``{"error": {type, message, fields}}`` with its status."""
 
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
     @app.exception_handler(LoopworksError)
-    async def _handle(request: Request, exc: LoopworksError) -> JSONResponse:
+    async def _handle(request: Request, exc: LoopworksError) -> Response:
         status = next(code for cls, code in STATUS if isinstance(exc, cls))
+        if not request.url.path.startswith("/api/"):
+            from loopworks.server.pages import render
+
+            title = {403: "Not allowed", 404: "Not found", 409: "Conflict"}.get(
+                status, "Something is wrong")
+            return render(request, "error.html", status_code=status, status=status,
+                          title=title, message=str(exc), me=None)
         return JSONResponse(status_code=status, content={"error": {
             "type": type(exc).__name__, "message": str(exc), "fields": _json_safe(exc.fields)}})

@@ -1,0 +1,90 @@
+"""Read models for people watching a job: my own count, and a job's dashboard figures.
+
+The annotator page shows the job's progress and the worker's own count on every task, so
+that count is one indexed query. The admin dashboard gathers answers per worker (with gold
+accuracy), the label distribution of answers and of consolidated labels, and agreement
+(Fleiss' kappa, Krippendorff's alpha) for single-label jobs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from loopworks.labeling.jobs import JobSpec, LabelingJobs, TaskType, answers
+from loopworks.labeling.workforce import Worker
+
+__all__ = ["Dashboard", "dashboard", "my_answer_count"]
+
+
+def my_answer_count(jobs: LabelingJobs, job: str, worker: Worker) -> int:
+    """How many answers this worker has given in the job."""
+    with jobs.engine.connect() as conn:
+        job_id = jobs._job_row(conn, job).id
+        return int(conn.execute(sa.select(sa.func.count()).select_from(answers).where(
+            answers.c.job_id == job_id, answers.c.worker_id == worker.id)).scalar_one())
+
+
+@dataclass
+class Dashboard:
+    """What the admin page of a job shows."""
+
+    spec: JobSpec
+    workers: list[dict[str, Any]]
+    answer_distribution: dict[str, int]
+    consolidated_distribution: dict[str, int]
+    agreement: dict[str, float | None] = field(default_factory=dict)
+
+
+def _answer_labels(answer: Any) -> list[str]:
+    """The labels an answer names, whatever the task type (for the distribution chart)."""
+    if isinstance(answer, str):
+        return [answer]
+    if isinstance(answer, list):
+        return [a for a in answer if isinstance(a, str)]
+    if isinstance(answer, dict):
+        marks = answer.get("entities") or answer.get("boundingBoxes") or []
+        return [m["label"] for m in marks if isinstance(m, dict) and "label" in m]
+    return []
+
+
+def dashboard(jobs: LabelingJobs, job: str) -> Dashboard:
+    """Progress, per-worker counts and quality, label distributions and agreement."""
+    from loopworks.labeling.agreement import fleiss_kappa, krippendorff_alpha
+    from loopworks.labeling.consolidation import consolidate
+
+    spec = jobs.job(job)
+    raw = jobs.answers(job)
+    workers = jobs.worker_scores(job)
+    seconds: dict[str, list[float]] = {}
+    for a in raw:
+        seconds.setdefault(a["worker"], []).append(a["seconds"])
+    for entry in workers:
+        spent = seconds.get(entry["worker"], [])
+        entry["median_seconds"] = float(pd.Series(spent).median()) if spent else None
+    given: Counter[str] = Counter()
+    for a in raw:
+        given.update(_answer_labels(a["answer"]))
+    answer_distribution = {label: given.get(label, 0) for label in spec.labels}
+    consolidated = {label: 0 for label in spec.labels}
+    agreement: dict[str, float | None] = {"fleiss_kappa": None, "krippendorff_alpha": None}
+    if raw and spec.task_type in (TaskType.TEXT_CLASSIFICATION, "image-classification"):
+        frame = pd.DataFrame({"item": [a["item_id"] for a in raw],
+                              "worker": [a["worker"] for a in raw],
+                              "label": [a["answer"] for a in raw]})
+        method = "dawid-skene" if frame["worker"].nunique() > 1 else "majority-vote"
+        result = consolidate(frame, method, classes=spec.labels)
+        consolidated.update(result.labels["label"].value_counts().to_dict())
+        multi = frame.groupby("item")["worker"].transform("size") > 1
+        if multi.any():
+            agreement["fleiss_kappa"] = _finite(fleiss_kappa(frame[multi]))
+            agreement["krippendorff_alpha"] = _finite(krippendorff_alpha(frame[multi]))
+    return Dashboard(spec, workers, answer_distribution, consolidated, agreement)
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else float(value)  # NaN when every answer is the same

@@ -1,0 +1,241 @@
+"""Server-rendered pages: sign in, my jobs, label a task, a job's admin dashboard.
+
+The pages call the same domain objects as the JSON API (``LabelingJobs``), so the rules
+(team membership, leases, quotas) are enforced once. Every page route resolves the
+signed-in worker first (:func:`page_worker`); every POST checks the CSRF token; Jinja2
+autoescapes everything it renders, and user text reaches JavaScript only through
+``tojson`` data blocks and ``textContent``.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
+from loopworks.labeling.workforce import Role, Worker
+from loopworks.server.sessions import (
+    check_csrf,
+    csrf_token,
+    page_worker,
+    sign_in,
+    sign_out,
+)
+
+__all__ = ["render", "router"]
+
+router = APIRouter(include_in_schema=False)
+templates = Environment(loader=PackageLoader("loopworks.server", "templates"),
+                        autoescape=select_autoescape(["html"]), trim_blocks=True,
+                        lstrip_blocks=True)
+
+IMAGE_TYPES = ("image-classification", "bounding-box")
+Me = Annotated[Worker, Depends(page_worker)]
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a template with the request, the CSRF token and any flash message."""
+    flash = request.session.pop("flash", None) if "session" in request.scope else None
+    html = templates.get_template(name).render(
+        request=request, csrf=csrf_token(request), flash=flash, **context)
+    return HTMLResponse(html, status_code=status_code,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": _CSP})
+
+
+# Scripts and styles come only from this server; no inline script runs (data blocks are JSON).
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths are followed after sign-in (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/"
+
+
+def _jobs(request: Request) -> Any:
+    return request.app.state.labeling
+
+
+# ------------------------------------------------------------------ sign in / out
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002
+    """Sign in with name and password (workers without one use their login link)."""
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+def login(request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()],
+          csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"  # noqa: A002
+          ) -> Response:
+    check_csrf(request, csrf_token)
+    try:
+        worker = request.app.state.workforce.authenticate_password(name, password)
+    except (PermissionDenied, NotFoundError):
+        return render(request, "login.html", status_code=401, next=_safe_next(next),
+                      error="Unknown name or wrong password.")
+    sign_in(request, worker)
+    return _redirect(_safe_next(next))
+
+
+@router.get("/login/{secret}")
+def login_link(request: Request, secret: str) -> HTMLResponse:
+    """A one-time link opens a page with a button: link previews cannot use it up."""
+    return render(request, "login_link.html", secret=secret)
+
+
+@router.post("/login/{secret}")
+def redeem_link(request: Request, secret: str,
+                csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token)
+    try:
+        worker = request.app.state.workforce.redeem_login_link(secret)
+    except PermissionDenied as exc:
+        return render(request, "login.html", status_code=401, next="/", error=str(exc))
+    sign_in(request, worker)
+    return _redirect("/")
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token)
+    sign_out(request)
+    return _redirect("/login")
+
+
+# ------------------------------------------------------------------------ jobs
+@router.get("/")
+def home(request: Request, me: Me) -> HTMLResponse:
+    """My jobs with their progress and my own count."""
+    from loopworks.labeling.progress import my_answer_count
+
+    jobs = _jobs(request)
+    rows = [{"spec": s, "mine": my_answer_count(jobs, s.name, me)} for s in jobs.jobs_for(me)]
+    return render(request, "jobs.html", me=me, jobs=rows)
+
+
+@router.get("/jobs/{job}")
+def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
+    """The task this worker holds in the job, or the next one (leased now)."""
+    from loopworks.labeling.progress import my_answer_count
+
+    jobs = _jobs(request)
+    task = jobs.current_task(job, me) or jobs.next_task(job, me)
+    spec = jobs.job(job)
+    context = {"me": me, "spec": spec, "task": task, "mine": my_answer_count(jobs, job, me)}
+    if task is None:
+        return render(request, "done.html", **context)
+    shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
+    return render(request, "task.html", shortcuts=shortcuts, image=task.task_type in IMAGE_TYPES,
+                  task_data={"source": task.source if task.task_type not in IMAGE_TYPES else "",
+                             "labels": spec.labels, "type": task.task_type},
+                  **context)
+
+
+@router.post("/jobs/{job}/tasks/{item_id}")
+async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
+    """Submit the answer from the task form, then on to the next task."""
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf_token", "")))
+    answer: Any
+    if form.get("answer_json"):
+        try:
+            answer = json.loads(str(form["answer_json"]))
+        except json.JSONDecodeError:
+            answer = None
+    else:
+        chosen = [str(v) for v in form.getlist("answer")]
+        multi = str(form.get("multi", "")) == "1"
+        answer = chosen if multi else (chosen[0] if len(chosen) == 1 else None)
+    if answer is None or answer == []:
+        request.session["flash"] = "Choose a label first (keys 1–9 or click), then submit."
+        return _redirect(f"/jobs/{quote(job)}")
+    try:
+        _jobs(request).submit(job, item_id, me, answer)
+    except ConflictError as exc:
+        request.session["flash"] = str(exc)
+    except LoopworksError as exc:
+        if isinstance(exc, PermissionDenied | NotFoundError):
+            raise
+        request.session["flash"] = f"Not saved: {exc}"
+        return _redirect(f"/jobs/{quote(job)}")
+    else:
+        request.session["flash"] = "Saved."
+    return _redirect(f"/jobs/{quote(job)}")
+
+
+@router.post("/jobs/{job}/tasks/{item_id}/skip")
+def skip(request: Request, job: str, item_id: int, me: Me,
+         csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Give the task back; it goes to someone else."""
+    check_csrf(request, csrf_token)
+    try:
+        _jobs(request).skip(job, item_id, me)
+        request.session["flash"] = "Skipped."
+    except ConflictError as exc:
+        request.session["flash"] = str(exc)
+    return _redirect(f"/jobs/{quote(job)}")
+
+
+@router.get("/jobs/{job}/tasks/{item_id}/image")
+def task_image(request: Request, job: str, item_id: int, me: Me) -> Response:
+    """The image of a task the worker holds (nobody else's, nothing else on disk)."""
+    task = _jobs(request).current_task(job, me)
+    if task is None or task.item_id != item_id or task.task_type not in IMAGE_TYPES:
+        raise NotFoundError(f"no image task {item_id} held by you in job {job!r}",
+                            job=job, item_id=item_id)
+    path = Path(task.source)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if not path.is_file() or not media_type.startswith("image/"):
+        raise NotFoundError(f"the image of task {item_id} is missing", job=job, item_id=item_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
+
+
+# ----------------------------------------------------------------------- admin
+def _admin(me: Me) -> Worker:
+    if me.role is not Role.ADMIN:
+        raise PermissionDenied(f"worker {me.name!r} ({me.role.value}) may not open admin pages",
+                               worker=me.name)
+    return me
+
+
+Admin = Annotated[Worker, Depends(_admin)]
+
+
+@router.get("/admin/jobs/{job}")
+def job_admin(request: Request, job: str, me: Admin) -> HTMLResponse:
+    """A job's progress, answers per worker, agreement and label distribution."""
+    from loopworks.labeling.progress import dashboard
+
+    board = dashboard(_jobs(request), job)
+    peak = max([*board.answer_distribution.values(), *board.consolidated_distribution.values(),
+                1])
+    return render(request, "job_admin.html", me=me, board=board, spec=board.spec, peak=peak)
+
+
+@router.get("/admin/jobs/{job}/export")
+def export(request: Request, job: str, me: Admin) -> Response:
+    """Download the augmented manifest (consolidated now, Ground Truth's shape)."""
+    from loopworks.labeling.output import write_output
+
+    jobs = _jobs(request)
+    jobs.job(job)  # 404 before any work
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = write_output(jobs, job, tmp)
+        body = Path(summary["manifest"]).read_bytes()
+    return Response(body, media_type="application/x-ndjson", headers={
+        "Content-Disposition": f'attachment; filename="{quote(job)}.output.manifest"'})

@@ -1,0 +1,113 @@
+"""Browser sessions for the pages: a signed cookie, CSRF tokens, and who is signed in.
+
+The session cookie (Starlette's ``SessionMiddleware``, signed with itsdangerous) holds the
+worker's id and a CSRF token, nothing secret. It is HttpOnly and SameSite=Lax, and Secure
+when the server is reached over HTTPS (``LOOPWORKS_PUBLIC_URL=https://...`` or
+``LOOPWORKS_SECURE_COOKIES=1``). The signing key comes from ``LOOPWORKS_SECRET_KEY`` or a
+random key kept in ``$LOOPWORKS_HOME/secret_key`` (mode 0600), so every server process
+of one home shares it and sessions survive a restart.
+
+Every state-changing form carries the session's CSRF token; :func:`check_csrf` compares
+it in constant time. The worker is re-read on every request, so deactivating a worker
+ends its sessions at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from loopworks.errors import NotFoundError, PermissionDenied
+from loopworks.labeling.workforce import Worker
+
+__all__ = ["LoginRequired", "check_csrf", "csrf_token", "page_worker", "secret_key",
+           "secure_cookies", "sign_in", "sign_out"]
+
+SESSION_SECONDS = 12 * 3600
+
+
+class LoginRequired(Exception):
+    """Raised by page routes for anonymous visitors; answered with a redirect to /login."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def secret_key(home: Path) -> str:
+    """The cookie-signing key: ``LOOPWORKS_SECRET_KEY`` or one kept under the home."""
+    configured = os.environ.get("LOOPWORKS_SECRET_KEY")
+    if configured:
+        return configured
+    path = home / "secret_key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # the first process to get here wins; others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def secure_cookies() -> bool:
+    """Whether the session cookie is marked Secure (the server is reached over HTTPS)."""
+    flag = os.environ.get("LOOPWORKS_SECURE_COOKIES")
+    if flag is not None:
+        return flag.lower() in ("1", "true", "yes")
+    return os.environ.get("LOOPWORKS_PUBLIC_URL", "").startswith("https://")
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    """Refuse a form whose token does not match the session's (403)."""
+    expected = request.session.get("csrf")
+    if not expected or not submitted or not hmac.compare_digest(str(expected), submitted):
+        raise PermissionDenied("the form's security token is missing or stale; reload the "
+                               "page and try again")
+
+
+def sign_in(request: Request, worker: Worker) -> None:
+    """Start a fresh session for the worker (a new CSRF token: no fixation)."""
+    request.session.clear()
+    request.session["worker_id"] = worker.id
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def sign_out(request: Request) -> None:
+    """Forget the session."""
+    request.session.clear()
+
+
+def page_worker(request: Request) -> Worker:
+    """The signed-in worker, or :class:`LoginRequired` for anonymous or stale sessions."""
+    worker_id = request.session.get("worker_id")
+    if worker_id is not None:
+        workforce: Any = request.app.state.workforce
+        try:
+            worker: Worker = workforce.worker_by_id(int(worker_id))
+        except NotFoundError:  # deleted since: treat as signed out
+            pass
+        else:
+            if worker.active:
+                return worker
+        request.session.clear()
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise LoginRequired(target)
