@@ -1,0 +1,132 @@
+"""A real annotator in a real browser: Playwright driving Debian's Chromium against
+`loopworks serve`. Sign in with the link, label with the keyboard, skip, draw spans and boxes,
+watch the progress move; an admin opens the dashboard.
+
+Needs /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it) and the
+`playwright` package (dev extra); skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.metadata import database_url, open_engine
+
+from conftest import running_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None,
+                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.browser,
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright not installed (dev extra)")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = LabelingJobs(open_engine(database_url(home)))
+    jobs.workforce.add_team("nlp")
+    jobs.workforce.add_worker("ana", teams_=["nlp"])
+    jobs.workforce.add_worker("boss", role="admin")
+    with running_server(home, "operator-token") as url:
+        yield url, jobs
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest):
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page, url: str, jobs: LabelingJobs, worker: str) -> None:
+    page.goto(f"{url}/login/{jobs.workforce.issue_login_link(worker)}")
+    page.click("#sign-in")
+    page.wait_for_selector("#who")
+    assert worker in page.inner_text("#who")
+
+
+def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
+    url, jobs = site
+    jobs.create_job(JobSpec("sent", "nlp", ["negative", "neutral", "positive"],
+                            instructions="How does the reviewer feel?"),
+                    ["I love this dress", "It is fine", "Broke in a day",
+                     "<script>window.pwned = 1</script>Sneaky <b>bold</b>"])
+    sign_in(page, url, jobs, "ana")
+    page.click("text=sent")
+    assert page.inner_text("#source") == "I love this dress"
+    assert page.inner_text("#progress") == "0 / 4" and page.inner_text("#mine") == "0"
+
+    page.keyboard.press("3")
+    assert page.is_checked("input[value=positive]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#flash")
+    assert page.inner_text("#flash") == "Saved."
+    assert page.inner_text("#progress") == "1 / 4" and page.inner_text("#mine") == "1"
+    assert page.inner_text("#source") == "It is fine"
+
+    page.keyboard.press("s")  # skip "It is fine"
+    page.wait_for_selector("text=Skipped.")
+    assert page.inner_text("#source") == "Broke in a day"
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Saved.")
+    assert page.inner_text("#mine") == "2"
+
+    # User text is shown as text: the script is visible and never ran.
+    assert page.inner_text("#source") == "<script>window.pwned = 1</script>Sneaky <b>bold</b>"
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.locator("#source script, #source b").count() == 0
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nothing-left")
+    assert page.inner_text("#progress") == "3 / 4"  # the skipped item waits for others
+
+    got = {a["answer"] for a in jobs.answers("sent")}
+    assert got == {"positive", "negative", "neutral"}
+
+
+def test_admin_dashboard_renders_the_chart(page, site) -> None:
+    url, jobs = site
+    jobs.create_job(JobSpec("sent", "nlp", ["negative", "positive"]), ["good", "bad", "ok"])
+    ana = jobs.workforce.worker("ana")
+    for answer in ["positive", "negative"]:
+        task = jobs.next_task("sent", ana)
+        assert task is not None
+        jobs.submit("sent", task.item_id, ana, answer)
+    sign_in(page, url, jobs, "boss")
+    page.click("text=dashboard")
+    assert page.inner_text("#labeled") == "2"
+    bars = page.locator("#answer-chart rect")
+    assert bars.count() == 2
+    assert all(float(bars.nth(i).get_attribute("width")) > 0 for i in range(2))
+    with page.expect_download() as download:
+        page.click("#export")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 3
