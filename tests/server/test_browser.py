@@ -65,6 +65,12 @@ def page(browser, request: pytest.FixtureRequest):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def snap(page, name: str) -> None:
+    """Keep a screenshot of the page as it is now (tests/artifacts/, ignored by git)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
 def sign_in(page, url: str, jobs: LabelingJobs, worker: str) -> None:
     page.goto(f"{url}/login/{jobs.workforce.issue_login_link(worker)}")
     page.click("#sign-in")
@@ -85,6 +91,7 @@ def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
 
     page.keyboard.press("3")
     assert page.is_checked("input[value=positive]")
+    snap(page, "classification-task")
     page.keyboard.press("Enter")
     page.wait_for_selector("#flash")
     assert page.inner_text("#flash") == "Saved."
@@ -130,3 +137,87 @@ def test_admin_dashboard_renders_the_chart(page, site) -> None:
         page.click("#export")
     lines = Path(download.value.path()).read_text().splitlines()
     assert len(lines) == 3
+
+
+def _drag_over_text(page, start: int, end: int) -> None:
+    """Select source characters [start, end) with a real mouse drag."""
+    box = page.evaluate("""([start, end]) => {
+        const walk = document.createTreeWalker(document.getElementById('source'),
+                                               NodeFilter.SHOW_TEXT);
+        const at = (offset) => {  // the text node and offset of a source character
+            let node;
+            while ((node = walk.nextNode())) {
+                if (offset <= node.length) return [node, offset];
+                offset -= node.length;
+            }
+        };
+        const range = document.createRange();
+        range.setStart(...at(start));
+        walk.currentNode = walk.root;
+        range.setEnd(...at(end));
+        const rects = range.getClientRects();
+        const first = rects[0], last = rects[rects.length - 1];
+        return {x0: first.left + 1, y0: first.top + first.height / 2,
+                x1: last.right - 1, y1: last.top + last.height / 2};
+    }""", [start, end])
+    page.mouse.move(box["x0"], box["y0"])
+    page.mouse.down()
+    page.mouse.move(box["x1"], box["y1"], steps=5)
+    page.mouse.up()
+
+
+def test_draw_entity_spans_with_the_mouse(page, site) -> None:
+    url, jobs = site
+    text = "Alice bought the red dress in Paris"
+    jobs.create_job(JobSpec("ner", "nlp", ["PERSON", "PRODUCT", "PLACE"],
+                            task_type="named-entity-recognition"), [text])
+    sign_in(page, url, jobs, "ana")
+    page.goto(f"{url}/jobs/ner")
+    _drag_over_text(page, 0, 5)
+    page.keyboard.press("1")
+    _drag_over_text(page, text.index("Paris"), len(text))
+    page.click("button[data-label=PLACE]")
+    assert page.locator("#source mark").all_inner_texts() == ["Alice", "Paris"]
+    assert page.locator("#marks li").count() == 2
+    snap(page, "ner-task")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nothing-left")
+    [answer] = jobs.answers("ner")
+    spans = [(e["start"], e["end"], e["label"]) for e in answer["answer"]["entities"]]
+    assert spans == [(0, 5, "PERSON"), (text.index("Paris"), len(text), "PLACE")]
+
+
+def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
+    import json
+
+    import matplotlib.image
+    import numpy as np
+
+    url, jobs = site
+    pixels = np.zeros((300, 400, 3), dtype=np.uint8)
+    pixels[40:120, 50:150] = (220, 40, 40)  # a red "car"
+    matplotlib.image.imsave(tmp_path / "street.png", pixels)
+    manifest = tmp_path / "images.manifest"
+    manifest.write_text(json.dumps({"source-ref": "street.png"}) + "\n")
+    jobs.create_job(JobSpec("boxes", "nlp", ["car", "person"], task_type="bounding-box"),
+                    manifest)
+    sign_in(page, url, jobs, "ana")
+    page.goto(f"{url}/jobs/boxes")
+    page.wait_for_function("document.getElementById('task-image').naturalWidth > 0")
+    page.keyboard.press("1")
+    stage = page.locator("#overlay").bounding_box()
+    scale = page.evaluate("(() => { const i = document.getElementById('task-image');"
+                          " return i.naturalWidth / i.clientWidth; })()")
+    page.mouse.move(stage["x"] + 50 / scale, stage["y"] + 40 / scale)
+    page.mouse.down()
+    page.mouse.move(stage["x"] + 150 / scale, stage["y"] + 120 / scale, steps=8)
+    page.mouse.up()
+    assert page.locator("#overlay .box").count() == 1
+    snap(page, "bounding-box-task")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nothing-left")
+    [answer] = jobs.answers("boxes")
+    [box] = answer["answer"]["boundingBoxes"]
+    assert box["label"] == "car"
+    assert [box["left"], box["top"], box["width"], box["height"]] == \
+        pytest.approx([50, 40, 100, 80], abs=2)
