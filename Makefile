@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 DEMO_ROWS ?= 20000
 
-.PHONY: demo test test-all lint bench clean
+SERVE_PORT ?= 8000
+
+.PHONY: demo serve test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,9 +57,25 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 		print(f'consolidated labels agree with the ratings on {ok} of {len(rows)} reviews'); \
 		m=rows[0]['review-sentiment-metadata']; print('first line metadata:', json.dumps(m))"
 	@echo
+	@echo "A second job, left open for people: label it in the browser."
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker add lead --role admin \
+		> demo-out/lead-credentials.txt && echo "admin lead: credentials in demo-out/lead-credentials.txt"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label create-job review-sentiment-browser \
+		--manifest $$(ls demo-out/features/validation/*.parquet | head -1) --limit 50 \
+		--team sentiment-team --labels negative,neutral,positive --workers-per-item 1 \
+		--instructions "How does the reviewer feel about the product?"
+	@echo
 	@echo "features:  demo-out/features/{train,validation,test}/  (Parquet), report.json, rejects.parquet"
 	@echo "feature group 'reviews' in demo-out/home  (LOOPWORKS_HOME=demo-out/home loopworks fs --help)"
 	@echo "histogram: demo-out/length-profile.png"
+	@echo "labeling UI: run 'make serve' and open the login link it prints"
+
+serve: $(VENV)/.installed  ## serve the demo's home: API, annotator pages, admin dashboards
+	@test -d demo-out/home || { echo "run 'make demo' first"; exit 1; }
+	@echo "annotator ana, sign in: $$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker login-link ana --url http://127.0.0.1:$(SERVE_PORT))"
+	@echo "admin lead, sign in:    $$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker login-link lead --url http://127.0.0.1:$(SERVE_PORT))"
+	@echo "(each link works once; 'loopworks worker login-link NAME' makes another)"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks serve --port $(SERVE_PORT)
 
 test: $(VENV)/.installed-dev  ## lint and run the test suite (slow tests excluded)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
