@@ -73,7 +73,8 @@ def test_leases_quota_and_team_rules(jobs: LabelingJobs, tmp_path: Path) -> None
     with pytest.raises(ConflictError):
         jobs.submit("sent", task.item_id, bob, "negative")  # no second answer
     counts = jobs.job("sent").counts
-    assert counts == {"items": 3, "labeled": 1, "unlabeled": 2, "answers": 4}
+    assert counts == {"items": 3, "labeled": 1, "unlabeled": 2, "answers": 4, "total": 1,
+                      "human-labeled": 1, "machine-labeled": 0, "failed": 0}
     assert jobs.job("sent").status.value == "InProgress"
     jobs.stop("sent")
     assert jobs.job("sent").status.value == "Stopped"

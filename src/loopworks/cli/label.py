@@ -17,7 +17,7 @@ from loopworks.errors import ConfigurationError
 
 @click.group()
 def label() -> None:
-    """Labeling: consolidate answers into labels (jobs and the annotator UI come next)."""
+    """Labeling jobs: create, add items, simulate, stop, export; consolidate any answers."""
 
 
 @label.command()
@@ -102,37 +102,77 @@ def _jobs(home: str | None):  # noqa: ANN202 - a domain object, imported lazily
     return LabelingJobs(metadata_engine(home))
 
 
+def _task_types() -> list[Any]:
+    from loopworks.labeling.tasktypes import TaskType
+
+    return list(TaskType)
+
 
 
 @label.command("create-job")
 @click.argument("name")
 @click.option("--manifest", required=True,
-              help="Input manifest (JSON Lines with 'source' text or 'source-ref' per line), "
-                   "or a CSV/Parquet file with a text column.")
+              help="Input manifest (JSON Lines with 'source' text or 'source-ref' per line; "
+                   "image jobs: 'source-ref' image files), or a CSV/Parquet file with a text "
+                   "column.")
 @click.option("--text-column", default="review_body", show_default=True,
               help="Text column of a CSV/Parquet input.")
 @click.option("--limit", type=int, default=None, help="Only the first N rows of a CSV/Parquet.")
 @click.option("--team", required=True, help="Team whose workers label it.")
 @click.option("--labels", required=True, help="Comma-separated label set, e.g. neg,neu,pos.")
-@click.option("--multi-label", is_flag=True, help="Several labels per item allowed.")
+@click.option("--task-type", type=click.Choice([t.value for t in _task_types()]),
+              default="text-classification", show_default=True, help="What workers do.")
+@click.option("--multi-label", is_flag=True,
+              help="Shorthand for --task-type text-classification-multilabel.")
 @click.option("--workers-per-item", type=int, default=1, show_default=True,
               help="Answers wanted per item.")
 @click.option("--time-limit", type=int, default=300, show_default=True,
               help="Seconds a worker may hold a task before it returns to the queue.")
 @click.option("--instructions", default="", help="What annotators should do.")
+@click.option("--examples", "examples_file", default=None,
+              help="JSON file with a list of examples shown to workers.")
+@click.option("--lifetime", type=int, default=10 * 24 * 3600, show_default=True,
+              help="Seconds items stay available; those unlabeled then are marked failed.")
+@click.option("--deadline", default=None,
+              help="ISO date and time after which unlabeled items are marked failed.")
+@click.option("--adaptive-target", type=float, default=None,
+              help="Adaptive redundancy: keep asking while an item's majority share is below "
+                   "this (needs --max-workers).")
+@click.option("--max-workers", type=int, default=None,
+              help="Adaptive redundancy: most answers per item.")
+@click.option("--webhook", "webhook_urls", multiple=True,
+              help="URL receiving item.labeled and job.completed events (repeatable).")
+@click.option("--webhook-secret", envvar="LOOPWORKS_WEBHOOK_SECRET", default="",
+              help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str, text_column: str, limit: int | None, team: str,
-               labels: str, multi_label: bool,
-               workers_per_item: int, time_limit: int, instructions: str,
-               home: str | None) -> None:
+               labels: str, task_type: str, multi_label: bool, workers_per_item: int,
+               time_limit: int, instructions: str, examples_file: str | None, lifetime: int,
+               deadline: str | None, adaptive_target: float | None, max_workers: int | None,
+               webhook_urls: tuple[str, ...], webhook_secret: str, home: str | None) -> None:
     """Create labeling job NAME from an input manifest."""
     from loopworks.labeling.jobs import JobSpec, TaskType
 
-    task_type = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label \
-        else TaskType.TEXT_CLASSIFICATION
-    spec = JobSpec(name, team, [x.strip() for x in labels.split(",") if x.strip()], task_type,
-                   instructions, workers_per_item, time_limit)
+    kind = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label else TaskType(task_type)
+    examples: list[Any] = []
+    if examples_file:
+        try:
+            examples = json.loads(Path(examples_file).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigurationError(f"--examples {examples_file}: {exc}",
+                                     setting="examples") from None
+    adaptive = None
+    if adaptive_target is not None or max_workers is not None:
+        if adaptive_target is None or max_workers is None:
+            raise ConfigurationError("adaptive redundancy needs both --adaptive-target and "
+                                     "--max-workers", setting="adaptive")
+        adaptive = {"target_confidence": adaptive_target, "max_workers": max_workers}
+    spec = JobSpec(name, team, [x.strip() for x in labels.split(",") if x.strip()], kind,
+                   instructions, workers_per_item, time_limit, examples=examples,
+                   availability_lifetime_seconds=lifetime, deadline=deadline,
+                   adaptive=adaptive, webhooks=list(webhook_urls),
+                   webhook_secret=webhook_secret)
     source: Any = manifest
     if manifest.lower().endswith((".csv", ".parquet", ".pq")):
         from loopworks.labeling.jobs import read_table_items
@@ -142,14 +182,68 @@ def create_job(name: str, manifest: str, text_column: str, limit: int | None, te
     click.echo(f"created job {name!r}: {created.counts['items']:,} items for team {team!r}")
 
 
+@label.command("add-items")
+@click.argument("name")
+@click.option("--manifest", required=True,
+              help="Input manifest (JSON Lines) or CSV/Parquet with a text column.")
+@click.option("--text-column", default="review_body", show_default=True,
+              help="Text column of a CSV/Parquet input.")
+@home_option
+@handle_errors
+def add_items(name: str, manifest: str, text_column: str, home: str | None) -> None:
+    """Add items to running job NAME (they queue after the existing ones)."""
+    source: Any = manifest
+    if manifest.lower().endswith((".csv", ".parquet", ".pq")):
+        from loopworks.labeling.jobs import read_table_items
+
+        source = read_table_items(manifest, text_column)
+    added = _jobs(home).add_items(name, source)
+    click.echo(f"added {added:,} items to job {name!r}")
+
+
+@label.command("expire")
+@home_option
+@handle_errors
+def expire(home: str | None) -> None:
+    """Apply deadlines and expired leases to every running job now (reads do this too)."""
+    changed = _jobs(home).expire_due()
+    click.echo(json.dumps(changed, indent=2))
+
+
+@label.command("webhooks")
+@click.argument("name")
+@click.option("--deliver", "wait", type=float, default=None,
+              help="Deliver pending events now, waiting up to this many seconds.")
+@home_option
+@handle_errors
+def webhooks(name: str, wait: float | None, home: str | None) -> None:
+    """Webhook deliveries of job NAME (pending, delivered, gave-up) as JSON."""
+    import time
+
+    from loopworks.labeling.webhooks import deliveries
+
+    jobs = _jobs(home)
+    with jobs.engine.connect() as conn:
+        job_id = jobs._job_row(conn, name).id
+    if wait is not None:
+        end = time.monotonic() + wait
+        while time.monotonic() < end and any(d["state"] == "pending"
+                                             for d in deliveries(jobs.engine, job_id)):
+            time.sleep(min(jobs.webhooks.deliver_due(), max(0.0, end - time.monotonic())))
+    click.echo(json.dumps(deliveries(jobs.engine, job_id), indent=2, default=str))
+
+
 @label.command("status")
 @click.argument("name")
 @home_option
 @handle_errors
 def status(name: str, home: str | None) -> None:
-    """Counters of job NAME (items, labeled, unlabeled, answers) as JSON."""
+    """Status and counters of job NAME as JSON (items, labeled, unlabeled, failed, answers,
+    and Ground Truth's total/human-labeled/machine-labeled)."""
     spec = _jobs(home).job(name)
-    click.echo(json.dumps({"job": name, "status": spec.status.value, **spec.counts}, indent=2))
+    extra = {"failure_reason": spec.failure_reason} if spec.failure_reason else {}
+    click.echo(json.dumps({"job": name, "status": spec.status.value, **extra, **spec.counts},
+                          indent=2))
 
 
 @label.command("simulate")
@@ -205,9 +299,10 @@ def export(name: str, out: str, method: str, feature_group: str | None, id_field
 @home_option
 @handle_errors
 def stop(name: str, home: str | None) -> None:
-    """Stop job NAME: no new tasks are handed out; answers so far are kept."""
-    _jobs(home).stop(name)
-    click.echo(f"stopped job {name!r}")
+    """Stop job NAME: no new tasks are handed out; answers so far are kept. The job is
+    Stopping while workers still hold tasks (they may submit them), then Stopped."""
+    status = _jobs(home).stop(name)
+    click.echo(f"job {name!r} is {status.value}")
 
 
 @label.command("workers")

@@ -2,19 +2,38 @@
 
 Assignment rules, enforced inside one database transaction per request:
 
-* a worker never gets an item it has answered or holds a lease on;
-* an item is handed out only while its answers plus live leases are fewer than the job's
-  workers per item, so no item ever keeps more than N answers;
+* a worker never gets an item it has answered, skipped or holds a lease on;
+* an item is handed out only while its answers plus live leases are fewer than the answers
+  it wants (the job's workers per item; more under adaptive redundancy), so no item ever
+  keeps more answers than that;
 * a lease expires after the task's time limit and the item returns to the queue.
 
-SQLite serializes writers (``BEGIN IMMEDIATE``); PostgreSQL locks the candidate item row
+SQLite serializes writers (``BEGIN IMMEDIATE``, queued per process in
+:mod:`loopworks.labeling.transactions`); PostgreSQL locks the candidate item row
 (``FOR UPDATE SKIP LOCKED``) so concurrent workers do not wait on each other.
+
+Lifecycle, as in Ground Truth: a job is ``Initializing`` while its items are written (inside
+the creating transaction), then ``InProgress``. It becomes ``Completed`` when no item is
+open any more and at least one is labeled (``Failed``, with a reason, when none is).
+:meth:`LabelingJobs.stop` moves it to ``Stopping`` while workers still hold live leases
+(they may still submit them; no new tasks) and to ``Stopped`` once none is left, or at once
+when there are none. Items still open when the job's availability lifetime or deadline
+passes are marked failed with a reason (never deleted) and the job completes. These
+transitions are evaluated lazily, on reads and requests, and by :meth:`expire_due`; illegal
+transitions raise :class:`~loopworks.errors.ConflictError` naming both states.
+
+Adaptive redundancy (``JobSpec.adaptive``): when an item reaches the answers it wants but
+the share of its workers agreeing with the most common answer is below
+``target_confidence``, it wants one more answer, up to ``max_workers``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -30,30 +49,64 @@ from loopworks.errors import (
     NotFoundError,
     PermissionDenied,
 )
+from loopworks.labeling import webhooks
+from loopworks.labeling.manifest import check_items, read_manifest, read_table_items
+from loopworks.labeling.schema import ItemState, answers, items, jobs, leases, migrate, skips
+from loopworks.labeling.tasktypes import TaskType, majority_share, validate_answer
+from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import Role, Worker, Workforce
 
 __all__ = ["JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType", "read_manifest",
            "read_table_items"]
 
-
-class TaskType(StrEnum):
-    """What people are asked to do with each item."""
-
-    TEXT_CLASSIFICATION = "text-classification"
-    TEXT_CLASSIFICATION_MULTILABEL = "text-classification-multilabel"
+#: Ground Truth's default: tasks stay available for 10 days.
+DEFAULT_LIFETIME_SECONDS = 10 * 24 * 3600
+#: Expired leases are swept at most this often per job (and whenever no task is found).
+EXPIRE_EVERY_SECONDS = 1.0
 
 
 class JobStatus(StrEnum):
     """Ground Truth's job statuses."""
 
+    INITIALIZING = "Initializing"
     IN_PROGRESS = "InProgress"
     COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
     STOPPED = "Stopped"
+
+
+_MOVES = {
+    JobStatus.INITIALIZING: {JobStatus.IN_PROGRESS, JobStatus.FAILED},
+    JobStatus.IN_PROGRESS: {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING,
+                            JobStatus.STOPPED},
+    JobStatus.STOPPING: {JobStatus.STOPPED},
+}
+
+
+def _parse_time(value: str | datetime | None, setting: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigurationError(f"{setting} must be an ISO date and time, like "
+                                 f"2025-06-30T18:00:00+00:00; got {value!r}",
+                                 setting=setting) from None
+    return _aware(parsed).isoformat()
 
 
 @dataclass
 class JobSpec:
-    """A labeling job's settings."""
+    """A labeling job's settings.
+
+    ``availability_lifetime_seconds`` (default 10 days) and ``deadline`` (an ISO time) bound
+    how long items stay available; the earlier wins. ``adaptive`` is
+    ``{"target_confidence": float, "max_workers": int}`` or None. ``webhooks`` receive
+    ``item.labeled`` and ``job.completed`` events signed with ``webhook_secret``.
+    ``status``, ``created_at``, ``failure_reason`` and ``counts`` are filled in by
+    :class:`LabelingJobs`.
+    """
 
     name: str
     team: str
@@ -66,22 +119,75 @@ class JobSpec:
     status: JobStatus = JobStatus.IN_PROGRESS
     created_at: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    availability_lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS
+    deadline: str | None = None
+    adaptive: dict[str, Any] | None = None
+    webhooks: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+    failure_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.task_type = TaskType(self.task_type)
-        if not self.labels or len(set(self.labels)) != len(self.labels):
+        self.status = JobStatus(self.status)
+        if not self.labels or len(set(self.labels)) != len(self.labels) \
+                or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigurationError("a job needs distinct labels", setting="labels")
         if not 1 <= self.workers_per_item <= 100:
             raise ConfigurationError("workers per item must be 1-100", setting="workers")
         if self.time_limit_seconds < 10:
             raise ConfigurationError("the time limit must be at least 10 seconds",
                                      setting="time_limit")
+        if self.availability_lifetime_seconds < 60:
+            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
+                                     setting="availability_lifetime_seconds")
+        if not isinstance(self.examples, list) or \
+                not all(isinstance(e, dict) for e in self.examples):
+            raise ConfigurationError("examples must be a list of objects (e.g. "
+                                     '{"source": ..., "answer": ...})', setting="examples")
+        self.deadline = _parse_time(self.deadline, "deadline")
+        if self.adaptive is not None:
+            self._check_adaptive()
+        for url in self.webhooks:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ConfigurationError(f"webhook {url!r} must be an http(s) URL",
+                                         setting="webhooks")
+        if self.webhooks and not self.webhook_secret:
+            raise ConfigurationError("webhooks need a webhook_secret to sign events with",
+                                     setting="webhook_secret")
         self.label_attribute = self.label_attribute or self.name
+
+    def _check_adaptive(self) -> None:
+        adaptive = self.adaptive or {}
+        target = adaptive.get("target_confidence")
+        most = adaptive.get("max_workers")
+        if not isinstance(target, int | float) or not 0 < target <= 1:
+            raise ConfigurationError("adaptive.target_confidence must be in (0, 1]",
+                                     setting="adaptive.target_confidence")
+        if not isinstance(most, int) or not self.workers_per_item <= most <= 100:
+            raise ConfigurationError(
+                f"adaptive.max_workers must be a whole number from workers per item "
+                f"({self.workers_per_item}) to 100", setting="adaptive.max_workers")
+        self.adaptive = {"target_confidence": float(target), "max_workers": most}
+
+    @property
+    def deadline_at(self) -> datetime | None:
+        """When open items fail: the earlier of created + lifetime and the deadline."""
+        if not self.created_at:
+            return None
+        end = _aware(datetime.fromisoformat(self.created_at)) + timedelta(
+            seconds=self.availability_lifetime_seconds)
+        if self.deadline:
+            end = min(end, _aware(datetime.fromisoformat(self.deadline)))
+        return end
 
 
 @dataclass(frozen=True)
 class Task:
-    """One item leased to one worker until ``expires_at``."""
+    """One item leased to one worker until ``expires_at``.
+
+    ``source`` is the text, or for image task types the image file's absolute path.
+    """
 
     job: str
     item_id: int
@@ -91,59 +197,13 @@ class Task:
     task_type: str
     instructions: str
     expires_at: datetime
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-_meta = sa.MetaData()
-jobs = sa.Table(
-    "label_jobs", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(63), nullable=False, unique=True),
-    sa.Column("team", sa.String(63), nullable=False),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-items = sa.Table(
-    "label_items", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.ForeignKey("label_jobs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("answers", sa.Integer, nullable=False, default=0),
-    sa.Column("leases", sa.Integer, nullable=False, default=0),
-    # Matches next_task's ORDER BY (most-answered first, then input order) so finding the
-    # next item reads the index instead of sorting every open item.
-    sa.Index("ix_label_items_next", "job_id", sa.text("answers DESC"), "seq"),
-)
-leases = sa.Table(
-    "label_leases", _meta,
-    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("worker_id", sa.Integer, primary_key=True),
-    sa.Column("job_id", sa.Integer, nullable=False, index=True),
-    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_label_leases_worker", "job_id", "worker_id"),
-)
-answers = sa.Table(
-    "label_answers", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("job_id", sa.Integer, nullable=False, index=True),
-    sa.Column("worker_id", sa.Integer, nullable=False),
-    sa.Column("answer", sa.Text, nullable=False),
-    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("item_id", "worker_id", name="uq_answer_item_worker"),
-    sa.Index("ix_label_answers_worker", "job_id", "worker_id"),
-)
-skips = sa.Table(
-    "label_skips", _meta,
-    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("worker_id", sa.Integer, primary_key=True),
-    sa.Column("job_id", sa.Integer, nullable=False),
-    sa.Index("ix_label_skips_worker", "job_id", "worker_id"),
-)
+_SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
+                "time_limit_seconds", "label_attribute", "created_at", "examples",
+                "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
+                "webhook_secret")
 
 
 def _now() -> datetime:
@@ -154,77 +214,24 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def read_table_items(path: str | Path, text_column: str, limit: int | None = None
-                     ) -> list[tuple[str, dict[str, Any]]]:
-    """Items from a CSV or Parquet file: the text column is the source, other columns kept."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist", file=str(path))
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    if text_column not in frame.columns:
-        raise InputError(f"{path}: no text column {text_column!r}; columns are "
-                         f"{', '.join(map(str, frame.columns))}", file=str(path))
-    frame = frame.head(limit) if limit else frame
-    keep = [c for c in frame.columns
-            if frame[c].dtype.kind in "biufOSU" or str(frame[c].dtype) in ("string", "str")]
-    records = json.loads(frame[keep].to_json(orient="records", date_format="iso"))
-    out = []
-    for row, record in enumerate(records, start=1):
-        text = record.get(text_column)
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(f"{path}, row {row}: empty {text_column!r}", file=str(path),
-                             row=row)
-        out.append((text, {"source": text, **record}))
-    return out
-
-
-def read_manifest(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (source text, other fields) per line of a Ground Truth input manifest.
-
-    Raises:
-        InputError: A line is not a JSON object with ``source`` (text) or ``source-ref``
-            (a local text file); names the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest {path} does not exist", file=str(path))
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}, line {number}: invalid JSON ({exc.msg})",
-                                 file=str(path), line=number) from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}, line {number}: each line must be a JSON object",
-                                 file=str(path), line=number)
-            if isinstance(record.get("source"), str) and record["source"].strip():
-                yield record["source"], record
-            elif isinstance(record.get("source-ref"), str):
-                ref = (path.parent / record["source-ref"]).resolve() \
-                    if "://" not in record["source-ref"] else None
-                if ref is None or not ref.is_file():
-                    raise InputError(f"{path}, line {number}: source-ref "
-                                     f"{record['source-ref']!r} is not a readable file",
-                                     file=str(path), line=number)
-                yield ref.read_text(encoding="utf-8"), record
-            else:
-                raise InputError(f"{path}, line {number}: needs a non-empty 'source' text or "
-                                 "a 'source-ref'", file=str(path), line=number)
-
-
 class LabelingJobs:
     """Labeling jobs in the metadata database."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.workforce = Workforce(engine)
-        _meta.create_all(engine)
+        migrate(engine)
         self._postgres = engine.dialect.name == "postgresql"
+        self._specs: dict[int, tuple[str, JobSpec]] = {}
+        self._swept: dict[int, float] = {}
+        self.webhooks = webhooks.Dispatcher(engine)
+        if self.webhooks.pending():  # left over by an earlier process
+            self.webhooks.wake()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with transaction(self.engine) as conn:
+            yield conn
 
     # ------------------------------------------------------------------- jobs
     def create_job(self, spec: JobSpec,
@@ -232,60 +239,135 @@ class LabelingJobs:
                    ) -> JobSpec:
         """Create a job with all its items at once (a bad line creates nothing).
 
-        ``manifest`` is a JSON Lines manifest path, a list of texts, or (text, fields) pairs
-        (see :func:`read_table_items`).
+        Args:
+            spec: The job's settings.
+            manifest: A JSON Lines manifest path, a list of texts (image paths for image
+                task types), or (source, fields) pairs (see :func:`read_table_items`).
+
+        Returns:
+            The job as stored, with its counters.
+
+        Raises:
+            InputError: A bad manifest line or item (names it); nothing is created.
+            ConflictError: A job of that name exists.
+            NotFoundError: The team does not exist.
         """
         self.workforce.team(spec.team)
-        if isinstance(manifest, str | Path):
-            records = list(read_manifest(manifest))
-        else:
-            records = [(m, {"source": m}) if isinstance(m, str) else m for m in manifest]
-        if not records:
-            raise InputError("the manifest holds no items", file=str(manifest))
+        records = self._records(spec, manifest)
         spec.created_at = _now().isoformat()
+        if spec.deadline and spec.deadline_at is not None and spec.deadline_at <= _now():
+            raise ConfigurationError(f"the deadline {spec.deadline} has passed",
+                                     setting="deadline")
         try:
-            with self.engine.begin() as conn:
+            with self._tx() as conn:
                 key = conn.execute(jobs.insert().values(
                     name=spec.name, team=spec.team, spec=_dump_spec(spec),
-                    status=spec.status.value, created_at=_now())).inserted_primary_key
+                    status=JobStatus.INITIALIZING.value, created_at=_now())
+                ).inserted_primary_key
                 assert key is not None
-                rows = [{"job_id": key[0], "seq": i, "source": text, "answers": 0, "leases": 0,
-                         "data": json.dumps(data)} for i, (text, data) in enumerate(records)]
-                for start in range(0, len(rows), 5000):
-                    conn.execute(items.insert(), rows[start:start + 5000])
+                self._insert_items(conn, key[0], spec, records, 0)
+                self._move(conn, key[0], spec.name, JobStatus.INITIALIZING,
+                           JobStatus.IN_PROGRESS)
         except sa.exc.IntegrityError:
             raise ConflictError(f"labeling job {spec.name!r} already exists",
                                 job=spec.name) from None
         return self.job(spec.name)
 
+    def _records(self, spec: JobSpec, manifest: Any) -> list[tuple[str, dict[str, Any]]]:
+        if isinstance(manifest, str | Path):
+            records = list(read_manifest(manifest, spec.task_type))
+        else:
+            key = "source-ref" if spec.task_type.is_image else "source"
+            records = check_items([(m, {key: m}) if isinstance(m, str) else m
+                                   for m in manifest], spec.task_type)
+        if not records:
+            raise InputError("the manifest holds no items", file=str(manifest))
+        return records
+
+    def _insert_items(self, conn: sa.Connection, job_id: int, spec: JobSpec,
+                      records: list[tuple[str, dict[str, Any]]], first_seq: int) -> None:
+        rows = [{"job_id": job_id, "seq": first_seq + i, "source": text, "answers": 0,
+                 "leases": 0, "state": ItemState.OPEN, "wanted": spec.workers_per_item,
+                 "data": json.dumps(data)} for i, (text, data) in enumerate(records)]
+        for start in range(0, len(rows), 5000):
+            conn.execute(items.insert(), rows[start:start + 5000])
+
+    def add_items(self, job: str,
+                  manifest: str | Path | Sequence[str] | list[tuple[str, dict[str, Any]]]
+                  ) -> int:
+        """Add items to a job in progress; they join the queue after the existing ones.
+
+        Returns:
+            How many items were added.
+
+        Raises:
+            ConflictError: The job is not in progress (completed, failed, stopping, stopped).
+            InputError: A bad manifest line (nothing is added).
+        """
+        spec = self.job(job)
+        records = self._records(spec, manifest)
+        with self._tx() as conn:
+            row = self._job_row(conn, job)
+            status = JobStatus(row.status)
+            if status is not JobStatus.IN_PROGRESS:
+                raise ConflictError(f"job {job!r} is {status.value}; items can only be added "
+                                    "while it is InProgress", job=job, status=status.value)
+            last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
+                items.c.job_id == row.id)).scalar()
+            self._insert_items(conn, row.id, spec, records, (last if last is not None else -1)
+                               + 1)
+        return len(records)
+
     def job(self, name: str) -> JobSpec:
-        """A job's spec with its counters."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.name == name)).first()
-            if row is None:
-                raise NotFoundError(f"no labeling job {name!r}", job=name)
-            spec = _load_spec(row.spec, row.status)
-            total, done = conn.execute(sa.select(
-                sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case(
-                    (items.c.answers >= spec.workers_per_item, 1), else_=0)), 0)
-            ).where(items.c.job_id == row.id)).one()
+        """A job's spec with its status and counters.
+
+        ``counts`` holds Ground Truth's label counters: ``total`` (labeled by anyone:
+        human-labeled + machine-labeled), ``human-labeled``, ``machine-labeled`` (0 until
+        automated labeling lands), ``failed`` and ``unlabeled``; and ``items`` (all
+        items: total + failed + unlabeled), ``labeled`` (= total) and ``answers``.
+        """
+        with self._tx() as conn:
+            row = self._job_row(conn, name)
+            spec = self._spec(row)
+            status = self._settle(conn, row, spec, _now(), check_done=True)
+            by_state = {int(state): int(n) for state, n in conn.execute(
+                sa.select(items.c.state, sa.func.count()).where(
+                    items.c.job_id == row.id).group_by(items.c.state))}
             n_answers = conn.execute(sa.select(sa.func.count()).select_from(answers).where(
                 answers.c.job_id == row.id)).scalar_one()
-        spec.counts = {"items": int(total), "labeled": int(done),
-                       "unlabeled": int(total) - int(done), "answers": int(n_answers)}
-        if spec.status is JobStatus.IN_PROGRESS and total and done == total:
-            spec.status = JobStatus.COMPLETED  # every item has its answers
+            reason = conn.execute(sa.select(jobs.c.failure_reason).where(
+                jobs.c.id == row.id)).scalar()
+        labeled = int(by_state.get(ItemState.LABELED, 0))
+        failed = int(by_state.get(ItemState.FAILED, 0))
+        total = sum(by_state.values())
+        spec.status, spec.failure_reason = status, reason
+        spec.counts = {"items": total, "labeled": labeled,
+                       "unlabeled": total - labeled - failed, "answers": int(n_answers),
+                       "total": labeled, "human-labeled": labeled, "machine-labeled": 0,
+                       "failed": failed}
         return spec
 
     def _job_row(self, conn: sa.Connection, name: str) -> Any:
-        row = conn.execute(sa.select(jobs).where(jobs.c.name == name)).first()
+        row = conn.execute(sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec,
+                                     jobs.c.status).where(jobs.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"no labeling job {name!r}", job=name)
         return row
 
+    def _spec(self, row: Any) -> JobSpec:
+        """The job's parsed spec, cached per job (a spec never changes once written)."""
+        cached = self._specs.get(row.id)
+        if cached is None or cached[0] != row.spec:
+            cached = (row.spec, JobSpec(**{k: v for k, v in json.loads(row.spec).items()
+                                           if k in _SPEC_FIELDS}))
+            self._specs[row.id] = cached
+        spec = copy.copy(cached[1])
+        spec.status, spec.counts = JobStatus(row.status), {}
+        return spec
+
     def jobs_for(self, worker: Worker) -> list[JobSpec]:
         """Jobs the worker may work on (its teams'; admins see all)."""
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             rows = conn.execute(sa.select(jobs.c.name, jobs.c.team).order_by(jobs.c.id)).all()
         return [self.job(r.name) for r in rows
                 if worker.role is Role.ADMIN or r.team in worker.teams]
@@ -295,33 +377,172 @@ class LabelingJobs:
             raise PermissionDenied(f"worker {worker.name!r} is not in team {row.team!r} of "
                                    f"job {row.name!r}", worker=worker.name, job=row.name)
 
-    # -------------------------------------------------------------- assignment
-    def next_task(self, job: str, worker: Worker) -> Task | None:
-        """Lease the next item this worker has not seen and whose quota is not full."""
+    # -------------------------------------------------------------- lifecycle
+    def _move(self, conn: sa.Connection, job_id: int, name: str, old: JobStatus,
+              new: JobStatus, reason: str | None = None) -> bool:
+        """Change status if it is still ``old``; False when another request got there."""
+        if new not in _MOVES.get(old, set()):
+            raise ConflictError(f"job {name!r} cannot go from {old.value} to {new.value}",
+                                job=name, status=old.value, target=new.value)
+        values: dict[str, Any] = {"status": new.value}
+        if reason is not None:
+            values["failure_reason"] = reason
+        done = conn.execute(jobs.update().where(jobs.c.id == job_id,
+                                                jobs.c.status == old.value).values(**values))
+        return done.rowcount == 1
+
+    def _settle(self, conn: sa.Connection, row: Any, spec: JobSpec, now: datetime, *,
+                check_done: bool = False, force_sweep: bool = False) -> JobStatus:
+        """Apply what time has made true: deadline, expired leases, Stopping → Stopped,
+        and (with ``check_done``) completion. Returns the status after it."""
+        status = JobStatus(row.status)
+        if status not in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
+            return status
+        deadline = spec.deadline_at
+        if status is JobStatus.IN_PROGRESS and deadline is not None and now >= deadline:
+            return self._fail_open(conn, row, spec, now, deadline)
+        self._sweep(conn, row.id, now, force=force_sweep or check_done)
+        if status is JobStatus.STOPPING:
+            return self._maybe_stopped(conn, row, now)
+        if check_done:
+            return self._maybe_completed(conn, row, spec, now)
+        return status
+
+    def _fail_open(self, conn: sa.Connection, row: Any, spec: JobSpec, now: datetime,
+                   deadline: datetime) -> JobStatus:
+        why = ("the job's deadline" if spec.deadline and deadline == _aware(
+            datetime.fromisoformat(spec.deadline)) else "the job's availability lifetime")
+        reason = f"not labeled before {why} ended at {deadline.isoformat()}"
+        conn.execute(leases.delete().where(leases.c.job_id == row.id))
+        conn.execute(items.update().where(items.c.job_id == row.id,
+                                          items.c.state == ItemState.OPEN)
+                     .values(state=ItemState.FAILED, failure_reason=reason, leases=0))
+        return self._finish(conn, row, spec, now, f"no item was labeled: {reason}")
+
+    def _finish(self, conn: sa.Connection, row: Any, spec: JobSpec, now: datetime,
+                reason: str) -> JobStatus:
+        """No item is open: Completed if any is labeled, else Failed with ``reason``."""
+        any_labeled = conn.execute(sa.select(items.c.id).where(
+            items.c.job_id == row.id, items.c.state == ItemState.LABELED).limit(1)).first()
+        new = JobStatus.COMPLETED if any_labeled else JobStatus.FAILED
+        if self._move(conn, row.id, row.name, JobStatus.IN_PROGRESS, new,
+                      None if any_labeled else reason):
+            self._emit(conn, row, spec, "job.completed", now, {"status": new.value, **(
+                {} if any_labeled else {"failure_reason": reason})})
+            return new
+        return JobStatus(conn.execute(sa.select(jobs.c.status).where(
+            jobs.c.id == row.id)).scalar_one())
+
+    def _maybe_completed(self, conn: sa.Connection, row: Any, spec: JobSpec,
+                         now: datetime) -> JobStatus:
+        still_open = conn.execute(sa.select(items.c.id).where(
+            items.c.job_id == row.id, items.c.state == ItemState.OPEN).limit(1)).first()
+        if still_open is not None:
+            return JobStatus.IN_PROGRESS
+        return self._finish(conn, row, spec, now, "every item failed")
+
+    def _maybe_stopped(self, conn: sa.Connection, row: Any, now: datetime) -> JobStatus:
+        held = conn.execute(sa.select(leases.c.item_id).where(
+            leases.c.job_id == row.id, leases.c.expires_at >= now).limit(1)).first()
+        if held is not None:
+            return JobStatus.STOPPING
+        self._move(conn, row.id, row.name, JobStatus.STOPPING, JobStatus.STOPPED)
+        return JobStatus.STOPPED
+
+    def _sweep(self, conn: sa.Connection, job_id: int, now: datetime,
+               force: bool = False) -> bool:
+        """Return expired leases' items to the queue (at most once a second per job unless
+        forced). True when any lease was expired."""
+        tick = time.monotonic()
+        if not force and tick - self._swept.get(job_id, -1e9) < EXPIRE_EVERY_SECONDS:
+            return False
+        self._swept[job_id] = tick
+        expired = conn.execute(sa.select(leases.c.item_id, leases.c.worker_id).where(
+            leases.c.job_id == job_id, leases.c.expires_at < now)).all()
+        for item_id, worker_id in expired:
+            gone = conn.execute(leases.delete().where(
+                leases.c.item_id == item_id, leases.c.worker_id == worker_id,
+                leases.c.expires_at < now)).rowcount
+            if gone:
+                conn.execute(items.update().where(items.c.id == item_id)
+                             .values(leases=items.c.leases - 1))
+        return bool(expired)
+
+    def expire_due(self, now: datetime | None = None) -> dict[str, str]:
+        """Settle every running job as of ``now`` (default: the clock): expire leases, fail
+        items past the deadline, complete or stop jobs.
+
+        Returns:
+            Job name → status, for jobs whose status changed.
+        """
+        now = _aware(now) if now is not None else _now()
+        changed = {}
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec,
+                                          jobs.c.status).where(jobs.c.status.in_(
+                                              [JobStatus.IN_PROGRESS.value,
+                                               JobStatus.STOPPING.value]))).all()
+            for row in rows:
+                status = self._settle(conn, row, self._spec(row), now, check_done=True)
+                if status.value != row.status:
+                    changed[row.name] = status.value
+        return changed
+
+    def stop(self, job: str) -> JobStatus:
+        """Stop handing out tasks; answers so far are kept.
+
+        The job goes to ``Stopping`` while workers hold live leases (they may still submit
+        those) and to ``Stopped`` when none is left (at once if there are none).
+        Stopping a stopping job changes nothing.
+
+        Returns:
+            The status after the call.
+
+        Raises:
+            ConflictError: The job is already Completed, Failed or Stopped.
+        """
         now = _now()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
+            row = self._job_row(conn, job)
+            spec = self._spec(row)
+            status = self._settle(conn, row, spec, now, force_sweep=True)
+            if status is JobStatus.STOPPING:
+                return status
+            held = conn.execute(sa.select(leases.c.item_id).where(
+                leases.c.job_id == row.id, leases.c.expires_at >= now).limit(1)).first()
+            new = JobStatus.STOPPING if held is not None else JobStatus.STOPPED
+            self._move(conn, row.id, job, status, new)
+            return new
+
+    # -------------------------------------------------------------- assignment
+    def _task(self, job: str, spec: JobSpec, item: Any, expires: datetime) -> Task:
+        return Task(job, item.id, item.source, json.loads(item.data), spec.labels,
+                    spec.task_type.value, spec.instructions, expires, spec.examples)
+
+    def next_task(self, job: str, worker: Worker) -> Task | None:
+        """Lease the next item this worker has not seen and whose quota is not full.
+
+        Returns:
+            The task, or None when nothing is left for this worker (or the job is not in
+            progress).
+
+        Raises:
+            NotFoundError: No such job.
+            PermissionDenied: The worker is not in the job's team.
+        """
+        now = _now()
+        with self._tx() as conn:
             row = self._job_row(conn, job)
             self._check_member(row, worker)
-            spec = _load_spec(row.spec, row.status)
-            if spec.status is not JobStatus.IN_PROGRESS:
+            spec = self._spec(row)
+            if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
-            self._expire(conn, row.id, now)
-            mine = sa.select(leases.c.item_id).where(leases.c.worker_id == worker.id,
-                                                     leases.c.job_id == row.id)
-            done = sa.select(answers.c.item_id).where(answers.c.worker_id == worker.id,
-                                                      answers.c.job_id == row.id)
-            skipped = sa.select(skips.c.item_id).where(skips.c.worker_id == worker.id,
-                                                       skips.c.job_id == row.id)
-            query = (sa.select(items.c.id, items.c.source, items.c.data)
-                     .where(items.c.job_id == row.id,
-                            items.c.answers + items.c.leases < spec.workers_per_item,
-                            items.c.id.not_in(mine), items.c.id.not_in(done),
-                            items.c.id.not_in(skipped))
-                     .order_by(items.c.answers.desc(), items.c.seq).limit(1))
-            if self._postgres:
-                query = query.with_for_update(skip_locked=True)
+            query = self._candidates(row.id, worker.id)
             item = conn.execute(query).first()
+            if item is None and self._sweep(conn, row.id, now, force=True):
+                item = conn.execute(query).first()
             if item is None:
+                self._maybe_completed(conn, row, spec, now)
                 return None
             expires = now + timedelta(seconds=spec.time_limit_seconds)
             conn.execute(leases.insert().values(item_id=item.id, worker_id=worker.id,
@@ -329,17 +550,32 @@ class LabelingJobs:
                                                 expires_at=expires))
             conn.execute(items.update().where(items.c.id == item.id)
                          .values(leases=items.c.leases + 1))
-        return Task(job, item.id, item.source, json.loads(item.data), spec.labels,
-                    spec.task_type.value, spec.instructions, expires)
+        return self._task(job, spec, item, expires)
+
+    def _candidates(self, job_id: int, worker_id: int) -> Any:
+        """Open items with room, most-answered first, that this worker has not answered,
+        skipped or leased. The walk follows ``ix_label_items_open``; each NOT EXISTS is one
+        primary-key or unique-index probe per item passed over."""
+        seen = [sa.exists().where(table.c.item_id == items.c.id,
+                                  table.c.worker_id == worker_id)
+                for table in (leases, answers, skips)]
+        query = (sa.select(items.c.id, items.c.source, items.c.data)
+                 .where(items.c.job_id == job_id, items.c.state == ItemState.OPEN,
+                        items.c.answers + items.c.leases < items.c.wanted,
+                        *[~s for s in seen])
+                 .order_by(items.c.answers.desc(), items.c.seq).limit(1))
+        if self._postgres:
+            query = query.with_for_update(of=items, skip_locked=True)
+        return query
 
     def current_task(self, job: str, worker: Worker) -> Task | None:
         """The worker's live lease in this job, if any (so a page reload shows the same
         item instead of leasing another)."""
         now = _now()
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             row = self._job_row(conn, job)
             self._check_member(row, worker)
-            spec = _load_spec(row.spec, row.status)
+            spec = self._spec(row)
             found = conn.execute(
                 sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
                 .join(leases, leases.c.item_id == items.c.id)
@@ -348,12 +584,11 @@ class LabelingJobs:
                 .order_by(leases.c.accepted_at).limit(1)).first()
         if found is None:
             return None
-        return Task(job, found.id, found.source, json.loads(found.data), spec.labels,
-                    spec.task_type.value, spec.instructions, _aware(found.expires_at))
+        return self._task(job, spec, found, _aware(found.expires_at))
 
     def skip(self, job: str, item_id: int, worker: Worker) -> None:
         """Give a leased item back: it returns to the queue for others, never to this worker."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = self._job_row(conn, job)
             self._check_member(row, worker)
             gone = conn.execute(leases.delete().where(
@@ -365,31 +600,58 @@ class LabelingJobs:
                          .values(leases=items.c.leases - 1))
             conn.execute(skips.insert().values(item_id=item_id, worker_id=worker.id,
                                                job_id=row.id))
+            if JobStatus(row.status) is JobStatus.STOPPING:
+                self._maybe_stopped(conn, row, _now())
 
-    def _expire(self, conn: sa.Connection, job_id: int, now: datetime) -> None:
-        expired = conn.execute(sa.select(leases.c.item_id).where(
-            leases.c.job_id == job_id, leases.c.expires_at < now)).scalars().all()
-        for item_id in expired:
-            conn.execute(leases.delete().where(leases.c.item_id == item_id,
-                                               leases.c.expires_at < now))
-            conn.execute(items.update().where(items.c.id == item_id)
-                         .values(leases=sa.func.max(items.c.leases - 1, 0)
-                                 if not self._postgres else
-                                 sa.func.greatest(items.c.leases - 1, 0)))
+    def image_path(self, job: str, item_id: int, worker: Worker) -> Path:
+        """The image file of an item of an image job, for the worker's page to show.
 
-    def submit(self, job: str, item_id: int, worker: Worker, answer: str | list[str]) -> None:
-        """Record an answer for a leased item (the lease must be the worker's and live)."""
-        now = _now()
-        with self.engine.begin() as conn:
+        Raises:
+            NotFoundError: No such item in the job, or the job is not an image job.
+            PermissionDenied: The worker is not in the job's team.
+        """
+        with self._tx() as conn:
             row = self._job_row(conn, job)
             self._check_member(row, worker)
-            spec = _load_spec(row.spec, row.status)
-            chosen = [answer] if isinstance(answer, str) else list(answer)
-            unknown = [a for a in chosen if a not in spec.labels]
-            if unknown or (spec.task_type is TaskType.TEXT_CLASSIFICATION and len(chosen) != 1):
-                raise ConfigurationError(
-                    f"answer {answer!r} is not one of the job's labels {spec.labels}",
-                    setting="answer", valid_values=spec.labels)
+            spec = self._spec(row)
+            source = conn.execute(sa.select(items.c.source).where(
+                items.c.id == item_id, items.c.job_id == row.id)).scalar()
+        if source is None or not spec.task_type.is_image:
+            raise NotFoundError(f"no image item {item_id} in job {job!r}", job=job,
+                                item_id=item_id)
+        return Path(source)
+
+    def submit(self, job: str, item_id: int, worker: Worker,
+               answer: str | list[str] | dict[str, Any]) -> None:
+        """Record an answer for a leased item (the lease must be the worker's and live).
+
+        Args:
+            job: The job's name.
+            item_id: The task's item id.
+            worker: Who answers.
+            answer: A label; a list of labels (multi-label); ``{"entities": [...]}``
+                (named entities) or ``{"boundingBoxes": [...]}`` (bounding boxes); see
+                :mod:`loopworks.labeling.tasktypes`.
+
+        Raises:
+            ConfigurationError: The answer does not fit the task type (names the field).
+            ConflictError: No live lease of this worker on the item, or the job takes no
+                answers any more.
+        """
+        now = _now()
+        with self._tx() as conn:
+            row = self._job_row(conn, job)
+            self._check_member(row, worker)
+            spec = self._spec(row)
+            status = self._settle(conn, row, spec, now)
+            source = None
+            if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
+                source = conn.execute(sa.select(items.c.source).where(
+                    items.c.id == item_id, items.c.job_id == row.id)).scalar()
+            stored = validate_answer(spec.task_type, spec.labels, answer, source)
+            if status not in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
+                raise ConflictError(f"job {job!r} is {status.value} and takes no answers",
+                                    job=job, status=status.value)
             lease_query = sa.select(leases).where(leases.c.item_id == item_id,
                                                   leases.c.worker_id == worker.id)
             if self._postgres:
@@ -403,16 +665,50 @@ class LabelingJobs:
             conn.execute(leases.delete().where(leases.c.item_id == item_id,
                                                leases.c.worker_id == worker.id))
             conn.execute(answers.insert().values(
-                item_id=item_id, job_id=row.id, worker_id=worker.id,
-                answer=json.dumps(chosen if spec.task_type is not TaskType.TEXT_CLASSIFICATION
-                                  else chosen[0]),
+                item_id=item_id, job_id=row.id, worker_id=worker.id, answer=json.dumps(stored),
                 accepted_at=lease.accepted_at, submitted_at=now))
-            conn.execute(items.update().where(items.c.id == item_id).values(
-                answers=items.c.answers + 1, leases=items.c.leases - 1))
+            n, wanted, seq = conn.execute(
+                items.update().where(items.c.id == item_id)
+                .values(answers=items.c.answers + 1, leases=items.c.leases - 1)
+                .returning(items.c.answers, items.c.wanted, items.c.seq)).one()
+            if n >= wanted:
+                self._item_answered(conn, row, spec, item_id, seq, n, wanted, now)
+            if status is JobStatus.STOPPING:
+                self._maybe_stopped(conn, row, now)
 
+    def _item_answered(self, conn: sa.Connection, row: Any, spec: JobSpec, item_id: int,
+                       seq: int, n: int, wanted: int, now: datetime) -> None:
+        """The item has the answers it wanted: label it, or (adaptive) want one more."""
+        confidence = None
+        if spec.adaptive is not None:
+            given = [json.loads(a) for a in conn.execute(sa.select(answers.c.answer).where(
+                answers.c.item_id == item_id)).scalars()]
+            confidence = majority_share(given)
+            if confidence < spec.adaptive["target_confidence"] \
+                    and wanted < spec.adaptive["max_workers"]:
+                conn.execute(items.update().where(items.c.id == item_id)
+                             .values(wanted=wanted + 1))
+                return
+        conn.execute(items.update().where(items.c.id == item_id)
+                     .values(state=ItemState.LABELED))
+        self._emit(conn, row, spec, "item.labeled", now, {
+            "item_id": item_id, "item": seq, "answers": n,
+            **({"confidence": round(confidence, 4)} if confidence is not None else {})})
+        if JobStatus(row.status) is JobStatus.IN_PROGRESS:
+            self._maybe_completed(conn, row, spec, now)
+
+    def _emit(self, conn: sa.Connection, row: Any, spec: JobSpec, event: str, now: datetime,
+              payload: dict[str, Any]) -> None:
+        if spec.webhooks:
+            webhooks.enqueue(conn, row.id, spec.webhooks, event,
+                             {"event": event, "job": row.name, "at": now.isoformat(),
+                              **payload}, now)
+            self.webhooks.wake()
+
+    # ------------------------------------------------------------------ reading
     def answers(self, job: str) -> list[dict[str, Any]]:
         """Every answer of a job with worker name and times."""
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             row = self._job_row(conn, job)
             rows = conn.execute(sa.select(answers, items.c.seq).join(
                 items, items.c.id == answers.c.item_id).where(answers.c.job_id == row.id)
@@ -428,7 +724,7 @@ class LabelingJobs:
         """Per worker: answers given and accuracy on gold items (items whose manifest line
         carries ``gold_field`` with the known answer, mixed in with the rest)."""
         spec = self.job(job)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             job_id = self._job_row(conn, job).id
             gold: dict[int, Any] = {}
             for item_id, data in conn.execute(sa.select(items.c.id, items.c.data).where(
@@ -453,22 +749,8 @@ class LabelingJobs:
                                       if entry["gold_answers"] else None)
         return sorted(scores.values(), key=lambda e: e["worker"])
 
-    def stop(self, job: str) -> None:
-        """Stop handing out tasks (answers so far are kept)."""
-        with self.engine.begin() as conn:
-            row = self._job_row(conn, job)
-            conn.execute(jobs.update().where(jobs.c.id == row.id).values(
-                status=JobStatus.STOPPED.value))
-
 
 def _dump_spec(spec: JobSpec) -> str:
-    return json.dumps({"name": spec.name, "team": spec.team, "labels": spec.labels,
-                       "task_type": spec.task_type.value, "instructions": spec.instructions,
-                       "workers_per_item": spec.workers_per_item,
-                       "time_limit_seconds": spec.time_limit_seconds,
-                       "label_attribute": spec.label_attribute, "created_at": spec.created_at})
-
-
-def _load_spec(text: str, status: str) -> JobSpec:
-    data = json.loads(text)
-    return JobSpec(status=JobStatus(status), **data)
+    data = {k: getattr(spec, k) for k in _SPEC_FIELDS}
+    data["task_type"] = spec.task_type.value
+    return json.dumps(data)

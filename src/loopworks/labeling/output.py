@@ -4,12 +4,23 @@ Each input line comes back with all its fields, plus the label attribute (the cl
 and ``<label attribute>-metadata`` (class-name, confidence, type, job-name,
 human-annotated, creation-date, worker count), written to
 ``<out>/manifests/output/output.manifest`` with the raw answers beside it.
+
+Per task type, in Ground Truth's shapes: single-label classification (text or image) gives
+the class index; multi-label a list of class indexes with ``class-map`` and
+``confidence-map`` (a label is kept when at least half the item's workers chose it); named
+entities ``{"annotations": {"entities": [{"startOffset", "endOffset", "label"}],
+"labels": [{"label"}]}}`` with per-entity confidences (spans a strict majority of the
+workers marked identically); bounding boxes (``groundtruth/object-detection``)
+``{"annotations": [{"class_id", "left", "top", "width", "height"}], "image_size": [...]}``
+with per-object confidences (see :func:`~loopworks.labeling.tasktypes.consolidate_boxes`).
+Failed items carry ``failure-reason`` in their metadata and no label.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +29,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from loopworks.errors import ConfigurationError
 from loopworks.labeling.consolidation import consolidate
-from loopworks.labeling.jobs import LabelingJobs, TaskType, items
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.labeling.schema import ItemState, items
+from loopworks.labeling.tasktypes import TaskType, consolidate_boxes, consolidate_spans
 
 __all__ = ["write_output"]
 
@@ -46,12 +60,17 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
     spec = jobs.job(job)
     raw = jobs.answers(job)
     out = Path(out)
+    if feature_group and not spec.task_type.single_label:
+        raise ConfigurationError(f"labels of a {spec.task_type.value} job cannot go into a "
+                                 "feature group yet (single-label jobs only)",
+                                 setting="feature_group")
     with jobs.engine.connect() as conn:
         job_id = jobs._job_row(conn, job).id
-        rows = conn.execute(sa.select(items.c.id, items.c.seq, items.c.data).where(
+        rows = conn.execute(sa.select(items.c.id, items.c.seq, items.c.data, items.c.source,
+                                      items.c.state, items.c.failure_reason).where(
             items.c.job_id == job_id).order_by(items.c.seq)).all()
     labeled: dict[int, dict[str, Any]] = {}
-    if raw and spec.task_type is TaskType.TEXT_CLASSIFICATION:
+    if raw and spec.task_type.single_label:
         frame = pd.DataFrame({"item": [a["item_id"] for a in raw],
                               "worker": [a["worker"] for a in raw],
                               "label": [a["answer"] for a in raw]})
@@ -59,37 +78,98 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
         result = consolidate(frame, chosen, classes=spec.labels)
         for rec in result.labels.to_dict("records"):
             labeled[int(rec["item"])] = rec
+    per_item: dict[int, list[Any]] = {}
+    for a in raw:
+        per_item.setdefault(a["item_id"], []).append(a["answer"])
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     attribute = spec.label_attribute
+    common = {"type": spec.task_type.output_type, "job-name": f"labeling-job/{job}",
+              "human-annotated": "yes", "creation-date": created}
     lines = []
+    n_labeled = 0
     for row in rows:
         record = json.loads(row.data)
-        rec = labeled.get(row.id)
-        if rec is not None:
+        if row.state == ItemState.FAILED:
+            record[f"{attribute}-metadata"] = {
+                "failure-reason": row.failure_reason, "type": common["type"],
+                "job-name": common["job-name"], "human-annotated": "no",
+                "creation-date": created}
+            lines.append(json.dumps(record, ensure_ascii=False))
+            continue
+        given = per_item.get(row.id)
+        if spec.task_type.single_label and row.id in labeled:
+            rec = labeled[row.id]
             record[attribute] = spec.labels.index(rec["label"])
             record[f"{attribute}-metadata"] = {
                 "class-name": rec["label"], "confidence": round(float(rec["confidence"]), 4),
-                "type": f"groundtruth/{spec.task_type.value}", "job-name": f"labeling-job/{job}",
-                "human-annotated": "yes", "creation-date": created,
-                "worker-count": int(rec["n_answers"]), "agreement": round(float(
+                **common, "worker-count": int(rec["n_answers"]), "agreement": round(float(
                     rec["agreement"]), 4)}
+        elif given and not spec.task_type.single_label:
+            value, meta = _structured(spec, given, row.source)
+            record[attribute] = value
+            record[f"{attribute}-metadata"] = {**meta, **common, "worker-count": len(given)}
+        else:
+            lines.append(json.dumps(record, ensure_ascii=False))
+            continue
+        n_labeled += 1
         lines.append(json.dumps(record, ensure_ascii=False))
     manifest = out / "manifests" / "output" / "output.manifest"
     _atomic_lines(manifest, lines)
     answers_file = out / "annotations" / "answers.jsonl"
     _atomic_lines(answers_file, [json.dumps(a, default=str) for a in raw])
     summary: dict[str, Any] = {"manifest": str(manifest), "answers": str(answers_file),
-                               "items": len(rows), "labeled": len(labeled), "method": method}
+                               "items": len(rows), "labeled": n_labeled, "method": method}
     if feature_group:
         summary["feature_group"] = _to_feature_group(
             rows, labeled, spec.labels, job, method, feature_group, id_field, home)
     return summary
 
 
+def _structured(spec: JobSpec, given: list[Any], source: str
+                ) -> tuple[Any, dict[str, Any]]:
+    """Label attribute value and metadata for multi-label, span and box answers, in
+    Ground Truth's shapes."""
+    n = len(given)
+    if spec.task_type is TaskType.TEXT_CLASSIFICATION_MULTILABEL:
+        votes = Counter(label for answer in given for label in set(answer))
+        chosen = sorted((spec.labels.index(label) for label, c in votes.items() if c * 2 >= n))
+        return chosen, {
+            "class-map": {str(i): spec.labels[i] for i in chosen},
+            "confidence-map": {str(i): round(votes[spec.labels[i]] / n, 4) for i in chosen}}
+    if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
+        spans = consolidate_spans(given)
+        return ({"annotations": {
+            "entities": [{"startOffset": s["start"], "endOffset": s["end"], "label": s["label"]}
+                         for s in spans],
+            "labels": [{"label": label} for label in spec.labels]}},
+            {"entities": [{"confidence": s["confidence"]} for s in spans]})
+    boxes = consolidate_boxes(given)
+    value: dict[str, Any] = {"annotations": [
+        {"class_id": spec.labels.index(b["label"]), "left": b["left"], "top": b["top"],
+         "width": b["width"], "height": b["height"]} for b in boxes]}
+    size = _image_size(source)
+    if size is not None:
+        value["image_size"] = [size]
+    return value, {"objects": [{"confidence": b["confidence"]} for b in boxes],
+                   "class-map": {str(i): label for i, label in enumerate(spec.labels)}}
+
+
+def _image_size(path: str) -> dict[str, int] | None:
+    """Width, height and depth (bands) of an image, when Pillow can read it."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return {"width": image.width, "height": image.height,
+                    "depth": len(image.getbands())}
+    except (ImportError, OSError):
+        return None
+
+
 def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], labels: list[str],
                       job: str, method: str, name: str, id_field: str | None,
                       home: str | Path | None) -> dict[str, Any]:
-    from loopworks.errors import ConfigurationError, NotFoundError
+    from loopworks.errors import NotFoundError
     from loopworks.featurestore import FeatureStore
 
     if not id_field:

@@ -23,6 +23,10 @@ def simulate(jobs: LabelingJobs, job: str, accuracies: Sequence[float], *,
     worker's accuracy, else another label at random. Returns the number of answers given.
     """
     spec = jobs.job(job)
+    if spec.task_type.value not in ("text-classification", "text-classification-multilabel",
+                                    "image-classification"):
+        raise ConfigurationError(f"simulation answers classification jobs; {job!r} is a "
+                                 f"{spec.task_type.value} job", setting="job")
     if not accuracies or any(not 0 <= a <= 1 for a in accuracies):
         raise ConfigurationError("accuracies must be numbers between 0 and 1",
                                  setting="accuracy")

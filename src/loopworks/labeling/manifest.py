@@ -1,0 +1,146 @@
+"""Items of a labeling job from a Ground Truth input manifest or a CSV/Parquet text column.
+
+A manifest is JSON Lines, one object per item with ``source`` (the text) or ``source-ref``
+(a file: path relative to the manifest, or absolute); every other field is kept and comes
+back in the output manifest. For text tasks a ``source-ref`` file is read as the text; for
+image tasks the item's source is the image's resolved absolute path (the file is checked,
+not read).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from loopworks.errors import InputError
+from loopworks.labeling.tasktypes import IMAGE_SUFFIXES, TaskType
+
+__all__ = ["check_image", "read_manifest", "read_table_items"]
+
+
+def check_image(ref: str, base: Path | None, where: str) -> str:
+    """The absolute path of an image reference, checked to exist with an image suffix.
+
+    Args:
+        ref: The path as written (relative to ``base`` unless absolute).
+        base: Folder relative paths start from (the manifest's); None for the current one.
+        where: Where the reference came from, for the error (``"input.manifest, line 3"``).
+
+    Raises:
+        InputError: Not a local file, missing, or not a .png/.jpg/.jpeg/.gif/.webp.
+    """
+    if "://" in ref:
+        raise InputError(f"{where}: source-ref {ref!r} is a URL; image jobs take local image "
+                         "files (download them first)", where=where)
+    path = Path(ref).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    path = path.resolve()
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"{where}: source-ref {ref!r} is not an image file (expected one of "
+                         f"{', '.join(IMAGE_SUFFIXES)})", where=where)
+    if not path.is_file():
+        raise InputError(f"{where}: image {ref!r} does not exist ({path})", where=where)
+    return str(path)
+
+
+def read_table_items(path: str | Path, text_column: str, limit: int | None = None
+                     ) -> list[tuple[str, dict[str, Any]]]:
+    """Items from a CSV or Parquet file: the text column is the source, other columns kept.
+
+    Raises:
+        InputError: The file or the column is missing, or a row's text is empty.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", file=str(path))
+    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if text_column not in frame.columns:
+        raise InputError(f"{path}: no text column {text_column!r}; columns are "
+                         f"{', '.join(map(str, frame.columns))}", file=str(path))
+    frame = frame.head(limit) if limit else frame
+    keep = [c for c in frame.columns
+            if frame[c].dtype.kind in "biufOSU" or str(frame[c].dtype) in ("string", "str")]
+    records = json.loads(frame[keep].to_json(orient="records", date_format="iso"))
+    out = []
+    for row, record in enumerate(records, start=1):
+        text = record.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{path}, row {row}: empty {text_column!r}", file=str(path),
+                             row=row)
+        out.append((text, {"source": text, **record}))
+    return out
+
+
+def read_manifest(path: str | Path, task_type: TaskType | str = TaskType.TEXT_CLASSIFICATION
+                  ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (source, all fields) per line of a Ground Truth input manifest.
+
+    Args:
+        path: The JSON Lines manifest.
+        task_type: Image task types take ``source-ref`` image files and yield their
+            absolute paths; text task types take ``source`` text or a ``source-ref`` text
+            file, read here.
+
+    Raises:
+        InputError: A line is not a JSON object with a usable ``source``/``source-ref``, or
+            an image is missing or not an image; names the file and line.
+    """
+    path = Path(path)
+    task_type = TaskType(task_type)
+    if not path.is_file():
+        raise InputError(f"manifest {path} does not exist", file=str(path))
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: invalid JSON ({exc.msg})", file=str(path),
+                                 line=number) from None
+            if not isinstance(record, dict):
+                raise InputError(f"{where}: each line must be a JSON object", file=str(path),
+                                 line=number)
+            ref = record.get("source-ref")
+            if task_type.is_image:
+                if not isinstance(ref, str) or not ref.strip():
+                    raise InputError(f"{where}: an image job needs a 'source-ref' naming an "
+                                     "image file", file=str(path), line=number)
+                try:
+                    yield check_image(ref, path.parent, where), record
+                except InputError as exc:
+                    raise InputError(exc.message, file=str(path), line=number) from None
+            elif isinstance(record.get("source"), str) and record["source"].strip():
+                yield record["source"], record
+            elif isinstance(ref, str):
+                file = (path.parent / ref).resolve() if "://" not in ref else None
+                if file is None or not file.is_file():
+                    raise InputError(f"{where}: source-ref {ref!r} is not a readable file",
+                                     file=str(path), line=number)
+                yield file.read_text(encoding="utf-8"), record
+            else:
+                raise InputError(f"{where}: needs a non-empty 'source' text or a 'source-ref'",
+                                 file=str(path), line=number)
+
+
+def check_items(records: Sequence[tuple[str, dict[str, Any]]], task_type: TaskType
+                ) -> list[tuple[str, dict[str, Any]]]:
+    """Items given in memory, checked like a manifest's lines (images exist, text not empty).
+
+    Raises:
+        InputError: Names the item by its position (1-based).
+    """
+    out = []
+    for number, (source, data) in enumerate(records, start=1):
+        if task_type.is_image:
+            source = check_image(source, None, f"item {number}")
+        elif not isinstance(source, str) or not source.strip():
+            raise InputError(f"item {number}: empty text", row=number)
+        out.append((source, data))
+    return out

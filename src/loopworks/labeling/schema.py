@@ -1,0 +1,127 @@
+"""The labeling tables in the metadata database, and bringing older databases up to date.
+
+Item states: ``OPEN`` (still wants answers), ``LABELED`` (has its answers), ``FAILED`` (nobody
+finished it before the job's deadline; kept with its reason). ``wanted`` is how many answers
+an item wants now: the job's workers per item, raised one at a time by adaptive redundancy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+__all__ = ["ItemState", "answers", "items", "jobs", "leases", "migrate", "outbox", "skips"]
+
+
+class ItemState:
+    """Values of ``label_items.state``."""
+
+    OPEN = 0
+    LABELED = 1
+    FAILED = 2
+
+
+meta = sa.MetaData()
+jobs = sa.Table(
+    "label_jobs", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("team", sa.String(63), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+)
+items = sa.Table(
+    "label_items", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.ForeignKey("label_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("answers", sa.Integer, nullable=False, default=0),
+    sa.Column("leases", sa.Integer, nullable=False, default=0),
+    sa.Column("state", sa.Integer, nullable=False, default=ItemState.OPEN),
+    sa.Column("wanted", sa.Integer, nullable=False, default=1),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+)
+#: Matches next_task's filter and order: open items of a job, most-answered first, then
+#: input order; ``leases`` and ``wanted`` ride along so the quota test needs no row lookup.
+#: Labeled and failed items fall out of the range, so the walk never passes finished work.
+ix_items_open = sa.Index("ix_label_items_open", items.c.job_id, items.c.state,
+                         items.c.answers.desc(), items.c.seq, items.c.leases, items.c.wanted)
+leases = sa.Table(
+    "label_leases", meta,
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("worker_id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_label_leases_worker", "job_id", "worker_id"),
+)
+answers = sa.Table(
+    "label_answers", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("worker_id", sa.Integer, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("item_id", "worker_id", name="uq_answer_item_worker"),
+    sa.Index("ix_label_answers_worker", "job_id", "worker_id"),
+)
+skips = sa.Table(
+    "label_skips", meta,
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("worker_id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Index("ix_label_skips_worker", "job_id", "worker_id"),
+)
+#: Webhook deliveries, written in the transaction that caused the event (so none is lost)
+#: and crossed off only after the receiver said 2xx (at least once).
+outbox = sa.Table(
+    "label_webhook_outbox", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("gave_up_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_label_outbox_due", "delivered_at", "gave_up_at", "next_attempt_at"),
+)
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create missing tables; add the columns and index older labeling databases lack."""
+    inspector = sa.inspect(engine)
+    existing = set(inspector.get_table_names())
+    meta.create_all(engine)
+    if "label_items" not in existing:
+        return
+    item_cols = {c["name"] for c in inspector.get_columns("label_items")}
+    job_cols = {c["name"] for c in inspector.get_columns("label_jobs")}
+    with engine.begin() as conn:
+        if "failure_reason" not in job_cols:
+            conn.exec_driver_sql("ALTER TABLE label_jobs ADD COLUMN failure_reason TEXT")
+        if "failure_reason" not in item_cols:
+            conn.exec_driver_sql("ALTER TABLE label_items ADD COLUMN failure_reason TEXT")
+        if "state" not in item_cols:
+            conn.exec_driver_sql("ALTER TABLE label_items ADD COLUMN state INTEGER NOT NULL "
+                                 "DEFAULT 0")
+            conn.exec_driver_sql("ALTER TABLE label_items ADD COLUMN wanted INTEGER NOT NULL "
+                                 "DEFAULT 1")
+            for job_id, spec in conn.execute(sa.select(jobs.c.id, jobs.c.spec)).all():
+                per_item = int(json.loads(spec).get("workers_per_item", 1))
+                conn.execute(items.update().where(items.c.job_id == job_id).values(
+                    wanted=per_item, state=sa.case((items.c.answers >= per_item,
+                                                    ItemState.LABELED), else_=ItemState.OPEN)))
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_label_items_next")
+        ix_items_open.create(conn, checkfirst=True)
+
