@@ -38,3 +38,23 @@ def test_skip_returns_item_to_others_never_to_the_skipper(jobs: LabelingJobs) ->
     assert jobs.next_task("sent", ana) is None  # the skipped item never comes back to ana
     again = jobs.next_task("sent", bob)
     assert again is not None and again.source == "first"  # but it is there for bob
+
+
+def test_streaming_job_stays_open_and_items_can_be_withdrawn(jobs: LabelingJobs) -> None:
+    jobs.create_job(JobSpec("flow", "nlp", ["neg", "pos"], streaming=True), ["a"])
+    ana = jobs.workforce.add_worker("ana", teams_=["nlp"])
+    task = jobs.next_task("flow", ana)
+    assert task is not None
+    jobs.submit("flow", task.item_id, ana, "pos")
+    assert jobs.job("flow").status.value == "InProgress"  # all labeled, still open
+    ids = jobs.append_items("flow", [("b", {"source": "b"}), ("c", {"source": "c"})])
+    assert len(ids) == 2 and ids[0] < ids[1]
+    held = jobs.next_task("flow", ana)
+    assert held is not None and held.item_id == ids[0]
+    assert jobs.fail_items("flow", ids, "the loop was stopped") == 2
+    assert jobs.fail_items("flow", ids, "again") == 0
+    assert jobs.next_task("flow", ana) is None
+    with pytest.raises(ConflictError):
+        jobs.submit("flow", held.item_id, ana, "neg")  # its lease ended with the item
+    counts = jobs.job("flow").counts
+    assert counts["failed"] == 2 and counts["labeled"] == 1

@@ -126,6 +126,9 @@ class JobSpec:
     webhooks: list[str] = field(default_factory=list)
     webhook_secret: str = ""
     failure_reason: str | None = None
+    #: A streaming job (Ground Truth's term) never completes by itself: items keep arriving
+    #: (human-review loops use one per flow) until it is stopped.
+    streaming: bool = False
 
     def __post_init__(self) -> None:
         self.task_type = TaskType(self.task_type)
@@ -203,7 +206,7 @@ class Task:
 _SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
                 "time_limit_seconds", "label_attribute", "created_at", "examples",
                 "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret")
+                "webhook_secret", "streaming")
 
 
 def _now() -> datetime:
@@ -435,6 +438,8 @@ class LabelingJobs:
 
     def _maybe_completed(self, conn: sa.Connection, row: Any, spec: JobSpec,
                          now: datetime) -> JobStatus:
+        if spec.streaming:
+            return JobStatus.IN_PROGRESS
         still_open = conn.execute(sa.select(items.c.id).where(
             items.c.job_id == row.id, items.c.state == ItemState.OPEN).limit(1)).first()
         if still_open is not None:
@@ -602,6 +607,40 @@ class LabelingJobs:
                                                job_id=row.id))
             if JobStatus(row.status) is JobStatus.STOPPING:
                 self._maybe_stopped(conn, row, _now())
+
+    def append_items(self, job: str, records: list[tuple[str, dict[str, Any]]]) -> list[int]:
+        """Add (source, fields) items to a job in progress and return their ids, in order
+        (human-review loops keep the id of their item)."""
+        spec = self.job(job)
+        records = self._records(spec, records)
+        with self._tx() as conn:
+            row = self._job_row(conn, job)
+            if JobStatus(row.status) is not JobStatus.IN_PROGRESS:
+                raise ConflictError(f"job {job!r} is {row.status}; items can only be added "
+                                    "while it is InProgress", job=job, status=row.status)
+            last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
+                items.c.job_id == row.id)).scalar()
+            first = (last if last is not None else -1) + 1
+            self._insert_items(conn, row.id, spec, records, first)
+            return list(conn.execute(sa.select(items.c.id).where(
+                items.c.job_id == row.id, items.c.seq >= first).order_by(items.c.seq)
+            ).scalars())
+
+    def fail_items(self, job: str, item_ids: Sequence[int], reason: str) -> int:
+        """Withdraw open items (their leases end, no more answers are taken) and mark them
+        failed with ``reason``; returns how many were open. Used when a human loop is
+        stopped or expires."""
+        if not item_ids:
+            return 0
+        with self._tx() as conn:
+            row = self._job_row(conn, job)
+            ids = list(item_ids)
+            conn.execute(leases.delete().where(leases.c.job_id == row.id,
+                                               leases.c.item_id.in_(ids)))
+            return int(conn.execute(items.update().where(
+                items.c.job_id == row.id, items.c.id.in_(ids),
+                items.c.state == ItemState.OPEN).values(
+                    state=ItemState.FAILED, failure_reason=reason, leases=0)).rowcount)
 
     def image_path(self, job: str, item_id: int, worker: Worker) -> Path:
         """The image file of an item of an image job, for the worker's page to show.
