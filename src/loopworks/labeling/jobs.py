@@ -209,6 +209,49 @@ _SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_
                 "webhook_secret", "streaming")
 
 
+def _b(name: str) -> Any:
+    return sa.bindparam(name)
+
+
+class _Q:
+    """Hot-path statements, built once: on SQLite, building a SQLAlchemy expression costs
+    more than running it, and a prebuilt one also skips the compiled-cache key walk."""
+
+    job_row = sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec, jobs.c.status
+                        ).where(jobs.c.name == _b("b_name"))
+    # Open items with room, most-answered first, that this worker has not answered,
+    # skipped or leased. The walk follows ``ix_label_items_open``; each NOT EXISTS is one
+    # primary-key or unique-index probe per item passed over.
+    candidate = (sa.select(items.c.id, items.c.source, items.c.data)
+                 .where(items.c.job_id == _b("b_job"), items.c.state == ItemState.OPEN,
+                        items.c.answers + items.c.leases < items.c.wanted,
+                        *[~sa.exists().where(t.c.item_id == items.c.id,
+                                             t.c.worker_id == _b("b_worker"))
+                          for t in (leases, answers, skips)])
+                 .order_by(items.c.answers.desc(), items.c.seq).limit(1))
+    candidate_pg = candidate.with_for_update(of=items, skip_locked=True)
+    lease_insert = leases.insert()
+    lease_taken = items.update().where(items.c.id == _b("b_item")).values(
+        leases=items.c.leases + 1)
+    lease_of = sa.select(leases).where(leases.c.item_id == _b("b_item"),
+                                       leases.c.worker_id == _b("b_worker"))
+    lease_of_pg = lease_of.with_for_update()
+    lease_delete = leases.delete().where(leases.c.item_id == _b("b_item"),
+                                         leases.c.worker_id == _b("b_worker"))
+    answer_insert = answers.insert()
+    # One statement records the answer on the item and, unless adaptive redundancy has to
+    # look at the answers first, labels it when it has what it wanted.
+    answered = items.update().where(items.c.id == _b("b_item")).values(
+        answers=items.c.answers + 1, leases=items.c.leases - 1,
+        state=sa.case((sa.and_(_b("b_final"), items.c.answers + 1 >= items.c.wanted),
+                       ItemState.LABELED), else_=items.c.state),
+    ).returning(items.c.answers, items.c.wanted, items.c.seq, items.c.state)
+    item_source = sa.select(items.c.source).where(items.c.id == _b("b_item"),
+                                                  items.c.job_id == _b("b_job"))
+    open_item = sa.select(items.c.id).where(items.c.job_id == _b("b_job"),
+                                            items.c.state == ItemState.OPEN).limit(1)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -351,8 +394,7 @@ class LabelingJobs:
         return spec
 
     def _job_row(self, conn: sa.Connection, name: str) -> Any:
-        row = conn.execute(sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec,
-                                     jobs.c.status).where(jobs.c.name == name)).first()
+        row = conn.execute(_Q.job_row, {"b_name": name}).first()
         if row is None:
             raise NotFoundError(f"no labeling job {name!r}", job=name)
         return row
@@ -440,8 +482,7 @@ class LabelingJobs:
                          now: datetime) -> JobStatus:
         if spec.streaming:
             return JobStatus.IN_PROGRESS
-        still_open = conn.execute(sa.select(items.c.id).where(
-            items.c.job_id == row.id, items.c.state == ItemState.OPEN).limit(1)).first()
+        still_open = conn.execute(_Q.open_item, {"b_job": row.id}).first()
         if still_open is not None:
             return JobStatus.IN_PROGRESS
         return self._finish(conn, row, spec, now, "every item failed")
@@ -542,36 +583,20 @@ class LabelingJobs:
             spec = self._spec(row)
             if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
-            query = self._candidates(row.id, worker.id)
-            item = conn.execute(query).first()
+            query = _Q.candidate_pg if self._postgres else _Q.candidate
+            params = {"b_job": row.id, "b_worker": worker.id}
+            item = conn.execute(query, params).first()
             if item is None and self._sweep(conn, row.id, now, force=True):
-                item = conn.execute(query).first()
+                item = conn.execute(query, params).first()
             if item is None:
                 self._maybe_completed(conn, row, spec, now)
                 return None
             expires = now + timedelta(seconds=spec.time_limit_seconds)
-            conn.execute(leases.insert().values(item_id=item.id, worker_id=worker.id,
-                                                job_id=row.id, accepted_at=now,
-                                                expires_at=expires))
-            conn.execute(items.update().where(items.c.id == item.id)
-                         .values(leases=items.c.leases + 1))
+            conn.execute(_Q.lease_insert, {"item_id": item.id, "worker_id": worker.id,
+                                           "job_id": row.id, "accepted_at": now,
+                                           "expires_at": expires})
+            conn.execute(_Q.lease_taken, {"b_item": item.id})
         return self._task(job, spec, item, expires)
-
-    def _candidates(self, job_id: int, worker_id: int) -> Any:
-        """Open items with room, most-answered first, that this worker has not answered,
-        skipped or leased. The walk follows ``ix_label_items_open``; each NOT EXISTS is one
-        primary-key or unique-index probe per item passed over."""
-        seen = [sa.exists().where(table.c.item_id == items.c.id,
-                                  table.c.worker_id == worker_id)
-                for table in (leases, answers, skips)]
-        query = (sa.select(items.c.id, items.c.source, items.c.data)
-                 .where(items.c.job_id == job_id, items.c.state == ItemState.OPEN,
-                        items.c.answers + items.c.leases < items.c.wanted,
-                        *[~s for s in seen])
-                 .order_by(items.c.answers.desc(), items.c.seq).limit(1))
-        if self._postgres:
-            query = query.with_for_update(of=items, skip_locked=True)
-        return query
 
     def current_task(self, job: str, worker: Worker) -> Task | None:
         """The worker's live lease in this job, if any (so a page reload shows the same
@@ -611,20 +636,52 @@ class LabelingJobs:
     def append_items(self, job: str, records: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """Add (source, fields) items to a job in progress and return their ids, in order
         (human-review loops keep the id of their item)."""
-        spec = self.job(job)
+        with self._tx() as conn:
+            return self.append_items_in(conn, job, records)
+
+    def append_items_in(self, conn: sa.Connection, job: str,
+                        records: list[tuple[str, dict[str, Any]]]) -> list[int]:
+        """:meth:`append_items` inside the caller's transaction (so a human loop's record
+        and its item are written together or not at all)."""
+        row = self._job_row(conn, job)
+        spec = self._spec(row)
         records = self._records(spec, records)
+        if JobStatus(row.status) is not JobStatus.IN_PROGRESS:
+            raise ConflictError(f"job {job!r} is {row.status}; items can only be added "
+                                "while it is InProgress", job=job, status=row.status)
+        last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
+            items.c.job_id == row.id)).scalar()
+        first = (last if last is not None else -1) + 1
+        self._insert_items(conn, row.id, spec, records, first)
+        return list(conn.execute(sa.select(items.c.id).where(
+            items.c.job_id == row.id, items.c.seq >= first).order_by(items.c.seq)
+        ).scalars())
+
+    def create_streaming_job(self, spec: JobSpec) -> JobSpec:
+        """Create a streaming job with no items yet (they arrive with append_items)."""
+        if not spec.streaming:
+            raise ConfigurationError("only streaming jobs start empty", setting="streaming")
+        self.workforce.team(spec.team)
+        spec.created_at = _now().isoformat()
+        try:
+            with self._tx() as conn:
+                conn.execute(jobs.insert().values(
+                    name=spec.name, team=spec.team, spec=_dump_spec(spec),
+                    status=JobStatus.IN_PROGRESS.value, created_at=_now()))
+        except sa.exc.IntegrityError:
+            raise ConflictError(f"labeling job {spec.name!r} already exists",
+                                job=spec.name) from None
+        return self.job(spec.name)
+
+    def delete_job(self, job: str) -> None:
+        """Delete a job with its items, leases and answers."""
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            if JobStatus(row.status) is not JobStatus.IN_PROGRESS:
-                raise ConflictError(f"job {job!r} is {row.status}; items can only be added "
-                                    "while it is InProgress", job=job, status=row.status)
-            last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
-                items.c.job_id == row.id)).scalar()
-            first = (last if last is not None else -1) + 1
-            self._insert_items(conn, row.id, spec, records, first)
-            return list(conn.execute(sa.select(items.c.id).where(
-                items.c.job_id == row.id, items.c.seq >= first).order_by(items.c.seq)
-            ).scalars())
+            for table in (answers, leases, skips):
+                conn.execute(table.delete().where(table.c.job_id == row.id))
+            conn.execute(items.delete().where(items.c.job_id == row.id))
+            conn.execute(jobs.delete().where(jobs.c.id == row.id))
+        self._specs.pop(row.id, None)
 
     def fail_items(self, job: str, item_ids: Sequence[int], reason: str) -> int:
         """Withdraw open items (their leases end, no more answers are taken) and mark them
@@ -685,41 +742,39 @@ class LabelingJobs:
             status = self._settle(conn, row, spec, now)
             source = None
             if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
-                source = conn.execute(sa.select(items.c.source).where(
-                    items.c.id == item_id, items.c.job_id == row.id)).scalar()
+                source = conn.execute(_Q.item_source, {"b_item": item_id,
+                                                       "b_job": row.id}).scalar()
             stored = validate_answer(spec.task_type, spec.labels, answer, source)
             if status not in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
                 raise ConflictError(f"job {job!r} is {status.value} and takes no answers",
                                     job=job, status=status.value)
-            lease_query = sa.select(leases).where(leases.c.item_id == item_id,
-                                                  leases.c.worker_id == worker.id)
-            if self._postgres:
-                lease_query = lease_query.with_for_update()
-            lease = conn.execute(lease_query).first()
+            mine = {"b_item": item_id, "b_worker": worker.id}
+            lease = conn.execute(_Q.lease_of_pg if self._postgres else _Q.lease_of,
+                                 mine).first()
             if lease is None or _aware(lease.expires_at) < now:
                 raise ConflictError(
                     f"no live task {item_id} for worker {worker.name!r} in job {job!r}: it "
                     "expired or was never assigned; ask for a new task", job=job,
                     item_id=item_id)
-            conn.execute(leases.delete().where(leases.c.item_id == item_id,
-                                               leases.c.worker_id == worker.id))
-            conn.execute(answers.insert().values(
-                item_id=item_id, job_id=row.id, worker_id=worker.id, answer=json.dumps(stored),
-                accepted_at=lease.accepted_at, submitted_at=now))
-            n, wanted, seq = conn.execute(
-                items.update().where(items.c.id == item_id)
-                .values(answers=items.c.answers + 1, leases=items.c.leases - 1)
-                .returning(items.c.answers, items.c.wanted, items.c.seq)).one()
+            conn.execute(_Q.lease_delete, mine)
+            conn.execute(_Q.answer_insert, {
+                "item_id": item_id, "job_id": row.id, "worker_id": worker.id,
+                "answer": json.dumps(stored), "accepted_at": lease.accepted_at,
+                "submitted_at": now})
+            n, wanted, seq, state = conn.execute(_Q.answered, {
+                "b_item": item_id, "b_final": spec.adaptive is None}).one()
             if n >= wanted:
-                self._item_answered(conn, row, spec, item_id, seq, n, wanted, now)
+                self._item_answered(conn, row, spec, item_id, seq, n, wanted, now,
+                                    labeled=state == ItemState.LABELED)
             if status is JobStatus.STOPPING:
                 self._maybe_stopped(conn, row, now)
 
     def _item_answered(self, conn: sa.Connection, row: Any, spec: JobSpec, item_id: int,
-                       seq: int, n: int, wanted: int, now: datetime) -> None:
-        """The item has the answers it wanted: label it, or (adaptive) want one more."""
+                       seq: int, n: int, wanted: int, now: datetime, labeled: bool) -> None:
+        """The item has the answers it wanted: label it (unless ``labeled`` already), or
+        (adaptive) want one more."""
         confidence = None
-        if spec.adaptive is not None:
+        if spec.adaptive is not None and not labeled:
             given = [json.loads(a) for a in conn.execute(sa.select(answers.c.answer).where(
                 answers.c.item_id == item_id)).scalars()]
             confidence = majority_share(given)
@@ -728,8 +783,9 @@ class LabelingJobs:
                 conn.execute(items.update().where(items.c.id == item_id)
                              .values(wanted=wanted + 1))
                 return
-        conn.execute(items.update().where(items.c.id == item_id)
-                     .values(state=ItemState.LABELED))
+        if not labeled:
+            conn.execute(items.update().where(items.c.id == item_id)
+                         .values(state=ItemState.LABELED))
         self._emit(conn, row, spec, "item.labeled", now, {
             "item_id": item_id, "item": seq, "answers": n,
             **({"confidence": round(confidence, 4)} if confidence is not None else {})})

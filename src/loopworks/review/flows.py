@@ -1,0 +1,651 @@
+"""Flow definitions and human loops: model predictions that people review.
+
+A flow definition (A2I's ``CreateFlowDefinition``) names a team, a task template, how many
+reviewers look at each input, a time limit per task, an availability lifetime per loop, an
+output location and activation conditions. Each flow is backed by one *streaming* labeling
+job (``review-<flow>``) of its team, so reviewers get work through the same leases, quotas,
+pages and JSON API as labeling: nothing about assignment is built twice. A human loop is
+one item of that job plus its own record here (name, status, conditions that fired, output).
+
+Statuses follow A2I: InProgress, Completed, Failed (codes ValidationError, Expired,
+InternalError), Stopping, Stopped. Progress is settled lazily: reading a loop (or the page
+submitting an answer) completes it when its item has its answers, or fails it as Expired
+when its availability lifetime has run out. A completed loop's answers are consolidated and
+an output document is written in A2I's layout, ``<output>/<flow>/YYYY/MM/DD/hh/mm/ss/<loop>/
+output.json``. Status changes go to the flow's webhooks through the labeling outbox (signed,
+retried, at least once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
+from loopworks.labeling import webhooks
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.labeling.schema import ItemState, answers, items
+from loopworks.labeling.schema import jobs as label_jobs
+from loopworks.labeling.tasktypes import TaskType, consolidate_spans
+from loopworks.labeling.transactions import transaction
+from loopworks.labeling.workforce import workers
+from loopworks.review.conditions import ActivationConditions
+
+__all__ = ["FailureCode", "FlowDefinition", "HumanLoop", "HumanReview", "LoopStatus",
+           "StartResult", "TEMPLATES"]
+
+#: Built-in task templates and the labeling task type each uses.
+TEMPLATES = {"classification-review": TaskType.TEXT_CLASSIFICATION,
+             "span-review": TaskType.NAMED_ENTITY_RECOGNITION}
+_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+
+
+class LoopStatus(StrEnum):
+    """A2I's human-loop statuses."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+class FailureCode(StrEnum):
+    """Why a loop failed."""
+
+    VALIDATION_ERROR = "ValidationError"
+    EXPIRED = "Expired"
+    INTERNAL_ERROR = "InternalError"
+
+
+@dataclass
+class FlowDefinition:
+    """A flow definition: who reviews what, how many times, for how long, where it goes.
+
+    ``activation_conditions`` is A2I's document (see :mod:`loopworks.review.conditions`);
+    None or an empty list sends every input to people. ``template`` is a built-in name
+    (``classification-review``, ``span-review``) or the text of a Jinja2 template (rendered
+    with autoescape by the server). ``output`` is a local folder or an fsspec URL.
+    """
+
+    name: str
+    team: str
+    labels: list[str]
+    output: str
+    title: str = ""
+    description: str = ""
+    template: str = "classification-review"
+    task_count: int = 1
+    time_limit_seconds: int = 300
+    availability_lifetime_seconds: int = 7 * 24 * 3600
+    activation_conditions: dict[str, Any] | None = None
+    webhooks: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigurationError(
+                f"invalid flow name {self.name!r}: 1-63 lower-case letters, digits and '-'",
+                setting="name")
+        if not 1 <= self.task_count <= 100:
+            raise ConfigurationError("task count (reviewers per loop) must be 1-100",
+                                     setting="task_count")
+        if self.availability_lifetime_seconds < 60:
+            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
+                                     setting="availability_lifetime_seconds")
+        if not self.output:
+            raise ConfigurationError("a flow needs an output location", setting="output")
+        # Validated now, with the path of any mistake, not when the first input arrives.
+        ActivationConditions(self.activation_conditions, self.labels)
+
+    @property
+    def job_name(self) -> str:
+        """The streaming labeling job that carries this flow's tasks."""
+        return f"review-{self.name}"
+
+    @property
+    def task_type(self) -> TaskType:
+        return TEMPLATES.get(self.template, TaskType.TEXT_CLASSIFICATION)
+
+    @property
+    def arn(self) -> str:
+        """An ARN-like identifier, as A2I's output documents carry."""
+        return f"loopworks:flow-definition/{self.name}"
+
+
+@dataclass
+class HumanLoop:
+    """One human loop and where it stands."""
+
+    name: str
+    flow: str
+    status: LoopStatus
+    created_at: datetime
+    input_content: dict[str, Any]
+    conditions_fired: list[str]
+    failure_code: str | None = None
+    failure_reason: str | None = None
+    output_uri: str | None = None
+    completed_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    item_id: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """A2I's DescribeHumanLoop shape."""
+        out: dict[str, Any] = {
+            "HumanLoopName": self.name, "HumanLoopStatus": self.status.value,
+            "FlowDefinitionArn": f"loopworks:flow-definition/{self.flow}",
+            "HumanLoopArn": f"loopworks:human-loop/{self.flow}/{self.name}",
+            "CreationTime": self.created_at.isoformat(),
+            "ActivationConditionsFired": self.conditions_fired}
+        if self.failure_code:
+            out["FailureCode"] = self.failure_code
+            out["FailureReason"] = self.failure_reason
+        if self.output_uri:
+            out["HumanLoopOutput"] = {"OutputUri": self.output_uri}
+        if self.result is not None:
+            out["ConsolidatedAnswer"] = self.result
+        return out
+
+
+@dataclass
+class StartResult:
+    """What start_human_loop did: started (or found, when repeated) a loop, or not."""
+
+    started: bool
+    loop: HumanLoop | None
+    conditions_fired: list[str]
+    reason: str = ""
+
+
+_meta = sa.MetaData()
+flows = sa.Table(
+    "review_flows", _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("evaluated", sa.Integer, nullable=False, default=0),
+    sa.Column("activated", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+loops = sa.Table(
+    "review_loops", _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow_id", sa.ForeignKey("review_flows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("input_content", sa.Text, nullable=False),
+    sa.Column("conditions_fired", sa.Text, nullable=False),
+    sa.Column("item_id", sa.Integer, nullable=True),
+    sa.Column("failure_code", sa.String(32), nullable=True),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("output_uri", sa.Text, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("flow_id", "name", name="uq_review_loop_name"),
+    sa.Index("ix_review_loops_status", "flow_id", "status", "id"),
+    sa.Index("ix_review_loops_item", "item_id"),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _hash(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def loop_text(content: dict[str, Any]) -> str:
+    """The text people review: ``source``, ``text`` or ``taskObject`` of the input."""
+    for key in ("source", "text", "taskObject"):
+        value = content.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    raise InputError("the input content needs the text to review under 'source', 'text' or "
+                     "'taskObject'", field="input_content")
+
+
+def prediction_of(content: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """The model's prediction carried by the input: ``probabilities`` {class: p} (or a list
+    in class order); label and confidence are derived from them."""
+    probs = content.get("probabilities")
+    if isinstance(probs, dict):
+        missing = [c for c in labels if c not in probs]
+        if missing or set(probs) - set(labels):
+            raise InputError(f"probabilities must name exactly the flow's classes {list(labels)}"
+                             f" (got {sorted(probs)})", field="probabilities")
+        vector = [probs[c] for c in labels]
+    elif isinstance(probs, list) and len(probs) == len(labels):
+        vector = probs
+    else:
+        raise InputError(f"the input content needs the model's 'probabilities' for the "
+                         f"classes {list(labels)}", field="probabilities")
+    try:
+        values = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("probabilities must be numbers", field="probabilities") from None
+    if not np.isfinite(values).all() or (values < 0).any() or abs(values.sum() - 1) > 1e-3:
+        raise InputError("probabilities must be non-negative and sum to 1",
+                         field="probabilities")
+    best = int(values.argmax())
+    return {"label": labels[best], "confidence": float(values[best]),
+            "probabilities": dict(zip(labels, values.tolist(), strict=True))}
+
+
+class HumanReview:
+    """Flow definitions and human loops in the metadata database."""
+
+    def __init__(self, engine: sa.Engine, jobs: LabelingJobs | None = None) -> None:
+        self.engine = engine
+        self.jobs = jobs or LabelingJobs(engine)
+        _meta.create_all(engine)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with transaction(self.engine) as conn:
+            yield conn
+
+    # ------------------------------------------------------------------- flows
+    def create_flow(self, flow: FlowDefinition) -> FlowDefinition:
+        """Create a flow and the streaming job that carries its tasks."""
+        if flow.template not in TEMPLATES and "{{" not in flow.template:
+            raise ConfigurationError(
+                f"template {flow.template[:40]!r} is neither a built-in "
+                f"({', '.join(TEMPLATES)}) nor a Jinja2 template", setting="template")
+        flow.created_at = _now().isoformat()
+        with self._tx() as conn:
+            if conn.execute(sa.select(flows.c.id).where(flows.c.name == flow.name)).first():
+                raise ConflictError(f"flow definition {flow.name!r} already exists",
+                                    flow=flow.name)
+        spec = JobSpec(flow.job_name, flow.team, flow.labels, task_type=flow.task_type,
+                       instructions=flow.description or flow.title,
+                       workers_per_item=flow.task_count,
+                       time_limit_seconds=flow.time_limit_seconds,
+                       availability_lifetime_seconds=100 * 365 * 24 * 3600,
+                       webhooks=flow.webhooks, webhook_secret=flow.webhook_secret,
+                       streaming=True)
+        self.jobs.create_streaming_job(spec)
+        with self._tx() as conn:
+            conn.execute(flows.insert().values(name=flow.name, spec=json.dumps(asdict(flow)),
+                                               evaluated=0, activated=0, created_at=_now()))
+        return flow
+
+    def flow(self, name: str) -> FlowDefinition:
+        """A flow definition by name."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(flows).where(flows.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no flow definition {name!r}", flow=name)
+        return FlowDefinition(**json.loads(row.spec))
+
+    def flows(self) -> list[FlowDefinition]:
+        """Every flow definition, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(flows.c.spec).order_by(flows.c.id)).scalars().all()
+        return [FlowDefinition(**json.loads(s)) for s in rows]
+
+    def flow_for_job(self, job: str) -> FlowDefinition | None:
+        """The flow a labeling job carries, if it is one's."""
+        if not job.startswith("review-"):
+            return None
+        try:
+            return self.flow(job.removeprefix("review-"))
+        except NotFoundError:
+            return None
+
+    def delete_flow(self, name: str) -> None:
+        """Delete a flow, its loops and its job (refused while loops are in progress)."""
+        self.flow(name)
+        with self._tx() as conn:
+            flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == name)).scalar()
+            busy = conn.execute(sa.select(sa.func.count()).select_from(loops).where(
+                loops.c.flow_id == flow_id, loops.c.status == LoopStatus.IN_PROGRESS.value)
+            ).scalar_one()
+            if busy:
+                raise ConflictError(f"flow {name!r} has {busy} loops in progress; stop them "
+                                    "first", flow=name)
+            conn.execute(loops.delete().where(loops.c.flow_id == flow_id))
+            conn.execute(flows.delete().where(flows.c.id == flow_id))
+        self.jobs.delete_job(f"review-{name}")
+
+    # ------------------------------------------------------------------- loops
+    def start_human_loop(self, name: str, flow: str, input_content: dict[str, Any]
+                         ) -> StartResult:
+        """Evaluate the flow's conditions on the input and start a loop when they hold.
+
+        Repeating a call with the same name and content returns the existing loop; the same
+        name with other content is a ConflictError.
+        """
+        return self.start_human_loops(flow, [(name, input_content)])[0]
+
+    def start_human_loops(self, flow: str, inputs: Sequence[tuple[str, dict[str, Any]]]
+                          ) -> list[StartResult]:
+        """start_human_loop for many inputs at once: one vectorised evaluation of the
+        conditions, one transaction for the loops that start."""
+        spec = self.flow(flow)
+        for name, content in inputs:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ConfigurationError(f"invalid human loop name {name!r}: 1-63 lower-case "
+                                         "letters, digits and '-'", setting="name")
+            if not isinstance(content, dict):
+                raise InputError(f"loop {name}: the input content must be a JSON object",
+                                 field="input_content")
+        predictions = [prediction_of(c, spec.labels) for _, c in inputs]
+        texts = [loop_text(c) for _, c in inputs]
+        probs = np.array([[p["probabilities"][c] for c in spec.labels] for p in predictions])
+        conditions = ActivationConditions(spec.activation_conditions, spec.labels)
+        evaluation = conditions.evaluate(probs.reshape(len(inputs), len(spec.labels)),
+                                         spec.labels, flow=flow,
+                                         contents=[c for _, c in inputs])
+        hashes = [_hash(c) for _, c in inputs]
+        now = _now()
+        results: list[StartResult | None] = [None] * len(inputs)
+        with self._tx() as conn:
+            flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
+            existing = {r.name: r for r in conn.execute(sa.select(loops).where(
+                loops.c.flow_id == flow_id,
+                loops.c.name.in_([n for n, _ in inputs])))} if inputs else {}
+            fresh = []
+            for i, (name, _content) in enumerate(inputs):
+                if name in existing:
+                    row = existing[name]
+                    if row.content_hash != hashes[i]:
+                        raise ConflictError(f"human loop {name!r} of flow {flow!r} exists with "
+                                            "other input content", loop=name, flow=flow)
+                    loop = self._loop(row, flow)
+                    results[i] = StartResult(True, loop, loop.conditions_fired, "exists")
+                elif not evaluation.activated[i]:
+                    results[i] = StartResult(False, None, [], "no activation condition held")
+                else:
+                    fresh.append(i)
+            conn.execute(flows.update().where(flows.c.id == flow_id).values(
+                evaluated=flows.c.evaluated + sum(n not in existing for n, _ in inputs),
+                activated=flows.c.activated + len(fresh)))
+            if fresh:
+                records = [(texts[i], {"source": texts[i], "human-loop": inputs[i][0],
+                                       "prediction": predictions[i],
+                                       "input": inputs[i][1]}) for i in fresh]
+                item_ids = self.jobs.append_items_in(conn, spec.job_name, records)
+                expires = now + timedelta(seconds=spec.availability_lifetime_seconds)
+                conn.execute(loops.insert(), [{
+                    "flow_id": flow_id, "name": inputs[i][0],
+                    "status": LoopStatus.IN_PROGRESS.value, "content_hash": hashes[i],
+                    "input_content": json.dumps(inputs[i][1], default=str),
+                    "conditions_fired": json.dumps(evaluation.fired[i]),
+                    "item_id": item_id, "created_at": now, "expires_at": expires}
+                    for i, item_id in zip(fresh, item_ids, strict=True)])
+                for i in fresh:
+                    loop = HumanLoop(inputs[i][0], flow, LoopStatus.IN_PROGRESS, now,
+                                     inputs[i][1], evaluation.fired[i])
+                    results[i] = StartResult(True, loop, evaluation.fired[i], "started")
+                self._notify(conn, spec, [inputs[i][0] for i in fresh],
+                             LoopStatus.IN_PROGRESS, now)
+        return [r for r in results if r is not None]
+
+    def _loop(self, row: Any, flow: str) -> HumanLoop:
+        return HumanLoop(
+            row.name, flow, LoopStatus(row.status), _aware(row.created_at),
+            json.loads(row.input_content), json.loads(row.conditions_fired), row.failure_code,
+            row.failure_reason, row.output_uri,
+            _aware(row.completed_at) if row.completed_at else None,
+            json.loads(row.result) if row.result else None, row.item_id)
+
+    def describe_human_loop(self, name: str, flow: str) -> HumanLoop:
+        """One loop, settled first (completed or expired if it is due)."""
+        self.settle(flow)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(loops).join(flows, flows.c.id == loops.c.flow_id)
+                               .where(flows.c.name == flow, loops.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no human loop {name!r} in flow {flow!r}", loop=name,
+                                flow=flow)
+        return self._loop(row, flow)
+
+    def list_human_loops(self, flow: str | None = None, *, status: str | None = None,
+                         created_after: datetime | None = None,
+                         created_before: datetime | None = None, max_results: int = 100,
+                         next_token: str | None = None, newest_first: bool = False
+                         ) -> tuple[list[HumanLoop], str | None]:
+        """Loops filtered by flow, status and creation time, a page at a time.
+
+        Returns the page and the token for the next one (None on the last page).
+        """
+        if not 1 <= max_results <= 1000:
+            raise ConfigurationError("max_results must be 1-1000", setting="max_results")
+        if status is not None and status not in {s.value for s in LoopStatus}:
+            raise ConfigurationError(f"unknown status {status!r}",
+                                     valid_values=[s.value for s in LoopStatus],
+                                     setting="status")
+        for name in ([flow] if flow else [f.name for f in self.flows()]):
+            self.settle(name)
+        query = sa.select(loops, flows.c.name.label("flow_name")).join(
+            flows, flows.c.id == loops.c.flow_id)
+        if flow:
+            self.flow(flow)
+            query = query.where(flows.c.name == flow)
+        if status:
+            query = query.where(loops.c.status == status)
+        if created_after:
+            query = query.where(loops.c.created_at >= created_after)
+        if created_before:
+            query = query.where(loops.c.created_at < created_before)
+        if next_token:
+            try:
+                cursor = int(next_token)
+            except ValueError:
+                raise ConfigurationError("invalid next_token", setting="next_token") from None
+            query = query.where(loops.c.id < cursor if newest_first else loops.c.id > cursor)
+        query = query.order_by(loops.c.id.desc() if newest_first else loops.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(max_results + 1)).all()
+        more = len(rows) > max_results
+        rows = rows[:max_results]
+        token = str(rows[-1].id) if more and rows else None
+        return [self._loop(r, r.flow_name) for r in rows], token
+
+    def stop_human_loop(self, name: str, flow: str) -> HumanLoop:
+        """Stop a loop in progress: Stopping, its task withdrawn, then Stopped."""
+        loop = self.describe_human_loop(name, flow)
+        if loop.status is not LoopStatus.IN_PROGRESS:
+            raise ConflictError(f"human loop {name!r} is {loop.status.value}; only loops in "
+                                "progress can be stopped", loop=name, status=loop.status.value)
+        spec = self.flow(flow)
+        now = _now()
+        self._set(flow, name, LoopStatus.STOPPING, now, expect=LoopStatus.IN_PROGRESS)
+        if loop.item_id is not None:
+            self.jobs.fail_items(spec.job_name, [loop.item_id], "the human loop was stopped")
+        self._set(flow, name, LoopStatus.STOPPED, now, expect=LoopStatus.STOPPING)
+        return self.describe_human_loop(name, flow)
+
+    def delete_human_loop(self, name: str, flow: str) -> None:
+        """Delete a Failed, Completed or Stopped loop (its output documents stay)."""
+        loop = self.describe_human_loop(name, flow)
+        if loop.status not in (LoopStatus.FAILED, LoopStatus.COMPLETED, LoopStatus.STOPPED):
+            raise ConflictError(f"human loop {name!r} is {loop.status.value}; only Failed, "
+                                "Completed or Stopped loops can be deleted", loop=name,
+                                status=loop.status.value)
+        with self._tx() as conn:
+            flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
+            conn.execute(loops.delete().where(loops.c.flow_id == flow_id, loops.c.name == name))
+
+    def _set(self, flow: str, name: str, status: LoopStatus, now: datetime, *,
+             expect: LoopStatus, **values: Any) -> bool:
+        spec = self.flow(flow)
+        with self._tx() as conn:
+            flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
+            changed = conn.execute(loops.update().where(
+                loops.c.flow_id == flow_id, loops.c.name == name,
+                loops.c.status == expect.value).values(status=status.value, **values)).rowcount
+            if changed:
+                self._notify(conn, spec, [name], status, now, values.get("failure_code"))
+        return bool(changed)
+
+    def _notify(self, conn: sa.Connection, spec: FlowDefinition, names: Sequence[str],
+                status: LoopStatus, now: datetime, code: str | None = None) -> None:
+        if not spec.webhooks:
+            return
+        job_id = conn.execute(sa.select(label_jobs.c.id).where(
+            label_jobs.c.name == spec.job_name)).scalar_one()
+        for name in names:
+            webhooks.enqueue(conn, int(job_id), spec.webhooks, "human-loop.status", {
+                "event": "human-loop.status", "flow": spec.name, "humanLoopName": name,
+                "status": status.value, "at": now.isoformat(),
+                **({"failureCode": code} if code else {})}, now)
+        self.jobs.webhooks.wake()
+
+    # ---------------------------------------------------------------- settling
+    def settle(self, flow: str, now: datetime | None = None) -> dict[str, int]:
+        """Complete loops whose task has its answers; fail loops past their lifetime."""
+        spec = self.flow(flow)
+        now = now or _now()
+        with self.engine.connect() as conn:
+            flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
+            open_rows = conn.execute(
+                sa.select(loops.c.name, loops.c.item_id, loops.c.expires_at, items.c.state,
+                          loops.c.created_at, loops.c.input_content, loops.c.conditions_fired)
+                .join(items, items.c.id == loops.c.item_id)
+                .where(loops.c.flow_id == flow_id,
+                       loops.c.status == LoopStatus.IN_PROGRESS.value)).all()
+        done = [r for r in open_rows if r.state == ItemState.LABELED]
+        expired = [r for r in open_rows if r.state == ItemState.OPEN
+                   and _aware(r.expires_at) <= now]
+        failed = [r for r in open_rows if r.state == ItemState.FAILED]
+        if expired:
+            self.jobs.fail_items(spec.job_name, [r.item_id for r in expired],
+                                 "the human loop's availability lifetime ran out")
+            for r in expired:
+                self._set(flow, r.name, LoopStatus.FAILED, now, expect=LoopStatus.IN_PROGRESS,
+                          failure_code=FailureCode.EXPIRED.value,
+                          failure_reason="not reviewed within the availability lifetime of "
+                          f"{spec.availability_lifetime_seconds} s", completed_at=now)
+        for r in failed:
+            self._set(flow, r.name, LoopStatus.FAILED, now, expect=LoopStatus.IN_PROGRESS,
+                      failure_code=FailureCode.INTERNAL_ERROR.value,
+                      failure_reason="its task was withdrawn", completed_at=now)
+        if done:
+            given = self._answers([r.item_id for r in done])
+            for r in done:
+                self._complete(spec, r, given.get(r.item_id, []), now)
+        return {"completed": len(done), "expired": len(expired), "failed": len(failed)}
+
+    def _answers(self, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(answers, workers.c.name.label("worker_name"))
+                .join(workers, workers.c.id == answers.c.worker_id, isouter=True)
+                .where(answers.c.item_id.in_(item_ids)).order_by(answers.c.id)).all()
+        out: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            accepted, submitted = _aware(r.accepted_at), _aware(r.submitted_at)
+            out.setdefault(r.item_id, []).append({
+                "answerContent": json.loads(r.answer), "workerId": r.worker_name,
+                "acceptanceTime": accepted.isoformat(),
+                "submissionTime": submitted.isoformat(),
+                "timeSpentInSeconds": round((submitted - accepted).total_seconds(), 3)})
+        return out
+
+    def _complete(self, spec: FlowDefinition, row: Any, given: list[dict[str, Any]],
+                  now: datetime) -> None:
+        content = json.loads(row.input_content)
+        prediction = prediction_of(content, spec.labels)
+        result = consolidate_review(spec.task_type, [g["answerContent"] for g in given],
+                                    prediction["label"])
+        result["modelLabel"] = prediction["label"]
+        result["modelConfidence"] = round(prediction["confidence"], 6)
+        if "label" in result:
+            result["agreesWithModel"] = result["label"] == prediction["label"]
+        created = _aware(row.created_at)
+        document = {
+            "flowDefinitionArn": spec.arn, "humanLoopName": row.name,
+            "humanLoopArn": f"loopworks:human-loop/{spec.name}/{row.name}",
+            "inputContent": content, "humanAnswers": given, "consolidatedAnswer": result,
+            "activationConditionsFired": json.loads(row.conditions_fired),
+            "creationTime": created.isoformat(), "completionTime": now.isoformat()}
+        uri = _write_output(spec, row.name, created, document)
+        self._set(spec.name, row.name, LoopStatus.COMPLETED, now,
+                  expect=LoopStatus.IN_PROGRESS, output_uri=uri, result=json.dumps(result),
+                  completed_at=now)
+
+    # -------------------------------------------------------------- dashboard
+    def summary(self, flow: str) -> dict[str, Any]:
+        """Loops by status, share sent to people, model-vs-reviewer agreement."""
+        self.settle(flow)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(flows).where(flows.c.name == flow)).one()
+            counts: dict[str, int] = {status: n for status, n in conn.execute(
+                sa.select(loops.c.status, sa.func.count()).where(loops.c.flow_id == row.id)
+                .group_by(loops.c.status))}
+            results = conn.execute(sa.select(loops.c.result).where(
+                loops.c.flow_id == row.id, loops.c.status == LoopStatus.COMPLETED.value)
+            ).scalars().all()
+        parsed = [json.loads(r) for r in results if r]
+        judged = [r for r in parsed if "agreesWithModel" in r]
+        agree = sum(r["agreesWithModel"] for r in judged)
+        human = Counter(r["label"] for r in judged)
+        return {
+            "flow": flow, "evaluated": int(row.evaluated), "activated": int(row.activated),
+            "human_share": row.activated / row.evaluated if row.evaluated else None,
+            "by_status": {s.value: int(counts.get(s.value, 0)) for s in LoopStatus},
+            "reviewed": len(judged),
+            "model_accuracy_on_reviewed": agree / len(judged) if judged else None,
+            "human_labels": dict(human)}
+
+
+def consolidate_review(task_type: TaskType, given: list[Any], model_label: str
+                       ) -> dict[str, Any]:
+    """The reviewers' answer: majority vote for classification (ties go to the model's
+    label when it is among the tied, else to the first answered); spans kept by majority."""
+    if not given:
+        return {"method": "none", "answers": 0}
+    if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
+        spans = consolidate_spans(given)
+        return {"method": "span-majority", "answers": len(given), "entities": spans}
+    votes = Counter(a for a in given if isinstance(a, str))
+    top = max(votes.values())
+    tied = [label for label in dict.fromkeys(given) if votes[label] == top]
+    label = model_label if model_label in tied else tied[0]
+    return {"method": "majority-vote", "answers": len(given), "label": label,
+            "confidence": round(top / len(given), 6),
+            "agreement": round(top / len(given), 6)}
+
+
+def _write_output(spec: FlowDefinition, loop: str, created: datetime,
+                  document: dict[str, Any]) -> str:
+    """Write ``output.json`` under A2I's dated layout; atomic on local disks."""
+    import fsspec
+
+    relative = f"{spec.name}/{created:%Y/%m/%d/%H/%M/%S}/{loop}/output.json"
+    body = json.dumps(document, ensure_ascii=False, indent=2).encode()
+    if "://" in spec.output and not spec.output.startswith("file://"):
+        uri = f"{spec.output.rstrip('/')}/{relative}"
+        with fsspec.open(uri, "wb") as fh:
+            fh.write(body)
+        return uri
+    target = Path(spec.output.removeprefix("file://")) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_bytes(body)
+    tmp.replace(target)
+    return str(target)
