@@ -42,6 +42,8 @@ def main() -> None:
 
 def _register() -> None:
     from loopworks.cli import fs, jobs, label, process, profile, sample, serve, workforce
+    from loopworks.cli import model as model_cli
+    from loopworks.cli import predict as predict_cli
 
     main.add_command(sample.sample)
     main.add_command(process.process)
@@ -52,6 +54,8 @@ def _register() -> None:
     main.add_command(workforce.team)
     main.add_command(workforce.worker)
     main.add_command(label.label)
+    main.add_command(model_cli.model)
+    main.add_command(predict_cli.predict)
 
 
 _register()
