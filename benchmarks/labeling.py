@@ -17,7 +17,8 @@ Three figures, one run:
 Results go to ``benchmarks/results/labeling.{md,json}``; see ``benchmarks/README.md``.
 
     python benchmarks/labeling.py [--items 100000] [--workers 100] [--seconds 60]
-                                  [--skip-crowd] [--skip-server] [--crowdkit-python PATH]
+                                  [--think 2.0] [--skip-crowd] [--skip-server]
+                                  [--crowdkit-python PATH]
 """
 
 from __future__ import annotations
@@ -227,8 +228,15 @@ def create_jobs(home: Path, n_items: int, n_workers: int) -> tuple[dict[str, Any
             "manifest_seconds": manifest_seconds}, tokens
 
 
-def load(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
-    """Every worker asks for a task and answers it, until the time is up."""
+def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dict[str, Any]:
+    """Every worker asks for a task and answers it, until the time is up.
+
+    With ``think`` > 0 each worker spends a random 0..2×think seconds on a task between
+    getting it and answering (a person reading), so the server sees a realistic arrival
+    rate instead of 100 clients in a closed loop with no pause.
+    """
+    import random
+
     import httpx
 
     deadline = time.monotonic() + seconds
@@ -241,6 +249,7 @@ def load(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
 
     def work(index: int) -> None:
         headers = {"Authorization": f"Bearer {tokens[index]}"}
+        rng = random.Random(index)
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
             start_gate.wait()
             try:
@@ -255,6 +264,8 @@ def load(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
                         errors.append(f"next {response.status_code}: {response.text[:200]}")
                         return
                     item_id = response.json()["item_id"]
+                    if think > 0:
+                        time.sleep(rng.uniform(0, 2 * think))
                     t0 = time.perf_counter()
                     response = client.post(f"/api/labeling/jobs/bench/tasks/{item_id}/answer",
                                            json={"answer": LABELS[item_id % 3]})
@@ -280,7 +291,8 @@ def load(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
     flat_submit = [x for xs in submit_ms for x in xs]
     n_201 = sum(len(r) for r in recorded)
     return {
-        "workers": len(tokens), "seconds": elapsed, "answers_201": n_201,
+        "workers": len(tokens), "think_seconds": think, "seconds": elapsed,
+        "answers_201": n_201,
         "answers_per_s": n_201 / elapsed,
         "next": {"requests": len(flat_next), "p50_ms": pct(flat_next, 0.5),
                  "p99_ms": pct(flat_next, 0.99), "max_ms": max(flat_next, default=0.0)},
@@ -318,13 +330,15 @@ def explain_next_task(home: Path) -> list[str]:
     import sqlite3
 
     con = sqlite3.connect(home / "loopworks.db")
+    from sqlalchemy.dialects import sqlite
+
+    from loopworks.labeling.jobs import _Q
+
     job_id = con.execute("SELECT id FROM label_jobs WHERE name='bench'").fetchone()[0]
-    worker_id = (1,)
-    sql = ("SELECT id, source, data FROM label_items WHERE job_id = ? AND answers + leases < 1"
-           " AND id NOT IN (SELECT item_id FROM label_leases WHERE worker_id = ? AND job_id = ?)"
-           " AND id NOT IN (SELECT item_id FROM label_answers WHERE worker_id = ? AND job_id = ?)"
-           " ORDER BY answers DESC, seq LIMIT 1")
-    args = (job_id, worker_id[0], job_id, worker_id[0], job_id)
+    # The statement next_task runs, rendered with this job and worker 1.
+    sql = str(_Q.candidate.params(b_job=job_id, b_worker=1).compile(
+        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    args: tuple[Any, ...] = ()
     plan = [" ".join(str(c) for c in row[1:])
             for row in con.execute("EXPLAIN QUERY PLAN " + sql, args)]
     start = time.perf_counter()
@@ -336,7 +350,8 @@ def explain_next_task(home: Path) -> list[str]:
     return plan
 
 
-def server_benchmark(n_items: int, n_workers: int, seconds: float) -> dict[str, Any]:
+def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float = 0.0
+                     ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lw-labeling-bench-") as tmp:
         home = Path(tmp)
         os.environ["LOOPWORKS_HOME"] = str(home)
@@ -347,6 +362,12 @@ def server_benchmark(n_items: int, n_workers: int, seconds: float) -> dict[str, 
         with running_server(home, "bench-admin-token") as url:
             log(f"{n_workers} workers for {seconds:.0f} s against {url} ...")
             run = load(url, tokens, seconds)
+            if think > 0:
+                log(f"... and again with {think:.1f} s mean think time per task ...")
+                paced = load(url, tokens, seconds, think)
+                for worker, ids in paced.pop("recorded").items():
+                    run["recorded"][worker] = run["recorded"].get(worker, []) + ids
+                run["think"] = paced
         recorded = run.pop("recorded")
         log("checking the database ...")
         run["check"] = check_database(home, recorded)
@@ -411,6 +432,7 @@ def report(results: dict[str, Any]) -> str:
                   f"| HTTP statuses | {s['statuses']} | | |",
                   f"| client errors | {s['n_errors']} | 0 | "
                   f"{'yes' if s['n_errors'] == 0 else 'NO'} |", "",
+                  *_think_rows(s.get("think")),
                   "### Database check after the run", "",
                   "| check | value | expected |", "| --- | ---: | ---: |",
                   f"| answers in database | {chk['answers_in_db']} | {s['answers_201']} (201s) |",
@@ -428,11 +450,34 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _think_rows(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    met = t["next"]["p99_ms"] < NEXT_P99_TARGET_MS
+    return [f"With people's pace: each worker spends 0–{2 * t['think_seconds']:.1f} s "
+            f"(uniform) on a task before answering, {t['seconds']:.1f} s, same server and "
+            "job.", "",
+            "| figure | value | target | met |", "| --- | ---: | ---: | --- |",
+            f"| answers recorded (201) | {t['answers_201']} | | |",
+            f"| throughput | {t['answers_per_s']:.1f} answers/s | | |",
+            f"| next-task p50 | {t['next']['p50_ms']:.1f} ms | | |",
+            f"| next-task p99 | {t['next']['p99_ms']:.1f} ms | < {NEXT_P99_TARGET_MS:.0f} ms "
+            f"| {'yes' if met else 'NO'} |",
+            f"| submit p50 | {t['submit']['p50_ms']:.1f} ms | | |",
+            f"| submit p99 | {t['submit']['p99_ms']:.1f} ms | | |",
+            f"| HTTP statuses | {t['statuses']} | | |",
+            f"| client errors | {t['n_errors']} | 0 | {'yes' if t['n_errors'] == 0 else 'NO'} |",
+            ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="Also run a phase where each worker spends 0..2x this many "
+                             "seconds per task (a person reading) before answering.")
     parser.add_argument("--skip-crowd", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--crowdkit-python", type=Path, default=DEFAULT_CROWDKIT)
@@ -446,7 +491,7 @@ def main() -> None:
     if not args.skip_crowd:
         results["crowd"] = crowd_benchmark(args.crowd_data, args.crowdkit_python)
     if not args.skip_server:
-        results.update(server_benchmark(args.items, args.workers, args.seconds))
+        results.update(server_benchmark(args.items, args.workers, args.seconds, args.think))
         results["server"] = {"creation": results.pop("creation"),
                              "server": results.pop("server")}
     text = report(results)

@@ -84,6 +84,14 @@ credentials = sa.Table(
 )
 
 
+_TOKEN_WORKER = sa.select(workers.c.id, workers.c.name, workers.c.role, workers.c.active).join(
+    credentials, credentials.c.worker_id == workers.c.id).where(
+    credentials.c.digest == sa.bindparam("b_digest"), credentials.c.kind == "api_token")
+_WORKER_TEAMS = sa.select(teams.c.name).join(
+    team_members, team_members.c.team_id == teams.c.id).where(
+    team_members.c.worker_id == sa.bindparam("b_worker")).order_by(teams.c.name)
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -250,12 +258,21 @@ class Workforce:
         return secret
 
     def authenticate_token(self, token: str) -> Worker:
-        """The active worker an API token belongs to, else PermissionDenied."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(credentials).where(
-                credentials.c.digest == _digest(token),
-                credentials.c.kind == "api_token")).first()
-        return self._active(row)
+        """The active worker an API token belongs to, else PermissionDenied.
+
+        Every API request comes through here, so it is one short transaction with two
+        prebuilt statements.
+        """
+        from loopworks.labeling.transactions import transaction
+
+        with transaction(self.engine) as conn:
+            row = conn.execute(_TOKEN_WORKER, {"b_digest": _digest(token)}).first()
+            if row is None:
+                raise PermissionDenied("unknown credentials")
+            names = tuple(conn.execute(_WORKER_TEAMS, {"b_worker": row.id}).scalars())
+        if not row.active:
+            raise PermissionDenied("this worker is deactivated")
+        return Worker(row.id, row.name, Role(row.role), names, bool(row.active))
 
     def redeem_login_link(self, secret: str) -> Worker:
         """Use a one-time login link: valid once, before it expires."""
