@@ -1,0 +1,62 @@
+"""Adaptive redundancy: more answers only while an item's agreement is below the target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
+
+LABELS = ["neg", "pos"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def labeling(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
+    """Jobs with team ``nlp`` on a SQLite file and on PostgreSQL."""
+    from loopworks.metadata import open_engine
+
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("postgres_url")
+    jobs = LabelingJobs(open_engine(url))
+    jobs.workforce.add_team("nlp")
+    return jobs
+
+
+def test_stops_at_the_target_or_at_max_workers(labeling: LabelingJobs) -> None:
+    labeling.create_job(JobSpec("ad", "nlp", LABELS, workers_per_item=2, adaptive={
+        "target_confidence": 0.9, "max_workers": 4}), ["agreed", "disputed"])
+    plan = {"agreed": ["pos", "pos"], "disputed": ["pos", "neg", "pos", "neg"]}
+    workers = [labeling.workforce.add_worker(f"w{i}", teams_=["nlp"]) for i in range(5)]
+    asked: dict[str, int] = {"agreed": 0, "disputed": 0}
+    for worker in workers:
+        while (task := labeling.next_task("ad", worker)) is not None:
+            labeling.submit("ad", task.item_id, worker, plan[task.source][asked[task.source]])
+            asked[task.source] += 1
+    # "agreed": 2 of 2 agree (1.0 >= 0.9) -> labeled after the usual two answers.
+    # "disputed": 1/2, 2/3, 2/4 stay below 0.9 -> asked again until max_workers (4).
+    assert asked == {"agreed": 2, "disputed": 4}
+    spec = labeling.job("ad")
+    assert spec.status is JobStatus.COMPLETED and spec.counts["labeled"] == 2
+    assert spec.counts["answers"] == 6
+
+
+def test_adaptive_keeps_asking_only_new_workers(labeling: LabelingJobs) -> None:
+    labeling.create_job(JobSpec("ad", "nlp", LABELS, workers_per_item=1, adaptive={
+        "target_confidence": 0.75, "max_workers": 3}), ["one"])
+    ana = labeling.workforce.add_worker("ana", teams_=["nlp"])
+    bob = labeling.workforce.add_worker("bob", teams_=["nlp"])
+    cy = labeling.workforce.add_worker("cy", teams_=["nlp"])
+    task = labeling.next_task("ad", ana)
+    labeling.submit("ad", task.item_id, ana, "pos")  # one answer: 1.0 -> done already
+    assert labeling.job("ad").status is JobStatus.COMPLETED
+    labeling.create_job(JobSpec("ad2", "nlp", LABELS, workers_per_item=2, adaptive={
+        "target_confidence": 0.75, "max_workers": 3}), ["two"])
+    for worker, answer in ((ana, "pos"), (bob, "neg")):
+        task = labeling.next_task("ad2", worker)
+        labeling.submit("ad2", task.item_id, worker, answer)
+    assert labeling.next_task("ad2", ana) is None  # wants a third answer, not ana's again
+    task = labeling.next_task("ad2", cy)
+    assert task is not None
+    labeling.submit("ad2", task.item_id, cy, "pos")  # 2/3 < 0.75 but max_workers reached
+    assert labeling.job("ad2").status is JobStatus.COMPLETED
