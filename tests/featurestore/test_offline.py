@@ -91,6 +91,16 @@ def test_append_and_read_back_every_type(store: DeltaOfflineStore) -> None:
     assert schema.field("tags").type.value_type == pa.int64()
 
 
+def test_append_versions_and_parquet_settings(store: DeltaOfflineStore) -> None:
+    assert store.append_versions("reviews", make_batch(["a"]), event_time="date") == (None, 0)
+    assert store.append_versions("reviews", make_batch(["b"]), event_time="date") == (0, 1)
+    metadata = pq.ParquetFile(data_files(store, "reviews")[0]).metadata
+    columns = [metadata.row_group(0).column(i) for i in range(metadata.num_columns)]
+    assert {c.compression for c in columns} <= {"LZ4", "LZ4_RAW"}  # Arrow says LZ4
+    assert not any(c.has_dictionary_page for c in columns)
+    assert sorted(store.read("reviews").column("review_id").to_pylist()) == ["a", "b"]
+
+
 def test_filter_and_column_projection(store: DeltaOfflineStore) -> None:
     store.append("reviews", make_batch([f"r{i}" for i in range(10)]), event_time="date")
     got = store.read("reviews", columns=["review_id", "input_ids"],

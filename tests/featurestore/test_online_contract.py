@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import struct
 import threading
 import time
 import uuid
@@ -163,6 +164,54 @@ def test_every_type_round_trips_exactly(store: OnlineStore, group: str) -> None:
     assert got[0][ET].tzinfo is not None and got[0][ET].utcoffset() == timedelta(0)
     assert type(got[0]["rating"]) is int and type(got[0]["recommended"]) is bool
     assert type(got[0]["input_ids"]) is list and type(got[0]["input_ids"][0]) is int
+
+
+def test_fixed_length_integer_lists_round_trip_in_every_shape(store: OnlineStore,
+                                                              group: str) -> None:
+    """Padding cut off, narrow widths, negatives, full-width rows and 10,000 random rows."""
+    definitions = [*SMALL, FeatureDefinition("ids", FeatureType.LIST, "int32", 6),
+                   FeatureDefinition("big", FeatureType.LIST, "int64", 3)]
+    shapes = [
+        ([5, 9, 1, 1, 1, 1], [1, 2, 2]),           # padding run: kept [5, 9, 1]
+        ([1, 1, 1, 1, 1, 1], [0, 0, 0]),           # one run: kept [1]
+        ([0, 255, 256, 65535, 0, 0], [2**40, 0, 0]),  # uint16 / int64 widths
+        ([-1, 3, 3, 3, 3, 3], [-(2**63), 2**63 - 1, 7]),  # negatives: full width
+        ([2**31 - 1, -(2**31), 4, 5, 6, 7], [-1, -2, -3]),  # nothing to cut: stored raw
+        ([3, 3, 3, 3, 3, 4], [5, 6, 6]),           # equal values before a different last
+    ]
+    rng = random.Random(7)
+    for i in range(10_000):
+        run = rng.randrange(7)
+        scale = rng.choice([1, 200, 60_000, 2**31 - 1])
+        ids = [rng.randint(-scale if i % 5 == 0 else 0, scale) for _ in range(6 - run)]
+        ids += [rng.randint(0, 3)] * run
+        shapes.append((ids, [rng.randint(-(2**63), 2**63 - 1) if i % 3 else 4
+                             for _ in range(3)]))
+    rows = [{**small(f"r{i}", 1, i), "ids": ids, "big": big}
+            for i, (ids, big) in enumerate(shapes)]
+    assert write(store, group, rows, definitions) == len(rows)
+    got = read(store, group, [r[ID] for r in rows], definitions)
+    assert [(g["ids"], g["big"]) for g in got] == shapes
+    assert read(store, group, ["r0"], definitions, features=["ids"])[0]["ids"] == shapes[0][0]
+
+
+def test_sqlite_reads_raw_list_blobs_of_earlier_versions(tmp_path: Path) -> None:
+    """Blobs of exactly length x itemsize bytes are the raw elements (the old encoding)."""
+    definitions = [*SMALL, FeatureDefinition("ids", FeatureType.LIST, "int32", 4)]
+    store = SQLiteOnlineStore(tmp_path / "online.sqlite")
+    try:
+        write(store, "g", [{**small("a", 1, 1), "ids": [1, 1, 1, 1]}], definitions)
+        raw = struct.pack("<4i", 7, 1, 1, 1)
+        store._db.execute('UPDATE "lw_online_g" SET ids = ? WHERE _lw_id = ?', (raw, "a"))
+        assert read(store, "g", ["a"], definitions)[0]["ids"] == [7, 1, 1, 1]
+        stored = store._db.execute('SELECT ids FROM "lw_online_g"').fetchone()[0]
+        assert stored == raw
+        write(store, "g", [{**small("a", 2, 1), "ids": [7, 1, 1, 1]}], definitions)
+        stored = store._db.execute('SELECT ids FROM "lw_online_g"').fetchone()[0]
+        assert stored == bytes([1, 7, 1])  # uint8 width, padding cut
+        assert read(store, "g", ["a"], definitions)[0]["ids"] == [7, 1, 1, 1]
+    finally:
+        store.close()
 
 
 def test_list_with_a_null_element_is_rejected(store: OnlineStore, group: str) -> None:

@@ -227,6 +227,62 @@ def test_a_batch_lands_in_both_stores_or_in_neither(tmp_path: Path) -> None:
         assert group.get_record("r100") is None
 
 
+class _FailingOn:
+    """Wraps a real store; its ``method`` fails on the ``nth`` call (1-based): before doing
+    anything, or (``in_commit_hook``) once the online rows are staged, before they commit."""
+
+    def __init__(self, real: object, method: str, nth: int, *,
+                 in_commit_hook: bool = False) -> None:
+        self._real, self._method, self._nth = real, method, nth
+        self._in_commit_hook = in_commit_hook
+        self.calls = 0
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._real, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args, **kwargs):
+            self.calls += 1
+            if self.calls != self._nth:
+                return attribute(*args, **kwargs)
+            if not self._in_commit_hook:
+                raise OSError(f"injected failure of {name} call {self.calls}")
+            hook = kwargs.pop("before_commit")
+
+            def then_fail() -> None:
+                hook()
+                raise OSError("injected failure between staging and COMMIT")
+
+            return attribute(*args, before_commit=then_fail, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("failing", ["offline append", "online write", "online commit"])
+def test_batches_land_in_both_stores_or_in_neither_while_overlapping(
+        tmp_path: Path, failing: str) -> None:
+    """Ingest of 4 batches, the 3rd failing in one store: batches 1-2 are in both, 3-4 in
+    neither, whichever store failed (the offline commits run ahead of the online writes)."""
+    with FeatureStore(home=tmp_path / "home") as fs:
+        fg = fs.create_feature_group("reviews", record_id="review_id", event_time="date",
+                                     df=reviews(1))
+        if failing == "offline append":
+            fs._offline = _FailingOn(fs.offline, "append_versions", 3)
+        else:
+            fs._online = _FailingOn(fs.online, "write", 3,
+                                    in_commit_hook=failing == "online commit")
+        with pytest.raises(OSError, match="injected"):
+            fg.ingest(reviews(40), batch_rows=10)
+        assert sorted(fg.history().column("review_id").to_pylist()) == sorted(
+            f"r{i}" for i in range(20))
+        online = fg.batch_get_record([f"r{i}" for i in range(40)])
+        assert [r is not None for r in online] == [True] * 20 + [False] * 20
+        fg.ingest(reviews(40), batch_rows=10)  # the stores still work afterwards
+        assert fg.history().num_rows == 60
+        assert all(r is not None for r in fg.batch_get_record([f"r{i}" for i in range(40)]))
+
+
 def test_concurrent_ingests_queue_and_none_is_lost(store: FeatureStore, group) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -8,14 +8,14 @@ neither.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -189,21 +189,23 @@ class FeatureGroup:
     def _append_offline(self, table: pa.Table, *, deleted: bool = False
                         ) -> tuple[int | None, int]:
         """Append to the history; returns (version before, version after)."""
-        history = table.append_column("write_time", pa.array(
-            [_utcnow()] * table.num_rows, EVENT_TIME_TYPE)).append_column(
-            "is_deleted", pa.array(np.full(table.num_rows, deleted)))
-        offline = self._store.offline
-        before = offline.version(self.name) if offline.exists(self.name) else None
-        return before, offline.append(self.name, history, event_time=self.spec.event_time)
+        history = table.append_column("write_time", pa.repeat(
+            pa.scalar(_utcnow(), EVENT_TIME_TYPE), table.num_rows)).append_column(
+            "is_deleted", pa.repeat(pa.scalar(deleted), table.num_rows))
+        return self._store.offline.append_versions(self.name, history,
+                                                   event_time=self.spec.event_time)
 
     def _write_batches(self, batches: list[pa.Table], ttl_seconds: float | None
                        ) -> tuple[int, int | None]:
-        """Write batches, overlapping batch k's online write with batch k+1's offline commit.
+        """Write batches to both stores, the offline and online writes of a batch overlapping.
 
-        A batch is written online only after its offline commit; if an online write fails,
-        the history is restored to the version before that batch (which also undoes the
-        next batch's commit, whose online write never happened), so every batch lands in
-        both stores or in neither.
+        The offline commits run in order on one thread (queued up front, so the next one
+        starts as soon as the previous is done) while this thread writes each batch online;
+        the online transaction commits only after its batch's offline commit succeeded (the
+        online store's ``before_commit`` hook). If an offline commit fails, its online
+        transaction rolls back; if an online write fails, the history is restored to the
+        version before that batch (which also undoes any later batch's commit, whose online
+        write never happened). So every batch lands in both stores or in neither.
         """
         ttl = ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds
         batches = [b for b in batches if b.num_rows]
@@ -212,22 +214,39 @@ class FeatureGroup:
             return 0, offline.version(self.name) if offline.exists(self.name) else None
         written = 0
         version: int | None = None
+        stop = threading.Event()  # set on failure: queued offline commits do nothing
+
+        def append(batch: pa.Table) -> tuple[int | None, int]:
+            if stop.is_set():
+                raise CancelledError
+            try:
+                return self._append_offline(batch)
+            except BaseException:
+                stop.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=1) as offline_writer:
-            commits = [offline_writer.submit(self._append_offline, batches[0])]
+            commits = [offline_writer.submit(append, batch) for batch in batches]
             for k, batch in enumerate(batches):
-                before, version = commits[k].result()
-                if k + 1 < len(batches):
-                    commits.append(offline_writer.submit(self._append_offline, batches[k + 1]))
                 try:
                     written += self._store.online.write(
                         self.name, batch, self.spec.definitions, record_id=self.spec.record_id,
-                        event_time=self.spec.event_time, ttl_seconds=ttl)
-                except Exception:
-                    for later in commits[k + 1 :]:
-                        later.exception()  # wait for it; its commit is undone below
-                    self._restore_offline(before)
+                        event_time=self.spec.event_time, ttl_seconds=ttl,
+                        before_commit=commits[k].result)
+                except BaseException:
+                    stop.set()
+                    self._undo_offline(commits[k:])
                     raise
+                version = commits[k].result()[1]
         return written, version
+
+    def _undo_offline(self, commits: list[Future[tuple[int | None, int]]]) -> None:
+        """Restore the history to before the first of these commits that succeeded."""
+        for commit in commits:
+            commit.cancel()  # only those not started yet
+        done = [c for c in commits if not c.cancelled() and c.exception() is None]  # waits
+        if done:  # after every running commit finished: a restore undoes all of them
+            self._restore_offline(done[0].result()[0])
 
     def _restore_offline(self, before: int | None) -> None:
         offline = self._store.offline

@@ -120,6 +120,15 @@ class DeltaOfflineStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, group: str, table: pa.Table, *, event_time: str) -> int:
+        """Append rows to the group's history; see :meth:`append_versions`.
+
+        Returns:
+            The table version this append committed.
+        """
+        return self.append_versions(group, table, event_time=event_time)[1]
+
+    def append_versions(self, group: str, table: pa.Table, *, event_time: str
+                        ) -> tuple[int | None, int]:
         """Append rows to the group's history (creating the table on first use).
 
         Args:
@@ -130,7 +139,8 @@ class DeltaOfflineStore:
                 ``event_date`` partition.
 
         Returns:
-            The table version this append committed.
+            The table version before the append (``None``: the table did not exist), read
+            under the writer lock, and the version the append committed.
 
         Raises:
             ValidationError: A required column is missing or has the wrong type, or a column's
@@ -146,8 +156,9 @@ class DeltaOfflineStore:
                                           partition_by=[PARTITION_COLUMN],
                                           storage_options=self.storage_options,
                                           writer_properties=_writer_properties())
-                return int(deltalake.DeltaTable(uri, storage_options=self.storage_options)
-                           .version())
+                return None, int(deltalake.DeltaTable(
+                    uri, storage_options=self.storage_options).version())
+            before = int(existing.version())
             stored = _canonical_schema(_arrow_schema(existing))
             for field in data.schema:
                 if field.name in stored.names and stored.field(field.name).type != field.type:
@@ -160,7 +171,7 @@ class DeltaOfflineStore:
             deltalake.write_deltalake(existing, data, mode="append",
                                       schema_mode=None if same else "merge",
                                       writer_properties=_writer_properties())
-            return int(existing.version())
+            return before, int(existing.version())
 
     def optimize(self, group: str) -> dict[str, Any]:
         """Compact small files (delta-rs ``optimize.compact``) under the writer lock.

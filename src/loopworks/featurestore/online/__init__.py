@@ -23,7 +23,7 @@ count, ``uint32`` byte lengths, then the UTF-8 bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -45,7 +45,8 @@ class OnlineStore(Protocol):
     """Latest record per id by event time; see the module docstring for the semantics."""
 
     def write(self, group: str, table: pa.Table, definitions: list[FeatureDefinition], *,
-              record_id: str, event_time: str, ttl_seconds: float | None = None) -> int:
+              record_id: str, event_time: str, ttl_seconds: float | None = None,
+              before_commit: Callable[[], object] | None = None) -> int:
         """Upsert-if-newer every row of a conformed table, atomically.
 
         Args:
@@ -56,6 +57,10 @@ class OnlineStore(Protocol):
             record_id: Name of the record identifier feature.
             event_time: Name of the event time feature.
             ttl_seconds: Records expire this long after now; ``None``: never.
+            before_commit: Called once the rows are staged and before they become visible;
+                if it raises, nothing is written and the exception propagates. Ingest
+                waits here for the batch's offline commit, so both stores' writes overlap
+                and still land together or not at all.
 
         Returns:
             How many records were written (not superseded by a newer stored one).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -142,7 +142,8 @@ class RedisOnlineStore:
             ) from None
 
     def write(self, group: str, table: pa.Table, definitions: list[FeatureDefinition], *,
-              record_id: str, event_time: str, ttl_seconds: float | None = None) -> int:
+              record_id: str, event_time: str, ttl_seconds: float | None = None,
+              before_commit: Callable[[], object] | None = None) -> int:
         """Upsert-if-newer all rows in one MULTI/EXEC; see :meth:`OnlineStore.write`."""
         _check_ttl(ttl_seconds)
         _check_names(group, definitions)
@@ -174,6 +175,8 @@ class RedisOnlineStore:
                 args: list[Any] = [expires, *head, b"".join(parts)]
                 self._write_script(keys=[prefix + i for i in ids[start:end]], args=args,
                                    client=pipe)
+            if before_commit is not None:
+                before_commit()  # nothing is sent before the MULTI/EXEC below
             results = pipe.execute()
             self._names[group] = (record_id, event_time)
         chunks = -(-len(ids) // _WRITE_CHUNK)

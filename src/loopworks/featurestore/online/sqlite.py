@@ -7,7 +7,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import repeat
@@ -136,7 +136,8 @@ class SQLiteOnlineStore:
             self._names[group] = (record_id, event_time)
 
     def write(self, group: str, table: pa.Table, definitions: list[FeatureDefinition], *,
-              record_id: str, event_time: str, ttl_seconds: float | None = None) -> int:
+              record_id: str, event_time: str, ttl_seconds: float | None = None,
+              before_commit: Callable[[], object] | None = None) -> int:
         """Upsert-if-newer all rows in one transaction; see :meth:`OnlineStore.write`."""
         _check_ttl(ttl_seconds)
         if table.num_rows == 0:
@@ -159,6 +160,8 @@ class SQLiteOnlineStore:
             db.execute(f"DELETE FROM {name} WHERE _lw_expires_at <= ?", (now,))
             cursor = db.executemany(sql, zip(ids, times, repeat(expires), *columns,
                                              repeat(now)))
+            if before_commit is not None:
+                before_commit()
             return cursor.rowcount
 
     @staticmethod
