@@ -221,3 +221,48 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
     assert box["label"] == "car"
     assert [box["left"], box["top"], box["width"], box["height"]] == \
         pytest.approx([50, 40, 100, 80], abs=2)
+
+
+def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
+    from loopworks.review.flows import FlowDefinition, HumanReview
+
+    url, jobs = site
+    jobs.workforce.add_worker("rita", "reviewer", teams_=["nlp"])
+    review = HumanReview(jobs.engine, jobs)
+    review.create_flow(FlowDefinition(
+        "check", "nlp", ["negative", "neutral", "positive"], str(tmp_path / "out"),
+        title="Check the sentiment model", activation_conditions={"Conditions": [{
+            "ConditionType": "ClassificationConfidenceCheck",
+            "ConditionParameters": {"ClassificationLabel": "*", "ConfidenceLessThan": 0.8}}]}))
+    for name, text, probs in [("agree", "Pretty good overall", [0.1, 0.3, 0.6]),
+                              ("fix", "Terrible, it broke", [0.2, 0.45, 0.35])]:
+        result = review.start_human_loop(name, "check", {
+            "text": text, "probabilities": dict(zip(["negative", "neutral", "positive"],
+                                                    probs, strict=True))})
+        assert result.started
+    sign_in(page, url, jobs, "rita")
+    page.click("text=review-check")
+    assert page.inner_text("#source") == "Pretty good overall"
+    assert page.inner_text("#model-label") == "positive"
+    snap(page, "review-task")
+    page.keyboard.press("Enter")  # agree with the model
+    page.wait_for_selector("text=Saved.")
+    assert page.inner_text("#model-label") == "neutral"
+    page.keyboard.press("1")  # correct it: negative
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nothing-left")
+    agreed = review.describe_human_loop("agree", "check")
+    fixed = review.describe_human_loop("fix", "check")
+    assert agreed.status.value == fixed.status.value == "Completed"
+    assert agreed.result["label"] == "positive" and agreed.result["agreesWithModel"]
+    assert fixed.result["label"] == "negative" and not fixed.result["agreesWithModel"]
+
+    page.goto(f"{url}/logout")  # a GET does not sign out (no CSRF token)
+    page.context.clear_cookies()
+    sign_in(page, url, jobs, "boss")
+    page.click("text=Review flows")
+    page.click("text=Check the sentiment model")
+    assert page.inner_text("#reviewed") == "2"
+    assert page.inner_text("#model-accuracy") == "0.500"
+    assert page.locator("#status-chart rect").count() == 5
+    snap(page, "review-dashboard")

@@ -516,18 +516,23 @@ class HumanReview:
         self.jobs.webhooks.wake()
 
     # ---------------------------------------------------------------- settling
-    def settle(self, flow: str, now: datetime | None = None) -> dict[str, int]:
-        """Complete loops whose task has its answers; fail loops past their lifetime."""
+    def settle(self, flow: str, now: datetime | None = None, *,
+               item_ids: Sequence[int] | None = None) -> dict[str, int]:
+        """Complete loops whose task has its answers; fail loops past their lifetime.
+        ``item_ids`` limits the work to the loops of those tasks (after an answer)."""
         spec = self.flow(flow)
         now = now or _now()
         with self.engine.connect() as conn:
             flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
-            open_rows = conn.execute(
-                sa.select(loops.c.name, loops.c.item_id, loops.c.expires_at, items.c.state,
-                          loops.c.created_at, loops.c.input_content, loops.c.conditions_fired)
-                .join(items, items.c.id == loops.c.item_id)
-                .where(loops.c.flow_id == flow_id,
-                       loops.c.status == LoopStatus.IN_PROGRESS.value)).all()
+            query = (sa.select(loops.c.name, loops.c.item_id, loops.c.expires_at,
+                               items.c.state, loops.c.created_at, loops.c.input_content,
+                               loops.c.conditions_fired)
+                     .join(items, items.c.id == loops.c.item_id)
+                     .where(loops.c.flow_id == flow_id,
+                            loops.c.status == LoopStatus.IN_PROGRESS.value))
+            if item_ids is not None:
+                query = query.where(loops.c.item_id.in_(list(item_ids)))
+            open_rows = conn.execute(query).all()
         done = [r for r in open_rows if r.state == ItemState.LABELED]
         expired = [r for r in open_rows if r.state == ItemState.OPEN
                    and _aware(r.expires_at) <= now]

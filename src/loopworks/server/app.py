@@ -53,6 +53,12 @@ def _labeling(store: FeatureStore) -> Any:
     return LabelingJobs(store.registry.engine)
 
 
+def _review(state: Any) -> Any:
+    from loopworks.review.flows import HumanReview
+
+    return HumanReview(state.store.registry.engine, state.labeling)
+
+
 def _install_pages(app: FastAPI) -> None:
     """Browser pages: signed session cookies, static files, the page routes."""
     from pathlib import Path
@@ -81,6 +87,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
     app.state.workforce = _workforce(app.state.store)
     app.state.labeling = _labeling(app.state.store)
+    app.state.review = _review(app.state)
     install_error_handlers(app)
     _install_pages(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
@@ -131,4 +138,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     from loopworks.server.labeling import router as labeling_router
 
     app.include_router(labeling_router)
+    from loopworks.server.review import router as review_router
+
+    app.include_router(review_router)
     return app

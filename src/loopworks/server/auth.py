@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loopworks.errors import PermissionDenied
 from loopworks.labeling.workforce import Role, Worker
 
-__all__ = ["SYSTEM", "current_worker", "new_token", "require_feature_reader"]
+__all__ = ["SYSTEM", "current_worker", "new_token", "require_admin", "require_feature_reader"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -57,4 +57,12 @@ def require_feature_reader(worker: Annotated[Worker, Depends(current_worker)]) -
     if worker.role is not Role.ADMIN:
         raise PermissionDenied(f"worker {worker.name!r} ({worker.role.value}) may not read "
                                "feature groups", worker=worker.name)
+    return worker
+
+
+def require_admin(worker: Annotated[Worker, Depends(current_worker)]) -> Worker:
+    """Managing flows and starting human loops is for admins and services."""
+    if worker.role is not Role.ADMIN:
+        raise PermissionDenied(f"worker {worker.name!r} ({worker.role.value}) may not manage "
+                               "review flows", worker=worker.name)
     return worker

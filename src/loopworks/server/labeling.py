@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/labeling", tags=["labeling"])
 class AnswerBody(BaseModel):
     """A worker's answer: one label, or several for multi-label jobs."""
 
-    answer: str | list[str] = Field(..., description="label name(s) from the job's label set")
+    answer: str | list[str] | dict[str, Any] = Field(
+        ..., description="label name(s) from the job's label set, or {\"entities\": [...]} / "
+        "{\"boundingBoxes\": [...]} for span and box jobs")
 
 
 def _jobs(request: Request) -> Any:
@@ -51,4 +53,14 @@ def submit(job: str, item_id: int, body: AnswerBody, request: Request,
            worker: Annotated[Worker, Depends(current_worker)]) -> dict[str, str]:
     """Answer a leased task (409 when the lease expired or is not the caller's)."""
     _jobs(request).submit(job, item_id, worker, body.answer)
+    settle_review(request, job, item_id)
     return {"status": "recorded"}
+
+
+def settle_review(request: Request, job: str, item_id: int) -> None:
+    """An answer on a review flow's task may complete its human loop: settle it now, so
+    the loop's status, output document and webhooks do not wait for the next read."""
+    review = request.app.state.review
+    flow = review.flow_for_job(job)
+    if flow is not None:
+        review.settle(flow.name, item_ids=[item_id])

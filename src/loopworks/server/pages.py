@@ -18,10 +18,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import Role, Worker
+from loopworks.server.labeling import settle_review
 from loopworks.server.sessions import (
     check_csrf,
     csrf_token,
@@ -37,6 +40,7 @@ templates = Environment(loader=PackageLoader("loopworks.server", "templates"),
                         autoescape=select_autoescape(["html"]), trim_blocks=True,
                         lstrip_blocks=True)
 
+_sandbox = SandboxedEnvironment(autoescape=True)
 IMAGE_TYPES = ("image-classification", "bounding-box")
 Me = Annotated[Worker, Depends(page_worker)]
 
@@ -140,10 +144,30 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
     if task is None:
         return render(request, "done.html", **context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
+    flow = request.app.state.review.flow_for_job(job)
+    prediction = task.data.get("prediction") if flow is not None else None
+    custom = _custom_task(flow, task) if flow is not None else None
     return render(request, "task.html", shortcuts=shortcuts, image=task.task_type in IMAGE_TYPES,
                   task_data={"source": task.source if task.task_type not in IMAGE_TYPES else "",
                              "labels": spec.labels, "type": task.task_type},
-                  **context)
+                  flow=flow, prediction=prediction, custom=custom, **context)
+
+
+def _custom_task(flow: Any, task: Any) -> Markup | None:
+    """A flow's own Jinja2 template, rendered in a sandbox with autoescape: its author
+    (an admin) writes the markup, every value from the input is escaped."""
+    from loopworks.review.flows import TEMPLATES
+
+    if flow.template in TEMPLATES:
+        return None
+    try:
+        compiled = _sandbox.from_string(flow.template)
+        return Markup(compiled.render(input=task.data.get("input", {}), text=task.source,
+                                      prediction=task.data.get("prediction"),
+                                      labels=task.data.get("labels")))
+    except TemplateError as exc:
+        return Markup("<p class='error'>This flow's task template failed: {}</p>").format(
+            str(exc))
 
 
 @router.post("/jobs/{job}/tasks/{item_id}")
@@ -166,6 +190,7 @@ async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
         return _redirect(f"/jobs/{quote(job)}")
     try:
         _jobs(request).submit(job, item_id, me, answer)
+        settle_review(request, job, item_id)
     except ConflictError as exc:
         request.session["flash"] = str(exc)
     except LoopworksError as exc:
@@ -239,3 +264,24 @@ def export(request: Request, job: str, me: Admin) -> Response:
         body = Path(summary["manifest"]).read_bytes()
     return Response(body, media_type="application/x-ndjson", headers={
         "Content-Disposition": f'attachment; filename="{quote(job)}.output.manifest"'})
+
+
+@router.get("/admin/review")
+def review_flows(request: Request, me: Admin) -> HTMLResponse:
+    """Every review flow with its loops by status."""
+    review = request.app.state.review
+    rows = [{"flow": f, "summary": review.summary(f.name)} for f in review.flows()]
+    return render(request, "review_flows.html", me=me, rows=rows)
+
+
+@router.get("/admin/review/{flow}")
+def review_dashboard(request: Request, flow: str, me: Admin) -> HTMLResponse:
+    """A flow's loops by status, share sent to people, model accuracy on reviewed items."""
+    review = request.app.state.review
+    spec = review.flow(flow)
+    summary = review.summary(flow)
+    recent, _ = review.list_human_loops(flow, max_results=50, newest_first=True)
+    human = {label: summary["human_labels"].get(label, 0) for label in spec.labels}
+    peak = max([*summary["by_status"].values(), *human.values(), 1])
+    return render(request, "review_dashboard.html", me=me, flow=spec, summary=summary,
+                  recent=recent, human=human, peak=peak)
