@@ -27,7 +27,9 @@ def site(tmp_path: Path):
     jobs.workforce.add_worker("vic", teams_=["vision"])
     jobs.workforce.add_worker("boss", role="admin", password="correct horse battery")
     jobs.create_job(JobSpec("sent", "nlp", ["negative", "neutral", "positive"],
-                            instructions="Judge the <em>tone</em>"),
+                            instructions="Judge the <em>tone</em>",
+                            examples=[{"source": "Broke after a <b>day</b>",
+                                       "answer": "negative", "why": "a defect"}]),
                     [HOSTILE, "fine", "awful"])
     with running_server(home, "operator-token") as url, contextlib.ExitStack() as clients:
         yield Site(url, jobs, clients)
@@ -121,6 +123,7 @@ def test_user_content_is_escaped(site) -> None:
     assert "<script>window.pwned" not in page and "onerror=\"window" not in page
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
     assert "Judge the &lt;em&gt;tone&lt;/em&gt;" in page  # instructions are text too
+    assert "<q>Broke after a &lt;b&gt;day&lt;/b&gt;</q> → <strong>negative</strong>" in page
     data = re.search(r'id="task-data">(.*?)</script>', page, re.S).group(1)
     assert "<" not in data  # the JSON block cannot close its script element
 
