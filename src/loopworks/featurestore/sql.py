@@ -12,7 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from loopworks.errors import ConfigurationError, NotFoundError, ValidationError
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
 
 if TYPE_CHECKING:
+    from loopworks.featurestore.pointintime import EncodedIds
     from loopworks.featurestore.store import FeatureStore
 
 __all__ = ["run_query", "training_set", "training_set_from_manifest"]
@@ -62,11 +63,10 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = None,
-              output: str = "pandas", out: str | None = None) -> Any:
-    """Run SQL with every feature group visible as a table (see ``FeatureStore.query``)."""
-    if output not in ("pandas", "arrow"):
-        raise ConfigurationError("output must be 'pandas' or 'arrow'", setting="output")
+def connect_groups(store: FeatureStore, as_of: datetime | str | None = None
+                   ) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection where every feature group ``g`` is a table (its offline history
+    as of ``as_of``) and ``g_latest`` a view of its latest non-deleted records."""
     con = _connect()
     when = _utc(as_of)
     for spec in store.list_feature_groups():
@@ -78,6 +78,15 @@ def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = N
             f"SELECT *, row_number() OVER (PARTITION BY {_quote(spec.record_id)} ORDER BY "
             f"{_quote(spec.event_time)} DESC, write_time DESC) AS __rn FROM {spec.name}) "
             "WHERE __rn = 1 AND NOT is_deleted")
+    return con
+
+
+def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = None,
+              output: str = "pandas", out: str | None = None) -> Any:
+    """Run SQL with every feature group visible as a table (see ``FeatureStore.query``)."""
+    if output not in ("pandas", "arrow"):
+        raise ConfigurationError("output must be 'pandas' or 'arrow'", setting="output")
+    con = connect_groups(store, as_of)
     try:
         result = _arrow(con, sql)
     except duckdb.Error as exc:
@@ -180,28 +189,26 @@ def training_set(
                     f"feature name {column!r} appears twice; pass full_feature_names=True",
                     feature=column)
             names[column] = group_name
-    join = _asof_join if method == "duckdb" else _sorted_join
+    workers = max(1, min(len(plans), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        if method == "duckdb":
+            joined_all = list(pool.map(lambda plan: _asof_join(
+                store, plan[2], entity, plan[1], event_time, plan[3], _utc(as_of), _utc(start),
+                _utc(end), include_deleted, plan[4]), plans))
+        else:
+            # Read the histories (Arrow scans, GIL released) while the entity ids are
+            # hashed, once per id column however many groups share it; then look up each
+            # group (NumPy, GIL mostly released) in parallel.
+            reads = [pool.submit(_history, store, plan[2], plan[1], plan[3], _utc(as_of),
+                                 _utc(start), _utc(end), include_deleted) for plan in plans]
+            from loopworks.featurestore.pointintime import encode_ids
 
-    # Entity ids are hashed once per id column, however many groups share it.
-    if method == "sorted":
-        id_columns = {plan[2].record_id for plan in plans}
-        encoded = {name: pc.dictionary_encode(
-            entity.column(name).cast(pa.string()).combine_chunks()) for name in id_columns}
-        entity_for_join = entity.select([event_time, "__lw_row"])
-        for name, column in encoded.items():
-            entity_for_join = entity_for_join.append_column(name, column)
-    else:
-        entity_for_join = entity
-
-    def run(plan: tuple[Any, ...]) -> tuple[pa.Table, str]:
-        _, feature_names, spec, version, ttl = plan
-        return join(store, spec, entity_for_join, feature_names, event_time, version,
-                    _utc(as_of), _utc(start), _utc(end), include_deleted, ttl)
-
-    # Groups are independent: read and join them in parallel (Arrow and NumPy release the
-    # GIL for the heavy parts).
-    with ThreadPoolExecutor(max_workers=max(1, min(len(plans), os.cpu_count() or 1))) as pool:
-        joined_all = list(pool.map(run, plans))
+            encoded = {name: encode_ids(entity.column(name))
+                       for name in dict.fromkeys(plan[2].record_id for plan in plans)}
+            lookups = [pool.submit(_sorted_join, plan[2], read, entity, encoded[plan[2].record_id],
+                                   plan[1], event_time, plan[3], plan[4])
+                       for plan, read in zip(plans, reads, strict=True)]
+            joined_all = [lookup.result() for lookup in lookups]
     for (group_name, feature_names, _, version, ttl), (joined, how) in zip(
             plans, joined_all, strict=True):
         for feature in feature_names:
@@ -338,17 +345,15 @@ def _remember(key: tuple[Any, ...], table: pa.Table) -> None:
                 break
 
 
-def _sorted_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[str],
-                 event_time: str, version: int | None, as_of: datetime | None,
-                 start: datetime | None, end: datetime | None, include_deleted: bool,
+def _sorted_join(spec: Any, read: Future[pa.Table], entity: pa.Table, ids: EncodedIds,
+                 features: list[str], event_time: str, version: int | None,
                  ttl: float | None) -> tuple[pa.Table, str]:
     from loopworks.featurestore.pointintime import asof_indices
 
-    history = _history(store, spec, features, version, as_of, start, end, include_deleted)
-    index = asof_indices(entity.column(spec.record_id), entity.column(event_time),
-                         history.column(spec.record_id), history.column(spec.event_time),
-                         history.column("write_time"), history.column("is_deleted"),
-                         ttl_seconds=ttl)
+    history = read.result()
+    index = asof_indices(ids, entity.column(event_time), history.column(spec.record_id),
+                         history.column(spec.event_time), history.column("write_time"),
+                         history.column("is_deleted"), ttl_seconds=ttl)
     picked = history.select(features).take(index)
     typed = [picked.column(f).cast(spec.definition(f).arrow_type) for f in features]
     description = (f"sorted as-of lookup on {spec.name} version {version}: last row per "
