@@ -44,6 +44,7 @@ def _register() -> None:
     from loopworks.cli import fs, jobs, label, process, profile, sample, serve, workforce
     from loopworks.cli import model as model_cli
     from loopworks.cli import predict as predict_cli
+    from loopworks.cli import review as review_cli
 
     main.add_command(sample.sample)
     main.add_command(process.process)
@@ -56,6 +57,7 @@ def _register() -> None:
     main.add_command(label.label)
     main.add_command(model_cli.model)
     main.add_command(predict_cli.predict)
+    main.add_command(review_cli.review)
 
 
 _register()
