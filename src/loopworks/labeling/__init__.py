@@ -1,7 +1,8 @@
-"""Labeling: the workforce, and turning crowd answers into labels with agreement measures.
+"""Labeling: the workforce, labeling jobs, and turning crowd answers into labels.
 
-Start with :func:`consolidate` (majority vote, Dawid-Skene, one-coin; GLAD and MACE with
-crowd-kit) and :func:`read_answers`.
+Start with :class:`LabelingJobs` (create a job from a :class:`JobSpec`, lease tasks, take
+answers) and :func:`write_output` (the augmented manifest); :func:`consolidate` (majority
+vote, Dawid-Skene, one-coin; GLAD and MACE with crowd-kit) works on any answers table.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from loopworks.labeling.consolidation import (
     consolidate_multilabel,
     read_answers,
 )
+from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs, Task
+from loopworks.labeling.output import write_output
+from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Role, Team, Worker, Workforce
 
 __all__ = [
     "METHODS",
     "ConsolidationResult",
+    "JobSpec",
+    "JobStatus",
+    "LabelingJobs",
     "MultilabelResult",
     "Role",
+    "Task",
+    "TaskType",
     "Team",
     "Worker",
     "Workforce",
@@ -31,4 +40,5 @@ __all__ = [
     "fleiss_kappa",
     "krippendorff_alpha",
     "read_answers",
+    "write_output",
 ]
