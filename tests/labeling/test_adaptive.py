@@ -60,3 +60,50 @@ def test_adaptive_keeps_asking_only_new_workers(labeling: LabelingJobs) -> None:
     assert task is not None
     labeling.submit("ad2", task.item_id, cy, "pos")  # 2/3 < 0.75 but max_workers reached
     assert labeling.job("ad2").status is JobStatus.COMPLETED
+
+
+def test_many_workers_at_once_respect_max_workers_and_the_target(
+        labeling: LabelingJobs) -> None:
+    import json
+    import random
+    import threading
+    from collections import Counter
+
+    n_items, n_workers = 30, 10
+    labeling.create_job(JobSpec("busy", "nlp", LABELS, workers_per_item=2, adaptive={
+        "target_confidence": 0.9, "max_workers": 4}), [f"t{i}" for i in range(n_items)])
+    workers = [labeling.workforce.add_worker(f"c{i}", teams_=["nlp"]) for i in range(n_workers)]
+    errors: list[BaseException] = []
+
+    def work(worker, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while (task := labeling.next_task("busy", worker)) is not None:
+                # item i is easy when i is even (everyone says pos), disputed otherwise
+                easy = int(task.source[1:]) % 2 == 0
+                answer = "pos" if easy or rng.random() < 0.5 else "neg"
+                labeling.submit("busy", task.item_id, worker, answer)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w, i)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    given = labeling.answers("busy")
+    assert len({(a["item_id"], a["worker"]) for a in given}) == len(given)
+    per_item: dict[int, list[str]] = {}
+    for a in given:
+        per_item.setdefault(a["item"], []).append(json.dumps(a["answer"]))
+    assert len(per_item) == n_items
+    for item, votes in per_item.items():
+        share = Counter(votes).most_common(1)[0][1] / len(votes)
+        assert 2 <= len(votes) <= 4, (item, votes)
+        if len(votes) < 4:  # stopped early only because the target was reached
+            assert share >= 0.9, (item, votes)
+        if item % 2 == 0:
+            assert len(votes) == 2  # unanimous items never needed more
+    spec = labeling.job("busy")
+    assert spec.status is JobStatus.COMPLETED and spec.counts["labeled"] == n_items
