@@ -62,7 +62,21 @@ def token_length_stats(lengths: np.ndarray, max_seq_length: int) -> dict[str, An
         "max": int(lengths.max()),
         "share_truncated": round(float((lengths > max_seq_length).mean()), 6),
         "share_padding": round(float(1.0 - kept.sum() / (lengths.size * max_seq_length)), 6),
+        "histogram": _histogram(lengths, max_seq_length),
     }
+
+
+def _histogram(lengths: np.ndarray, max_seq_length: int, bins: int = 16) -> dict[str, Any]:
+    """Counts of token lengths in equal bins up to max_seq_length, plus one bin for longer
+    (the reviews truncation cuts), for the job page's chart."""
+    width = max(1, -(-max_seq_length // bins))
+    edges = list(range(0, max_seq_length + 1, width))
+    if edges[-1] != max_seq_length:
+        edges.append(max_seq_length)
+    counts, _ = np.histogram(np.minimum(lengths, max_seq_length), bins=edges)
+    counts[-1] -= int((lengths > max_seq_length).sum())
+    return {"edges": edges, "counts": [int(c) for c in counts],
+            "over": int((lengths > max_seq_length).sum())}
 
 
 class JobStore(Protocol):
