@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,6 +100,26 @@ def test_append_versions_and_parquet_settings(store: DeltaOfflineStore) -> None:
     assert {c.compression for c in columns} <= {"LZ4", "LZ4_RAW"}  # Arrow says LZ4
     assert not any(c.has_dictionary_page for c in columns)
     assert sorted(store.read("reviews").column("review_id").to_pylist()) == ["a", "b"]
+
+
+def test_local_tables_read_straight_from_disk_in_any_folder(tmp_path: Path) -> None:
+    """Local tables are scanned from their files (URL-decoded paths, event_date from the
+    folder); time travel and as_of still apply."""
+    store = DeltaOfflineStore(str(tmp_path / "my offline é"), lock_dir=tmp_path / "locks")
+    first = make_batch(["a", "b"], write_time=T0, dates=[T0, T0 + timedelta(days=1)])
+    store.append("reviews", first, event_time="date")
+    store.append("reviews", make_batch(["c"], write_time=T0 + timedelta(hours=1)),
+                 event_time="date")
+    dataset = store.dataset("reviews")
+    assert isinstance(dataset, pads.FileSystemDataset)
+    assert all(" " in path and "%" not in path for path in dataset.files)
+    assert sorted(dataset.to_table().column("review_id").to_pylist()) == ["a", "b", "c"]
+    assert sorted_rows(store.read("reviews", version=0).drop_columns(["event_date"])).equals(
+        sorted_rows(first))
+    assert store.read("reviews", as_of=T0).num_rows == 2
+    dates = store.read("reviews", columns=["review_id", "event_date"]).to_pylist()
+    assert {r["review_id"]: r["event_date"].isoformat() for r in dates} == {
+        "a": "2024-01-02", "b": "2024-01-03", "c": "2024-01-02"}
 
 
 def test_filter_and_column_projection(store: DeltaOfflineStore) -> None:

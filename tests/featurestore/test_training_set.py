@@ -115,6 +115,7 @@ def test_sorted_lookup_matches_duckdb_asof_and_never_leaks(tmp_path: Path, seed:
             group.delete_record(f"i{k}", day(float(rng.integers(0, 20))))
         ents = pd.DataFrame({"id": [f"i{k}" for k in rng.integers(0, 45, 2000)],
                              "event_time": [day(float(d)) for d in rng.uniform(-1, 21, 2000)]})
+        ents.loc[::97, "id"] = None  # a missing id matches nothing
         for options in ({}, {"ttl_seconds": 3 * 86400}, {"include_deleted": True},
                         {"start": day(5), "end": day(15)}):
             fast = fs.training_set(ents, ["g:v"], output="arrow", **options)
@@ -139,3 +140,33 @@ def test_recreated_group_is_not_served_from_an_old_read(tmp_path: Path) -> None:
             g.ingest(pd.DataFrame({"review_id": ["a"], "ts": [day(1)], "v": [value]}))
             assert fs.training_set(ents, ["again:v"])["v"].tolist() == [value]
             fs.delete_feature_group("again")
+
+
+@pytest.mark.parametrize("rows_per_id", [1, 3, 60])
+def test_asof_indices_match_a_brute_force_lookup(rows_per_id: int) -> None:
+    """One row per id (the direct path), a few (stepping back) and many (binary search);
+    equal event times told apart by write time; tombstones; TTL."""
+    import numpy as np
+
+    from loopworks.featurestore.pointintime import asof_indices, encode_ids
+
+    rng = np.random.default_rng(rows_per_id)
+    ids = [f"k{i}" for i in range(30)]
+    h_ids = [ids[i] for i in rng.integers(0, 25, 25 * rows_per_id)]
+    h_t = rng.integers(0, 40, len(h_ids)) * 1_000_000  # ties in event time are common
+    h_w = rng.permutation(len(h_ids))  # distinct write times
+    h_del = rng.random(len(h_ids)) < 0.1
+    e_ids = [ids[i] for i in rng.integers(0, 30, 3000)]
+    e_t = rng.integers(-2, 42, 3000) * 1_000_000 + 500_000
+    micros = pa.timestamp("us", tz="UTC")
+    for ttl in (None, 5.0):
+        got = asof_indices(
+            encode_ids(pa.array(e_ids)), pa.array(e_t, micros), pa.array(h_ids),
+            pa.array(h_t, micros), pa.array(h_w, micros), pa.array(h_del),
+            ttl_seconds=ttl).to_pylist()
+        for e_id, when, index in zip(e_ids, e_t, got, strict=True):
+            candidates = [j for j in range(len(h_ids)) if h_ids[j] == e_id and h_t[j] <= when]
+            best = max(candidates, key=lambda j: (h_t[j], h_w[j]), default=None)
+            if best is not None and (h_del[best] or (ttl and when - h_t[best] > ttl * 1e6)):
+                best = None
+            assert index == best, (e_id, when)
