@@ -11,6 +11,9 @@ import pytest
 
 from loopworks.samples import generate_reviews, write_reviews
 
+# The browser fixtures (Playwright + Debian's Chromium) live in tests/_browser.py.
+pytest_plugins = ["_browser"]
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_REVIEWS = SHARED / "reviews" / "womens_clothing_ecommerce_reviews.csv"
 ROBERTA = SHARED / "tokenizers" / "roberta-base"

@@ -8,7 +8,6 @@ Needs /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it) and 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,29 +15,10 @@ import pytest
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.metadata import database_url, open_engine
 
+from _browser import needs_browser, sign_in, snap
 from conftest import running_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None,
-                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-    pytest.mark.browser,
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright not installed (dev extra)")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking"])
-        yield chromium
-        chromium.close()
+pytestmark = needs_browser
 
 
 @pytest.fixture
@@ -52,39 +32,13 @@ def site(tmp_path: Path):
         yield url, jobs
 
 
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest):
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def snap(page, name: str) -> None:
-    """Keep a screenshot of the page as it is now (tests/artifacts/, ignored by git)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page, url: str, jobs: LabelingJobs, worker: str) -> None:
-    page.goto(f"{url}/login/{jobs.workforce.issue_login_link(worker)}")
-    page.click("#sign-in")
-    page.wait_for_selector("#who")
-    assert worker in page.inner_text("#who")
-
-
 def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
     url, jobs = site
     jobs.create_job(JobSpec("sent", "nlp", ["negative", "neutral", "positive"],
                             instructions="How does the reviewer feel?"),
                     ["I love this dress", "It is fine", "Broke in a day",
                      "<script>window.pwned = 1</script>Sneaky <b>bold</b>"])
-    sign_in(page, url, jobs, "ana")
+    sign_in(page, url, jobs.workforce, "ana")
     page.click("text=sent")
     assert page.inner_text("#source") == "I love this dress"
     assert page.inner_text("#progress") == "0 / 4" and page.inner_text("#mine") == "0"
@@ -127,7 +81,7 @@ def test_admin_dashboard_renders_the_chart(page, site) -> None:
         task = jobs.next_task("sent", ana)
         assert task is not None
         jobs.submit("sent", task.item_id, ana, answer)
-    sign_in(page, url, jobs, "boss")
+    sign_in(page, url, jobs.workforce, "boss")
     page.click("text=dashboard")
     assert page.inner_text("#labeled") == "2"
     bars = page.locator("#answer-chart rect")
@@ -171,7 +125,7 @@ def test_draw_entity_spans_with_the_mouse(page, site) -> None:
     text = "Alice bought the red dress in Paris"
     jobs.create_job(JobSpec("ner", "nlp", ["PERSON", "PRODUCT", "PLACE"],
                             task_type="named-entity-recognition"), [text])
-    sign_in(page, url, jobs, "ana")
+    sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/ner")
     _drag_over_text(page, 0, 5)
     page.keyboard.press("1")
@@ -201,7 +155,7 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
     manifest.write_text(json.dumps({"source-ref": "street.png"}) + "\n")
     jobs.create_job(JobSpec("boxes", "nlp", ["car", "person"], task_type="bounding-box"),
                     manifest)
-    sign_in(page, url, jobs, "ana")
+    sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/boxes")
     page.wait_for_function("document.getElementById('task-image').naturalWidth > 0")
     page.keyboard.press("1")
@@ -240,7 +194,7 @@ def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
             "text": text, "probabilities": dict(zip(["negative", "neutral", "positive"],
                                                     probs, strict=True))})
         assert result.started
-    sign_in(page, url, jobs, "rita")
+    sign_in(page, url, jobs.workforce, "rita")
     page.click("text=review-check")
     assert page.inner_text("#source") == "Pretty good overall"
     assert page.inner_text("#model-label") == "positive"
@@ -259,7 +213,7 @@ def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
 
     page.goto(f"{url}/logout")  # a GET does not sign out (no CSRF token)
     page.context.clear_cookies()
-    sign_in(page, url, jobs, "boss")
+    sign_in(page, url, jobs.workforce, "boss")
     page.click("text=Review flows")
     page.click("text=Check the sentiment model")
     assert page.inner_text("#reviewed") == "2"

@@ -75,6 +75,9 @@ def _install_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"),
               name="static")
     app.include_router(pages.router)
+    from loopworks.server.studio import router as studio_router
+
+    app.include_router(studio_router)
 
 
 def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
