@@ -138,14 +138,15 @@ def predict_file(model: Any, input: str | Path, out: str | Path, *,
                 report_progress("predict", batch.num_rows, total)
         if state.rows == 0:
             raise InputError(f"{input}: holds no rows to predict", file=str(input))
-        if state.empty_rows and on_empty == "error":
-            first_file, rows = state.empty_rows[0]
-            more = sum(len(r) for _, r in state.empty_rows)
+        if state.empty and on_empty == "error":
+            first_file, rows = next(iter(state.empty_rows.items()))
             shown = ", ".join(str(r) for r in rows[:10])
+            others = len(state.empty_rows) - 1
             raise InputError(
-                f"{first_file}: {more} row(s) have empty text in column "
+                f"{first_file}: {state.empty} row(s) have empty text in column "
                 f"{state.column!r}: rows {shown}"
-                + (" and more" if more > len(rows[:10]) else "")
+                + (" and more" if state.empty > len(rows[:10]) else "")
+                + (f" (also in {others} other file(s))" if others else "")
                 + " (data rows counted from 0); fill or remove them, or keep them without a "
                 "prediction with --on-empty skip", file=first_file,
                 rows=rows[:10], column=state.column)
@@ -170,7 +171,8 @@ class _State:
         self.by_label = np.zeros(k, dtype=np.int64)
         self.confidence_sum = 0.0
         self.file_rows: dict[str, int] = {}
-        self.empty_rows: list[tuple[str, list[int]]] = []
+        #: Empty-text rows per file (the first few: enough to name them in the error).
+        self.empty_rows: dict[str, list[int]] = {}
         self.column = ""
 
 
@@ -188,11 +190,10 @@ def _predict_batch(batch: pa.RecordBatch, column: str, predictor: ProbabilityPre
     state.rows += batch.num_rows
     if empty.any():
         state.empty += int(empty.sum())
-        state.empty_rows.append((source, (np.flatnonzero(empty) + offset).tolist()))
-        if not skip_empty:
-            return  # keep scanning to name every empty row; nothing is written
-    if state.empty_rows and not skip_empty:
-        return
+        named = state.empty_rows.setdefault(source, [])
+        named.extend((np.flatnonzero(empty)[: 10 - len(named)] + offset).tolist())
+    if state.empty and not skip_empty:
+        return  # keep scanning to count every empty row; nothing more is written
     keep = np.flatnonzero(~empty)
     k = len(predictor.classes)
     probs = np.full((batch.num_rows, k), np.nan)
@@ -234,6 +235,25 @@ def _count_rows(files: list[Any]) -> int:
     return total
 
 
+def _flatten_lists(data: Any) -> Any:
+    """CSV has no lists: write list columns (token ids) as ``[1,2,3]`` text, vectorised."""
+    import pyarrow.compute as pc
+
+    columns, changed = [], False
+    for column in data.columns:
+        kind = column.type
+        if pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or \
+                pa.types.is_large_list(kind):
+            as_text = pc.cast(column, pa.list_(pa.string()))
+            joined = pc.binary_join(as_text, ",")
+            column = pc.binary_join_element_wise("[", joined, "]", "")
+            changed = True
+        columns.append(column)
+    if not changed:
+        return data
+    return type(data).from_arrays(columns, names=data.schema.names)
+
+
 class _Writer:
     """Appends record batches to a Parquet, CSV or JSON Lines file."""
 
@@ -257,7 +277,9 @@ class _Writer:
                     IndexError) as exc:
                 raise InputError(f"the input's columns change type part-way through "
                                  f"({exc}); convert it to Parquet first") from None
-        if self.fmt == "jsonl":
+        if self.fmt == "csv":
+            self._writer.write_batch(_flatten_lists(batch))
+        elif self.fmt == "jsonl":
             frame = batch.to_pandas()
             frame.to_json(self._fh, orient="records", lines=True, force_ascii=False,
                           date_format="iso")
@@ -273,7 +295,8 @@ class _Writer:
                                            b"loopworks.predictions": self.meta.encode()})
             self._writer = pq.ParquetWriter(self.path, schema)
         elif self.fmt == "csv":
-            self._writer = pacsv.CSVWriter(str(self.path), schema)
+            self._writer = pacsv.CSVWriter(str(self.path), _flatten_lists(schema.empty_table()
+                                                                          ).schema)
         else:
             self._fh = self.path.open("w", encoding="utf-8")
         self._schema = schema

@@ -92,9 +92,9 @@ def train_model(name: str, data: LabeledData, *, features: str = "word+char",
     model.calibrate(val_texts, val_labels, method=calibration)
     test_texts, test_labels = data.part("test")
     say(f"evaluating on {len(test_texts):,} test rows")
-    evaluation = evaluate_probabilities(model.predict_proba(test_texts),
-                                        model.predict_proba(test_texts, calibrated=False),
-                                        test_labels, data.classes, n_bins=n_bins)
+    calibrated, uncalibrated = model.predict_proba_both(test_texts)
+    evaluation = evaluate_probabilities(calibrated, uncalibrated, test_labels, data.classes,
+                                        n_bins=n_bins)
     seconds = time.perf_counter() - started
 
     calib: dict[str, object] = {"method": calibration, "fitted_on": "validation",
