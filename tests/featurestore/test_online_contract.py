@@ -430,3 +430,26 @@ def test_sqlite_stores_sharing_a_file_stay_consistent(tmp_path: Path) -> None:
     for store in stores:
         assert read(store, group, ["k0", "k19"]) == [small("k0", 79, 79), small("k19", 79, 79)]
         store.close()
+
+
+def test_sqlite_reader_sees_another_connections_new_feature_and_drop(tmp_path: Path) -> None:
+    """The reader caches its statements; a feature added or a group dropped through another
+    connection (another process) still shows up in its next reads, single and batch."""
+    reader, writer = (SQLiteOnlineStore(tmp_path / "shared.sqlite") for _ in range(2))
+    try:
+        write(writer, "g", [small("a", 1, 1), small("b", 1, 2)])
+        assert read(reader, "g", ["a"]) == [small("a", 1, 1)]
+        assert read(reader, "g", ["a", "b"]) == [small("a", 1, 1), small("b", 1, 2)]
+        wider = [*SMALL, FeatureDefinition("extra", FeatureType.STRING)]
+        assert read(reader, "g", ["a"], wider) == [{**small("a", 1, 1), "extra": None}]
+        write(writer, "g", [{**small("a", 2, 3), "extra": "x"}], wider)
+        assert read(reader, "g", ["a"], wider) == [{**small("a", 2, 3), "extra": "x"}]
+        assert read(reader, "g", ["a", "b"], wider, features=["extra"]) == [
+            {ID: "a", ET: at(2), "extra": "x"}, {ID: "b", ET: at(1), "extra": None}]
+        assert read(reader, "g", ["a"]) == [small("a", 2, 3)]  # the narrower plan still works
+        writer.drop("g")
+        assert read(reader, "g", ["a"], wider) == [None]
+        assert read(reader, "g", ["a", "b"]) == [None, None]
+    finally:
+        reader.close()
+        writer.close()

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,11 @@ _NUMPY: dict[str, np.dtype[Any]] = {
 _COMPACT: dict[int, np.dtype[Any]] = {
     1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 _COMPACT_ELEMENTS = ("int32", "int64")
+#: ``array`` type codes of the compact widths where they are native little-endian integers
+#: of that size (NumPy decodes the others).
+_ARRAY_CODES: dict[int, str] = {} if sys.byteorder != "little" else {
+    size: code for size, code in ((1, "B"), (2, "H"), (4, "i"), (8, "q"))
+    if array(code).itemsize == size}
 
 
 def _micros(when: datetime) -> int:
@@ -194,9 +201,16 @@ def _encode_compact_rows(values: np.ndarray) -> list[Any]:
 def _decode_compact(blob: bytes, dtype: np.dtype[Any], length: int) -> list[int]:
     """One fixed-length integer list, raw or compact (see ``_encode_compact``)."""
     if len(blob) == length * dtype.itemsize:
-        values: list[int] = np.frombuffer(blob, dtype).tolist()
-        return values
-    values = np.frombuffer(blob, _COMPACT[blob[0]], offset=1).tolist()
+        code, start = dtype.itemsize, 0
+    else:
+        code, start = blob[0], 1
+    values: list[int]
+    if code in _ARRAY_CODES:  # the array module decodes short rows faster than NumPy
+        decoded = array(_ARRAY_CODES[code])
+        decoded.frombytes(memoryview(blob)[start:])
+        values = decoded.tolist()
+    else:
+        values = np.frombuffer(blob, _COMPACT[code], offset=start).tolist()
     if len(values) < length:
         values += [values[-1]] * (length - len(values))
     return values
@@ -260,6 +274,26 @@ def _decode_column(values: list[Any], definition: FeatureDefinition, *, redis: b
     if redis:
         return [None if v is None else int(v) for v in values]
     return values
+
+
+def _decoder(definition: FeatureDefinition) -> Callable[[Any], Any] | None:
+    """Decoder of one non-null SQLite value of a feature (``None``: stored as is)."""
+    kind = definition.type
+    if kind is FeatureType.LIST:
+        if definition.element == "string":
+            return _unpack_strings
+        dtype = _NUMPY[definition.element or "int64"]
+        length = definition.length
+        if length and definition.element in _COMPACT_ELEMENTS:
+            return lambda blob: _decode_compact(blob, dtype, length)
+        return lambda blob: np.frombuffer(blob, dtype).tolist()
+    if kind is FeatureType.TIMESTAMP:
+        return _datetime
+    if kind is FeatureType.BOOLEAN:
+        return bool
+    if kind is FeatureType.FRACTIONAL:
+        return lambda v: struct.unpack("<d", v)[0] if isinstance(v, bytes) else v
+    return None
 
 
 def _decode_lists(blobs: list[bytes | None], definition: FeatureDefinition) -> list[Any]:

@@ -25,6 +25,7 @@ from loopworks.featurestore.online.encoding import (
     _check_ttl,
     _column_values,
     _conflict,
+    _decoder,
     _latest_per_id,
     _micros,
     _selected,
@@ -38,6 +39,7 @@ _SQL_TYPES = {FeatureType.STRING: "TEXT", FeatureType.INTEGRAL: "INTEGER",
 _META = '"_lw_online_groups"'
 _ALIVE = "_lw_deleted = 0 AND (_lw_expires_at IS NULL OR _lw_expires_at > ?)"
 _READ_CHUNK = 500
+_MMAP_BYTES = 1 << 30
 
 
 def _q(identifier: str) -> str:
@@ -46,6 +48,26 @@ def _q(identifier: str) -> str:
 
 def _table(group: str) -> str:
     return _q("lw_online_" + group)
+
+
+class _ReadPlan:
+    """What a read of some features of a group runs, and how it decodes a row."""
+
+    def __init__(self, table: str, definitions: list[FeatureDefinition],
+                 chosen: list[FeatureDefinition], existing: set[str]) -> None:
+        self.definitions = definitions
+        self.chosen = chosen
+        self.complete = all(d.name in existing for d in definitions)
+        # Features added since the table was made and never written read as NULL.
+        columns = ", ".join(_q(d.name) if d.name in existing else "NULL" for d in chosen)
+        self.one = f"SELECT {columns} FROM {table} WHERE _lw_id = ? AND {_ALIVE}"
+        self.many = f"SELECT _lw_id, {columns} FROM {table} WHERE _lw_id IN "
+        self._decoders = [(d.name, _decoder(d)) for d in chosen]
+
+    def record(self, row: Sequence[Any]) -> Record:
+        """One stored row (the chosen columns) as a record."""
+        return {name: value if value is None or decode is None else decode(value)
+                for (name, decode), value in zip(self._decoders, row, strict=True)}
 
 
 class SQLiteOnlineStore:
@@ -81,10 +103,14 @@ class SQLiteOnlineStore:
                                    timeout=30)
         self._lock = threading.RLock()
         self._columns: dict[str, set[str]] = {}
+        self._plans: dict[tuple[Any, ...], _ReadPlan] = {}
         self._names: dict[str, tuple[str, str]] = {}
         self._db.execute("PRAGMA page_size=8192")  # new files only: ~1 KiB token-id rows
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Reads map the file instead of copying each page through read(): random lookups by
+        # id (the serving path) then cost no system call. Writes still go through the WAL.
+        self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {_META} (grp TEXT PRIMARY KEY, "
                          "record_id TEXT NOT NULL, event_time TEXT NOT NULL)")
 
@@ -101,6 +127,7 @@ class SQLiteOnlineStore:
                 self._db.execute("ROLLBACK")
                 self._columns.clear()  # the caches may describe rolled-back DDL
                 self._names.clear()
+                self._plans.clear()
                 raise
             self._db.execute("COMMIT")
 
@@ -108,6 +135,7 @@ class SQLiteOnlineStore:
         if refresh or group not in self._columns:
             info = self._db.execute(f"PRAGMA table_info({_table(group)})").fetchall()
             self._columns[group] = {row[1] for row in info}
+            self._plans.clear()
         return self._columns[group]
 
     def _ensure(self, group: str, definitions: list[FeatureDefinition], record_id: str,
@@ -176,33 +204,55 @@ class SQLiteOnlineStore:
              features: Sequence[str] | None = None) -> list[Record | None]:
         """Latest records in order of ``ids``; see :meth:`OnlineStore.read`."""
         with self._lock:
-            existing = self._existing(group)
-            if not existing or any(d.name not in existing for d in definitions):
-                existing = self._existing(group, refresh=True)
-            if not existing:
+            plan = self._plan(group, definitions, features)
+            if plan is None:
                 return [None] * len(ids)
-            chosen = _selected(definitions, features, self._key_names(group), group)
             try:
-                found = self._fetch(group, ids, chosen, existing)
+                now = time.time_ns() // 1000
+                if len(ids) == 1:  # the serving path: one statement, one row
+                    row = self._db.execute(plan.one, (ids[0], now)).fetchone()
+                    return [None if row is None else plan.record(row)]
+                found = self._fetch(plan, ids, now)
             except sqlite3.OperationalError:
+                self._plans.clear()
                 if self._existing(group, refresh=True):  # not dropped by another process
                     raise
                 return [None] * len(ids)
-        return _assemble(chosen, [found.get(i) for i in ids], 1, redis=False)
+        return _assemble(plan.chosen, [found.get(i) for i in ids], 1, redis=False)
 
-    def _fetch(self, group: str, ids: Sequence[str], chosen: list[FeatureDefinition],
-               existing: set[str]) -> dict[str, tuple[Any, ...]]:
-        # Features added since the table was made and never written read as NULL.
-        select = ", ".join(["_lw_id", *(_q(d.name) if d.name in existing else "NULL"
-                                        for d in chosen)])
-        now = time.time_ns() // 1000
+    def _plan(self, group: str, definitions: list[FeatureDefinition],
+              features: Sequence[str] | None) -> _ReadPlan | None:
+        """The statements and decoders of a read, cached per group, definitions and features.
+
+        The cache holds the ``definitions`` list itself, so its ``id`` stays unique while
+        cached; a plan made while a feature had no column yet is not reused (the column may
+        have been added by another process since).
+        """
+        key = (group, id(definitions), None if features is None else tuple(features))
+        plan = self._plans.get(key)
+        if plan is not None and plan.definitions is definitions:
+            return plan
+        existing = self._existing(group)
+        if not existing or any(d.name not in existing for d in definitions):
+            existing = self._existing(group, refresh=True)
+        if not existing:
+            return None
+        chosen = _selected(definitions, features, self._key_names(group), group)
+        plan = _ReadPlan(_table(group), definitions, chosen, existing)
+        if plan.complete:
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _fetch(self, plan: _ReadPlan, ids: Sequence[str], now: int
+               ) -> dict[str, tuple[Any, ...]]:
         found: dict[str, tuple[Any, ...]] = {}
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), _READ_CHUNK):
             chunk = unique[start:start + _READ_CHUNK]
             for row in self._db.execute(
-                    f"SELECT {select} FROM {_table(group)} WHERE _lw_id IN "
-                    f"({', '.join('?' * len(chunk))}) AND {_ALIVE}", (*chunk, now)):
+                    f"{plan.many}({', '.join('?' * len(chunk))}) AND {_ALIVE}", (*chunk, now)):
                 found[row[0]] = row
         return found
 
@@ -247,6 +297,7 @@ class SQLiteOnlineStore:
             db.execute(f"DELETE FROM {_META} WHERE grp = ?", (group,))
             self._columns.pop(group, None)
             self._names.pop(group, None)
+            self._plans.clear()
 
     def close(self) -> None:
         """Close the connection."""
