@@ -84,6 +84,7 @@ def test_admin_dashboard_renders_the_chart(page, site) -> None:
     sign_in(page, url, jobs.workforce, "boss")
     page.click("text=dashboard")
     assert page.inner_text("#labeled") == "2"
+    assert page.locator("#progress-chart polyline").count() == 1
     bars = page.locator("#answer-chart rect")
     assert bars.count() == 2
     assert all(float(bars.nth(i).get_attribute("width")) > 0 for i in range(2))
@@ -219,4 +220,6 @@ def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
     assert page.inner_text("#reviewed") == "2"
     assert page.inner_text("#model-accuracy") == "0.500"
     assert page.locator("#status-chart rect").count() == 5
+    assert page.locator("#share-chart rect").count() == 2
+    assert page.locator("#completed-chart polyline").count() == 1
     snap(page, "review-dashboard")

@@ -127,3 +127,29 @@ def test_annotators_are_kept_out(studio) -> None:
         refused = client.post("/studio/console", data={"sql": "SELECT 1",
                                                        "csrf_token": token})
         assert refused.status_code == 403
+
+
+def test_an_admin_starts_a_job_from_the_form(studio, sample_csv: Path, tmp_path: Path) -> None:
+    import time
+
+    url, workforce = studio
+    with httpx.Client(base_url=url) as client:
+        secret = workforce.issue_login_link("boss")
+        page = client.get(f"/login/{secret}")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        client.post(f"/login/{secret}", data={"csrf_token": token})
+        jobs_page = client.get("/studio/jobs")
+        before = jobs_page.text.count("succeeded")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', jobs_page.text).group(1)
+        started = client.post("/studio/jobs", data={
+            "csrf_token": token, "input": str(sample_csv), "out": str(tmp_path / "form-out"),
+            "max_seq_length": "64"})
+        assert started.status_code == 303
+        deadline = time.monotonic() + 120
+        while client.get("/studio/jobs").text.count("succeeded") == before:
+            assert time.monotonic() < deadline, "the job started from the form never finished"
+            time.sleep(1)
+        assert (tmp_path / "form-out" / "report.json").exists()
+        forged = client.post("/studio/jobs", data={"input": str(sample_csv),
+                                                   "out": str(tmp_path / "x")})
+        assert forged.status_code == 403 and not (tmp_path / "x").exists()

@@ -38,6 +38,7 @@ class Dashboard:
     answer_distribution: dict[str, int]
     consolidated_distribution: dict[str, int]
     agreement: dict[str, float | None] = field(default_factory=dict)
+    timeline: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _answer_labels(answer: Any) -> list[str]:
@@ -83,7 +84,23 @@ def dashboard(jobs: LabelingJobs, job: str) -> Dashboard:
         if multi.any():
             agreement["fleiss_kappa"] = _finite(fleiss_kappa(frame[multi]))
             agreement["krippendorff_alpha"] = _finite(krippendorff_alpha(frame[multi]))
-    return Dashboard(spec, workers, answer_distribution, consolidated, agreement)
+    return Dashboard(spec, workers, answer_distribution, consolidated, agreement,
+                     timeline([a["submitted_at"] for a in raw]))
+
+
+def timeline(times: list[Any], points: int = 24) -> list[tuple[str, int]]:
+    """Cumulative count of events at ``points`` evenly spaced times from the first to the
+    last (for a progress-over-time line)."""
+    if not times:
+        return []
+    stamps = pd.to_datetime(pd.Series(times), utc=True).sort_values().to_numpy()
+    start, end = stamps[0], stamps[-1]
+    if start == end:
+        return [(pd.Timestamp(start).strftime("%H:%M:%S"), len(stamps))]
+    grid = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), periods=points).to_numpy()
+    counts = stamps.searchsorted(grid, side="right")
+    return [(pd.Timestamp(t).strftime("%m-%d %H:%M:%S"), int(c))
+            for t, c in zip(grid, counts, strict=True)]
 
 
 def _finite(value: float) -> float | None:

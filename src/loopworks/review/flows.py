@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
 from loopworks.labeling import webhooks
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.labeling.progress import timeline
 from loopworks.labeling.schema import ItemState, answers, items
 from loopworks.labeling.schema import jobs as label_jobs
 from loopworks.labeling.tasktypes import TaskType, consolidate_spans
@@ -602,10 +603,10 @@ class HumanReview:
             counts: dict[str, int] = {status: n for status, n in conn.execute(
                 sa.select(loops.c.status, sa.func.count()).where(loops.c.flow_id == row.id)
                 .group_by(loops.c.status))}
-            results = conn.execute(sa.select(loops.c.result).where(
+            completed = conn.execute(sa.select(loops.c.result, loops.c.completed_at).where(
                 loops.c.flow_id == row.id, loops.c.status == LoopStatus.COMPLETED.value)
-            ).scalars().all()
-        parsed = [json.loads(r) for r in results if r]
+            ).all()
+        parsed = [json.loads(r.result) for r in completed if r.result]
         judged = [r for r in parsed if "agreesWithModel" in r]
         agree = sum(r["agreesWithModel"] for r in judged)
         human = Counter(r["label"] for r in judged)
@@ -615,7 +616,9 @@ class HumanReview:
             "by_status": {s.value: int(counts.get(s.value, 0)) for s in LoopStatus},
             "reviewed": len(judged),
             "model_accuracy_on_reviewed": agree / len(judged) if judged else None,
-            "human_labels": dict(human)}
+            "human_labels": dict(human),
+            "agree": agree, "corrected": len(judged) - agree,
+            "timeline": timeline([r.completed_at for r in completed if r.completed_at])}
 
 
 def consolidate_review(task_type: TaskType, given: list[Any], model_label: str
