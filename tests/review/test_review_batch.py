@@ -52,3 +52,42 @@ def test_probabilities_must_be_complete(tmp_path: Path) -> None:
                              "prob_positive": [0.5, 0.5]}), tmp_path / "p.parquet")
     with pytest.raises(InputError, match=r"missing, negative or do not sum to 1: rows 1"):
         read_prediction_inputs(str(tmp_path / "p.parquet"), LABELS)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review(request: pytest.FixtureRequest, tmp_path: Path):
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata import open_engine
+    from loopworks.review.flows import FlowDefinition, HumanReview
+
+    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("postgres_url")
+    engine = open_engine(url)
+    review = HumanReview(engine, LabelingJobs(engine))
+    review.jobs.workforce.add_team("reviewers")
+    review.create_flow(FlowDefinition("check", "reviewers", LABELS, str(tmp_path / "out"),
+                                      activation_conditions={"Conditions": [{
+                                          "ConditionType": "MarginBelow",
+                                          "ConditionParameters": {"Margin": 0.5}}]}))
+    return review
+
+
+def test_batches_start_the_unsure_and_a_repeat_starts_nothing(review, tmp_path: Path) -> None:
+    from loopworks.review.batch import start_from_predictions
+
+    n = 2_500
+    p = [0.1 + 0.8 * (i % 10) / 9 for i in range(n)]  # margins 0.8 ... 0 ... 0.8
+    pq.write_table(pa.table({"id": [f"x{i}" for i in range(n)],
+                             "text": [f"text {i}" for i in range(n)],
+                             "prob_negative": [1 - q for q in p], "prob_positive": p}),
+                   tmp_path / "p.parquet")
+    unsure = sum(abs(2 * q - 1) < 0.5 for q in p)
+    seen: list[int] = []
+    first = start_from_predictions(review, "check", str(tmp_path / "p.parquet"),
+                                   batch_size=1000,
+                                   progress=lambda stage, done, total: seen.append(done))
+    assert (first.evaluated, first.started, first.existing) == (n, unsure, 0)
+    assert seen == [1000, 1000, 500] and first.naming == "id column 'id'"
+    again = start_from_predictions(review, "check", str(tmp_path / "p.parquet"))
+    assert (again.started, again.existing, again.not_activated) == (0, unsure, n - unsure)
+    assert review.jobs.job("review-check").counts["items"] == unsure
