@@ -91,3 +91,13 @@ def test_batches_start_the_unsure_and_a_repeat_starts_nothing(review, tmp_path: 
     again = start_from_predictions(review, "check", str(tmp_path / "p.parquet"))
     assert (again.started, again.existing, again.not_activated) == (0, unsure, n - unsure)
     assert review.jobs.job("review-check").counts["items"] == unsure
+
+
+def test_one_call_refuses_a_repeated_name(review) -> None:
+    from loopworks.errors import ConfigurationError
+
+    content = {"text": "x", "probabilities": {"negative": 0.5, "positive": 0.5}}
+    with pytest.raises(ConfigurationError, match="repeated: twice"):
+        review.start_human_loops("check", [("twice", content), ("once", content),
+                                           ("twice", content)])
+    assert review.list_human_loops("check")[0] == []

@@ -353,6 +353,10 @@ class HumanReview:
             if not isinstance(content, dict):
                 raise InputError(f"loop {name}: the input content must be a JSON object",
                                  field="input_content")
+        if len({name for name, _ in inputs}) != len(inputs):
+            repeated = sorted(n for n, k in Counter(n for n, _ in inputs).items() if k > 1)
+            raise ConfigurationError(f"human loop names must differ within one call; "
+                                     f"repeated: {', '.join(repeated[:10])}", setting="name")
         predictions = [prediction_of(c, spec.labels) for _, c in inputs]
         texts = [loop_text(c) for _, c in inputs]
         probs = np.array([[p["probabilities"][c] for c in spec.labels] for p in predictions])
