@@ -171,3 +171,16 @@ def test_help_texts() -> None:
     for args in (["model", "train"], ["model", "list"], ["model", "describe"], ["predict"]):
         result = invoke(*args, "--help")
         assert result.exit_code == 0 and "--home" in result.output
+
+
+def test_predict_on_a_processing_output_folder(cli_home: Path, processed: Path,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "all.parquet"
+    result = invoke("predict", "--model", "cli", "--input", str(processed), "--out", str(out),
+                    "--home", str(cli_home), "--quiet")
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(out)
+    report = json.loads((processed / "report.json").read_text())
+    assert len(got) == sum(len(pd.read_parquet(processed / s))
+                           for s in ("train", "validation", "test"))
+    assert set(got["split_type"]) == {"train", "validation", "test"} and report

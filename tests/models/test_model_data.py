@@ -134,3 +134,12 @@ def test_feature_group_and_query_sources(tmp_path: Path) -> None:
     assert len(picked) == 60 and set(picked.labels.tolist()) == {0, 2}
     with pytest.raises(ConfigurationError, match="exactly one"):
         read_labeled_data("a.csv", feature_group="reviews")
+
+
+def test_content_hash_ignores_row_order_but_not_content() -> None:
+    df = frame(30, split_type=["train", "validation", "test"] * 10)
+    base = labeled_data_from_frame(df).sha256()
+    assert labeled_data_from_frame(df.iloc[::-1]).sha256() == base
+    changed = df.copy()
+    changed.loc[3, "label_id"] = 2
+    assert labeled_data_from_frame(changed).sha256() != base

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from loopworks.errors import ConfigurationError, InputError
-from loopworks.models.data import find_text_column
+from loopworks.models.data import find_text_column, input_files
 from loopworks.models.predictions import prediction_columns
 from loopworks.models.predictor import ProbabilityPredictor, as_predictor
 
@@ -84,7 +84,8 @@ def predict_file(model: Any, input: str | Path, out: str | Path, *,
     Args:
         model: A model name (``name`` or ``name:version``), a loaded model, or anything
             :func:`~loopworks.models.predictor.as_predictor` accepts.
-        input: CSV, JSON Lines or Parquet file, folder or glob.
+        input: CSV, JSON Lines or Parquet file, folder or glob (a processing job's output
+            folder: its train, validation and test parts).
         out: Output file; its suffix (.parquet, .csv, .jsonl) picks the format.
         text_column: Column with the text (default: the first of review_body, review_text,
             text, ... present).
@@ -103,14 +104,14 @@ def predict_file(model: Any, input: str | Path, out: str | Path, *,
         InputError: Missing input, missing text column (naming the file and column), or
             empty text rows with ``on_empty="error"`` (naming the rows).
     """
-    from loopworks.processing.inputs import discover_inputs, iter_batches
+    from loopworks.processing.inputs import iter_batches
 
     if on_empty not in ON_EMPTY:
         raise ConfigurationError(f"on_empty must be one of {', '.join(ON_EMPTY)}, not "
                                  f"{on_empty!r}", valid_values=ON_EMPTY)
     fmt = output_format(out)
     predictor = as_predictor(model, home=home)
-    files = discover_inputs(str(input))
+    files = input_files(input)
     total = _count_rows(files)
     report_progress = progress or (lambda stage, done, total: None)
     started = time.perf_counter()

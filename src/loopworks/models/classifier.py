@@ -149,8 +149,12 @@ class SentimentModel:
             scaler = TemperatureScaler().fit(self.estimator.predict_proba(list(texts)), labels)
             self.calibration, self.calibrator = method, scaler
             return self
-        self.calibration, self.calibrator = method, _sklearn_calibrator(
-            self.estimator, list(texts), labels, method)
+        try:
+            calibrator = _sklearn_calibrator(self.estimator, list(texts), labels, method)
+        except ValueError as exc:  # e.g. a class missing from the held-out rows
+            raise ValidationError(f"{method} calibration failed on {len(texts)} held-out "
+                                  f"rows: {exc}; try --calibration temperature") from None
+        self.calibration, self.calibrator = method, calibrator
         return self
 
     # ---------------------------------------------------------------- prediction

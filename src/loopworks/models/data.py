@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ __all__ = [
     "SPLITS",
     "TEXT_COLUMNS",
     "find_text_column",
+    "input_files",
     "labeled_data_from_frame",
     "read_labeled_data",
     "read_table",
@@ -83,36 +85,49 @@ class LabeledData:
         return dict(zip(self.classes, (int(c) for c in counts), strict=True))
 
     def sha256(self) -> str:
-        """Content hash over (split, text, label) in row order: same data, same hash."""
-        digest = hashlib.sha256()
-        joined = "\x1e".join(
-            pd.Series(self.split, dtype=object) + "\x1f" + pd.Series(self.texts, dtype=object)
-            + "\x1f" + pd.Series(self.labels).astype(str))
-        digest.update(joined.encode("utf-8"))
-        return digest.hexdigest()
+        """Content hash over the (split, text, label) rows, whatever their order.
+
+        Rows are sorted first, so a feature-store query that returns the same rows in
+        another order gives the same hash.
+        """
+        rows = pd.DataFrame({"split": self.split, "text": self.texts,
+                             "label": self.labels}).sort_values(["split", "text", "label"])
+        joined = "\x1e".join(rows["split"].astype(str) + "\x1f" + rows["text"].astype(str)
+                             + "\x1f" + rows["label"].astype(str))
+        return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def input_files(spec: str | Path) -> list[Any]:
+    """The input files of a file, folder or glob; a processing job's output folder gives the
+    files of its ``train/``, ``validation/`` and ``test/`` parts only (not its rejects file
+    nor its report).
+
+    Raises:
+        InputError: Nothing matches, or a format cannot be told from a file name.
+    """
+    from loopworks.processing.inputs import discover_inputs
+
+    path = Path(str(spec))
+    if path.is_dir() and all((path / part).is_dir() for part in _PROCESSED_PARTS):
+        return discover_inputs([str(path / part) for part in _PROCESSED_PARTS])
+    return discover_inputs(str(spec))
 
 
 def read_table(spec: str | Path) -> pd.DataFrame:
     """Read a CSV, JSON Lines or Parquet file, folder or glob into one DataFrame.
 
     A processing job's output folder is read from its ``train/``, ``validation/`` and
-    ``test/`` parts only (not its rejects file).
+    ``test/`` parts only (see :func:`input_files`).
 
     Raises:
         InputError: Nothing matches, a format cannot be told, or a file is malformed.
     """
     import pyarrow as pa
 
-    from loopworks.processing.inputs import discover_inputs, iter_batches
+    from loopworks.processing.inputs import iter_batches
 
-    spec = str(spec)
-    path = Path(spec)
-    if path.is_dir() and all((path / part).is_dir() for part in _PROCESSED_PARTS):
-        files = discover_inputs([str(path / part) for part in _PROCESSED_PARTS])
-    else:
-        files = discover_inputs(spec)
     frames = []
-    for source in files:
+    for source in input_files(spec):
         batches = list(iter_batches(source))
         if batches:
             frames.append(pa.Table.from_batches(batches).to_pandas())
