@@ -304,6 +304,53 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
     }
 
 
+def domain_load(home: Path, n_workers: int, seconds: float) -> dict[str, Any]:
+    """The same loop without HTTP: threads call next_task and submit in this process, on
+    the second job, to show what the labeling layer itself costs under contention."""
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata.database import database_url, dispose_engine, open_engine
+
+    url = database_url(home)
+    labeling = LabelingJobs(open_engine(url))
+    workers = [labeling.workforce.worker(f"w{i:03d}") for i in range(n_workers)]
+    next_ms: list[float] = []
+    submit_ms: list[float] = []
+    errors: list[str] = []
+    gate = threading.Barrier(n_workers + 1)
+    deadline = 0.0
+
+    def work(worker: Any) -> None:
+        gate.wait()
+        try:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                task = labeling.next_task("bench-manifest", worker)
+                next_ms.append((time.perf_counter() - t0) * 1000)
+                if task is None:
+                    return
+                t0 = time.perf_counter()
+                labeling.submit("bench-manifest", task.item_id, worker, LABELS[task.item_id % 3])
+                submit_ms.append((time.perf_counter() - t0) * 1000)
+        except Exception as exc:  # reported, not raised: the figures say what happened
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    dispose_engine(url)
+    return {"workers": n_workers, "seconds": elapsed, "answers": len(submit_ms),
+            "answers_per_s": len(submit_ms) / elapsed,
+            "next": {"p50_ms": pct(next_ms, 0.5), "p99_ms": pct(next_ms, 0.99)},
+            "submit": {"p50_ms": pct(submit_ms, 0.5), "p99_ms": pct(submit_ms, 0.99)},
+            "errors": errors[:5], "n_errors": len(errors)}
+
+
 def check_database(home: Path, recorded: dict[str, list[int]]) -> dict[str, Any]:
     from loopworks.labeling.jobs import LabelingJobs
     from loopworks.metadata.database import database_url, dispose_engine, open_engine
@@ -359,6 +406,8 @@ def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float 
         creation, tokens = create_jobs(home, n_items, n_workers)
         log(f"  list {creation['list_seconds']:.2f} s, manifest "
             f"{creation['manifest_seconds']:.2f} s")
+        log(f"{n_workers} threads calling the labeling layer directly for {seconds / 2:.0f} s ...")
+        domain = domain_load(home, n_workers, seconds / 2)
         with running_server(home, "bench-admin-token") as url:
             log(f"{n_workers} workers for {seconds:.0f} s against {url} ...")
             run = load(url, tokens, seconds)
@@ -372,6 +421,7 @@ def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float 
         log("checking the database ...")
         run["check"] = check_database(home, recorded)
         run["explain"] = explain_next_task(home)
+        run["domain"] = domain
     return {"creation": creation, "server": run}
 
 
@@ -433,9 +483,11 @@ def report(results: dict[str, Any]) -> str:
                   f"| client errors | {s['n_errors']} | 0 | "
                   f"{'yes' if s['n_errors'] == 0 else 'NO'} |", "",
                   *_think_rows(s.get("think")),
+                  *_domain_rows(s.get("domain")),
                   "### Database check after the run", "",
                   "| check | value | expected |", "| --- | ---: | ---: |",
-                  f"| answers in database | {chk['answers_in_db']} | {s['answers_201']} (201s) |",
+                  f"| answers in database | {chk['answers_in_db']} | "
+                  f"{s['answers_201'] + s.get('think', {}).get('answers_201', 0)} (201s) |",
                   f"| duplicate (item, worker) pairs | {chk['duplicate_pairs']} | 0 |",
                   f"| items with more answers than workers per item | "
                   f"{chk['items_over_quota']} | 0 |",
@@ -448,6 +500,19 @@ def report(results: dict[str, Any]) -> str:
         if not (met_create and met_next):
             lines += ["Target missed: see the query plan above and the notes in README.", ""]
     return "\n".join(lines)
+
+
+def _domain_rows(d: dict[str, Any] | None) -> list[str]:
+    if not d:
+        return []
+    return [f"Without HTTP: {d['workers']} threads in one process call `next_task` and "
+            f"`submit` on the other {d['workers']}-worker job for {d['seconds']:.1f} s "
+            "(the labeling layer's own cost, SQLite, same machine).", "",
+            "| figure | value |", "| --- | ---: |",
+            f"| throughput | {d['answers_per_s']:.1f} answers/s |",
+            f"| next_task p50 / p99 | {d['next']['p50_ms']:.1f} / {d['next']['p99_ms']:.1f} ms |",
+            f"| submit p50 / p99 | {d['submit']['p50_ms']:.1f} / {d['submit']['p99_ms']:.1f} ms |",
+            f"| errors | {d['n_errors']} |", ""]
 
 
 def _think_rows(t: dict[str, Any] | None) -> list[str]:

@@ -226,3 +226,42 @@ def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
     assert jobs.job("old").status is JobStatus.COMPLETED
     indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("label_items")}
     assert "ix_label_items_open" in indexes and "ix_label_items_next" not in indexes
+
+
+def test_stop_while_many_workers_answer(labeling: LabelingJobs) -> None:
+    import threading
+
+    from loopworks.labeling.schema import leases
+
+    labeling.create_job(JobSpec("rush", "nlp", LABELS, workers_per_item=2), texts(400))
+    workers = [labeling.workforce.add_worker(f"r{i}", teams_=["nlp"]) for i in range(8)]
+    recorded: list[int] = []
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def work(worker) -> None:
+        try:
+            while (task := labeling.next_task("rush", worker)) is not None:
+                started.set()
+                time.sleep(0.002)  # reading the text
+                labeling.submit("rush", task.item_id, worker, "neutral")
+                recorded.append(task.item_id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    started.wait(30)
+    time.sleep(0.2)
+    assert labeling.stop("rush") in (JobStatus.STOPPING, JobStatus.STOPPED)
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]  # tasks held at the stop could still be answered
+    spec = labeling.job("rush")
+    assert spec.status is JobStatus.STOPPED
+    assert spec.counts["answers"] == len(recorded) < 800
+    import sqlalchemy as sa
+
+    with labeling.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(leases)).scalar() == 0
