@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from model_fixtures import processed_fixture  # noqa: F401
 
-from loopworks.errors import ConfigurationError, InputError
+from loopworks.errors import ConfigurationError, InputError, NotFoundError
 from loopworks.models import labeled_data_from_frame, read_labeled_data
 
 
@@ -134,6 +134,10 @@ def test_feature_group_and_query_sources(tmp_path: Path) -> None:
     assert len(picked) == 60 and set(picked.labels.tolist()) == {0, 2}
     with pytest.raises(ConfigurationError, match="exactly one"):
         read_labeled_data("a.csv", feature_group="reviews")
+    with pytest.raises(NotFoundError, match="no feature group 'other'"):
+        read_labeled_data(feature_group="other", home=home)
+    with pytest.raises(NotFoundError):  # only existing (validated) names reach the SQL
+        read_labeled_data(feature_group='x"; DROP TABLE reviews; --', home=home)
 
 
 def test_content_hash_ignores_row_order_but_not_content() -> None:

@@ -197,6 +197,7 @@ def read_labeled_data(
     Raises:
         ConfigurationError: Not exactly one source given, or bad split fractions.
         InputError: A column is missing, or rows are empty or unlabeled (naming them).
+        NotFoundError: No feature group of that name.
     """
     given = [x for x in (input, feature_group, query) if x is not None]
     if len(given) != 1:
@@ -207,10 +208,14 @@ def read_labeled_data(
     else:
         from loopworks.featurestore import FeatureStore
 
-        sql = query if query is not None else f'SELECT * FROM "{feature_group}_latest"'
         source = f"feature group {feature_group!r}" if query is None else f"query {query!r}"
         with FeatureStore(home=home) as store:
-            frame = store.query(sql)
+            if feature_group is not None:
+                # Checks the name (SQL-safe) and that the group exists, with a clear error.
+                name = store.feature_group(feature_group).spec.name
+                query = f'SELECT * FROM "{name}_latest"'
+            assert query is not None
+            frame = store.query(query)
     return labeled_data_from_frame(frame, source=source, text_column=text_column,
                                    label_column=label_column, rating_column=rating_column,
                                    classes=classes, split_column=split_column, split=split,
