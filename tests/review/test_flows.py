@@ -71,6 +71,12 @@ def test_conditions_decide_and_starting_is_idempotent(review: HumanReview,
         review.start_human_loop("loop-2", "sentiment-check", content("else", 0.3, 0.4, 0.3))
     assert review.jobs.job("review-sentiment-check").counts["items"] == 1  # one task only
     assert review.summary("sentiment-check")["human_share"] == 0.5
+    repeat = review.start_human_loop("loop-1", "sentiment-check",
+                                     content("Love it", 0.02, 0.03, 0.95))
+    assert not repeat.started and "evaluated before" in repeat.reason
+    assert review.summary("sentiment-check")["evaluated"] == 2  # repeats are not counted
+    with pytest.raises(ConflictError, match="evaluated before with other content"):
+        review.start_human_loop("loop-1", "sentiment-check", content("Other", 0.1, 0.1, 0.8))
     with pytest.raises(InputError, match="probabilities"):
         review.start_human_loop("loop-3", "sentiment-check", {"text": "no model output"})
     with pytest.raises(ConfigurationError, match="human loop name"):

@@ -204,6 +204,16 @@ loops = sa.Table(
     sa.Index("ix_review_loops_item", "item_id"),
 )
 
+# Inputs that were evaluated and did not go to people: a repeated call with the same name
+# and content is answered from here and not counted twice in the flow's share.
+passes = sa.Table(
+    "review_passes", _meta,
+    sa.Column("flow_id", sa.ForeignKey("review_flows.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -328,6 +338,7 @@ class HumanReview:
                 raise ConflictError(f"flow {name!r} has {busy} loops in progress; stop them "
                                     "first", flow=name)
             conn.execute(loops.delete().where(loops.c.flow_id == flow_id))
+            conn.execute(passes.delete().where(passes.c.flow_id == flow_id))
             conn.execute(flows.delete().where(flows.c.id == flow_id))
         self.jobs.delete_job(f"review-{name}")
 
@@ -369,12 +380,21 @@ class HumanReview:
         results: list[StartResult | None] = [None] * len(inputs)
         with self._tx() as conn:
             flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
+            names = [n for n, _ in inputs]
             existing = {r.name: r for r in conn.execute(sa.select(loops).where(
-                loops.c.flow_id == flow_id,
-                loops.c.name.in_([n for n, _ in inputs])))} if inputs else {}
-            fresh = []
+                loops.c.flow_id == flow_id, loops.c.name.in_(names)))} if inputs else {}
+            passed = dict(conn.execute(sa.select(passes.c.name, passes.c.content_hash).where(
+                passes.c.flow_id == flow_id, passes.c.name.in_(names))).all()) \
+                if inputs else {}
+            fresh, new_passes = [], []
             for i, (name, _content) in enumerate(inputs):
-                if name in existing:
+                if name in passed:
+                    if passed[name] != hashes[i]:
+                        raise ConflictError(f"input {name!r} of flow {flow!r} was evaluated "
+                                            "before with other content", loop=name, flow=flow)
+                    results[i] = StartResult(False, None, [], "evaluated before: no "
+                                             "activation condition held")
+                elif name in existing:
                     row = existing[name]
                     if row.content_hash != hashes[i]:
                         raise ConflictError(f"human loop {name!r} of flow {flow!r} exists with "
@@ -383,10 +403,14 @@ class HumanReview:
                     results[i] = StartResult(True, loop, loop.conditions_fired, "exists")
                 elif not evaluation.activated[i]:
                     results[i] = StartResult(False, None, [], "no activation condition held")
+                    new_passes.append({"flow_id": flow_id, "name": name,
+                                       "content_hash": hashes[i]})
                 else:
                     fresh.append(i)
+            if new_passes:
+                conn.execute(passes.insert(), new_passes)
             conn.execute(flows.update().where(flows.c.id == flow_id).values(
-                evaluated=flows.c.evaluated + sum(n not in existing for n, _ in inputs),
+                evaluated=flows.c.evaluated + len(new_passes) + len(fresh),
                 activated=flows.c.activated + len(fresh)))
             if fresh:
                 records = [(texts[i], {"source": texts[i], "human-loop": inputs[i][0],
