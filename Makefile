@@ -6,6 +6,9 @@ PIP := $(BIN)/python -m pip
 DEMO_ROWS ?= 20000
 
 SERVE_PORT ?= 8000
+# Predictions the model is less than 80% sure of go to people (A2I's JSON shape).
+DEMO_CONDITIONS := {"Conditions": [{"ConditionType": "ClassificationConfidenceCheck", \
+	"ConditionParameters": {"ClassificationLabel": "*", "ConfidenceLessThan": 0.8}}]}
 
 .PHONY: demo serve test test-all lint bench clean
 
@@ -65,15 +68,29 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 		--team sentiment-team --labels negative,neutral,positive --workers-per-item 1 \
 		--instructions "How does the reviewer feel about the product?"
 	@echo
+	@echo "Human review: a baseline model; its unsure predictions on the test split go to people."
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks model train sentiment --input demo-out/features
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks predict --model sentiment \
+		--input demo-out/features/test --out demo-out/predictions.parquet
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker add rita --role reviewer \
+		--team sentiment-team > demo-out/rita-credentials.txt && echo "reviewer rita: credentials in demo-out/rita-credentials.txt"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks review flow create sentiment-check \
+		--team sentiment-team --labels negative,neutral,positive --output demo-out/review-output \
+		--title "Check the sentiment model" --conditions '$(DEMO_CONDITIONS)'
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks review run --flow sentiment-check \
+		--predictions demo-out/predictions.parquet
+	@echo
 	@echo "features:  demo-out/features/{train,validation,test}/  (Parquet), report.json, rejects.parquet"
 	@echo "feature group 'reviews' in demo-out/home  (LOOPWORKS_HOME=demo-out/home loopworks fs --help)"
 	@echo "histogram: demo-out/length-profile.png"
-	@echo "labeling UI: run 'make serve' and open the login link it prints"
+	@echo "model: demo-out/home/models/sentiment/1/ (report.json, reliability.png); review output: demo-out/review-output/"
+	@echo "in the browser: run 'make serve' and open a sign-in link it prints (README: 'A tour')"
 
 serve: $(VENV)/.installed  ## serve the demo's home: API, annotator pages, admin dashboards
 	@test -d demo-out/home || { echo "run 'make demo' first"; exit 1; }
 	@echo "annotator ana, sign in: $$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker login-link ana --url http://127.0.0.1:$(SERVE_PORT))"
 	@echo "admin lead, sign in:    $$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker login-link lead --url http://127.0.0.1:$(SERVE_PORT))"
+	@echo "reviewer rita, sign in: $$(LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks worker login-link rita --url http://127.0.0.1:$(SERVE_PORT))"
 	@echo "(each link works once; 'loopworks worker login-link NAME' makes another)"
 	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks serve --port $(SERVE_PORT)
 
