@@ -379,11 +379,11 @@ def explain_next_task(home: Path) -> list[str]:
     con = sqlite3.connect(home / "loopworks.db")
     from sqlalchemy.dialects import sqlite
 
-    from loopworks.labeling.jobs import _Q
+    from loopworks.labeling.statements import Q
 
     job_id = con.execute("SELECT id FROM label_jobs WHERE name='bench'").fetchone()[0]
     # The statement next_task runs, rendered with this job and worker 1.
-    sql = str(_Q.candidate.params(b_job=job_id, b_worker=1).compile(
+    sql = str(Q.candidate.params(b_job=job_id, b_worker=1).compile(
         dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
     args: tuple[Any, ...] = ()
     plan = [" ".join(str(c) for c in row[1:])

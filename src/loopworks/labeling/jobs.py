@@ -34,9 +34,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,11 @@ from loopworks.errors import (
 from loopworks.labeling import webhooks
 from loopworks.labeling.manifest import check_items, read_manifest, read_table_items
 from loopworks.labeling.schema import ItemState, answers, items, jobs, leases, migrate, skips
+from loopworks.labeling.spec import MOVES as _MOVES
+from loopworks.labeling.spec import SPEC_FIELDS as _SPEC_FIELDS
+from loopworks.labeling.spec import JobSpec, JobStatus, Task
+from loopworks.labeling.spec import dump_spec as _dump_spec
+from loopworks.labeling.statements import Q as _Q
 from loopworks.labeling.tasktypes import TaskType, majority_share, validate_answer
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import Role, Worker, Workforce
@@ -59,197 +62,8 @@ from loopworks.labeling.workforce import Role, Worker, Workforce
 __all__ = ["JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType", "read_manifest",
            "read_table_items"]
 
-#: Ground Truth's default: tasks stay available for 10 days.
-DEFAULT_LIFETIME_SECONDS = 10 * 24 * 3600
 #: Expired leases are swept at most this often per job (and whenever no task is found).
 EXPIRE_EVERY_SECONDS = 1.0
-
-
-class JobStatus(StrEnum):
-    """Ground Truth's job statuses."""
-
-    INITIALIZING = "Initializing"
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-
-
-_MOVES = {
-    JobStatus.INITIALIZING: {JobStatus.IN_PROGRESS, JobStatus.FAILED},
-    JobStatus.IN_PROGRESS: {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING,
-                            JobStatus.STOPPED},
-    JobStatus.STOPPING: {JobStatus.STOPPED},
-}
-
-
-def _parse_time(value: str | datetime | None, setting: str) -> str | None:
-    if value in (None, ""):
-        return None
-    try:
-        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigurationError(f"{setting} must be an ISO date and time, like "
-                                 f"2025-06-30T18:00:00+00:00; got {value!r}",
-                                 setting=setting) from None
-    return _aware(parsed).isoformat()
-
-
-@dataclass
-class JobSpec:
-    """A labeling job's settings.
-
-    ``availability_lifetime_seconds`` (default 10 days) and ``deadline`` (an ISO time) bound
-    how long items stay available; the earlier wins. ``adaptive`` is
-    ``{"target_confidence": float, "max_workers": int}`` or None. ``webhooks`` receive
-    ``item.labeled`` and ``job.completed`` events signed with ``webhook_secret``.
-    ``status``, ``created_at``, ``failure_reason`` and ``counts`` are filled in by
-    :class:`LabelingJobs`.
-    """
-
-    name: str
-    team: str
-    labels: list[str]
-    task_type: TaskType = TaskType.TEXT_CLASSIFICATION
-    instructions: str = ""
-    workers_per_item: int = 1
-    time_limit_seconds: int = 300
-    label_attribute: str = ""
-    status: JobStatus = JobStatus.IN_PROGRESS
-    created_at: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: list[dict[str, Any]] = field(default_factory=list)
-    availability_lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS
-    deadline: str | None = None
-    adaptive: dict[str, Any] | None = None
-    webhooks: list[str] = field(default_factory=list)
-    webhook_secret: str = ""
-    failure_reason: str | None = None
-    #: A streaming job (Ground Truth's term) never completes by itself: items keep arriving
-    #: (human-review loops use one per flow) until it is stopped.
-    streaming: bool = False
-
-    def __post_init__(self) -> None:
-        self.task_type = TaskType(self.task_type)
-        self.status = JobStatus(self.status)
-        if not self.labels or len(set(self.labels)) != len(self.labels) \
-                or not all(isinstance(x, str) and x for x in self.labels):
-            raise ConfigurationError("a job needs distinct labels", setting="labels")
-        if not 1 <= self.workers_per_item <= 100:
-            raise ConfigurationError("workers per item must be 1-100", setting="workers")
-        if self.time_limit_seconds < 10:
-            raise ConfigurationError("the time limit must be at least 10 seconds",
-                                     setting="time_limit")
-        if self.availability_lifetime_seconds < 60:
-            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
-                                     setting="availability_lifetime_seconds")
-        if not isinstance(self.examples, list) or \
-                not all(isinstance(e, dict) for e in self.examples):
-            raise ConfigurationError("examples must be a list of objects (e.g. "
-                                     '{"source": ..., "answer": ...})', setting="examples")
-        self.deadline = _parse_time(self.deadline, "deadline")
-        if self.adaptive is not None:
-            self._check_adaptive()
-        for url in self.webhooks:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ConfigurationError(f"webhook {url!r} must be an http(s) URL",
-                                         setting="webhooks")
-        if self.webhooks and not self.webhook_secret:
-            raise ConfigurationError("webhooks need a webhook_secret to sign events with",
-                                     setting="webhook_secret")
-        self.label_attribute = self.label_attribute or self.name
-
-    def _check_adaptive(self) -> None:
-        adaptive = self.adaptive or {}
-        target = adaptive.get("target_confidence")
-        most = adaptive.get("max_workers")
-        if not isinstance(target, int | float) or not 0 < target <= 1:
-            raise ConfigurationError("adaptive.target_confidence must be in (0, 1]",
-                                     setting="adaptive.target_confidence")
-        if not isinstance(most, int) or not self.workers_per_item <= most <= 100:
-            raise ConfigurationError(
-                f"adaptive.max_workers must be a whole number from workers per item "
-                f"({self.workers_per_item}) to 100", setting="adaptive.max_workers")
-        self.adaptive = {"target_confidence": float(target), "max_workers": most}
-
-    @property
-    def deadline_at(self) -> datetime | None:
-        """When open items fail: the earlier of created + lifetime and the deadline."""
-        if not self.created_at:
-            return None
-        end = _aware(datetime.fromisoformat(self.created_at)) + timedelta(
-            seconds=self.availability_lifetime_seconds)
-        if self.deadline:
-            end = min(end, _aware(datetime.fromisoformat(self.deadline)))
-        return end
-
-
-@dataclass(frozen=True)
-class Task:
-    """One item leased to one worker until ``expires_at``.
-
-    ``source`` is the text, or for image task types the image file's absolute path.
-    """
-
-    job: str
-    item_id: int
-    source: str
-    data: dict[str, Any]
-    labels: list[str]
-    task_type: str
-    instructions: str
-    expires_at: datetime
-    examples: list[dict[str, Any]] = field(default_factory=list)
-
-
-_SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
-                "time_limit_seconds", "label_attribute", "created_at", "examples",
-                "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret", "streaming")
-
-
-def _b(name: str) -> Any:
-    return sa.bindparam(name)
-
-
-class _Q:
-    """Hot-path statements, built once: on SQLite, building a SQLAlchemy expression costs
-    more than running it, and a prebuilt one also skips the compiled-cache key walk."""
-
-    job_row = sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec, jobs.c.status
-                        ).where(jobs.c.name == _b("b_name"))
-    # Open items with room, most-answered first, that this worker has not answered,
-    # skipped or leased. The walk follows ``ix_label_items_open``; each NOT EXISTS is one
-    # primary-key or unique-index probe per item passed over.
-    candidate = (sa.select(items.c.id, items.c.source, items.c.data)
-                 .where(items.c.job_id == _b("b_job"), items.c.state == ItemState.OPEN,
-                        items.c.answers + items.c.leases < items.c.wanted,
-                        *[~sa.exists().where(t.c.item_id == items.c.id,
-                                             t.c.worker_id == _b("b_worker"))
-                          for t in (leases, answers, skips)])
-                 .order_by(items.c.answers.desc(), items.c.seq).limit(1))
-    candidate_pg = candidate.with_for_update(of=items, skip_locked=True)
-    lease_insert = leases.insert()
-    lease_taken = items.update().where(items.c.id == _b("b_item")).values(
-        leases=items.c.leases + 1)
-    lease_of = sa.select(leases).where(leases.c.item_id == _b("b_item"),
-                                       leases.c.worker_id == _b("b_worker"))
-    lease_of_pg = lease_of.with_for_update()
-    lease_delete = leases.delete().where(leases.c.item_id == _b("b_item"),
-                                         leases.c.worker_id == _b("b_worker"))
-    answer_insert = answers.insert()
-    # One statement records the answer on the item and, unless adaptive redundancy has to
-    # look at the answers first, labels it when it has what it wanted.
-    answered = items.update().where(items.c.id == _b("b_item")).values(
-        answers=items.c.answers + 1, leases=items.c.leases - 1,
-        state=sa.case((sa.and_(_b("b_final"), items.c.answers + 1 >= items.c.wanted),
-                       ItemState.LABELED), else_=items.c.state),
-    ).returning(items.c.answers, items.c.wanted, items.c.seq, items.c.state)
-    item_source = sa.select(items.c.source).where(items.c.id == _b("b_item"),
-                                                  items.c.job_id == _b("b_job"))
-    open_item = sa.select(items.c.id).where(items.c.job_id == _b("b_job"),
-                                            items.c.state == ItemState.OPEN).limit(1)
 
 
 def _now() -> datetime:
@@ -843,9 +657,3 @@ class LabelingJobs:
             entry["gold_accuracy"] = (entry["gold_correct"] / entry["gold_answers"]
                                       if entry["gold_answers"] else None)
         return sorted(scores.values(), key=lambda e: e["worker"])
-
-
-def _dump_spec(spec: JobSpec) -> str:
-    data = {k: getattr(spec, k) for k in _SPEC_FIELDS}
-    data["task_type"] = spec.task_type.value
-    return json.dumps(data)

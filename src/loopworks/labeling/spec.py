@@ -1,0 +1,179 @@
+"""A labeling job's settings (:class:`JobSpec`), statuses and the task a worker gets.
+
+The spec is stored as JSON beside the job (see :func:`dump_spec`); ``status``,
+``counts`` and ``failure_reason`` are filled in when a job is read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from loopworks.errors import ConfigurationError
+from loopworks.labeling.tasktypes import TaskType
+
+__all__ = ["DEFAULT_LIFETIME_SECONDS", "MOVES", "SPEC_FIELDS", "JobSpec", "JobStatus", "Task",
+           "dump_spec"]
+
+#: Ground Truth's default: tasks stay available for 10 days.
+DEFAULT_LIFETIME_SECONDS = 10 * 24 * 3600
+
+
+class JobStatus(StrEnum):
+    """Ground Truth's job statuses."""
+
+    INITIALIZING = "Initializing"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+#: The status changes a job may make; anything else raises ConflictError.
+MOVES = {
+    JobStatus.INITIALIZING: {JobStatus.IN_PROGRESS, JobStatus.FAILED},
+    JobStatus.IN_PROGRESS: {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING,
+                            JobStatus.STOPPED},
+    JobStatus.STOPPING: {JobStatus.STOPPED},
+}
+
+
+def _parse_time(value: str | datetime | None, setting: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigurationError(f"{setting} must be an ISO date and time, like "
+                                 f"2025-06-30T18:00:00+00:00; got {value!r}",
+                                 setting=setting) from None
+    return _aware(parsed).isoformat()
+
+
+@dataclass
+class JobSpec:
+    """A labeling job's settings.
+
+    ``availability_lifetime_seconds`` (default 10 days) and ``deadline`` (an ISO time) bound
+    how long items stay available; the earlier wins. ``adaptive`` is
+    ``{"target_confidence": float, "max_workers": int}`` or None. ``webhooks`` receive
+    ``item.labeled`` and ``job.completed`` events signed with ``webhook_secret``.
+    ``status``, ``created_at``, ``failure_reason`` and ``counts`` are filled in by
+    :class:`LabelingJobs`.
+    """
+
+    name: str
+    team: str
+    labels: list[str]
+    task_type: TaskType = TaskType.TEXT_CLASSIFICATION
+    instructions: str = ""
+    workers_per_item: int = 1
+    time_limit_seconds: int = 300
+    label_attribute: str = ""
+    status: JobStatus = JobStatus.IN_PROGRESS
+    created_at: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    availability_lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS
+    deadline: str | None = None
+    adaptive: dict[str, Any] | None = None
+    webhooks: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+    failure_reason: str | None = None
+    #: A streaming job (Ground Truth's term) never completes by itself: items keep arriving
+    #: (human-review loops use one per flow) until it is stopped.
+    streaming: bool = False
+
+    def __post_init__(self) -> None:
+        self.task_type = TaskType(self.task_type)
+        self.status = JobStatus(self.status)
+        if not self.labels or len(set(self.labels)) != len(self.labels) \
+                or not all(isinstance(x, str) and x for x in self.labels):
+            raise ConfigurationError("a job needs distinct labels", setting="labels")
+        if not 1 <= self.workers_per_item <= 100:
+            raise ConfigurationError("workers per item must be 1-100", setting="workers")
+        if self.time_limit_seconds < 10:
+            raise ConfigurationError("the time limit must be at least 10 seconds",
+                                     setting="time_limit")
+        if self.availability_lifetime_seconds < 60:
+            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
+                                     setting="availability_lifetime_seconds")
+        if not isinstance(self.examples, list) or \
+                not all(isinstance(e, dict) for e in self.examples):
+            raise ConfigurationError("examples must be a list of objects (e.g. "
+                                     '{"source": ..., "answer": ...})', setting="examples")
+        self.deadline = _parse_time(self.deadline, "deadline")
+        if self.adaptive is not None:
+            self._check_adaptive()
+        for url in self.webhooks:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ConfigurationError(f"webhook {url!r} must be an http(s) URL",
+                                         setting="webhooks")
+        if self.webhooks and not self.webhook_secret:
+            raise ConfigurationError("webhooks need a webhook_secret to sign events with",
+                                     setting="webhook_secret")
+        self.label_attribute = self.label_attribute or self.name
+
+    def _check_adaptive(self) -> None:
+        adaptive = self.adaptive or {}
+        target = adaptive.get("target_confidence")
+        most = adaptive.get("max_workers")
+        if not isinstance(target, int | float) or not 0 < target <= 1:
+            raise ConfigurationError("adaptive.target_confidence must be in (0, 1]",
+                                     setting="adaptive.target_confidence")
+        if not isinstance(most, int) or not self.workers_per_item <= most <= 100:
+            raise ConfigurationError(
+                f"adaptive.max_workers must be a whole number from workers per item "
+                f"({self.workers_per_item}) to 100", setting="adaptive.max_workers")
+        self.adaptive = {"target_confidence": float(target), "max_workers": most}
+
+    @property
+    def deadline_at(self) -> datetime | None:
+        """When open items fail: the earlier of created + lifetime and the deadline."""
+        if not self.created_at:
+            return None
+        end = _aware(datetime.fromisoformat(self.created_at)) + timedelta(
+            seconds=self.availability_lifetime_seconds)
+        if self.deadline:
+            end = min(end, _aware(datetime.fromisoformat(self.deadline)))
+        return end
+
+
+@dataclass(frozen=True)
+class Task:
+    """One item leased to one worker until ``expires_at``.
+
+    ``source`` is the text, or for image task types the image file's absolute path.
+    """
+
+    job: str
+    item_id: int
+    source: str
+    data: dict[str, Any]
+    labels: list[str]
+    task_type: str
+    instructions: str
+    expires_at: datetime
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: What is stored of a spec (the rest is computed when a job is read).
+SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
+                "time_limit_seconds", "label_attribute", "created_at", "examples",
+                "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
+                "webhook_secret", "streaming")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def dump_spec(spec: JobSpec) -> str:
+    """The spec as stored: JSON of :data:`SPEC_FIELDS`."""
+    data = {k: getattr(spec, k) for k in SPEC_FIELDS}
+    data["task_type"] = spec.task_type.value
+    return json.dumps(data)
