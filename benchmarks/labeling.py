@@ -345,6 +345,7 @@ def domain_load(home: Path, n_workers: int, seconds: float) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     dispose_engine(url)
     return {"workers": n_workers, "seconds": elapsed, "answers": len(submit_ms),
+            "database": labeling.engine.dialect.name,
             "answers_per_s": len(submit_ms) / elapsed,
             "next": {"p50_ms": pct(next_ms, 0.5), "p99_ms": pct(next_ms, 0.99)},
             "submit": {"p50_ms": pct(submit_ms, 0.5), "p99_ms": pct(submit_ms, 0.99)},
@@ -397,8 +398,41 @@ def explain_next_task(home: Path) -> list[str]:
     return plan
 
 
-def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float = 0.0
-                     ) -> dict[str, Any]:
+@contextlib.contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server at ``url``; yields a URL using it, drops it."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from loopworks.metadata.database import dispose_engine, open_engine
+
+    base = open_engine(url)
+    schema = f"lw_bench_{secrets.token_hex(4)}"
+    with base.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    try:
+        yield scoped
+    finally:
+        dispose_engine(scoped)
+        with base.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float = 0.0,
+                     database_url: str | None = None) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        if database_url:
+            scoped = stack.enter_context(postgres_schema(database_url))
+            stack.callback(os.environ.pop, "LOOPWORKS_DATABASE_URL", None)
+            os.environ["LOOPWORKS_DATABASE_URL"] = scoped
+            log(f"metadata on PostgreSQL ({database_url}, a fresh schema)")
+        return _server_benchmark(n_items, n_workers, seconds, think, bool(database_url))
+
+
+def _server_benchmark(n_items: int, n_workers: int, seconds: float, think: float,
+                      postgres: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lw-labeling-bench-") as tmp:
         home = Path(tmp)
         os.environ["LOOPWORKS_HOME"] = str(home)
@@ -420,8 +454,9 @@ def server_benchmark(n_items: int, n_workers: int, seconds: float, think: float 
         recorded = run.pop("recorded")
         log("checking the database ...")
         run["check"] = check_database(home, recorded)
-        run["explain"] = explain_next_task(home)
+        run["explain"] = [] if postgres else explain_next_task(home)
         run["domain"] = domain
+        run["database"] = "postgresql" if postgres else "sqlite"
     return {"creation": creation, "server": run}
 
 
@@ -469,7 +504,8 @@ def report(results: dict[str, Any]) -> str:
                   "## Server under load", "",
                   f"{s['workers']} concurrent workers (threads, own token and httpx.Client "
                   f"each), workers per item 1, {s['seconds']:.1f} s, `loopworks serve` on "
-                  "SQLite in a temp home. Latency is client-side (includes the clients' "
+                  f"{'PostgreSQL' if s.get('database') == 'postgresql' else 'SQLite'}"
+                  " in a temp home. Latency is client-side (includes the clients' "
                   "own Python overhead on the same machine).", "",
                   "| figure | value | target | met |", "| --- | ---: | ---: | --- |",
                   f"| answers recorded (201) | {s['answers_201']} | | |",
@@ -493,8 +529,8 @@ def report(results: dict[str, Any]) -> str:
                   f"{chk['items_over_quota']} | 0 |",
                   f"| 201s missing from the database (lost) | {chk['lost_201s']} | 0 |",
                   f"| answers in database without a 201 seen | {chk['in_db_not_seen_201']} | 0 |",
-                  "", "### next_task candidate query: EXPLAIN QUERY PLAN (SQLite)", "", "```",
-                  *s["explain"], "```", ""]
+                  "", *(["### next_task candidate query: EXPLAIN QUERY PLAN (SQLite)", "",
+                         "```", *s["explain"], "```", ""] if s["explain"] else [])]
         if s["errors"]:
             lines += ["First client errors:", "", "```", *s["errors"][:5], "```", ""]
         if not (met_create and met_next):
@@ -507,7 +543,7 @@ def _domain_rows(d: dict[str, Any] | None) -> list[str]:
         return []
     return [f"Without HTTP: {d['workers']} threads in one process call `next_task` and "
             f"`submit` on the other {d['workers']}-worker job for {d['seconds']:.1f} s "
-            "(the labeling layer's own cost, SQLite, same machine).", "",
+            f"(the labeling layer's own cost, {d.get('database', 'sqlite')}, same machine).", "",
             "| figure | value |", "| --- | ---: |",
             f"| throughput | {d['answers_per_s']:.1f} answers/s |",
             f"| next_task p50 / p99 | {d['next']['p50_ms']:.1f} / {d['next']['p99_ms']:.1f} ms |",
@@ -543,6 +579,10 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=0.0,
                         help="Also run a phase where each worker spends 0..2x this many "
                              "seconds per task (a person reading) before answering.")
+    parser.add_argument("--database-url", default=None,
+                        help="Run the server part on this PostgreSQL server (a fresh schema, "
+                             "dropped after), e.g. postgresql://127.0.0.1:5432/test; default "
+                             "SQLite in a temp home.")
     parser.add_argument("--skip-crowd", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--crowdkit-python", type=Path, default=DEFAULT_CROWDKIT)
@@ -556,7 +596,8 @@ def main() -> None:
     if not args.skip_crowd:
         results["crowd"] = crowd_benchmark(args.crowd_data, args.crowdkit_python)
     if not args.skip_server:
-        results.update(server_benchmark(args.items, args.workers, args.seconds, args.think))
+        results.update(server_benchmark(args.items, args.workers, args.seconds, args.think,
+                                        args.database_url))
         results["server"] = {"creation": results.pop("creation"),
                              "server": results.pop("server")}
     text = report(results)
