@@ -203,3 +203,20 @@ def test_span_and_box_consolidation_need_a_strict_majority() -> None:
     assert consolidate_boxes([{"boundingBoxes": [box]}, {"boundingBoxes": [far]}]) == []
     two = consolidate_boxes([{"boundingBoxes": [box, far]}, {"boundingBoxes": [box, far]}])
     assert [b["left"] for b in two] == [0, 6] and all(b["confidence"] == 1 for b in two)
+
+
+def test_multilabel_output_has_class_and_confidence_maps(labeling: LabelingJobs,
+                                                        tmp_path: Path) -> None:
+    labels = ["fit", "price", "quality"]
+    labeling.create_job(JobSpec("ml", "nlp", labels, TaskType.TEXT_CLASSIFICATION_MULTILABEL,
+                                workers_per_item=3), ["too tight and too dear"])
+    chosen = {"w0": ["fit", "price"], "w1": ["fit"], "w2": ["price", "fit", "quality"]}
+    _answer_all(labeling, "ml", _workers(labeling, 3), lambda w, task: chosen[w.name])
+    line = _output(tmp_path, labeling, "ml")[0]
+    assert line["ml"] == [0, 1]  # fit 3/3, price 2/3; quality 1/3 is left out
+    meta = line["ml-metadata"]
+    assert meta["class-map"] == {"0": "fit", "1": "price"}
+    assert meta["confidence-map"] == {"0": 1.0, "1": 0.6667}
+    assert meta["type"] == "groundtruth/text-classification-multilabel"
+    with pytest.raises(ConfigurationError, match="names a label twice"):
+        validate_answer(TaskType.TEXT_CLASSIFICATION_MULTILABEL, labels, ["fit", "fit"])
