@@ -170,3 +170,15 @@ def test_asof_indices_match_a_brute_force_lookup(rows_per_id: int) -> None:
             if best is not None and (h_del[best] or (ttl and when - h_t[best] > ttl * 1e6)):
                 best = None
             assert index == best, (e_id, when)
+
+
+def test_clearing_the_history_cache_reads_the_tables_again(store: FeatureStore) -> None:
+    from loopworks.featurestore import sql
+
+    ents = entity(("a", 2), ("b", 2))
+    first = store.training_set(ents, ["ratings:stars", "labels:label"])
+    assert sql._HISTORY_CACHE
+    sql.clear_history_cache()
+    assert not sql._HISTORY_CACHE
+    assert store.training_set(ents, ["ratings:stars", "labels:label"]).equals(first)
+    assert len(sql._HISTORY_CACHE) == 2

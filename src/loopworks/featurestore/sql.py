@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from loopworks.featurestore.pointintime import EncodedIds
     from loopworks.featurestore.store import FeatureStore
 
-__all__ = ["run_query", "training_set", "training_set_from_manifest"]
+__all__ = ["clear_history_cache", "run_query", "training_set", "training_set_from_manifest"]
 
 
 def _quote(name: str) -> str:
@@ -332,6 +332,16 @@ def _history(store: FeatureStore, spec: Any, features: list[str], version: int |
 _HISTORY_CACHE: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
 _HISTORY_CACHE_BYTES = 1 << 30
 _HISTORY_LOCK = threading.Lock()
+
+
+def clear_history_cache() -> None:
+    """Forget the offline histories that earlier training sets of this process read.
+
+    The next training set reads its groups' Delta tables again (benchmarks use this to
+    measure a cold join every time).
+    """
+    with _HISTORY_LOCK:
+        _HISTORY_CACHE.clear()
 
 
 def _remember(key: tuple[Any, ...], table: pa.Table) -> None:

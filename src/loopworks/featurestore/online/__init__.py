@@ -17,8 +17,10 @@ Semantics shared by both backends (one contract test suite runs against each):
 
 Values are kept in their canonical types, never as JSON: scalars natively (SQLite) or as exact
 text (Redis); list features as the raw little-endian bytes of their elements (``int32`` token
-ids: 4 bytes each, the length implied by the byte size); lists of strings as a ``uint32``
-count, ``uint32`` byte lengths, then the UTF-8 bytes.
+ids: 4 bytes each, the length implied by the byte size), fixed-length integer lists in a
+compact form when smaller (narrowest element width, trailing padding cut; see
+``loopworks.featurestore.online.encoding``); lists of strings as a ``uint32`` count,
+``uint32`` byte lengths, then the UTF-8 bytes.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class SQLiteOnlineStore:
 
     Scalars are stored natively (TEXT, INTEGER, REAL, 0/1, timestamps as INTEGER µs; a NaN
     as the 8 bytes of the double, since SQLite turns NaN into NULL) and list features as
-    BLOBs of raw little-endian element bytes. Every row is one
+    BLOBs of little-endian element bytes (fixed-length integer lists compacted, see
+    ``loopworks.featurestore.online.encoding``). Every row is one
     ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, all in one transaction.
     One connection guarded by a lock serves every thread; other processes may share the
     file (``BEGIN IMMEDIATE`` with a 30 s busy timeout).
