@@ -8,7 +8,7 @@ import pytest
 
 PACKAGES = ["loopworks", "loopworks.processing", "loopworks.samples", "loopworks.errors",
             "loopworks.featurestore", "loopworks.server", "loopworks.metadata",
-            "loopworks.labeling",
+            "loopworks.labeling", "loopworks.models", "loopworks.review",
             "loopworks.settings"]
 
 
