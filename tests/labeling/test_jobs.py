@@ -188,3 +188,35 @@ def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
         assert record["job"] == "sent" and record["workers"] == 3 and record["human_annotated"]
     raw = (out / "annotations" / "answers.jsonl").read_text().splitlines()
     assert len(raw) == 120 and "submitted_at" in raw[0]
+
+
+def test_submit_and_next_in_one_transaction(jobs: LabelingJobs, tmp_path: Path) -> None:
+    n_items, per_item = 40, 2
+    jobs.create_job(JobSpec("chain", "nlp", LABELS, workers_per_item=per_item),
+                    manifest(tmp_path, n_items))
+    workers = [jobs.workforce.add_worker(f"s{i}", teams_=["nlp"]) for i in range(6)]
+    with pytest.raises(ConflictError, match="no live task"):
+        jobs.submit_and_next("chain", 1, workers[0], "neutral")
+    errors: list[BaseException] = []
+    answered: list[tuple[int, str]] = []
+
+    def work(worker) -> None:
+        try:
+            task = jobs.next_task("chain", worker)
+            while task is not None:
+                answered.append((task.item_id, worker.name))
+                task = jobs.submit_and_next("chain", task.item_id, worker,
+                                            LABELS[task.item_id % 3])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert len(answered) == len(set(answered)) == n_items * per_item
+    got = jobs.answers("chain")
+    assert sorted((a["item_id"], a["worker"]) for a in got) == sorted(answered)
+    assert jobs.job("chain").status.value == "Completed"

@@ -397,20 +397,24 @@ class LabelingJobs:
             spec = self._spec(row)
             if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
-            query = _Q.candidate_pg if self._postgres else _Q.candidate
-            params = {"b_job": row.id, "b_worker": worker.id}
+            return self._lease(conn, row, spec, worker, now)
+
+    def _lease(self, conn: sa.Connection, row: Any, spec: JobSpec, worker: Worker,
+               now: datetime) -> Task | None:
+        query = _Q.candidate_pg if self._postgres else _Q.candidate
+        params = {"b_job": row.id, "b_worker": worker.id}
+        item = conn.execute(query, params).first()
+        if item is None and self._sweep(conn, row.id, now, force=True):
             item = conn.execute(query, params).first()
-            if item is None and self._sweep(conn, row.id, now, force=True):
-                item = conn.execute(query, params).first()
-            if item is None:
-                self._maybe_completed(conn, row, spec, now)
-                return None
-            expires = now + timedelta(seconds=spec.time_limit_seconds)
-            conn.execute(_Q.lease_insert, {"item_id": item.id, "worker_id": worker.id,
-                                           "job_id": row.id, "accepted_at": now,
-                                           "expires_at": expires})
-            conn.execute(_Q.lease_taken, {"b_item": item.id})
-        return self._task(job, spec, item, expires)
+        if item is None:
+            self._maybe_completed(conn, row, spec, now)
+            return None
+        expires = now + timedelta(seconds=spec.time_limit_seconds)
+        conn.execute(_Q.lease_insert, {"item_id": item.id, "worker_id": worker.id,
+                                       "job_id": row.id, "accepted_at": now,
+                                       "expires_at": expires})
+        conn.execute(_Q.lease_taken, {"b_item": item.id})
+        return self._task(row.name, spec, item, expires)
 
     def current_task(self, job: str, worker: Worker) -> Task | None:
         """The worker's live lease in this job, if any (so a page reload shows the same
@@ -548,6 +552,24 @@ class LabelingJobs:
             ConflictError: No live lease of this worker on the item, or the job takes no
                 answers any more.
         """
+        self._answer(job, item_id, worker, answer, then_next=False)
+
+    def submit_and_next(self, job: str, item_id: int, worker: Worker,
+                        answer: str | list[str] | dict[str, Any]) -> Task | None:
+        """Record an answer and lease the worker's next task, in one transaction.
+
+        What a labeling page does on every answer, in one request and one database
+        transaction instead of two of each. Same rules and errors as :meth:`submit`; the
+        answer is kept even when no next task follows.
+
+        Returns:
+            The next task, or None when nothing is left for this worker or the job is no
+            longer in progress (this answer may have completed it).
+        """
+        return self._answer(job, item_id, worker, answer, then_next=True)
+
+    def _answer(self, job: str, item_id: int, worker: Worker,
+                answer: str | list[str] | dict[str, Any], then_next: bool) -> Task | None:
         now = _now()
         with self._tx() as conn:
             row = self._job_row(conn, job)
@@ -582,6 +604,12 @@ class LabelingJobs:
                                     labeled=state == ItemState.LABELED)
             if status is JobStatus.STOPPING:
                 self._maybe_stopped(conn, row, now)
+            if not then_next:
+                return None
+            if conn.execute(_Q.job_status, {"b_job": row.id}).scalar() \
+                    != JobStatus.IN_PROGRESS.value:
+                return None  # this answer completed the job, or it is stopping
+            return self._lease(conn, row, spec, worker, now)
 
     def _item_answered(self, conn: sa.Connection, row: Any, spec: JobSpec, item_id: int,
                        seq: int, n: int, wanted: int, now: datetime, labeled: bool) -> None:

@@ -54,5 +54,6 @@ class Q:
     ).returning(items.c.answers, items.c.wanted, items.c.seq, items.c.state)
     item_source = sa.select(items.c.source).where(items.c.id == _b("b_item"),
                                                   items.c.job_id == _b("b_job"))
+    job_status = sa.select(jobs.c.status).where(jobs.c.id == _b("b_job"))
     open_item = sa.select(items.c.id).where(items.c.job_id == _b("b_job"),
                                             items.c.state == ItemState.OPEN).limit(1)
