@@ -304,9 +304,12 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
     }
 
 
-def domain_load(home: Path, n_workers: int, seconds: float) -> dict[str, Any]:
+def domain_load(home: Path, n_workers: int, seconds: float, chain: bool = False
+                ) -> dict[str, Any]:
     """The same loop without HTTP: threads call next_task and submit in this process, on
-    the second job, to show what the labeling layer itself costs under contention."""
+    the second job, to show what the labeling layer itself costs under contention. With
+    ``chain``, each answer also leases the next task (``submit_and_next``, one transaction).
+    """
     from loopworks.labeling.jobs import LabelingJobs
     from loopworks.metadata.database import database_url, dispose_engine, open_engine
 
@@ -322,14 +325,22 @@ def domain_load(home: Path, n_workers: int, seconds: float) -> dict[str, Any]:
     def work(worker: Any) -> None:
         gate.wait()
         try:
+            task = None
             while time.monotonic() < deadline:
-                t0 = time.perf_counter()
-                task = labeling.next_task("bench-manifest", worker)
-                next_ms.append((time.perf_counter() - t0) * 1000)
                 if task is None:
-                    return
+                    t0 = time.perf_counter()
+                    task = labeling.next_task("bench-manifest", worker)
+                    next_ms.append((time.perf_counter() - t0) * 1000)
+                    if task is None:
+                        return
                 t0 = time.perf_counter()
-                labeling.submit("bench-manifest", task.item_id, worker, LABELS[task.item_id % 3])
+                answer = LABELS[task.item_id % 3]
+                if chain:
+                    task = labeling.submit_and_next("bench-manifest", task.item_id, worker,
+                                                    answer)
+                else:
+                    labeling.submit("bench-manifest", task.item_id, worker, answer)
+                    task = None
                 submit_ms.append((time.perf_counter() - t0) * 1000)
         except Exception as exc:  # reported, not raised: the figures say what happened
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -364,13 +375,20 @@ def check_database(home: Path, recorded: dict[str, list[int]]) -> dict[str, Any]
     per_item = Counter(r["item_id"] for r in rows)
     seen = {(item, worker) for worker, ids in recorded.items() for item in ids}
     in_db = set(pairs)
+    # The in-process (no HTTP) runs answered the second job: same rules there.
+    other = labeling.answers("bench-manifest")
+    other_pairs = Counter((r["item_id"], r["worker"]) for r in other)
+    other_items = Counter(r["item_id"] for r in other)
     dispose_engine(url)
     return {"answers_in_db": len(rows),
             "duplicate_pairs": sum(1 for c in pairs.values() if c > 1),
             "items_over_quota": sum(1 for c in per_item.values()
                                     if c > spec.workers_per_item),
             "lost_201s": len(seen - in_db), "in_db_not_seen_201": len(in_db - seen),
-            "counts": spec.counts}
+            "counts": spec.counts,
+            "domain_answers": len(other),
+            "domain_duplicate_pairs": sum(1 for c in other_pairs.values() if c > 1),
+            "domain_items_over_quota": sum(1 for c in other_items.values() if c > 1)}
 
 
 def explain_next_task(home: Path) -> list[str]:
@@ -442,6 +460,8 @@ def _server_benchmark(n_items: int, n_workers: int, seconds: float, think: float
             f"{creation['manifest_seconds']:.2f} s")
         log(f"{n_workers} threads calling the labeling layer directly for {seconds / 2:.0f} s ...")
         domain = domain_load(home, n_workers, seconds / 2)
+        log("... and with submit_and_next (answer + next task in one transaction) ...")
+        domain["chained"] = domain_load(home, n_workers, seconds / 2, chain=True)
         with running_server(home, "bench-admin-token") as url:
             log(f"{n_workers} workers for {seconds:.0f} s against {url} ...")
             run = load(url, tokens, seconds)
@@ -529,6 +549,10 @@ def report(results: dict[str, Any]) -> str:
                   f"{chk['items_over_quota']} | 0 |",
                   f"| 201s missing from the database (lost) | {chk['lost_201s']} | 0 |",
                   f"| answers in database without a 201 seen | {chk['in_db_not_seen_201']} | 0 |",
+                  f"| in-process runs: duplicate pairs / items over quota (of "
+                  f"{chk.get('domain_answers', 0)} answers) | "
+                  f"{chk.get('domain_duplicate_pairs', 0)} / "
+                  f"{chk.get('domain_items_over_quota', 0)} | 0 / 0 |",
                   "", *(["### next_task candidate query: EXPLAIN QUERY PLAN (SQLite)", "",
                          "```", *s["explain"], "```", ""] if s["explain"] else [])]
         if s["errors"]:
@@ -548,7 +572,13 @@ def _domain_rows(d: dict[str, Any] | None) -> list[str]:
             f"| throughput | {d['answers_per_s']:.1f} answers/s |",
             f"| next_task p50 / p99 | {d['next']['p50_ms']:.1f} / {d['next']['p99_ms']:.1f} ms |",
             f"| submit p50 / p99 | {d['submit']['p50_ms']:.1f} / {d['submit']['p99_ms']:.1f} ms |",
-            f"| errors | {d['n_errors']} |", ""]
+            f"| errors | {d['n_errors']} |", "",
+            *([f"Chained: `submit_and_next` records the answer and leases the next task in "
+               f"one transaction (p50/p99 are per answer): "
+               f"{d['chained']['answers_per_s']:.1f} answers/s, p50 "
+               f"{d['chained']['submit']['p50_ms']:.1f} ms, p99 "
+               f"{d['chained']['submit']['p99_ms']:.1f} ms, errors "
+               f"{d['chained']['n_errors']}.", ""] if d.get("chained") else [])]
 
 
 def _think_rows(t: dict[str, Any] | None) -> list[str]:
