@@ -81,14 +81,18 @@ class JobNotFoundError(NotFoundError):
 class MissingDependencyError(LoopworksError):
     """An optional extra is needed for this feature; the message gives the install command."""
 
-    def __init__(self, package: str, extra: str, feature: str) -> None:
+    def __init__(self, package: str, extra: str, feature: str, command: str | None = None) -> None:
+        # ``command`` replaces the plain extra install when the order matters (PyTorch first).
+        command = command or f'pip install "loopworks[{extra}]"'
         super().__init__(
             f"{feature} needs the Python package {package!r}, which is not installed. "
-            f'Install it with: pip install "loopworks[{extra}]"',
+            f"Install it with: {command}",
             package=package,
             extra=extra,
             feature=feature,
+            command=command,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.fields["package"], self.fields["extra"], self.fields["feature"]))
+        return (type(self), (self.fields["package"], self.fields["extra"], self.fields["feature"],
+                             self.fields["command"]))

@@ -41,13 +41,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from loopworks.cli import fs, jobs, label, process, profile, sample, serve, workforce
+    from loopworks.cli import embed, fs, jobs, label, process, profile, sample, serve, workforce
     from loopworks.cli import model as model_cli
     from loopworks.cli import predict as predict_cli
     from loopworks.cli import review as review_cli
 
     main.add_command(sample.sample)
     main.add_command(process.process)
+    main.add_command(embed.embed)
     main.add_command(profile.profile)
     main.add_command(jobs.jobs)
     main.add_command(fs.fs)

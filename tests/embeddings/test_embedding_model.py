@@ -1,0 +1,92 @@
+"""The embedding model: sentence vectors, token vectors in context, and loading errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from loopworks.embeddings import EmbeddingModel, resolve_model
+from loopworks.errors import ConfigurationError, MissingDependencyError
+
+needs_torch = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None
+        for m in ("torch", "sentence_transformers")),
+    reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
+           'pip install "loopworks[embeddings]"')
+
+TEXTS = ["I love the dress.", "Runs small, order a size up.",
+         "The fabric is thin and the seams came apart after one wash, so I sent it back.",
+         "ok", "Beautiful color!"]
+
+
+@pytest.fixture(scope="module")
+def model() -> EmbeddingModel:
+    return EmbeddingModel(threads=1)
+
+
+@needs_torch
+def test_sentence_vectors_are_normalised_float32_of_the_model_dimension(
+        model: EmbeddingModel) -> None:
+    vectors = model.encode(TEXTS, batch_size=2)
+    assert model.dimension == 384
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # Same as sentence-transformers' own encode (mean pooling + normalise, as the model says).
+    reference = model._model.encode(TEXTS, batch_size=32, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+    # Order is the input order, whatever the length sorting inside.
+    np.testing.assert_allclose(model.encode(TEXTS[::-1], batch_size=3)[::-1], vectors,
+                               atol=1e-5)
+    assert model.encode([]).shape == (0, 384)
+
+
+@needs_torch
+def test_the_token_vector_for_dress_depends_on_its_context(model: EmbeddingModel) -> None:
+    short, long = model.encode_tokens(["I love the dress.",
+                                       "I love the dress, but not the price."])
+    assert short.tokens == ["[CLS]", "i", "love", "the", "dress", ".", "[SEP]"]
+    assert short.text[slice(*short.offsets[4])] == "dress"
+    assert short.vectors.shape == (7, 384) and long.vectors.shape == (12, 384)
+    a, b = short.vector_for("dress"), long.vector_for("dress")
+    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    # Measured 0.9885 with all-MiniLM-L6-v2: the same word, two vectors, because the rest of
+    # the sentence flows into it through self-attention. Float noise would be ~1e-7.
+    assert cosine < 0.995
+    assert np.linalg.norm(a - b) > 0.1 * np.linalg.norm(a)
+    # A static word vector (the model's input embedding row for "dress") is one row whatever
+    # the sentence: identical in both.
+    table = model.word_embeddings
+    ids = [model.tokenizer.convert_tokens_to_ids(t.tokens[t.tokens.index("dress")])
+           for t in (short, long)]
+    assert ids[0] == ids[1]
+    static_short, static_long = table[ids[0]], table[ids[1]]
+    assert np.array_equal(static_short, static_long)
+    # The contextual vector for a word is no longer its static vector.
+    assert not np.allclose(a, static_short)
+
+
+def test_a_missing_model_path_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="nowhere/model"):
+        resolve_model("./nowhere/model")
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigurationError, match="no modules.json or config.json"):
+        resolve_model(str(tmp_path))
+
+
+@needs_torch
+def test_a_hub_name_without_network_says_how_to_allow_it() -> None:
+    with pytest.raises(ConfigurationError, match="--allow-network"):
+        EmbeddingModel("someone/no-such-model-here")
+
+
+def test_missing_torch_names_the_pinned_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        EmbeddingModel()
+    assert "pip install torch==2.13.0" in str(caught.value)
+    assert 'loopworks[embeddings]' in str(caught.value)
+    assert caught.value.package == "torch"
