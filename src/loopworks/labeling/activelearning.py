@@ -1,0 +1,134 @@
+"""The decisions of automated labeling, as pure functions: how big the human validation set
+is, which confidence threshold lets the machine label while holding a target accuracy, and
+which items people should label next.
+
+Ground Truth's loop (its "automated data labeling"): people label a random sample, part of
+which is held out for validation; a model trained on the human labels labels every
+unlabeled item whose confidence clears a threshold chosen on the validation items so that
+machine labels reach the target accuracy; the most informative of the rest go to people;
+repeat. The job orchestration lives in :mod:`loopworks.labeling.autolabel`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loopworks.errors import ConfigurationError
+
+__all__ = ["MIN_ITEMS", "Threshold", "choose_threshold", "initial_sample_sizes",
+           "select_for_people", "wilson_lower_bound"]
+
+#: Ground Truth needs at least this many items for automated labeling.
+MIN_ITEMS = 1250
+
+
+def initial_sample_sizes(n_items: int, seed_share: float = 0.1) -> tuple[int, int]:
+    """(validation, training) items people label first.
+
+    Validation is 20% of the data set below 5,000 items and 10% above, as Ground Truth
+    holds out; the first training sample is ``seed_share`` of the items (at least 100).
+    """
+    if n_items < MIN_ITEMS:
+        raise ConfigurationError(
+            f"automated labeling needs at least {MIN_ITEMS} items (Ground Truth's minimum); "
+            f"this job has {n_items}", setting="auto_label")
+    validation = math.ceil(n_items * (0.2 if n_items < 5000 else 0.1))
+    training = max(100, math.ceil(n_items * seed_share))
+    return validation, min(training, n_items - validation)
+
+
+def wilson_lower_bound(correct: np.ndarray | int, total: np.ndarray | int,
+                       z: float) -> np.ndarray:
+    """Lower end of the Wilson score interval for a proportion (vectorised)."""
+    n = np.asarray(total, dtype=np.float64)
+    k = np.asarray(correct, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, k / n, 0.0)
+        centre = p + z * z / (2 * n)
+        spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        bound = (centre - spread) / (1 + z * z / n)
+    return np.where(n > 0, bound, 0.0)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The chosen confidence threshold and what it achieved on the validation items."""
+
+    value: float | None  # None: no threshold holds the target; the machine labels nothing
+    validation_accuracy: float | None  # accuracy of validation items at or above it
+    validation_items: int  # how many validation items are at or above it
+    lower_bound: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.value, "validation_accuracy": self.validation_accuracy,
+                "validation_items": self.validation_items, "lower_bound": self.lower_bound}
+
+
+def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *,
+                     z: float = 1.645, min_items: int = 20) -> Threshold:
+    """The lowest confidence threshold at which the validation items above it are right
+    often enough: the Wilson lower bound (``z`` standard errors; 1.645 is one-sided 95%) of
+    their accuracy reaches ``target``, over at least ``min_items`` items.
+
+    A lower threshold lets the machine label more; the bound, rather than the raw accuracy,
+    keeps a lucky streak on a few validation items from passing.
+    """
+    if not 0 < target < 1:
+        raise ConfigurationError("the target accuracy must be between 0 and 1",
+                                 setting="target_accuracy")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if confidence.shape != correct.shape:
+        raise ConfigurationError("confidence and correct must have the same length",
+                                 setting="validation")
+    order = np.argsort(-confidence, kind="stable")
+    conf, hits = confidence[order], correct[order]
+    k = np.cumsum(hits)
+    n = np.arange(1, len(conf) + 1)
+    # Only cut between distinct confidences: all items at the threshold are in.
+    last_of_value = np.r_[conf[1:] != conf[:-1], True] if len(conf) else np.array([], bool)
+    bound = wilson_lower_bound(k, n, z)
+    ok = last_of_value & (n >= min_items) & (bound >= target)
+    if not ok.any():
+        return Threshold(None, None, 0, None)
+    i = int(np.flatnonzero(ok)[-1])  # the most items (lowest threshold) that still holds
+    return Threshold(float(conf[i]), float(k[i] / n[i]), int(n[i]), float(bound[i]))
+
+
+def select_for_people(probabilities: np.ndarray, k: int, *,
+                      features: Any = None, diversity: bool = False,
+                      pool_factor: int = 5, seed: int = 0) -> np.ndarray:
+    """Indices of the ``k`` most informative items: smallest margin between the top two
+    classes (uncertainty sampling). With ``diversity``, the ``pool_factor * k`` most
+    uncertain are clustered on ``features`` (TF-IDF rows, embeddings) into ``k`` groups and
+    the most uncertain item of each group is taken, so a batch does not spend people on
+    near-duplicates."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if k <= 0 or len(probs) == 0:
+        return np.array([], dtype=np.int64)
+    if probs.shape[1] > 1:
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+    else:
+        margin = np.zeros(len(probs))
+    order = np.argsort(margin, kind="stable")
+    if not diversity or features is None or k >= len(probs):
+        return order[:k]
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    pool = order[:min(len(order), pool_factor * k)]
+    kmeans = KMeans(n_clusters=k, random_state=seed, n_init=3) if len(pool) <= 5000 else \
+        MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=max(1024, 2 * k))
+    clusters = kmeans.fit_predict(features[pool])
+    chosen: dict[int, int] = {}
+    for index, cluster in zip(pool, clusters, strict=True):  # pool is most uncertain first
+        chosen.setdefault(int(cluster), int(index))
+    picked = list(chosen.values())
+    if len(picked) < k:  # empty clusters: fill with the next most uncertain
+        taken = set(picked)
+        picked += [int(i) for i in pool if int(i) not in taken][:k - len(picked)]
+    return np.array(picked[:k], dtype=np.int64)

@@ -1,0 +1,76 @@
+"""Automated labeling's decisions: sample sizes, the threshold that holds a target accuracy
+on unseen items, and uncertainty sampling with and without diversity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loopworks.errors import ConfigurationError
+from loopworks.labeling.activelearning import (
+    choose_threshold,
+    initial_sample_sizes,
+    select_for_people,
+    wilson_lower_bound,
+)
+
+
+def test_sample_sizes_follow_ground_truth() -> None:
+    assert initial_sample_sizes(2000) == (400, 200)  # 20% below 5,000 items
+    assert initial_sample_sizes(10_000) == (1000, 1000)  # 10% above
+    with pytest.raises(ConfigurationError, match="at least 1250 items"):
+        initial_sample_sizes(1249)
+
+
+def test_wilson_bound_matches_a_hand_computed_value() -> None:
+    # 90 of 100 at z = 1.96: the textbook interval is (0.8256, 0.9448).
+    assert wilson_lower_bound(90, 100, 1.96) == pytest.approx(0.8256, abs=1e-4)
+
+
+def calibrated(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A good, calibrated model: confidences mostly high, each outcome right with exactly
+    that probability."""
+    confidence = 1 / 3 + 2 / 3 * rng.beta(5, 1.2, n)
+    return confidence, rng.random(n) < confidence
+
+
+def test_threshold_holds_the_target_on_held_out_items() -> None:
+    rng = np.random.default_rng(0)
+    held, machine_share = [], []
+    for _ in range(200):  # many validation draws, each checked on fresh items
+        conf, correct = calibrated(1000, rng)
+        chosen = choose_threshold(conf, correct, target=0.95)
+        if chosen.value is None:  # no threshold holds: the machine labels nothing
+            continue
+        assert chosen.validation_accuracy >= 0.95
+        test_conf, test_correct = calibrated(20_000, rng)
+        held.append(test_correct[test_conf >= chosen.value].mean())
+        machine_share.append((test_conf >= chosen.value).mean())
+    assert len(held) >= 180 and np.mean(machine_share) > 0.2  # it does label a good share
+    held = np.array(held)
+    assert held.mean() >= 0.95  # the machine labels reach the target on unseen items
+    assert (held >= 0.94).mean() >= 0.95  # and rarely fall short by much
+
+
+def test_threshold_cuts_between_values_and_refuses_when_nothing_holds() -> None:
+    conf = np.array([0.99] * 30 + [0.9] * 30 + [0.6] * 40)
+    correct = np.array([True] * 30 + [True] * 29 + [False] + [True] * 20 + [False] * 20)
+    chosen = choose_threshold(conf, correct, target=0.9)
+    assert chosen.value == 0.9 and chosen.validation_items == 60
+    assert choose_threshold(conf, np.zeros(100, bool), target=0.9).value is None
+    assert choose_threshold(conf[:10], correct[:10], target=0.5).value is None  # too few
+
+
+def test_uncertain_items_go_to_people_first_and_diversity_spreads_them() -> None:
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0],
+                      [0.7, 0.2, 0.1], [0.34, 0.33, 0.33]])
+    assert select_for_people(probs, 2).tolist() == [2, 4]
+    rng = np.random.default_rng(1)
+    # 200 near-duplicates of one uncertain item, and 20 other uncertain items elsewhere.
+    features = np.vstack([rng.normal(0, 0.01, (200, 5)), rng.normal(5, 3, (20, 5))])
+    uncertain = np.r_[np.full(200, 0.01), np.full(20, 0.05)]
+    probs = np.c_[0.5 + uncertain / 2, 0.5 - uncertain / 2]
+    plain = select_for_people(probs, 10)
+    assert (plain < 200).all()  # all from the duplicate heap
+    spread = select_for_people(probs, 10, features=features, diversity=True, pool_factor=30)
+    assert len(set(spread.tolist())) == 10 and (spread >= 200).sum() >= 5
