@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -84,7 +86,12 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
     import os
 
-    app = FastAPI(title="loopworks", version=__version__,
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.labeling.webhooks.close()  # pending deliveries stay in the outbox
+
+    app = FastAPI(title="loopworks", version=__version__, lifespan=lifespan,
                   description="Feature store, labeling and human review API.")
     app.state.store = store or FeatureStore()
     app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()

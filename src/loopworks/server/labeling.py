@@ -1,18 +1,24 @@
-"""JSON API for labeling: my jobs, next task, submit an answer (worker tokens)."""
+"""JSON API for labeling: my jobs, next task, answers (worker tokens); job admin (admins)."""
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from loopworks.errors import NotFoundError
 from loopworks.labeling.workforce import Worker
-from loopworks.server.auth import current_worker
+from loopworks.server.auth import current_worker, require_admin
 
-__all__ = ["router"]
+__all__ = ["router", "settle_review"]
 
 router = APIRouter(prefix="/api/labeling", tags=["labeling"])
+Caller = Annotated[Worker, Depends(current_worker)]
+Admin = Annotated[Worker, Depends(require_admin)]
+IMAGE_TYPES = ("image-classification", "bounding-box")
 
 
 class AnswerBody(BaseModel):
@@ -23,38 +29,100 @@ class AnswerBody(BaseModel):
         "{\"boundingBoxes\": [...]} for span and box jobs")
 
 
+class ItemsBody(BaseModel):
+    """Items to add to a running job: texts, or objects with ``source`` / ``source-ref``."""
+
+    items: list[str | dict[str, Any]] = Field(..., min_length=1, max_length=100_000)
+
+
 def _jobs(request: Request) -> Any:
     return request.app.state.labeling
 
 
+def _task(task: Any) -> dict[str, Any]:
+    """What a client needs to show a task. Never the item's other fields (they may hold
+    the gold answer) nor an image's path on the server (the image has its own URL)."""
+    image = task.task_type in IMAGE_TYPES
+    return {"job": task.job, "item_id": task.item_id,
+            "source": None if image else task.source,
+            "image_url": f"/api/labeling/jobs/{task.job}/items/{task.item_id}/image"
+            if image else None,
+            "labels": task.labels, "task_type": task.task_type,
+            "instructions": task.instructions, "examples": getattr(task, "examples", []),
+            "expires_at": task.expires_at.isoformat()}
+
+
 @router.get("/jobs")
-def my_jobs(request: Request, worker: Annotated[Worker, Depends(current_worker)]
-            ) -> list[dict[str, Any]]:
+def my_jobs(request: Request, worker: Caller) -> list[dict[str, Any]]:
     """Jobs of the caller's teams with their counters."""
     return [{"name": s.name, "team": s.team, "labels": s.labels, "task_type": s.task_type.value,
-             "status": s.status.value, "workers_per_item": s.workers_per_item, **s.counts}
+             "status": s.status.value, "workers_per_item": s.workers_per_item,
+             "failure_reason": s.failure_reason,
+             "deadline_at": s.deadline_at.isoformat() if s.deadline_at else None, **s.counts}
             for s in _jobs(request).jobs_for(worker)]
 
 
 @router.post("/jobs/{job}/next", response_model=None)
-def next_task(job: str, request: Request,
-              worker: Annotated[Worker, Depends(current_worker)]) -> Response | dict[str, Any]:
+def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str, Any]:
     """Lease the next task (204 when there is none left for this worker)."""
     task = _jobs(request).next_task(job, worker)
+    return Response(status_code=204) if task is None else _task(task)
+
+
+@router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201, response_model=None)
+def submit(job: str, item_id: int, body: AnswerBody, request: Request, worker: Caller,
+           response: Response, next: Annotated[bool, Query()] = False  # noqa: A002
+           ) -> dict[str, Any] | Response:
+    """Answer a leased task (409 when the lease expired or is not the caller's). With
+    ``?next=true`` the answer and the next lease happen in one transaction and the reply
+    is the next task (204 when none is left): half the requests for a labeling client."""
+    jobs = _jobs(request)
+    if not next:
+        jobs.submit(job, item_id, worker, body.answer)
+        settle_review(request, job, item_id)
+        return {"status": "recorded"}
+    task = jobs.submit_and_next(job, item_id, worker, body.answer)
+    settle_review(request, job, item_id)
     if task is None:
         return Response(status_code=204)
-    return {"job": task.job, "item_id": task.item_id, "source": task.source,
-            "labels": task.labels, "task_type": task.task_type,
-            "instructions": task.instructions, "expires_at": task.expires_at.isoformat()}
+    response.status_code = 201
+    return {"status": "recorded", "next": _task(task)}
 
 
-@router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201)
-def submit(job: str, item_id: int, body: AnswerBody, request: Request,
-           worker: Annotated[Worker, Depends(current_worker)]) -> dict[str, str]:
-    """Answer a leased task (409 when the lease expired or is not the caller's)."""
-    _jobs(request).submit(job, item_id, worker, body.answer)
-    settle_review(request, job, item_id)
-    return {"status": "recorded"}
+@router.get("/jobs/{job}/items/{item_id}/image")
+def image(job: str, item_id: int, request: Request, worker: Caller) -> FileResponse:
+    """The image of an item of an image job (team members only)."""
+    path = _jobs(request).image_path(job, item_id, worker)
+    media_type = mimetypes.guess_type(path.name)[0] or ""
+    if not path.is_file() or not media_type.startswith("image/"):
+        raise NotFoundError(f"the image of item {item_id} is missing", job=job,
+                            item_id=item_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
+
+
+@router.post("/jobs/{job}/stop")
+def stop(job: str, request: Request, admin: Admin) -> dict[str, str]:
+    """Stop handing out tasks: Stopping while leases are live, then Stopped."""
+    return {"status": _jobs(request).stop(job).value}
+
+
+@router.post("/jobs/{job}/items", status_code=201)
+def add_items(job: str, body: ItemsBody, request: Request, admin: Admin) -> dict[str, int]:
+    """Add items to a job in progress (409 otherwise; a bad item adds nothing)."""
+    records = [i if isinstance(i, str) else (str(i.get("source", i.get("source-ref", ""))), i)
+               for i in body.items]
+    return {"added": _jobs(request).add_items(job, records)}
+
+
+@router.get("/jobs/{job}/webhooks")
+def webhook_deliveries(job: str, request: Request, admin: Admin) -> list[dict[str, Any]]:
+    """The job's webhook deliveries: delivered, pending, given up (with the last error)."""
+    from loopworks.labeling import webhooks
+
+    jobs = _jobs(request)
+    with jobs.engine.connect() as conn:
+        job_id = jobs._job_row(conn, job).id
+    return webhooks.deliveries(jobs.engine, job_id)
 
 
 def settle_review(request: Request, job: str, item_id: int) -> None:
