@@ -40,3 +40,36 @@ def test_missing_column_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["label", "consolidate", str(answers),
                                        "--label-column", "answer"])
     assert result.exit_code == 2 and "answer" in result.output and "a.csv" in result.output
+
+
+def test_create_job_from_a_feature_store_query(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from loopworks.featurestore import FeatureStore
+
+    home = tmp_path / "home"
+    table = pa.table({"review_id": ["r1", "r2", "r3"], "review_body": ["good", "bad", "ok"],
+                      "split_type": ["test", "test", "train"],
+                      "date": pa.array([1_700_000_000_000_000] * 3, pa.timestamp("us", "UTC"))})
+    with FeatureStore(home=home) as store:
+        store.create_feature_group("reviews", record_id="review_id", event_time="date",
+                                   df=table).ingest(table)
+    runner = CliRunner()
+    assert runner.invoke(main, ["team", "add", "nlp", "--home", str(home)]).exit_code == 0
+    args = ["label", "create-job", "tests", "--team", "nlp", "--labels", "neg,pos",
+            "--home", str(home)]
+    made = runner.invoke(main, [*args, "--query", "SELECT review_id, review_body FROM "
+                                "reviews_latest WHERE split_type = 'test' ORDER BY review_id"])
+    assert made.exit_code == 0, made.output
+    assert "2 items" in made.output
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata import database_url, open_engine
+
+    jobs = LabelingJobs(open_engine(database_url(home)))
+    jobs.workforce.add_worker("ana", teams_=["nlp"])
+    task = jobs.next_task("tests", jobs.workforce.worker("ana"))
+    assert task.source == "good" and task.data["review_id"] == "r1"
+    wrong = runner.invoke(main, [*args, "--query", "SELECT review_id FROM reviews_latest"])
+    assert wrong.exit_code != 0 and "no text column 'review_body'" in wrong.output
+    both = runner.invoke(main, [*args, "--query", "SELECT 1", "--manifest", "x.jsonl"])
+    assert both.exit_code != 0 and "either --manifest or --query" in both.output

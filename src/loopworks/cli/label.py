@@ -111,13 +111,18 @@ def _task_types() -> list[Any]:
 
 @label.command("create-job")
 @click.argument("name")
-@click.option("--manifest", required=True,
+@click.option("--manifest", default=None,
               help="Input manifest (JSON Lines with 'source' text or 'source-ref' per line; "
                    "image jobs: 'source-ref' image files), or a CSV/Parquet file with a text "
                    "column.")
+@click.option("--query", default=None,
+              help="Instead of --manifest: SQL over the feature groups (e.g. \"SELECT review_id,"
+                   " review_body FROM reviews_latest WHERE split_type = 'test'\"); one item "
+                   "per row, --text-column is the text.")
 @click.option("--text-column", default="review_body", show_default=True,
-              help="Text column of a CSV/Parquet input.")
-@click.option("--limit", type=int, default=None, help="Only the first N rows of a CSV/Parquet.")
+              help="Text column of a CSV/Parquet input or of the query's result.")
+@click.option("--limit", type=int, default=None,
+              help="Only the first N rows of a CSV/Parquet or query.")
 @click.option("--team", required=True, help="Team whose workers label it.")
 @click.option("--labels", required=True, help="Comma-separated label set, e.g. neg,neu,pos.")
 @click.option("--task-type", type=click.Choice([t.value for t in _task_types()]),
@@ -146,13 +151,18 @@ def _task_types() -> list[Any]:
               help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
 @home_option
 @handle_errors
-def create_job(name: str, manifest: str, text_column: str, limit: int | None, team: str,
+def create_job(name: str, manifest: str | None, query: str | None, text_column: str,
+               limit: int | None, team: str,
                labels: str, task_type: str, multi_label: bool, workers_per_item: int,
                time_limit: int, instructions: str, examples_file: str | None, lifetime: int,
                deadline: str | None, adaptive_target: float | None, max_workers: int | None,
                webhook_urls: tuple[str, ...], webhook_secret: str, home: str | None) -> None:
-    """Create labeling job NAME from an input manifest."""
+    """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
+    query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
+
+    if (manifest is None) == (query is None):
+        raise ConfigurationError("give either --manifest or --query", setting="manifest")
 
     kind = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label else TaskType(task_type)
     examples: list[Any] = []
@@ -174,7 +184,13 @@ def create_job(name: str, manifest: str, text_column: str, limit: int | None, te
                    adaptive=adaptive, webhooks=list(webhook_urls),
                    webhook_secret=webhook_secret)
     source: Any = manifest
-    if manifest.lower().endswith((".csv", ".parquet", ".pq")):
+    if query is not None:
+        from loopworks.featurestore import FeatureStore
+        from loopworks.labeling.manifest import frame_items
+
+        with FeatureStore(home=home) as store:
+            source = frame_items(store.query(query), text_column, "the query's result", limit)
+    elif manifest is not None and manifest.lower().endswith((".csv", ".parquet", ".pq")):
         from loopworks.labeling.jobs import read_table_items
 
         source = read_table_items(manifest, text_column, limit)

@@ -59,18 +59,29 @@ def read_table_items(path: str | Path, text_column: str, limit: int | None = Non
     if not path.is_file():
         raise InputError(f"{path} does not exist", file=str(path))
     frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    return frame_items(frame, text_column, str(path), limit)
+
+
+def frame_items(frame: Any, text_column: str, where: str, limit: int | None = None
+                ) -> list[tuple[str, dict[str, Any]]]:
+    """Items from a DataFrame (a file's rows, or a feature-store query's result): the text
+    column is the source; scalar and text columns are kept with each item.
+
+    Raises:
+        InputError: The column is missing or a row's text is empty (named with ``where``).
+    """
     if text_column not in frame.columns:
-        raise InputError(f"{path}: no text column {text_column!r}; columns are "
-                         f"{', '.join(map(str, frame.columns))}", file=str(path))
+        raise InputError(f"{where}: no text column {text_column!r}; columns are "
+                         f"{', '.join(map(str, frame.columns))}", file=where)
     frame = frame.head(limit) if limit else frame
     keep = [c for c in frame.columns
-            if frame[c].dtype.kind in "biufOSU" or str(frame[c].dtype) in ("string", "str")]
+            if frame[c].dtype.kind in "biufOSUM" or str(frame[c].dtype) in ("string", "str")]
     records = json.loads(frame[keep].to_json(orient="records", date_format="iso"))
     out = []
     for row, record in enumerate(records, start=1):
         text = record.get(text_column)
         if not isinstance(text, str) or not text.strip():
-            raise InputError(f"{path}, row {row}: empty {text_column!r}", file=str(path),
+            raise InputError(f"{where}, row {row}: empty {text_column!r}", file=where,
                              row=row)
         out.append((text, {"source": text, **record}))
     return out
