@@ -170,6 +170,10 @@ def test_asof_indices_match_a_brute_force_lookup(rows_per_id: int) -> None:
             if best is not None and (h_del[best] or (ttl and when - h_t[best] > ttl * 1e6)):
                 best = None
             assert index == best, (e_id, when)
+    strangers = encode_ids(pa.array(["x", None, "y"]))  # ids the history does not have
+    assert asof_indices(strangers, pa.array([1, 2, 3], micros), pa.array(h_ids),
+                        pa.array(h_t, micros), pa.array(h_w, micros),
+                        pa.array(h_del)).to_pylist() == [None] * 3
 
 
 def test_clearing_the_history_cache_reads_the_tables_again(store: FeatureStore) -> None:

@@ -7,7 +7,8 @@ and used in the tests as a cross-check), done with NumPy on integer codes:
    history id is looked up in that dictionary, so ids become small integer codes on both
    sides and history rows of ids no entity row asks for are dropped before any sorting.
 2. The history is sorted by (code, event time, write time): the rows of one id form one
-   segment, oldest first, and among equal event times the latest write comes last.
+   segment, oldest first, and among equal event times the latest write comes last (no sort
+   at all when every id has one row: each row goes to its code's slot).
 3. Per id (arrays as long as the distinct ids, small enough to stay in the CPU cache): its
    latest row and that row's event time. An entity row at or after its id's latest event
    time (most of them) takes that row with two gathers.
@@ -99,14 +100,21 @@ def asof_indices(
         ids = ids.cast(pa.string())
     codes = pc.index_in(ids, value_set=entity.dictionary)
     asked = np.flatnonzero(codes.is_valid().to_numpy(zero_copy_only=False))
+    if not len(asked):  # no entity row asks for an id the history has
+        return pa.nulls(n, pa.int64())
     hist_codes = codes.to_numpy(zero_copy_only=False)[asked].astype(np.int64)
     hist_t = _micros(history_times)[asked]
     write_t = _micros(history_write_times)[asked]
-    # Sort the asked-for history rows by (code, event time, write time).
-    order = np.lexsort((write_t, hist_t, hist_codes))
-    codes_sorted, times_sorted = hist_codes[order], hist_t[order]
-    counts = np.bincount(codes_sorted, minlength=len(entity.dictionary))
+    # Sort the asked-for history rows by (code, event time, write time). When every id has
+    # one row (a group written once), placing each row at its code's slot is that order.
+    counts = np.bincount(hist_codes, minlength=len(entity.dictionary))
     ends = np.cumsum(counts)
+    if counts.max() == 1:
+        order = np.empty(len(hist_codes), dtype=np.int64)
+        order[ends[hist_codes] - 1] = np.arange(len(hist_codes))
+    else:
+        order = np.lexsort((write_t, hist_t, hist_codes))
+    codes_sorted, times_sorted = hist_codes[order], hist_t[order]
     # Per id (small arrays, cache-resident): its latest row and that row's event time.
     latest = ends - 1
     latest_t = np.where(counts > 0, times_sorted[np.maximum(latest, 0)], np.iinfo(np.int64).max)
