@@ -231,9 +231,9 @@ def create_jobs(home: Path, n_items: int, n_workers: int) -> tuple[dict[str, Any
 def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dict[str, Any]:
     """Every worker asks for a task and answers it, until the time is up.
 
-    With ``think`` > 0 each worker spends a random 0..2×think seconds on a task between
-    getting it and answering (a person reading), so the server sees a realistic arrival
-    rate instead of 100 clients in a closed loop with no pause.
+    With ``think`` > 0 each worker arrives after a random 0..2×think seconds and spends as
+    long on each task between getting it and answering (a person reading), so the server
+    sees a realistic arrival rate instead of 100 clients in a closed loop with no pause.
     """
     import random
 
@@ -252,6 +252,8 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
         rng = random.Random(index)
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
             start_gate.wait()
+            if think > 0:  # people arrive over time, not all in the same millisecond
+                time.sleep(rng.uniform(0, 2 * think))
             try:
                 while time.monotonic() < deadline:
                     t0 = time.perf_counter()
