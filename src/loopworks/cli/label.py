@@ -149,6 +149,24 @@ def _task_types() -> list[Any]:
               help="URL receiving item.labeled and job.completed events (repeatable).")
 @click.option("--webhook-secret", envvar="LOOPWORKS_WEBHOOK_SECRET", default="",
               help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
+@click.option("--auto-label", is_flag=True,
+              help="Automated labeling (text classification, 1,250 items or more): people "
+                   "label a random sample, a model labels the items it is sure of, the most "
+                   "uncertain go to people next, round after round.")
+@click.option("--target-accuracy", type=float, default=0.95, show_default=True,
+              help="Auto-label: accuracy the machine labels must reach on the validation "
+                   "items (95% Wilson lower bound).")
+@click.option("--batch-size", type=int, default=None,
+              help="Auto-label: items people get per round (default 5% of the items, at "
+                   "least 100).")
+@click.option("--budget", type=int, default=None,
+              help="Auto-label: most items people label; items the model is still unsure "
+                   "of when it is spent are marked failed.")
+@click.option("--diversity", is_flag=True,
+              help="Auto-label: spread each batch for people over k-means clusters of the "
+                   "uncertain items instead of taking only the most uncertain.")
+@click.option("--auto-label-seed", type=int, default=0, show_default=True,
+              help="Auto-label: seed of the random first sample.")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str | None, query: str | None, text_column: str,
@@ -156,7 +174,9 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                labels: str, task_type: str, multi_label: bool, workers_per_item: int,
                time_limit: int, instructions: str, examples_file: str | None, lifetime: int,
                deadline: str | None, adaptive_target: float | None, max_workers: int | None,
-               webhook_urls: tuple[str, ...], webhook_secret: str, home: str | None) -> None:
+               webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
+               target_accuracy: float, batch_size: int | None, budget: int | None,
+               diversity: bool, auto_label_seed: int, home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -182,7 +202,10 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    instructions, workers_per_item, time_limit, examples=examples,
                    availability_lifetime_seconds=lifetime, deadline=deadline,
                    adaptive=adaptive, webhooks=list(webhook_urls),
-                   webhook_secret=webhook_secret)
+                   webhook_secret=webhook_secret,
+                   auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
+                               "budget": budget, "diversity": diversity,
+                               "seed": auto_label_seed} if auto_label else None)
     source: Any = manifest
     if query is not None:
         from loopworks.featurestore import FeatureStore
@@ -196,6 +219,10 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
         source = read_table_items(manifest, text_column, limit)
     created = _jobs(home).create_job(spec, source)
     click.echo(f"created job {name!r}: {created.counts['items']:,} items for team {team!r}")
+    if auto_label:
+        opened = created.counts["items"] - created.counts["held"]
+        click.echo(f"automated labeling: people label a random {opened:,} items first; "
+                   f"{created.counts['held']:,} are held for the model and later rounds")
 
 
 @label.command("add-items")
@@ -256,10 +283,79 @@ def webhooks(name: str, wait: float | None, home: str | None) -> None:
 def status(name: str, home: str | None) -> None:
     """Status and counters of job NAME as JSON (items, labeled, unlabeled, failed, answers,
     and Ground Truth's total/human-labeled/machine-labeled)."""
-    spec = _jobs(home).job(name)
-    extra = {"failure_reason": spec.failure_reason} if spec.failure_reason else {}
-    click.echo(json.dumps({"job": name, "status": spec.status.value, **extra, **spec.counts},
+    jobs = _jobs(home)
+    spec = jobs.job(name)
+    extra: dict[str, Any] = {"failure_reason": spec.failure_reason} \
+        if spec.failure_reason else {}
+    if spec.auto_label is not None:
+        from loopworks.labeling.autolabel import AutoLabeler
+
+        extra["auto_label"] = spec.auto_label
+        extra["rounds"] = [r.to_dict() for r in AutoLabeler(jobs, home=home).rounds(name)]
+    click.echo(json.dumps({"job": name, "status": spec.status.value, **spec.counts, **extra},
                           indent=2))
+
+
+def _round_table(title: str, reports: list[Any]) -> Table:
+    view = Table(title=title)
+    for column in ("round", "human labels", "machine labels", "threshold",
+                   "validation accuracy", "validation items", "to people", "failed",
+                   "held left", "model"):
+        view.add_column(column, justify="left" if column == "model" else "right")
+    for r in reports:
+        view.add_row(str(r.round), f"{r.human_labels:,}", f"{r.machine_labels:,}",
+                     "—" if r.threshold is None else f"{r.threshold:.4f}",
+                     "—" if r.validation_accuracy is None else
+                     f"{r.validation_accuracy:.4f} of {r.validation_pool:,}",
+                     f"{r.validation_items:,}", f"{r.sent_to_people:,}", f"{r.failed:,}",
+                     f"{r.held_left:,}", r.model_version or "—")
+    return view
+
+
+@label.command("rounds")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the rounds as JSON.")
+@home_option
+@handle_errors
+def rounds(name: str, as_json: bool, home: str | None) -> None:
+    """Automated-labeling rounds of job NAME: per round the human labels it learned from,
+    the items its model labeled, the chosen confidence threshold and the validation
+    accuracy it was chosen for."""
+    from loopworks.labeling.autolabel import AutoLabeler
+
+    jobs = _jobs(home)
+    spec = jobs.job(name)
+    if spec.auto_label is None:
+        raise ConfigurationError(f"job {name!r} does not use automated labeling",
+                                 setting="auto_label")
+    reports = AutoLabeler(jobs, home=home).rounds(name)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    console = Console()
+    console.print(_round_table(f"{name} · target accuracy "
+                               f"{spec.auto_label['target_accuracy']:.2f}", reports))
+    c = spec.counts
+    console.print(f"{spec.status.value}: {c['human-labeled']:,} human-labeled, "
+                  f"{c['machine-labeled']:,} machine-labeled, {c['failed']:,} failed, "
+                  f"{c['held']:,} held, {c['unlabeled'] - c['held']:,} open")
+
+
+@label.command("advance")
+@click.argument("name")
+@home_option
+@handle_errors
+def advance(name: str, home: str | None) -> None:
+    """Run job NAME's next automated-labeling round now, if one is due (no item open, some
+    held); the server does this by itself after the answer that closes a round."""
+    from loopworks.labeling.autolabel import AutoLabeler
+
+    report = AutoLabeler(_jobs(home), home=home).advance(name)
+    if report is None:
+        click.echo(f"no round due for job {name!r} (items are still open, none is held, or "
+                   "the job is not in progress)")
+        return
+    Console().print(_round_table(f"{name} · round {report.round}", [report]))
 
 
 @label.command("simulate")
@@ -273,7 +369,8 @@ def status(name: str, home: str | None) -> None:
 @handle_errors
 def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
                  home: str | None) -> None:
-    """Answer job NAME's open tasks with simulated workers of the given accuracy."""
+    """Answer job NAME's open tasks with simulated workers of the given accuracy (on an
+    automated-labeling job, running its rounds in between until it completes)."""
     from loopworks.labeling.simulate import simulate
 
     try:
@@ -281,7 +378,13 @@ def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
     except ValueError:
         raise ConfigurationError("--accuracy takes numbers like 0.9,0.8",
                                  setting="accuracy") from None
-    given = simulate(_jobs(home), name, accuracies, truth_field=truth_field, seed=seed)
+    def show(report: Any) -> None:
+        click.echo(f"round {report.round}: {report.machine_labels:,} machine labels "
+                   f"(threshold {report.threshold if report.threshold is not None else '—'}), "
+                   f"{report.sent_to_people:,} items to people, {report.held_left:,} held")
+
+    given = simulate(_jobs(home), name, accuracies, truth_field=truth_field, seed=seed,
+                     home=home, on_round=show)
     click.echo(f"{len(accuracies)} simulated workers gave {given:,} answers")
 
 

@@ -49,7 +49,18 @@ from loopworks.errors import (
 )
 from loopworks.labeling import webhooks
 from loopworks.labeling.manifest import check_items, read_manifest, read_table_items
-from loopworks.labeling.schema import ItemState, answers, items, jobs, leases, migrate, skips
+from loopworks.labeling.schema import (
+    ItemState,
+    answers,
+    auto_items,
+    auto_rounds,
+    items,
+    jobs,
+    leases,
+    machine_labels,
+    migrate,
+    skips,
+)
 from loopworks.labeling.spec import MOVES as _MOVES
 from loopworks.labeling.spec import SPEC_FIELDS as _SPEC_FIELDS
 from loopworks.labeling.spec import JobSpec, JobStatus, Task
@@ -126,12 +137,44 @@ class LabelingJobs:
                 ).inserted_primary_key
                 assert key is not None
                 self._insert_items(conn, key[0], spec, records, 0)
+                if spec.auto_label is not None:
+                    self._hold_for_auto_label(conn, key[0], spec, len(records))
                 self._move(conn, key[0], spec.name, JobStatus.INITIALIZING,
                            JobStatus.IN_PROGRESS)
         except sa.exc.IntegrityError:
             raise ConflictError(f"labeling job {spec.name!r} already exists",
                                 job=spec.name) from None
         return self.job(spec.name)
+
+    def _hold_for_auto_label(self, conn: sa.Connection, job_id: int, spec: JobSpec,
+                             n_items: int) -> None:
+        """Automated labeling: a seeded random validation sample and first training sample
+        stay open for people; every other item is held back for the rounds."""
+        import numpy as np
+
+        from loopworks.labeling.activelearning import initial_sample_sizes
+
+        settings = spec.auto_label or {}
+        validation, training = initial_sample_sizes(n_items)
+        budget = settings.get("budget")
+        if budget is not None and budget < validation + training:
+            raise ConfigurationError(
+                f"an auto-label budget of {budget:,} human-labeled items cannot cover the "
+                f"first sample people label ({validation:,} validation + {training:,} "
+                f"training items for {n_items:,} items)", setting="auto_label.budget")
+        order = np.random.default_rng(settings.get("seed", 0)).permutation(n_items)
+        ids = list(conn.execute(sa.select(items.c.id).where(items.c.job_id == job_id)
+                                .order_by(items.c.seq)).scalars())
+        picked = [(ids[i], "validation") for i in order[:validation]] + \
+            [(ids[i], "training") for i in order[validation:validation + training]]
+        conn.execute(auto_items.insert(), [{"item_id": item_id, "job_id": job_id,
+                                            "role": role, "round": 0}
+                                           for item_id, role in picked])
+        open_ids = {item_id for item_id, _ in picked}
+        held = [item_id for item_id in ids if item_id not in open_ids]
+        for start in range(0, len(held), 5000):
+            conn.execute(items.update().where(items.c.id.in_(held[start:start + 5000]))
+                         .values(state=ItemState.HELD))
 
     def _records(self, spec: JobSpec, manifest: Any) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(manifest, str | Path):
@@ -145,9 +188,11 @@ class LabelingJobs:
         return records
 
     def _insert_items(self, conn: sa.Connection, job_id: int, spec: JobSpec,
-                      records: list[tuple[str, dict[str, Any]]], first_seq: int) -> None:
+                      records: list[tuple[str, dict[str, Any]]], first_seq: int,
+                      held: bool = False) -> None:
+        state = ItemState.HELD if held else ItemState.OPEN
         rows = [{"job_id": job_id, "seq": first_seq + i, "source": text, "answers": 0,
-                 "leases": 0, "state": ItemState.OPEN, "wanted": spec.workers_per_item,
+                 "leases": 0, "state": state, "wanted": spec.workers_per_item,
                  "data": json.dumps(data)} for i, (text, data) in enumerate(records)]
         for start in range(0, len(rows), 5000):
             conn.execute(items.insert(), rows[start:start + 5000])
@@ -174,17 +219,20 @@ class LabelingJobs:
                                     "while it is InProgress", job=job, status=status.value)
             last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
                 items.c.job_id == row.id)).scalar()
+            # Items added to an automated-labeling job join the held pool.
             self._insert_items(conn, row.id, spec, records, (last if last is not None else -1)
-                               + 1)
+                               + 1, held=spec.auto_label is not None)
         return len(records)
 
     def job(self, name: str) -> JobSpec:
         """A job's spec with its status and counters.
 
         ``counts`` holds Ground Truth's label counters: ``total`` (labeled by anyone:
-        human-labeled + machine-labeled), ``human-labeled``, ``machine-labeled`` (0 until
-        automated labeling lands), ``failed`` and ``unlabeled``; and ``items`` (all
+        human-labeled + machine-labeled), ``human-labeled``, ``machine-labeled`` (by
+        automated labeling's model), ``failed`` and ``unlabeled``; and ``items`` (all
         items: total + failed + unlabeled), ``labeled`` (= total) and ``answers``.
+        Automated-labeling jobs also count ``held`` (unlabeled items kept back from people
+        for the model or a later round).
         """
         with self._tx() as conn:
             row = self._job_row(conn, name)
@@ -197,14 +245,20 @@ class LabelingJobs:
                 answers.c.job_id == row.id)).scalar_one()
             reason = conn.execute(sa.select(jobs.c.failure_reason).where(
                 jobs.c.id == row.id)).scalar()
+            machine = 0
+            if spec.auto_label is not None:
+                machine = conn.execute(sa.select(sa.func.count()).select_from(
+                    machine_labels).where(machine_labels.c.job_id == row.id)).scalar_one()
         labeled = int(by_state.get(ItemState.LABELED, 0))
         failed = int(by_state.get(ItemState.FAILED, 0))
         total = sum(by_state.values())
         spec.status, spec.failure_reason = status, reason
         spec.counts = {"items": total, "labeled": labeled,
                        "unlabeled": total - labeled - failed, "answers": int(n_answers),
-                       "total": labeled, "human-labeled": labeled, "machine-labeled": 0,
-                       "failed": failed}
+                       "total": labeled, "human-labeled": labeled - int(machine),
+                       "machine-labeled": int(machine), "failed": failed}
+        if spec.auto_label is not None:
+            spec.counts["held"] = int(by_state.get(ItemState.HELD, 0))
         return spec
 
     def _job_row(self, conn: sa.Connection, name: str) -> Any:
@@ -274,7 +328,7 @@ class LabelingJobs:
         reason = f"not labeled before {why} ended at {deadline.isoformat()}"
         conn.execute(leases.delete().where(leases.c.job_id == row.id))
         conn.execute(items.update().where(items.c.job_id == row.id,
-                                          items.c.state == ItemState.OPEN)
+                                          items.c.state.in_([ItemState.OPEN, ItemState.HELD]))
                      .values(state=ItemState.FAILED, failure_reason=reason, leases=0))
         return self._finish(conn, row, spec, now, f"no item was labeled: {reason}")
 
@@ -299,6 +353,9 @@ class LabelingJobs:
         still_open = conn.execute(_Q.open_item, {"b_job": row.id}).first()
         if still_open is not None:
             return JobStatus.IN_PROGRESS
+        if spec.auto_label is not None and conn.execute(_Q.held_item, {"b_job": row.id}
+                                                        ).first() is not None:
+            return JobStatus.IN_PROGRESS  # the next automated-labeling round decides
         return self._finish(conn, row, spec, now, "every item failed")
 
     def _maybe_stopped(self, conn: sa.Connection, row: Any, now: datetime) -> JobStatus:
@@ -470,7 +527,7 @@ class LabelingJobs:
         last = conn.execute(sa.select(sa.func.max(items.c.seq)).where(
             items.c.job_id == row.id)).scalar()
         first = (last if last is not None else -1) + 1
-        self._insert_items(conn, row.id, spec, records, first)
+        self._insert_items(conn, row.id, spec, records, first, held=spec.auto_label is not None)
         return list(conn.execute(sa.select(items.c.id).where(
             items.c.job_id == row.id, items.c.seq >= first).order_by(items.c.seq)
         ).scalars())
@@ -495,7 +552,7 @@ class LabelingJobs:
         """Delete a job with its items, leases and answers."""
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            for table in (answers, leases, skips):
+            for table in (answers, leases, skips, machine_labels, auto_items, auto_rounds):
                 conn.execute(table.delete().where(table.c.job_id == row.id))
             conn.execute(items.delete().where(items.c.job_id == row.id))
             conn.execute(jobs.delete().where(jobs.c.id == row.id))

@@ -14,6 +14,11 @@ workers marked identically); bounding boxes (``groundtruth/object-detection``)
 ``{"annotations": [{"class_id", "left", "top", "width", "height"}], "image_size": [...]}``
 with per-object confidences (see :func:`~loopworks.labeling.tasktypes.consolidate_boxes`).
 Failed items carry ``failure-reason`` in their metadata and no label.
+
+Every label says who made it: people's labels have ``human-annotated: "yes"``; labels from
+automated labeling's model have ``human-annotated: "no"``, the model's ``confidence``,
+``model-version`` (``autolabel-<job>:<version>`` in the model registry) and
+``auto-label-round``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import sqlalchemy as sa
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.consolidation import consolidate
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
-from loopworks.labeling.schema import ItemState, items
+from loopworks.labeling.schema import ItemState, items, machine_labels
 from loopworks.labeling.tasktypes import TaskType, consolidate_boxes, consolidate_spans
 
 __all__ = ["write_output"]
@@ -69,6 +74,8 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
         rows = conn.execute(sa.select(items.c.id, items.c.seq, items.c.data, items.c.source,
                                       items.c.state, items.c.failure_reason).where(
             items.c.job_id == job_id).order_by(items.c.seq)).all()
+        machine = {r.item_id: r for r in conn.execute(sa.select(machine_labels).where(
+            machine_labels.c.job_id == job_id))} if spec.auto_label is not None else {}
     labeled: dict[int, dict[str, Any]] = {}
     if raw and spec.task_type.single_label:
         frame = pd.DataFrame({"item": [a["item_id"] for a in raw],
@@ -97,7 +104,14 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
             lines.append(json.dumps(record, ensure_ascii=False))
             continue
         given = per_item.get(row.id)
-        if spec.task_type.single_label and row.id in labeled:
+        made = machine.get(row.id)
+        if made is not None:
+            record[attribute] = spec.labels.index(made.label)
+            record[f"{attribute}-metadata"] = {
+                "class-name": made.label, "confidence": round(float(made.confidence), 4),
+                **common, "human-annotated": "no", "model-version": made.model_version,
+                "auto-label-round": int(made.round)}
+        elif spec.task_type.single_label and row.id in labeled:
             rec = labeled[row.id]
             record[attribute] = spec.labels.index(rec["label"])
             record[f"{attribute}-metadata"] = {
@@ -121,7 +135,7 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
                                "items": len(rows), "labeled": n_labeled, "method": method}
     if feature_group:
         summary["feature_group"] = _to_feature_group(
-            rows, labeled, spec.labels, job, method, feature_group, id_field, home)
+            rows, labeled, spec.labels, job, method, feature_group, id_field, home, machine)
     return summary
 
 
@@ -168,7 +182,8 @@ def _image_size(path: str) -> dict[str, int] | None:
 
 def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], labels: list[str],
                       job: str, method: str, name: str, id_field: str | None,
-                      home: str | Path | None) -> dict[str, Any]:
+                      home: str | Path | None, machine: dict[int, Any] | None = None
+                      ) -> dict[str, Any]:
     from loopworks.errors import NotFoundError
     from loopworks.featurestore import FeatureStore
 
@@ -178,8 +193,13 @@ def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], l
                                  setting="id_field")
     now = datetime.now(UTC)
     records = []
+    machine = machine or {}
     for row in rows:
         rec = labeled.get(row.id)
+        made = machine.get(row.id)
+        if made is not None:  # a model's label: its confidence, no workers, the model
+            rec = {"label": made.label, "confidence": made.confidence, "agreement": float("nan"),
+                   "n_answers": 0}
         if rec is None:
             continue
         data = json.loads(row.data)
@@ -190,8 +210,9 @@ def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], l
                         "label": rec["label"], "label_index": labels.index(rec["label"]),
                         "confidence": float(rec["confidence"]),
                         "agreement": float(rec["agreement"]),
-                        "workers": int(rec["n_answers"]), "method": method, "job": job,
-                        "human_annotated": True})
+                        "workers": int(rec["n_answers"]),
+                        "method": method if made is None else f"auto-label {made.model_version}",
+                        "job": job, "human_annotated": made is None})
     if not records:
         return {"name": name, "records": 0}
     frame = pd.DataFrame(records)

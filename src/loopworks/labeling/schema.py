@@ -1,7 +1,9 @@
 """The labeling tables in the metadata database, and bringing older databases up to date.
 
 Item states: ``OPEN`` (still wants answers), ``LABELED`` (has its answers), ``FAILED`` (nobody
-finished it before the job's deadline; kept with its reason). ``wanted`` is how many answers
+finished it before the job's deadline; kept with its reason), ``HELD`` (automated labeling
+keeps it back: the model may label it, or a later round hands it to people; never handed
+out while held). ``wanted`` is how many answers
 an item wants now: the job's workers per item, raised one at a time by adaptive redundancy.
 """
 
@@ -11,7 +13,8 @@ import json
 
 import sqlalchemy as sa
 
-__all__ = ["ItemState", "answers", "items", "jobs", "leases", "migrate", "outbox", "skips"]
+__all__ = ["ItemState", "answers", "auto_items", "auto_rounds", "items", "jobs", "leases",
+           "machine_labels", "migrate", "outbox", "skips"]
 
 
 class ItemState:
@@ -20,6 +23,7 @@ class ItemState:
     OPEN = 0
     LABELED = 1
     FAILED = 2
+    HELD = 3
 
 
 meta = sa.MetaData()
@@ -95,6 +99,55 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_label_outbox_due", "delivered_at", "gave_up_at", "next_attempt_at"),
+)
+
+#: Automated labeling: the items people were asked to label and why (``validation``: the
+#: held-out random sample thresholds are chosen on; ``training``: the first random sample
+#: and each round's batch). ``covered_round``: for validation items, the round whose model
+#: and threshold would have machine-labeled it, so later thresholds are chosen on the
+#: validation items that still look like the items left (see autolabel.py).
+auto_items = sa.Table(
+    "label_auto_items", meta,
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("covered_round", sa.Integer, nullable=True),
+)
+#: Labels a model gave, with what it was sure of and which model version gave them.
+machine_labels = sa.Table(
+    "label_machine", meta,
+    sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("model_version", sa.String(160), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+#: One row per automated-labeling round. A round is claimed by inserting its row with
+#: ``state = 'running'`` and a token (the primary key makes two claims of one round
+#: impossible); it is filled in and set ``done`` in the transaction that writes its labels.
+auto_rounds = sa.Table(
+    "label_auto_rounds", meta,
+    sa.Column("job_id", sa.ForeignKey("label_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("round", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("human_labels", sa.Integer, nullable=True),
+    sa.Column("training_items", sa.Integer, nullable=True),
+    sa.Column("machine_labels", sa.Integer, nullable=True),
+    sa.Column("sent_to_people", sa.Integer, nullable=True),
+    sa.Column("failed", sa.Integer, nullable=True),
+    sa.Column("held_left", sa.Integer, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("validation_accuracy", sa.Float, nullable=True),
+    sa.Column("validation_items", sa.Integer, nullable=True),
+    sa.Column("validation_pool", sa.Integer, nullable=True),
+    sa.Column("lower_bound", sa.Float, nullable=True),
+    sa.Column("model_version", sa.String(160), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 

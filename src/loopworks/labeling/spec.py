@@ -15,8 +15,8 @@ from typing import Any
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.tasktypes import TaskType
 
-__all__ = ["DEFAULT_LIFETIME_SECONDS", "MOVES", "SPEC_FIELDS", "JobSpec", "JobStatus", "Task",
-           "dump_spec"]
+__all__ = ["AUTO_LABEL_DEFAULTS", "DEFAULT_LIFETIME_SECONDS", "MOVES", "SPEC_FIELDS", "JobSpec",
+           "JobStatus", "Task", "dump_spec"]
 
 #: Ground Truth's default: tasks stay available for 10 days.
 DEFAULT_LIFETIME_SECONDS = 10 * 24 * 3600
@@ -32,6 +32,11 @@ class JobStatus(StrEnum):
     STOPPING = "Stopping"
     STOPPED = "Stopped"
 
+
+#: Automated labeling's settings and their defaults (``batch_size`` None: 5% of the items,
+#: at least 100; ``budget`` None: no cap on human-labeled items).
+AUTO_LABEL_DEFAULTS: dict[str, Any] = {"target_accuracy": 0.95, "batch_size": None,
+                                       "budget": None, "diversity": False, "seed": 0}
 
 #: The status changes a job may make; anything else raises ConflictError.
 MOVES = {
@@ -62,8 +67,11 @@ class JobSpec:
     how long items stay available; the earlier wins. ``adaptive`` is
     ``{"target_confidence": float, "max_workers": int}`` or None. ``webhooks`` receive
     ``item.labeled`` and ``job.completed`` events signed with ``webhook_secret``.
-    ``status``, ``created_at``, ``failure_reason`` and ``counts`` are filled in by
-    :class:`LabelingJobs`.
+    ``auto_label`` turns on automated labeling (text classification, at least 1,250 items):
+    ``{"target_accuracy": 0.95, "batch_size": int | None, "budget": int | None,
+    "diversity": bool, "seed": int}`` (see :mod:`loopworks.labeling.autolabel`); ``{}``
+    takes the defaults. ``status``, ``created_at``, ``failure_reason`` and ``counts`` are
+    filled in by :class:`LabelingJobs`.
     """
 
     name: str
@@ -87,6 +95,7 @@ class JobSpec:
     #: A streaming job (Ground Truth's term) never completes by itself: items keep arriving
     #: (human-review loops use one per flow) until it is stopped.
     streaming: bool = False
+    auto_label: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.task_type = TaskType(self.task_type)
@@ -117,6 +126,44 @@ class JobSpec:
             raise ConfigurationError("webhooks need a webhook_secret to sign events with",
                                      setting="webhook_secret")
         self.label_attribute = self.label_attribute or self.name
+        if self.auto_label is not None:
+            self._check_auto_label()
+
+    def _check_auto_label(self) -> None:
+        settings = dict(self.auto_label or {})
+        if self.task_type is not TaskType.TEXT_CLASSIFICATION:
+            raise ConfigurationError(
+                f"automated labeling works on text-classification jobs only; this one is "
+                f"{self.task_type.value}", setting="auto_label")
+        if self.streaming:
+            raise ConfigurationError("a streaming job cannot use automated labeling",
+                                     setting="auto_label")
+        unknown = set(settings) - set(AUTO_LABEL_DEFAULTS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown auto_label setting(s) {', '.join(sorted(unknown))}; known: "
+                f"{', '.join(AUTO_LABEL_DEFAULTS)}", setting="auto_label")
+        merged = {**AUTO_LABEL_DEFAULTS, **{k: v for k, v in settings.items()
+                                            if v is not None or k in ("batch_size", "budget")}}
+        target = merged["target_accuracy"]
+        if isinstance(target, bool) or not isinstance(target, int | float) \
+                or not 0.5 <= target < 1:
+            raise ConfigurationError("auto_label.target_accuracy must be in [0.5, 1), e.g. "
+                                     "0.95", setting="auto_label.target_accuracy")
+        for key in ("batch_size", "budget"):
+            value = merged[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ConfigurationError(f"auto_label.{key} must be a positive whole number",
+                                         setting=f"auto_label.{key}")
+        if not isinstance(merged["diversity"], bool):
+            raise ConfigurationError("auto_label.diversity must be true or false",
+                                     setting="auto_label.diversity")
+        if isinstance(merged["seed"], bool) or not isinstance(merged["seed"], int):
+            raise ConfigurationError("auto_label.seed must be a whole number",
+                                     setting="auto_label.seed")
+        merged["target_accuracy"] = float(target)
+        self.auto_label = merged
 
     def _check_adaptive(self) -> None:
         adaptive = self.adaptive or {}
@@ -165,7 +212,7 @@ class Task:
 SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
                 "time_limit_seconds", "label_attribute", "created_at", "examples",
                 "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret", "streaming")
+                "webhook_secret", "streaming", "auto_label")
 
 
 def _aware(value: datetime) -> datetime:

@@ -57,3 +57,5 @@ class Q:
     job_status = sa.select(jobs.c.status).where(jobs.c.id == _b("b_job"))
     open_item = sa.select(items.c.id).where(items.c.job_id == _b("b_job"),
                                             items.c.state == ItemState.OPEN).limit(1)
+    held_item = sa.select(items.c.id).where(items.c.job_id == _b("b_job"),
+                                            items.c.state == ItemState.HELD).limit(1)

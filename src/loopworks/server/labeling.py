@@ -13,7 +13,7 @@ from loopworks.errors import NotFoundError
 from loopworks.labeling.workforce import Worker
 from loopworks.server.auth import current_worker, require_admin
 
-__all__ = ["router", "settle_review"]
+__all__ = ["advance_auto_label", "router", "settle_review"]
 
 router = APIRouter(prefix="/api/labeling", tags=["labeling"])
 Caller = Annotated[Worker, Depends(current_worker)]
@@ -80,9 +80,12 @@ def submit(job: str, item_id: int, body: AnswerBody, request: Request, worker: C
     if not next:
         jobs.submit(job, item_id, worker, body.answer)
         settle_review(request, job, item_id)
+        advance_auto_label(request, job)
         return {"status": "recorded"}
     task = jobs.submit_and_next(job, item_id, worker, body.answer)
     settle_review(request, job, item_id)
+    if advance_auto_label(request, job) and task is None:
+        task = jobs.next_task(job, worker)  # the round just opened a batch for people
     if task is None:
         return Response(status_code=204)
     response.status_code = 201
@@ -132,3 +135,16 @@ def settle_review(request: Request, job: str, item_id: int) -> None:
     flow = review.flow_for_job(job)
     if flow is not None:
         review.settle(flow.name, item_ids=[item_id])
+
+
+def advance_auto_label(request: Request, job: str) -> bool:
+    """An answer may close an automated-labeling round (no item open, some held): run the
+    next round now, so people find the next batch. One small query when none is due.
+
+    Returns:
+        True when a round ran.
+    """
+    from loopworks.labeling.autolabel import AutoLabeler
+
+    labeler = AutoLabeler(_jobs(request), home=request.app.state.store.home)
+    return labeler.due(job) and labeler.advance(job) is not None

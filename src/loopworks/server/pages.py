@@ -21,10 +21,11 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
 from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import Role, Worker
-from loopworks.server.labeling import settle_review
+from loopworks.server.labeling import advance_auto_label, settle_review
 from loopworks.server.sessions import (
     check_csrf,
     csrf_token,
@@ -191,6 +192,8 @@ async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
     try:
         _jobs(request).submit(job, item_id, me, answer)
         settle_review(request, job, item_id)
+        # A round trains a model (seconds): off the event loop.
+        await run_in_threadpool(advance_auto_label, request, job)
     except ConflictError as exc:
         request.session["flash"] = str(exc)
     except LoopworksError as exc:
