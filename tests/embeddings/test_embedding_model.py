@@ -90,3 +90,22 @@ def test_missing_torch_names_the_pinned_install(monkeypatch: pytest.MonkeyPatch)
     assert "pip install torch==2.13.0" in str(caught.value)
     assert 'loopworks[embeddings]' in str(caught.value)
     assert caught.value.package == "torch"
+
+
+@needs_torch
+def test_sentence_embedding_features_fit_a_pipeline_and_pickle_without_the_model() -> None:
+    import pickle
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from loopworks.embeddings import SentenceEmbeddingFeatures
+
+    texts = ["I love it, perfect fit", "great dress, love the color", "awful, it fell apart",
+             "terrible fabric, sent it back"]
+    pipeline = Pipeline([("embed", SentenceEmbeddingFeatures(threads=1)),
+                         ("clf", LogisticRegression())]).fit(texts, [1, 1, 0, 0])
+    assert list(pipeline.predict(["love this dress", "it fell apart, terrible"])) == [1, 0]
+    saved = pickle.dumps(pipeline)
+    assert len(saved) < 100_000  # the 90 MB model is not in it
+    assert list(pickle.loads(saved).predict(["love this dress"])) == [1]

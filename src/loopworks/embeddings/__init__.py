@@ -7,6 +7,7 @@ Needs the ``embeddings`` extra (PyTorch first: ``pip install torch==2.13.0`` the
 
 from __future__ import annotations
 
+from loopworks.embeddings.features import SentenceEmbeddingFeatures
 from loopworks.embeddings.job import EmbedConfig, EmbedReport, embed_texts, run_embedding_job
 from loopworks.embeddings.model import (
     EmbeddingModel,
@@ -20,6 +21,7 @@ __all__ = [
     "EmbedReport",
     "EmbeddingModel",
     "ModelSource",
+    "SentenceEmbeddingFeatures",
     "TokenEmbeddings",
     "embed_texts",
     "resolve_model",

