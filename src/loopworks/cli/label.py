@@ -297,18 +297,19 @@ def status(name: str, home: str | None) -> None:
 
 
 def _round_table(title: str, reports: list[Any]) -> Table:
-    view = Table(title=title)
-    for column in ("round", "human labels", "machine labels", "threshold",
-                   "validation accuracy", "validation items", "to people", "failed",
-                   "held left", "model"):
-        view.add_column(column, justify="left" if column == "model" else "right")
+    view = Table(title=title, caption="val. acc: accuracy of the validation items at or above "
+                 "the threshold (of the validation items not covered by earlier rounds)")
+    for column in ("round", "human", "machine", "threshold", "val. acc", "to people",
+                   "failed", "held", "model"):
+        view.add_column(column, justify="left" if column == "model" else "right",
+                        no_wrap=column in ("model", "val. acc"))
     for r in reports:
         view.add_row(str(r.round), f"{r.human_labels:,}", f"{r.machine_labels:,}",
-                     "—" if r.threshold is None else f"{r.threshold:.4f}",
+                     "—" if r.threshold is None else f"{r.threshold:.3f}",
                      "—" if r.validation_accuracy is None else
-                     f"{r.validation_accuracy:.4f} of {r.validation_pool:,}",
-                     f"{r.validation_items:,}", f"{r.sent_to_people:,}", f"{r.failed:,}",
-                     f"{r.held_left:,}", r.model_version or "—")
+                     f"{r.validation_accuracy:.3f} ({r.validation_items}/{r.validation_pool})",
+                     f"{r.sent_to_people:,}", f"{r.failed:,}", f"{r.held_left:,}",
+                     (r.model_version or "—").rpartition(":")[2])
     return view
 
 
