@@ -39,7 +39,7 @@ def test_same_vectors_whatever_the_batch_size_and_worker_count(reviews: pa.Table
     np.testing.assert_allclose(embed_texts(texts, batch_size=5), one, atol=1e-5)
     # Two spawned workers, each loading the model once; windows come back in any order.
     seen: list[int] = []
-    two = embed_texts(texts, batch_size=2, workers=2,
+    two = embed_texts(texts, batch_size=2, workers=2, min_rows_per_worker=1,
                       progress=lambda stage, done, total: seen.append(done))
     np.testing.assert_allclose(two, one, atol=1e-5)
     assert sum(seen) == len(texts) and len(seen) > 1
@@ -51,9 +51,10 @@ def test_vectors_land_in_a_feature_group_and_come_back_as_float32_lists(
     pq.write_table(reviews, source)
     out = tmp_path / "out" / "embeddings.parquet"
     report = run_embedding_job(EmbedConfig(inputs=str(source), out=str(out),
-                                           date_column="review_date",
+                                           date_column="review_date", workers=2,
                                            feature_group="review_embeddings"))
     assert (report.rows, report.dimension) == (reviews.num_rows, 384)
+    assert report.workers == 1  # 16 rows: starting a second worker would not pay
     assert report.feature_group is not None and report.feature_group["rows"] == reviews.num_rows
     written = pq.read_table(out)
     assert written.column_names == ["review_id", "review_body", "review_date", "embedding"]
@@ -131,3 +132,12 @@ def test_exported_members() -> None:
     public = {n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
               and getattr(v, "__module__", "").startswith("loopworks.embeddings")}
     assert public <= set(module.__all__)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_the_ray_engine_gives_the_same_vectors(reviews: pa.Table) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed: pip install "loopworks[ray]"')
+    texts = [t[:60] for t in reviews.column("review_body").to_pylist()]
+    on_ray = embed_texts(texts, batch_size=4, engine="ray", workers=2, min_rows_per_worker=1)
+    np.testing.assert_allclose(on_ray, embed_texts(texts, batch_size=32), atol=1e-5)

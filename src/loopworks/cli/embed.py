@@ -33,8 +33,8 @@ from loopworks.settings import load_settings
               help="local: spawned worker processes on this machine; ray: Ray Data tasks.")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (or concurrent Ray tasks), each loading the model once "
-                   "and using its share of the cores. Default: LOOPWORKS_WORKERS or the CPU "
-                   "count.")
+                   "and using its share of the cores; fewer when there are under ~1,000 texts "
+                   "per worker. Default: LOOPWORKS_WORKERS or the CPU count.")
 @click.option("--ray-address", default=None,
               help="Ray cluster: 'auto' or 'ray://host:port'. Default: start a local Ray.")
 @click.option("--feature-group", default=None,

@@ -38,6 +38,9 @@ __all__ = ["EmbedConfig", "EmbedReport", "ProgressCallback", "embed_texts", "run
 ProgressCallback = Callable[[str, int, int], None]
 _SPLITS = ("train", "validation", "test")
 _MAX_WINDOW = 1024
+#: A spawned worker imports PyTorch and loads the model (several seconds on a busy machine)
+#: before it embeds anything; below about this many rows per worker it does not pay.
+MIN_ROWS_PER_WORKER = 1000
 
 
 @dataclass
@@ -59,6 +62,8 @@ class EmbedConfig:
         ray_address: Ray cluster address; empty starts a local Ray.
         feature_group: Also ingest the vectors into this feature group (created if missing).
         input_format: Force ``csv``, ``jsonl`` or ``parquet``.
+        min_rows_per_worker: Use fewer workers when there are fewer rows than this per
+            worker (starting one costs more than it saves on a small input).
     """
 
     inputs: str | Sequence[str]
@@ -74,6 +79,7 @@ class EmbedConfig:
     ray_address: str = ""
     feature_group: str | None = None
     input_format: str | None = None
+    min_rows_per_worker: int = MIN_ROWS_PER_WORKER
 
 
 @dataclass
@@ -143,6 +149,11 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _workers_for(rows: int, workers: int, min_rows_per_worker: int) -> int:
+    """Workers worth starting for ``rows`` texts (never more than asked, at least one)."""
+    return max(1, min(workers, rows // max(1, min_rows_per_worker)))
+
+
 def _window(rows: int, workers: int, batch_size: int) -> int:
     """About four windows per worker (balanced tails), whole batches, at most 1,024 rows."""
     per = math.ceil(rows / max(1, workers * 4)) if rows else batch_size
@@ -176,7 +187,8 @@ def _iter_vectors(texts: Sequence[str], source: ModelSource, *, batch_size: int,
 def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
                 batch_size: int = 32, engine: str = "local", workers: int = 1,
                 ray_address: str = "", allow_network: bool = False,
-                progress: ProgressCallback | None = None) -> np.ndarray:
+                progress: ProgressCallback | None = None,
+                min_rows_per_worker: int = MIN_ROWS_PER_WORKER) -> np.ndarray:
     """Normalised sentence vectors for a list of texts, on the local pool or Ray.
 
     Args:
@@ -189,6 +201,8 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
         ray_address: Ray cluster address for ``engine="ray"``.
         allow_network: Let a hub model be downloaded.
         progress: Optional ``progress("embed", rows_done_now, rows_total)`` callback.
+        min_rows_per_worker: Start fewer workers when there are fewer texts than this per
+            worker.
 
     Returns:
         ``(len(texts), dimension)`` float32 array, rows in input order.
@@ -202,6 +216,7 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
         model, allow_network=allow_network)
     _check_texts(list(texts), "texts", lambda i: f"row {i + 1}")
     progress = progress or _no_progress
+    workers = _workers_for(len(texts), workers, min_rows_per_worker)
     with Engine(engine, workers, ray_address) as running:
         parts = list(_iter_vectors(texts, source, batch_size=batch_size, engine=running,
                                    workers=workers, progress=progress))
@@ -337,13 +352,15 @@ def run_embedding_job(config: EmbedConfig, *, home: str | os.PathLike[str] | Non
     _check_output(config.out)
     table = read_texts(config, datetime.now(UTC))
     report.rows = table.num_rows
+    report.workers = workers = _workers_for(table.num_rows, config.workers,
+                                            config.min_rows_per_worker)
     report.timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     texts = table.column(config.text_column).to_pylist()
-    with Engine(config.engine, config.workers, config.ray_address) as engine:
+    with Engine(config.engine, workers, config.ray_address) as engine:
         dimension = _write(config, table, _iter_vectors(
-            texts, source, batch_size=config.batch_size, engine=engine, workers=config.workers,
+            texts, source, batch_size=config.batch_size, engine=engine, workers=workers,
             progress=progress), source)
     report.dimension = dimension
     report.timings["embed"] = time.perf_counter() - clock
