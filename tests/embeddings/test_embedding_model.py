@@ -90,6 +90,11 @@ def test_missing_torch_names_the_pinned_install(monkeypatch: pytest.MonkeyPatch)
     assert "pip install torch==2.13.0" in str(caught.value)
     assert 'loopworks[embeddings]' in str(caught.value)
     assert caught.value.package == "torch"
+    # It reaches the driver intact from a worker process.
+    import pickle
+
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value) and again.command == caught.value.command
 
 
 @needs_torch
