@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -11,7 +12,7 @@ from loopworks.embeddings import EmbeddingModel, resolve_model
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
 needs_torch = pytest.mark.skipif(
-    any(__import__("importlib").util.find_spec(m) is None
+    any(importlib.util.find_spec(m) is None
         for m in ("torch", "sentence_transformers")),
     reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
            'pip install "loopworks[embeddings]"')
