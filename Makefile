@@ -10,7 +10,7 @@ SERVE_PORT ?= 8000
 DEMO_CONDITIONS := {"Conditions": [{"ConditionType": "ClassificationConfidenceCheck", \
 	"ConditionParameters": {"ClassificationLabel": "*", "ConfidenceLessThan": 0.8}}]}
 
-.PHONY: demo serve test test-all lint bench clean
+.PHONY: demo demo-embeddings serve test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev]"
+	# PyTorch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any other
+	# spec (or letting sentence-transformers pick one) pulls gigabytes of CUDA packages.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev,embeddings]"
+	touch $@
+
+$(VENV)/.installed-embeddings: $(VENV)/.installed
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[embeddings]"
 	touch $@
 
 demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, then a query
@@ -85,6 +93,15 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 	@echo "histogram: demo-out/length-profile.png"
 	@echo "model: demo-out/home/models/sentiment/1/ (report.json, reliability.png); review output: demo-out/review-output/"
 	@echo "in the browser: run 'make serve' and open a sign-in link it prints (README: 'A tour')"
+
+demo-embeddings: $(VENV)/.installed-embeddings  ## embed the demo's test reviews into the feature group review_embeddings (installs PyTorch)
+	@test -d demo-out/features || $(MAKE) demo
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks embed demo-out/features/test \
+		--out demo-out/embeddings.parquet --workers 2 --feature-group review_embeddings
+	@echo
+	@echo "The reviews closest in meaning to one review (cosine similarity in DuckDB):"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks fs query \
+		"SELECT b.review_id, CAST(array_cosine_similarity(a.embedding, b.embedding) AS DECIMAL(4,3)) AS similarity, r.sentiment, left(b.review_body, 60) AS review FROM review_embeddings_latest a CROSS JOIN review_embeddings_latest b JOIN reviews_latest r ON r.review_id = b.review_id WHERE a.review_id = (SELECT min(review_id) FROM review_embeddings_latest) ORDER BY similarity DESC LIMIT 6"
 
 serve: $(VENV)/.installed  ## serve the demo's home: API, annotator pages, admin dashboards
 	@test -d demo-out/home || { echo "run 'make demo' first"; exit 1; }
