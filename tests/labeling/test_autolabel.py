@@ -306,3 +306,20 @@ def test_cli_auto_label_simulate_rounds_and_export(tmp_path: Path) -> None:
         record = store.feature_group("sentiment_labels").get_record(by_machine["review_id"])
     assert record["human_annotated"] is False and record["workers"] == 0
     assert record["method"] == f"auto-label {by_machine['sent-metadata']['model-version']}"
+
+
+def test_later_thresholds_count_what_earlier_rounds_labeled() -> None:
+    import numpy as np
+
+    from loopworks.labeling.activelearning import choose_threshold
+
+    sure = np.full(30, 0.9)
+    assert choose_threshold(sure, np.ones(30, bool), TARGET).value is None  # 30 are too few
+    chosen = choose_threshold(sure, np.ones(30, bool), TARGET, prior_items=200,
+                              prior_correct=198)
+    assert chosen.value == 0.9 and chosen.validation_items == 230
+    assert chosen.validation_accuracy == pytest.approx(228 / 230)
+    # A big margin from earlier rounds never buys labels worse than the target.
+    shaky = np.r_[np.ones(6, bool), np.zeros(4, bool)]
+    assert choose_threshold(np.full(10, 0.8), shaky, TARGET, prior_items=5000,
+                            prior_correct=5000).value is None

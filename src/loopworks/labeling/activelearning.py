@@ -69,13 +69,20 @@ class Threshold:
 
 
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *,
-                     z: float = 1.645, min_items: int = 20) -> Threshold:
+                     z: float = 1.645, min_items: int = 20, prior_correct: int = 0,
+                     prior_items: int = 0) -> Threshold:
     """The lowest confidence threshold at which the validation items above it are right
     often enough: the Wilson lower bound (``z`` standard errors; 1.645 is one-sided 95%) of
     their accuracy reaches ``target``, over at least ``min_items`` items.
 
     A lower threshold lets the machine label more; the bound, rather than the raw accuracy,
     keeps a lucky streak on a few validation items from passing.
+
+    ``prior_items`` validation items (``prior_correct`` of them right) that earlier rounds
+    already machine-labeled join the bound, so it holds the target for all machine labels
+    so far; the new items above the threshold must then also be right at least ``target``
+    of the time on their own, so a round never spends earlier rounds' margin on labels
+    worse than the target. The returned accuracy, count and bound are cumulative.
     """
     if not 0 < target < 1:
         raise ConfigurationError("the target accuracy must be between 0 and 1",
@@ -87,12 +94,15 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float,
                                  setting="validation")
     order = np.argsort(-confidence, kind="stable")
     conf, hits = confidence[order], correct[order]
-    k = np.cumsum(hits)
-    n = np.arange(1, len(conf) + 1)
+    k_new = np.cumsum(hits)
+    n_new = np.arange(1, len(conf) + 1)
+    k, n = k_new + prior_correct, n_new + prior_items
     # Only cut between distinct confidences: all items at the threshold are in.
     last_of_value = np.r_[conf[1:] != conf[:-1], True] if len(conf) else np.array([], bool)
     bound = wilson_lower_bound(k, n, z)
     ok = last_of_value & (n >= min_items) & (bound >= target)
+    if prior_items:
+        ok &= k_new >= target * n_new
     if not ok.any():
         return Threshold(None, None, 0, None)
     i = int(np.flatnonzero(ok)[-1])  # the most items (lowest threshold) that still holds

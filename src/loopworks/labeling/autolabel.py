@@ -10,8 +10,9 @@ sample) and every other item *held* (never handed out). Once no item is open any
 2. a :class:`~loopworks.models.SentimentModel` is trained on the human-labeled training
    items (never the validation ones) and calibrated on the validation items;
 3. the confidence threshold is chosen on the validation items with
-   :func:`~loopworks.labeling.activelearning.choose_threshold`: the lowest one whose
-   validation items above it reach the target accuracy with a 95% Wilson lower bound;
+   :func:`~loopworks.labeling.activelearning.choose_threshold`: the lowest one at which
+   the validation items machine-labeled so far (see below) reach the target accuracy with
+   a 95% Wilson lower bound, and this round's share of them reaches it on its own;
 4. the held items at or above it get the model's label (``human-annotated: no`` in the
    output, with the confidence and the model version saved in the model registry);
 5. the next batch for people is the most uncertain of the remaining held items
@@ -26,10 +27,14 @@ and the output says why they have no label.
 Why validation items are *covered*: each round machine-labels the easy items it is sure of,
 so the held items left for later rounds are harder than a random sample. A threshold chosen
 on all validation items would average their accuracy over easy items the held pool no
-longer has. So each validation item the round's model and threshold would have labeled is
-marked covered by that round, and later thresholds are chosen on the uncovered ones only:
-the validation pool shrinks with the held pool and stays like it, and every round's machine
-labels hold the target on their own.
+longer has. So the validation items go through the same process as the held items: each
+one the round's model and threshold would have labeled is marked covered by that round
+(with whether that model was right), and a later round's threshold is chosen among the
+uncovered ones, which stay like the held pool. The covered ones keep counting in the bound
+with their earlier verdicts: the validation items covered so far are a random sample of
+everything the machine labeled, so the bound holds the target for all machine labels of the
+job, and it tightens as they grow; each round's new share must also reach the target on its
+own (see :func:`~loopworks.labeling.activelearning.choose_threshold`).
 
 Rounds are safe to start from several threads or processes at once: a round is claimed by
 inserting its row (the primary key lets only one claim win), the model is trained outside
@@ -106,9 +111,11 @@ class RoundReport:
         held_left: Items still held after the round.
         threshold: The confidence threshold (None: no threshold held the target; the model
             labeled nothing).
-        validation_accuracy: Accuracy of the validation items at or above the threshold.
-        validation_items: How many validation items were at or above it.
-        validation_pool: Validation items the threshold was chosen on (those no earlier
+        validation_accuracy: Accuracy of the validation items machine-labeled so far: those
+            earlier rounds covered and those at or above this threshold (None with no
+            threshold).
+        validation_items: How many validation items that is.
+        validation_pool: Validation items this threshold was chosen among (those no earlier
             round covered).
         lower_bound: The Wilson lower bound of that accuracy (what met the target).
         target_accuracy: The job's target.
@@ -146,7 +153,7 @@ class _Plan:
     machine: list[tuple[int, str, float]]  # (item id, label, confidence)
     to_people: list[int]
     to_fail: list[int]
-    covered: list[int]  # validation item ids this round's threshold covers
+    covered: list[tuple[int, bool]]  # validation items this round covers; model right?
     figures: dict[str, Any]
 
 
@@ -285,6 +292,8 @@ class AutoLabeler:
         train_ids = [i for i in human if asked[i].role == "training"]
         valid_ids = [i for i in human if asked[i].role == "validation"]
         pool_ids = [i for i in valid_ids if asked[i].covered_round is None]
+        prior = [bool(asked[i].covered_correct) for i in valid_ids
+                 if asked[i].covered_round is not None]
         classes = list(spec.labels)
         seed = int(settings.get("seed", 0)) + number
         model, present = self._train(spec, [source[i] for i in train_ids],
@@ -297,7 +306,7 @@ class AutoLabeler:
             "validation_accuracy": None, "validation_items": 0, "lower_bound": None,
             "model_version": None}
         machine: list[tuple[int, str, float]] = []
-        covered: list[int] = []
+        covered: list[tuple[int, bool]] = []
         held_probs = np.zeros((len(held), len(classes)))
         if model is not None:
             held_probs = self._proba(model, present, classes, [source[i] for i in held])
@@ -306,14 +315,15 @@ class AutoLabeler:
             pool_conf = pool_probs.max(axis=1) if len(pool_ids) else np.zeros(0)
             correct = np.array([classes[p] == human[i] for p, i in
                                 zip(pool_pred, pool_ids, strict=True)], dtype=bool)
-            chosen = choose_threshold(pool_conf, correct, target)
+            chosen = choose_threshold(pool_conf, correct, target, prior_items=len(prior),
+                                      prior_correct=sum(prior))
             figures.update(threshold=chosen.value,
                            validation_accuracy=chosen.validation_accuracy,
                            validation_items=chosen.validation_items,
                            lower_bound=chosen.lower_bound)
             if chosen.value is not None:
-                covered = [i for i, c in zip(pool_ids, pool_conf, strict=True)
-                           if c >= chosen.value]
+                covered = [(i, bool(ok)) for i, c, ok in
+                           zip(pool_ids, pool_conf, correct, strict=True) if c >= chosen.value]
                 conf = held_probs.max(axis=1)
                 pred = held_probs.argmax(axis=1)
                 machine = [(held[j], classes[int(pred[j])], float(conf[j]))
@@ -430,10 +440,13 @@ class AutoLabeler:
                           f"human-labeled items is spent and no model was confident enough "
                           f"(last round {number})")
                 self._set_state(conn, failed, ItemState.FAILED, reason)
-            for start in range(0, len(plan.covered), 5000):
-                conn.execute(auto_items.update().where(
-                    auto_items.c.item_id.in_(plan.covered[start:start + 5000]),
-                    auto_items.c.covered_round.is_(None)).values(covered_round=number))
+            for verdict in (True, False):
+                ids = [i for i, ok in plan.covered if ok is verdict]
+                for start in range(0, len(ids), 5000):
+                    conn.execute(auto_items.update().where(
+                        auto_items.c.item_id.in_(ids[start:start + 5000]),
+                        auto_items.c.covered_round.is_(None)).values(
+                            covered_round=number, covered_correct=verdict))
             held_left = conn.execute(sa.select(sa.func.count()).select_from(items).where(
                 items.c.job_id == job_id, items.c.state == ItemState.HELD)).scalar_one()
             figures = {**plan.figures, "machine_labels": len(machine),

@@ -104,8 +104,9 @@ outbox = sa.Table(
 #: Automated labeling: the items people were asked to label and why (``validation``: the
 #: held-out random sample thresholds are chosen on; ``training``: the first random sample
 #: and each round's batch). ``covered_round``: for validation items, the round whose model
-#: and threshold would have machine-labeled it, so later thresholds are chosen on the
-#: validation items that still look like the items left (see autolabel.py).
+#: and threshold would have machine-labeled it (``covered_correct``: and whether that model
+#: was right), so later thresholds are chosen on the validation items that still look like
+#: the items left (see autolabel.py).
 auto_items = sa.Table(
     "label_auto_items", meta,
     sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
@@ -113,6 +114,7 @@ auto_items = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("round", sa.Integer, nullable=False),
     sa.Column("covered_round", sa.Integer, nullable=True),
+    sa.Column("covered_correct", sa.Boolean, nullable=True),
 )
 #: Labels a model gave, with what it was sure of and which model version gave them.
 machine_labels = sa.Table(
@@ -156,6 +158,11 @@ def migrate(engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     existing = set(inspector.get_table_names())
     meta.create_all(engine)
+    if "label_auto_items" in existing and "covered_correct" not in {
+            c["name"] for c in inspector.get_columns("label_auto_items")}:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE label_auto_items ADD COLUMN covered_correct "
+                                 "BOOLEAN")
     if "label_items" not in existing:
         return
     item_cols = {c["name"] for c in inspector.get_columns("label_items")}
