@@ -19,8 +19,9 @@ _BUILT_IN_TEMPLATES = ("classification-review", "span-review")
 
 def _review(home: str | None) -> Any:
     from loopworks.review.flows import HumanReview
+    from loopworks.settings import load_settings
 
-    return HumanReview(metadata_engine(home))
+    return HumanReview(metadata_engine(home), home=load_settings(home=home).home)
 
 
 def _json_or_file(value: str, option: str) -> Any:
@@ -108,12 +109,18 @@ def flow() -> None:
               help="URL receiving human-loop status changes (repeatable).")
 @click.option("--webhook-secret", envvar="LOOPWORKS_WEBHOOK_SECRET", default="",
               help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
+@click.option("--feature-group", default="",
+              help="Also write each reviewed label, with its provenance (model label and "
+                   "confidence, reviewers, agreement), into this feature group.")
+@click.option("--id-field", default="",
+              help="Input field that keys the feature group's records (e.g. review_id); "
+                   "default the loop name.")
 @home_option
 @handle_errors
 def create_flow(name: str, team: str, labels: str, output: str, title: str, description: str,
                 task_count: int, time_limit: int, lifetime: int, conditions: str | None,
                 template: str, webhook_urls: tuple[str, ...], webhook_secret: str,
-                home: str | None) -> None:
+                feature_group: str, id_field: str, home: str | None) -> None:
     """Create flow definition NAME (and the streaming job its reviewers work in)."""
     from loopworks.review.flows import FlowDefinition
 
@@ -128,7 +135,8 @@ def create_flow(name: str, team: str, labels: str, output: str, title: str, desc
         name, team, classes, output, title=title, description=description,
         template=_template(template), task_count=task_count, time_limit_seconds=time_limit,
         availability_lifetime_seconds=lifetime, activation_conditions=document,
-        webhooks=list(webhook_urls), webhook_secret=webhook_secret)
+        webhooks=list(webhook_urls), webhook_secret=webhook_secret,
+        feature_group=feature_group, id_field=id_field)
     created = _review(home).create_flow(spec)
     rule = "every input" if not document or not document.get("Conditions") \
         else f"{len(document['Conditions'])} activation condition(s)"

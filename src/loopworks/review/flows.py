@@ -95,6 +95,10 @@ class FlowDefinition:
     webhooks: list[str] = field(default_factory=list)
     webhook_secret: str = ""
     created_at: str = ""
+    #: Also write each reviewed label into this feature group, keyed by the input field
+    #: ``id_field`` (the loop's name when empty), with its provenance.
+    feature_group: str = ""
+    id_field: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -268,9 +272,11 @@ def prediction_of(content: dict[str, Any], labels: Sequence[str]) -> dict[str, A
 class HumanReview:
     """Flow definitions and human loops in the metadata database."""
 
-    def __init__(self, engine: sa.Engine, jobs: LabelingJobs | None = None) -> None:
+    def __init__(self, engine: sa.Engine, jobs: LabelingJobs | None = None, *,
+                 home: str | Path | None = None) -> None:
         self.engine = engine
         self.jobs = jobs or LabelingJobs(engine)
+        self.home = home  # the feature store's home, for flows that write a feature group
         _meta.create_all(engine)
 
     @contextmanager
@@ -580,8 +586,9 @@ class HumanReview:
                       failure_reason="its task was withdrawn", completed_at=now)
         if done:
             given = self._answers([r.item_id for r in done])
-            for r in done:
-                self._complete(spec, r, given.get(r.item_id, []), now)
+            finished = [self._complete(spec, r, given.get(r.item_id, []), now) for r in done]
+            if spec.feature_group:
+                self._to_feature_group(spec, [f for f in finished if f is not None], now)
         return {"completed": len(done), "expired": len(expired), "failed": len(failed)}
 
     def _answers(self, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -601,7 +608,7 @@ class HumanReview:
         return out
 
     def _complete(self, spec: FlowDefinition, row: Any, given: list[dict[str, Any]],
-                  now: datetime) -> None:
+                  now: datetime) -> dict[str, Any] | None:
         content = json.loads(row.input_content)
         prediction = prediction_of(content, spec.labels)
         result = consolidate_review(spec.task_type, [g["answerContent"] for g in given],
@@ -618,9 +625,53 @@ class HumanReview:
             "activationConditionsFired": json.loads(row.conditions_fired),
             "creationTime": created.isoformat(), "completionTime": now.isoformat()}
         uri = _write_output(spec, row.name, created, document)
-        self._set(spec.name, row.name, LoopStatus.COMPLETED, now,
-                  expect=LoopStatus.IN_PROGRESS, output_uri=uri, result=json.dumps(result),
-                  completed_at=now)
+        if not self._set(spec.name, row.name, LoopStatus.COMPLETED, now,
+                         expect=LoopStatus.IN_PROGRESS, output_uri=uri,
+                         result=json.dumps(result), completed_at=now):
+            return None  # another process completed it first
+        return {"loop": row.name, "content": content, "result": result,
+                "reviewers": [g["workerId"] for g in given]}
+
+    def _to_feature_group(self, spec: FlowDefinition, finished: list[dict[str, Any]],
+                          now: datetime) -> None:
+        """Reviewed labels as time-stamped records with provenance: a training set can
+        prefer them over the model's labels, and a later review is a newer event."""
+        import pandas as pd
+
+        from loopworks.featurestore import FeatureStore
+
+        key = spec.id_field or "human_loop"
+        records = []
+        for f in finished:
+            result = f["result"]
+            if "label" not in result:
+                continue  # span reviews have no single label to store
+            ident = f["content"].get(spec.id_field) if spec.id_field else f["loop"]
+            if ident in (None, ""):
+                raise InputError(f"loop {f['loop']}: the input has no {spec.id_field!r} to key "
+                                 f"the feature group {spec.feature_group!r} by",
+                                 field=spec.id_field)
+            records.append({
+                key: str(ident), "reviewed_at": now, "label": result["label"],
+                "label_index": spec.labels.index(result["label"]),
+                "model_label": result["modelLabel"],
+                "model_confidence": float(result["modelConfidence"]),
+                "agrees_with_model": bool(result["agreesWithModel"]),
+                "confidence": float(result["confidence"]), "reviewers": len(f["reviewers"]),
+                "reviewer_ids": ",".join(str(r) for r in f["reviewers"]),
+                "flow": spec.name, "human_loop": f["loop"]})
+        if not records:
+            return
+        frame = pd.DataFrame(records)
+        with FeatureStore(home=self.home) as store:
+            try:
+                group = store.feature_group(spec.feature_group)
+            except NotFoundError:
+                group = store.create_feature_group(
+                    spec.feature_group, record_id=key, event_time="reviewed_at", df=frame,
+                    description="Reviewed labels with provenance (loopworks review)",
+                    tags={"source": "loopworks review", "flow": spec.name})
+            group.ingest(frame)
 
     # -------------------------------------------------------------- dashboard
     def summary(self, flow: str) -> dict[str, Any]:

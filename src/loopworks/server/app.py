@@ -58,7 +58,7 @@ def _labeling(store: FeatureStore) -> Any:
 def _review(state: Any) -> Any:
     from loopworks.review.flows import HumanReview
 
-    return HumanReview(state.store.registry.engine, state.labeling)
+    return HumanReview(state.store.registry.engine, state.labeling, home=state.store.home)
 
 
 def _install_pages(app: FastAPI) -> None:

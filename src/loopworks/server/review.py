@@ -34,6 +34,8 @@ class FlowBody(BaseModel):
     activation_conditions: dict[str, Any] | None = None
     webhooks: list[str] = Field(default_factory=list)
     webhook_secret: str = ""
+    feature_group: str = ""
+    id_field: str = ""
 
 
 class StartBody(BaseModel):
