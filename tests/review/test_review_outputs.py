@@ -89,3 +89,17 @@ def test_status_changes_go_to_the_webhook_signed(tmp_path: Path) -> None:
     finally:
         review.jobs.webhooks.close()
         receiver.close()
+
+
+def test_a_loop_whose_output_cannot_be_written_fails_with_the_reason(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the output folder should be")
+    review = _review(tmp_path / "home")
+    review.create_flow(FlowDefinition("check", "reviewers", LABELS, str(blocked)))
+    review.start_human_loop("loop-1", "check", {
+        "text": "hmm", "probabilities": {"negative": 0.3, "neutral": 0.4, "positive": 0.3}})
+    _answer(review, "rita", "neutral")
+    loop = review.describe_human_loop("loop-1", "check")
+    assert loop.status.value == "Failed" and loop.failure_code == "InternalError"
+    assert "could not write the output document" in loop.failure_reason
+    assert loop.result["label"] == "neutral"  # the answer is kept

@@ -624,7 +624,15 @@ class HumanReview:
             "inputContent": content, "humanAnswers": given, "consolidatedAnswer": result,
             "activationConditionsFired": json.loads(row.conditions_fired),
             "creationTime": created.isoformat(), "completionTime": now.isoformat()}
-        uri = _write_output(spec, row.name, created, document)
+        try:
+            uri = _write_output(spec, row.name, created, document)
+        except OSError as exc:  # the answers stay; the loop says why it has no output
+            self._set(spec.name, row.name, LoopStatus.FAILED, now,
+                      expect=LoopStatus.IN_PROGRESS,
+                      failure_code=FailureCode.INTERNAL_ERROR.value,
+                      failure_reason=f"could not write the output document to "
+                      f"{spec.output}: {exc}", result=json.dumps(result), completed_at=now)
+            return None
         if not self._set(spec.name, row.name, LoopStatus.COMPLETED, now,
                          expect=LoopStatus.IN_PROGRESS, output_uri=uri,
                          result=json.dumps(result), completed_at=now):
