@@ -24,13 +24,15 @@ budget of human-labeled items is spent, the items the model is still unsure of a
 failed with the reason (they keep their input fields in the output), so the job completes
 and the output says why they have no label.
 
-Why validation items are *covered*: each round machine-labels the easy items it is sure of,
-so the held items left for later rounds are harder than a random sample. A threshold chosen
-on all validation items would average their accuracy over easy items the held pool no
-longer has. So the validation items go through the same process as the held items: each
-one the round's model and threshold would have labeled is marked covered by that round
-(with whether that model was right), and a later round's threshold is chosen among the
-uncovered ones, which stay like the held pool. The covered ones keep counting in the bound
+Why validation items are *covered*: each round machine-labels the easy items it is sure of
+and sends the most uncertain to people, so the held items left for later rounds are not a
+random sample any more. A threshold chosen on all validation items would average their
+accuracy over easy items the held pool no longer has. So the validation items go through
+the same process as the held items: each one the round's model and threshold would have
+labeled is marked covered by that round (with whether that model was right), the same
+share of the rest as the batch is of the held items, most uncertain first, is marked as
+gone to people, and a later round's threshold is chosen among the uncovered ones, which
+stay like the held pool. The covered ones keep counting in the bound
 with their earlier verdicts: the validation items covered so far are a random sample of
 everything the machine labeled, so the bound holds the target for all machine labels of the
 job, and it tightens as they grow; each round's new share must also reach the target on its
@@ -153,7 +155,9 @@ class _Plan:
     machine: list[tuple[int, str, float]]  # (item id, label, confidence)
     to_people: list[int]
     to_fail: list[int]
-    covered: list[tuple[int, bool]]  # validation items this round covers; model right?
+    #: Validation items this round covers: (id, was the model right), or (id, None) for
+    #: those that stand for the items sent to people.
+    covered: list[tuple[int, bool | None]]
     figures: dict[str, Any]
 
 
@@ -293,7 +297,7 @@ class AutoLabeler:
         valid_ids = [i for i in human if asked[i].role == "validation"]
         pool_ids = [i for i in valid_ids if asked[i].covered_round is None]
         prior = [bool(asked[i].covered_correct) for i in valid_ids
-                 if asked[i].covered_round is not None]
+                 if asked[i].covered_round is not None and asked[i].covered_correct is not None]
         classes = list(spec.labels)
         seed = int(settings.get("seed", 0)) + number
         model, present = self._train(spec, [source[i] for i in train_ids],
@@ -306,8 +310,9 @@ class AutoLabeler:
             "validation_accuracy": None, "validation_items": 0, "lower_bound": None,
             "model_version": None}
         machine: list[tuple[int, str, float]] = []
-        covered: list[tuple[int, bool]] = []
+        covered: list[tuple[int, bool | None]] = []
         held_probs = np.zeros((len(held), len(classes)))
+        pool_probs = np.zeros((len(pool_ids), len(classes)))
         if model is not None:
             held_probs = self._proba(model, present, classes, [source[i] for i in held])
             pool_probs = self._proba(model, present, classes, [source[i] for i in pool_ids])
@@ -344,6 +349,8 @@ class AutoLabeler:
         else:  # no model yet (a class missing from the human labels): a random batch
             order = np.random.default_rng(seed).permutation(len(left))[:k]
             to_people = [held[left[int(p)]] for p in order]
+        covered += self._mirror_people(pool_ids, pool_probs, covered, model is not None,
+                                       k / len(left) if left else 0.0, seed)
         # Budget spent: the items the model is still unsure of will never get a label.
         to_fail = [held[j] for j in left] if k == 0 else []
         if model is not None:
@@ -359,6 +366,25 @@ class AutoLabeler:
                 metrics={k_: v for k_, v in figures.items() if k_ != "model_version"}))
             figures["model_version"] = f"{card.name}:{card.version}"
         return _Plan(machine, to_people, to_fail, covered, figures)
+
+    @staticmethod
+    def _mirror_people(pool_ids: list[int], pool_probs: np.ndarray,
+                       covered: list[tuple[int, bool | None]], by_margin: bool, share: float,
+                       seed: int) -> list[tuple[int, bool | None]]:
+        """The validation items people would get in this round: the same share of the
+        uncovered pool as the batch is of the held items left, chosen the same way (most
+        uncertain first; at random without a model). They leave the pool, as the batch
+        leaves the held items, so the pool stays like the held items."""
+        done = {i for i, _ in covered}
+        rest = [j for j, i in enumerate(pool_ids) if i not in done]
+        m = min(len(rest), int(round(len(rest) * share)))
+        if not m:
+            return []
+        if by_margin:
+            picks = select_for_people(pool_probs[rest], m)
+        else:
+            picks = np.random.default_rng(seed).permutation(len(rest))[:m]
+        return [(pool_ids[rest[int(p)]], None) for p in picks]
 
     def _human_labels(self, given: Sequence[Any], done: set[int],
                       spec: JobSpec) -> dict[int, str]:
@@ -440,7 +466,7 @@ class AutoLabeler:
                           f"human-labeled items is spent and no model was confident enough "
                           f"(last round {number})")
                 self._set_state(conn, failed, ItemState.FAILED, reason)
-            for verdict in (True, False):
+            for verdict in (True, False, None):
                 ids = [i for i, ok in plan.covered if ok is verdict]
                 for start in range(0, len(ids), 5000):
                     conn.execute(auto_items.update().where(

@@ -105,8 +105,8 @@ outbox = sa.Table(
 #: held-out random sample thresholds are chosen on; ``training``: the first random sample
 #: and each round's batch). ``covered_round``: for validation items, the round whose model
 #: and threshold would have machine-labeled it (``covered_correct``: and whether that model
-#: was right), so later thresholds are chosen on the validation items that still look like
-#: the items left (see autolabel.py).
+#: was right; NULL: it stands for an item that round sent to people), so later thresholds
+#: are chosen on the validation items that still look like the items left (autolabel.py).
 auto_items = sa.Table(
     "label_auto_items", meta,
     sa.Column("item_id", sa.ForeignKey("label_items.id", ondelete="CASCADE"), primary_key=True),
