@@ -296,20 +296,29 @@ def status(name: str, home: str | None) -> None:
                           indent=2))
 
 
+ROUNDS_NOTE = ("val. acc: accuracy (against people's labels) of the validation items "
+               "machine-labeled so far (how many / the uncovered validation items this "
+               "round's threshold was chosen among); model: version of autolabel-<job>")
+
+
 def _round_table(title: str, reports: list[Any]) -> Table:
-    view = Table(title=title, caption="val. acc: accuracy of the validation items at or above "
-                 "the threshold (of the validation items not covered by earlier rounds)")
-    for column in ("round", "human", "machine", "threshold", "val. acc", "to people",
-                   "failed", "held", "model"):
+    from rich import box
+
+    view = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                 collapse_padding=True)
+    failed = any(r.failed for r in reports)
+    columns = ["round", "human", "machine", "threshold", "val. acc", "to people",
+               *(["failed"] if failed else []), "held", "model"]
+    for column in columns:
         view.add_column(column, justify="left" if column == "model" else "right",
-                        no_wrap=column in ("model", "val. acc"))
+                        no_wrap=True)
     for r in reports:
         view.add_row(str(r.round), f"{r.human_labels:,}", f"{r.machine_labels:,}",
                      "—" if r.threshold is None else f"{r.threshold:.3f}",
                      "—" if r.validation_accuracy is None else
                      f"{r.validation_accuracy:.3f} ({r.validation_items}/{r.validation_pool})",
-                     f"{r.sent_to_people:,}", f"{r.failed:,}", f"{r.held_left:,}",
-                     (r.model_version or "—").rpartition(":")[2])
+                     f"{r.sent_to_people:,}", *([f"{r.failed:,}"] if failed else []),
+                     f"{r.held_left:,}", (r.model_version or "—").rpartition(":")[2])
     return view
 
 
@@ -336,6 +345,7 @@ def rounds(name: str, as_json: bool, home: str | None) -> None:
     console = Console()
     console.print(_round_table(f"{name} · target accuracy "
                                f"{spec.auto_label['target_accuracy']:.2f}", reports))
+    console.print(ROUNDS_NOTE)
     c = spec.counts
     console.print(f"{spec.status.value}: {c['human-labeled']:,} human-labeled, "
                   f"{c['machine-labeled']:,} machine-labeled, {c['failed']:,} failed, "
