@@ -17,8 +17,11 @@ from loopworks.cli import handle_errors
               help="Server processes (set LOOPWORKS_API_TOKEN so they share one token).")
 @handle_errors
 def serve(host: str, port: int, home: str | None, workers: int) -> None:
-    """Serve the loopworks API. Every /api route needs `Authorization: Bearer TOKEN`; the
-    token is LOOPWORKS_API_TOKEN, or a random one printed here."""
+    """Serve the web pages (labeling, review, dashboards, Studio) and the JSON API.
+
+    People sign in with a one-time link (`loopworks worker login-link NAME`) or a password.
+    Every /api route needs `Authorization: Bearer TOKEN`: a worker's API token, or the
+    server's own token LOOPWORKS_API_TOKEN (a random one is printed here when unset)."""
     import uvicorn
 
     from loopworks.server.auth import new_token
@@ -30,5 +33,7 @@ def serve(host: str, port: int, home: str | None, workers: int) -> None:
         click.echo("API token (set LOOPWORKS_API_TOKEN to choose your own): "
                    + os.environ["LOOPWORKS_API_TOKEN"], err=True)
     click.echo(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
+    click.echo("people sign in with a one-time link: loopworks worker login-link NAME "
+               f"--url http://{host}:{port}", err=True)
     uvicorn.run("loopworks.server.asgi:app", host=host, port=port, workers=workers,
                 log_level="warning")
