@@ -90,3 +90,25 @@ def test_cli_team_and_worker(tmp_path: Path) -> None:
     assert '"teams": [\n      "nlp"\n    ]' in listed.output
     dup = runner.invoke(main, ["worker", "add", "ana", *home])
     assert dup.exit_code == 2 and "already exists" in dup.output
+
+
+def test_token_checks_do_not_wait_for_a_writer(tmp_path) -> None:
+    """On SQLite a token check reads a snapshot: a long write elsewhere does not hold up
+    every API request behind it."""
+    import time
+
+    import sqlalchemy as sa
+
+    from loopworks.labeling.workforce import Workforce
+    from loopworks.metadata import open_engine
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+    workforce = Workforce(engine)
+    workforce.add_worker("ana")
+    token = workforce.issue_api_token("ana")
+    with engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock
+        writer.execute(sa.text("UPDATE workers SET active = active"))
+        started = time.perf_counter()
+        assert workforce.authenticate_token(token).name == "ana"
+        assert workforce.worker_by_id(1).name == "ana"
+        assert time.perf_counter() - started < 5  # the busy timeout is 30 s

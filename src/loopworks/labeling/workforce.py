@@ -225,7 +225,9 @@ class Workforce:
 
     def worker_by_id(self, worker_id: int) -> Worker:
         """One worker by id, with team names."""
-        with self.engine.connect() as conn:
+        from loopworks.metadata import READ_ONLY
+
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             row = conn.execute(sa.select(workers).where(workers.c.id == worker_id)).first()
             if row is None:
                 raise NotFoundError(f"no worker with id {worker_id}", worker_id=worker_id)
@@ -263,9 +265,10 @@ class Workforce:
         Every API request comes through here, so it is one short transaction with two
         prebuilt statements.
         """
-        from loopworks.labeling.transactions import transaction
+        from loopworks.metadata import READ_ONLY
 
-        with transaction(self.engine) as conn:
+        # A read: on SQLite it neither waits for nor takes the write lock.
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
             row = conn.execute(_TOKEN_WORKER, {"b_digest": _digest(token)}).first()
             if row is None:
                 raise PermissionDenied("unknown credentials")

@@ -9,7 +9,11 @@ from typing import Any
 
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["database_url", "dispose_engine", "open_engine"]
+__all__ = ["READ_ONLY", "database_url", "dispose_engine", "open_engine"]
+
+#: Execution options for a connection that only reads: on SQLite it then reads its WAL
+#: snapshot without taking the write lock (``engine.connect().execution_options(**READ_ONLY)``).
+READ_ONLY = {"loopworks_read_only": True}
 
 _ENGINES: dict[str, Any] = {}
 
@@ -63,7 +67,11 @@ def open_engine(url: str) -> Any:
         def _begin(conn: Any) -> None:
             # Take the write lock up front: a read-then-write transaction (leasing a task)
             # would otherwise fail to upgrade its lock under concurrency instead of waiting.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Connections marked read-only (``READ_ONLY``) read a WAL snapshot without it.
+            if conn.get_execution_options().get("loopworks_read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif url.startswith(("postgresql", "postgres")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url.removeprefix("postgres://")
