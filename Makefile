@@ -76,6 +76,20 @@ demo: $(VENV)/.installed  ## sample reviews -> processing job -> feature group, 
 		--team sentiment-team --labels negative,neutral,positive --workers-per-item 1 \
 		--instructions "How does the reviewer feel about the product?"
 	@echo
+	@echo "Automated labeling: people label a random sample, a model labels what it is sure of:"
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label create-job review-sentiment-auto \
+		--manifest $$(ls demo-out/features/train/*.parquet | head -1) --limit 2000 \
+		--team sentiment-team --labels negative,neutral,positive --auto-label
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label simulate review-sentiment-auto \
+		--accuracy 0.97 --truth-field label_id
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label rounds review-sentiment-auto
+	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks label export review-sentiment-auto \
+		--out demo-out/labeling/review-sentiment-auto
+	@$(BIN)/python -c "import json; rows=[json.loads(l) for l in open('demo-out/labeling/review-sentiment-auto/manifests/output/output.manifest')]; \
+		key='review-sentiment-auto-metadata'; m=[r for r in rows if r[key]['human-annotated']=='no']; \
+		ok=sum(r[key]['class-name']==['negative','neutral','positive'][r['label_id']] for r in m); \
+		print(f'{len(rows)-len(m)} of {len(rows)} reviews labeled by people; {len(m)} by the model, {ok/max(1,len(m)):.1%} of them agree with the ratings')"
+	@echo
 	@echo "Human review: a baseline model; its unsure predictions on the test split go to people."
 	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks model train sentiment --input demo-out/features
 	LOOPWORKS_HOME=demo-out/home $(BIN)/loopworks predict --model sentiment \

@@ -3,6 +3,7 @@ closes a round runs the next one, and its reply already carries the next batch's
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,14 @@ def test_rounds_advance_after_answers(tmp_path: Path) -> None:
                                 params={"next": "true"}, json={"answer": truth[task["source"]]})
             answered += 1
         listed = {j["name"]: j for j in client.get("/api/labeling/jobs").json()}["auto"]
+        jobs.workforce.add_worker("lead", role="admin")
+        with httpx.Client(base_url=url) as browser:  # the admin page shows the rounds
+            secret = jobs.workforce.issue_login_link("lead")
+            page = browser.get(f"/login/{secret}")
+            token_field = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            browser.post(f"/login/{secret}", data={"csrf_token": token_field})
+            board = browser.get("/admin/jobs/auto").text
+        assert 'id="rounds"' in board and "autolabel-auto:1" in board
     spec = jobs.job("auto")
     assert spec.status is JobStatus.COMPLETED and listed["status"] == "Completed"
     rounds = AutoLabeler(jobs, home=home).rounds("auto")

@@ -252,7 +252,13 @@ def job_admin(request: Request, job: str, me: Admin) -> HTMLResponse:
     board = dashboard(_jobs(request), job)
     peak = max([*board.answer_distribution.values(), *board.consolidated_distribution.values(),
                 1])
-    return render(request, "job_admin.html", me=me, board=board, spec=board.spec, peak=peak)
+    rounds = []
+    if getattr(board.spec, "auto_label", None):
+        from loopworks.labeling.autolabel import AutoLabeler
+
+        rounds = AutoLabeler(_jobs(request), home=request.app.state.store.home).rounds(job)
+    return render(request, "job_admin.html", me=me, board=board, spec=board.spec, peak=peak,
+                  rounds=rounds)
 
 
 @router.get("/admin/jobs/{job}/export")
