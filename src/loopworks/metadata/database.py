@@ -9,7 +9,7 @@ from typing import Any
 
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["READ_ONLY", "database_url", "dispose_engine", "open_engine"]
+__all__ = ["READ_ONLY", "BackgroundCheckpointer", "database_url", "dispose_engine", "open_engine"]
 
 #: Execution options for a connection that only reads: on SQLite it then reads its WAL
 #: snapshot without taking the write lock (``engine.connect().execution_options(**READ_ONLY)``).
@@ -97,3 +97,62 @@ def dispose_engine(url: str) -> None:
     engine = _ENGINES.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+class BackgroundCheckpointer:
+    """Moves a long-running server's SQLite WAL into the database file from a thread of its
+    own, instead of inside whichever request's commit crosses SQLite's 1,000-page mark.
+
+    That commit would otherwise do the copy (and its fsync) while the request still holds
+    the write lock, and every other request would wait behind it: the slowest 1% of
+    answers. A PASSIVE checkpoint never blocks writers or readers. Nothing changes for
+    PostgreSQL or for short-lived CLI processes (they keep SQLite's automatic checkpoints).
+    """
+
+    def __init__(self, engine: Any, every_seconds: float = 1.0) -> None:
+        import threading
+
+        import sqlalchemy as sa
+
+        self.engine = engine
+        self.every = every_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return
+        sa.event.listen(engine, "connect", _no_autocheckpoint)
+        engine.dispose()  # pooled connections reopen with the setting above
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        path = self.engine.url.database
+        connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.every):
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the file went away (a test's temp home): nothing left to checkpoint
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Stop the thread after one last checkpoint."""
+        if self._thread is not None:
+            import sqlalchemy as sa
+
+            self._stop.set()
+            self._thread.join(10)
+            sa.event.remove(self.engine, "connect", _no_autocheckpoint)
+            self.engine.dispose()  # connections reopen with automatic checkpoints again
+            self._thread = None
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()

@@ -88,7 +88,11 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from loopworks.metadata.database import BackgroundCheckpointer
+
+        checkpointer = BackgroundCheckpointer(app.state.store.registry.engine)
         yield
+        checkpointer.close()
         app.state.labeling.webhooks.close()  # pending deliveries stay in the outbox
 
     app = FastAPI(title="loopworks", version=__version__, lifespan=lifespan,
