@@ -7,35 +7,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from loopworks.labeling.workforce import Worker
+from loopworks.review.flows import FlowDefinition
 from loopworks.server.auth import require_admin
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/review", tags=["review"], dependencies=[Depends(require_admin)])
 Admin = Annotated[Worker, Depends(require_admin)]
-
-
-class FlowBody(BaseModel):
-    """A flow definition (see ``loopworks.review.flows.FlowDefinition``)."""
-
-    name: str
-    team: str
-    labels: list[str]
-    output: str
-    title: str = ""
-    description: str = ""
-    template: str = "classification-review"
-    task_count: int = 1
-    time_limit_seconds: int = 300
-    availability_lifetime_seconds: int = 7 * 24 * 3600
-    activation_conditions: dict[str, Any] | None = None
-    webhooks: list[str] = Field(default_factory=list)
-    webhook_secret: str = ""
-    feature_group: str = ""
-    id_field: str = ""
 
 
 class StartBody(BaseModel):
@@ -57,11 +38,10 @@ def _flow_dict(flow: Any) -> dict[str, Any]:
 
 
 @router.post("/flows", status_code=201)
-def create_flow(body: FlowBody, request: Request) -> dict[str, Any]:
-    """Create a flow definition (and the task queue of its team)."""
-    from loopworks.review.flows import FlowDefinition
-
-    return _flow_dict(_review(request).create_flow(FlowDefinition(**body.model_dump())))
+def create_flow(body: FlowDefinition, request: Request) -> dict[str, Any]:
+    """Create a flow definition (and the task queue of its team); the body has
+    FlowDefinition's fields, checked by FastAPI for types and by the flow for meaning."""
+    return _flow_dict(_review(request).create_flow(body))
 
 
 @router.get("/flows")
