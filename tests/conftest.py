@@ -85,6 +85,28 @@ def postgres_url() -> str:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The metadata database twice: a SQLite file, and PostgreSQL (skipped with the reason
+    when no server answers)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def labeling_jobs(metadata_url: str):
+    """Labeling jobs with teams ``nlp`` and ``other``, on SQLite and on PostgreSQL."""
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata import open_engine
+
+    jobs = LabelingJobs(open_engine(metadata_url))
+    jobs.workforce.add_team("nlp")
+    jobs.workforce.add_team("other")
+    yield jobs
+    jobs.webhooks.close()
+
+
 @pytest.fixture
 def redis_url() -> str:
     """The test Redis URL; skipped with the reason when no server answers there."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
@@ -11,17 +9,9 @@ from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
 LABELS = ["neg", "pos"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def labeling(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    """Jobs with team ``nlp`` on a SQLite file and on PostgreSQL."""
-    from loopworks.metadata import open_engine
-
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    return jobs
-
+@pytest.fixture
+def labeling(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 def test_stops_at_the_target_or_at_max_workers(labeling: LabelingJobs) -> None:
     labeling.create_job(JobSpec("ad", "nlp", LABELS, workers_per_item=2, adaptive={

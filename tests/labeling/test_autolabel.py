@@ -41,14 +41,9 @@ def reviews(n: int, seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    return jobs
-
+@pytest.fixture
+def jobs(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 @pytest.fixture
 def sqlite_jobs(tmp_path: Path) -> LabelingJobs:

@@ -11,20 +11,13 @@ import pytest
 
 from loopworks.errors import ConflictError, InputError, PermissionDenied
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
-from loopworks.metadata import open_engine
 
 LABELS = ["negative", "neutral", "positive"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    jobs.workforce.add_team("other")
-    return jobs
-
+@pytest.fixture
+def jobs(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 def manifest(tmp_path: Path, n: int) -> Path:
     path = tmp_path / "input.manifest"

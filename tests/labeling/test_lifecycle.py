@@ -16,19 +16,9 @@ from loopworks.labeling.output import write_output
 LABELS = ["negative", "neutral", "positive"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def labeling(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    """Jobs with teams ``nlp`` and ``other`` on a SQLite file and on PostgreSQL."""
-    from loopworks.metadata import open_engine
-
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    jobs.workforce.add_team("other")
-    yield jobs
-    jobs.webhooks.close()
-
+@pytest.fixture
+def labeling(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 def texts(n: int, start: int = 0) -> list[str]:
     return [f"review {i}" for i in range(start, start + n)]

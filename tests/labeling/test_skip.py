@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from loopworks.errors import ConflictError
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
-from loopworks.metadata import open_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    return jobs
-
+@pytest.fixture
+def jobs(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 def test_skip_returns_item_to_others_never_to_the_skipper(jobs: LabelingJobs) -> None:
     jobs.create_job(JobSpec("sent", "nlp", ["neg", "pos"]), ["first", "second"])

@@ -16,19 +16,9 @@ NER = ["PER", "ORG"]
 TEXT = "Ada Lovelace met Charles Babbage at the Royal Society."
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def labeling(request: pytest.FixtureRequest, tmp_path: Path) -> LabelingJobs:
-    """Jobs with teams ``nlp`` and ``other`` on a SQLite file and on PostgreSQL."""
-    from loopworks.metadata import open_engine
-
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    jobs = LabelingJobs(open_engine(url))
-    jobs.workforce.add_team("nlp")
-    jobs.workforce.add_team("other")
-    yield jobs
-    jobs.webhooks.close()
-
+@pytest.fixture
+def labeling(labeling_jobs: LabelingJobs) -> LabelingJobs:
+    return labeling_jobs
 
 def _workers(jobs: LabelingJobs, n: int) -> list:
     return [jobs.workforce.add_worker(f"w{i}", teams_=["nlp"]) for i in range(n)]

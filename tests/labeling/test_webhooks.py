@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,9 @@ LABELS = ["neg", "pos"]
 SECRET = "s3cret"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
+@pytest.fixture
+def url(metadata_url: str) -> str:
+    return metadata_url
 
 
 def _jobs(url: str) -> LabelingJobs:

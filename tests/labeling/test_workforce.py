@@ -14,13 +14,9 @@ from loopworks.labeling.workforce import Role, Workforce, hash_password, verify_
 from loopworks.metadata import open_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def workforce(request: pytest.FixtureRequest, tmp_path: Path) -> Workforce:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'meta.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    return Workforce(open_engine(url))
+@pytest.fixture
+def workforce(metadata_url: str) -> Workforce:
+    return Workforce(open_engine(metadata_url))
 
 
 def test_teams_workers_and_roles(workforce: Workforce) -> None:

@@ -20,11 +20,9 @@ LOW_CONFIDENCE = {"Conditions": [{
     "ConditionParameters": {"ClassificationLabel": "*", "ConfidenceLessThan": 0.7}}]}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def review(request: pytest.FixtureRequest, tmp_path: Path) -> HumanReview:
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    engine = open_engine(url)
+@pytest.fixture
+def review(metadata_url: str) -> HumanReview:
+    engine = open_engine(metadata_url)
     review = HumanReview(engine, LabelingJobs(engine))
     review.jobs.workforce.add_team("reviewers")
     review.jobs.workforce.add_team("others")

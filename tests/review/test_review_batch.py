@@ -54,15 +54,13 @@ def test_probabilities_must_be_complete(tmp_path: Path) -> None:
         read_prediction_inputs(str(tmp_path / "p.parquet"), LABELS)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def review(request: pytest.FixtureRequest, tmp_path: Path):
+@pytest.fixture
+def review(metadata_url: str, tmp_path: Path):
     from loopworks.labeling.jobs import LabelingJobs
     from loopworks.metadata import open_engine
     from loopworks.review.flows import FlowDefinition, HumanReview
 
-    url = f"sqlite:///{tmp_path / 'meta.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_url")
-    engine = open_engine(url)
+    engine = open_engine(metadata_url)
     review = HumanReview(engine, LabelingJobs(engine))
     review.jobs.workforce.add_team("reviewers")
     review.create_flow(FlowDefinition("check", "reviewers", LABELS, str(tmp_path / "out"),
