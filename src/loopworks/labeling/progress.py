@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from loopworks.labeling.jobs import JobSpec, LabelingJobs, TaskType, answers
+from loopworks.labeling.jobs import JobSpec, LabelingJobs, answers
 from loopworks.labeling.workforce import Worker
 
 __all__ = ["Dashboard", "dashboard", "my_answer_count"]
@@ -73,7 +73,7 @@ def dashboard(jobs: LabelingJobs, job: str) -> Dashboard:
     answer_distribution = {label: given.get(label, 0) for label in spec.labels}
     consolidated = {label: 0 for label in spec.labels}
     agreement: dict[str, float | None] = {"fleiss_kappa": None, "krippendorff_alpha": None}
-    if raw and spec.task_type in (TaskType.TEXT_CLASSIFICATION, "image-classification"):
+    if raw and spec.task_type.single_label:
         frame = pd.DataFrame({"item": [a["item_id"] for a in raw],
                               "worker": [a["worker"] for a in raw],
                               "label": [a["answer"] for a in raw]})

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from loopworks.errors import NotFoundError
+from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Worker
 from loopworks.server.auth import current_worker, require_admin
 
@@ -18,7 +19,6 @@ __all__ = ["advance_auto_label", "router", "settle_review"]
 router = APIRouter(prefix="/api/labeling", tags=["labeling"])
 Caller = Annotated[Worker, Depends(current_worker)]
 Admin = Annotated[Worker, Depends(require_admin)]
-IMAGE_TYPES = ("image-classification", "bounding-box")
 
 
 class AnswerBody(BaseModel):
@@ -42,7 +42,7 @@ def _jobs(request: Request) -> Any:
 def _task(task: Any) -> dict[str, Any]:
     """What a client needs to show a task. Never the item's other fields (they may hold
     the gold answer) nor an image's path on the server (the image has its own URL)."""
-    image = task.task_type in IMAGE_TYPES
+    image = TaskType(task.task_type).is_image
     return {"job": task.job, "item_id": task.item_id,
             "source": None if image else task.source,
             "image_url": f"/api/labeling/jobs/{task.job}/items/{task.item_id}/image"

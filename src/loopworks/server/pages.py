@@ -24,6 +24,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
+from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.server.labeling import advance_auto_label, settle_review
 from loopworks.server.sessions import (
@@ -42,7 +43,6 @@ templates = Environment(loader=PackageLoader("loopworks.server", "templates"),
                         lstrip_blocks=True)
 
 _sandbox = SandboxedEnvironment(autoescape=True)
-IMAGE_TYPES = ("image-classification", "bounding-box")
 Me = Annotated[Worker, Depends(page_worker)]
 
 
@@ -148,8 +148,9 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
     flow = request.app.state.review.flow_for_job(job)
     prediction = task.data.get("prediction") if flow is not None else None
     custom = _custom_task(flow, task) if flow is not None else None
-    return render(request, "task.html", shortcuts=shortcuts, image=task.task_type in IMAGE_TYPES,
-                  task_data={"source": task.source if task.task_type not in IMAGE_TYPES else "",
+    image = TaskType(task.task_type).is_image
+    return render(request, "task.html", shortcuts=shortcuts, image=image,
+                  task_data={"source": "" if image else task.source,
                              "labels": spec.labels, "type": task.task_type},
                   flow=flow, prediction=prediction, custom=custom, **context)
 
@@ -223,7 +224,7 @@ def skip(request: Request, job: str, item_id: int, me: Me,
 def task_image(request: Request, job: str, item_id: int, me: Me) -> Response:
     """The image of a task the worker holds (nobody else's, nothing else on disk)."""
     task = _jobs(request).current_task(job, me)
-    if task is None or task.item_id != item_id or task.task_type not in IMAGE_TYPES:
+    if task is None or task.item_id != item_id or not TaskType(task.task_type).is_image:
         raise NotFoundError(f"no image task {item_id} held by you in job {job!r}",
                             job=job, item_id=item_id)
     path = Path(task.source)
