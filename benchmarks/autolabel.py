@@ -94,7 +94,8 @@ def noisy(truth: list[str], accuracy: float, seed: int) -> list[str]:
 
 # ------------------------------------------------------------------ 1. human labels bought
 def auto_label_run(name: str, texts: list[str], truth: list[str], target: float,
-                   worker_accuracy: float, diversity: bool, seed: int) -> dict[str, Any]:
+                   worker_accuracy: float, diversity: bool, seed: int, gold: int = 0,
+                   features: str | None = None) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from loopworks.labeling.jobs import JobSpec, LabelingJobs
@@ -107,9 +108,15 @@ def auto_label_run(name: str, texts: list[str], truth: list[str], target: float,
     jobs.workforce.add_team("crowd")
     records = [(t, {"source": t, "truth": y, "i": i})
                for i, (t, y) in enumerate(zip(texts, truth, strict=True))]
+    # The team knows the answer of ``gold`` items (a seeded random few): the job puts them
+    # in the validation sample, and people's answers on them measure the people.
+    for i in np.random.default_rng(seed + 5).permutation(len(records))[:gold]:
+        records[int(i)][1]["gold"] = truth[int(i)]
     start, cpu = time.perf_counter(), own_cpu_seconds()
-    jobs.create_job(JobSpec(name, "crowd", LABELS, auto_label={
-        "target_accuracy": target, "diversity": diversity, "seed": seed}), records)
+    settings: dict[str, Any] = {"target_accuracy": target, "diversity": diversity, "seed": seed}
+    if features:
+        settings["features"] = features
+    jobs.create_job(JobSpec(name, "crowd", LABELS, auto_label=settings), records)
     rounds: list[dict[str, Any]] = []
 
     def on_round(report: Any) -> None:
@@ -138,7 +145,8 @@ def auto_label_run(name: str, texts: list[str], truth: list[str], target: float,
     all_right = sum(truth[i] == y for i, y in final.items())
     n = len(texts)
     return {
-        "items": n, "worker_accuracy": worker_accuracy, "status": spec.status.value,
+        "items": n, "worker_accuracy": worker_accuracy, "gold": gold, "features": features,
+        "status": spec.status.value,
         "counts": spec.counts, "answers": answers,
         "human_labels": spec.counts["human-labeled"],
         "machine_labels": spec.counts["machine-labeled"], "failed": spec.counts["failed"],

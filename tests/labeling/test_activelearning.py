@@ -8,6 +8,8 @@ import pytest
 
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.activelearning import (
+    agreement_needed,
+    annotator_accuracy_bound,
     choose_threshold,
     initial_sample_sizes,
     select_for_people,
@@ -50,6 +52,43 @@ def test_threshold_holds_the_target_on_held_out_items() -> None:
     held = np.array(held)
     assert held.mean() >= 0.95  # the machine labels reach the target on unseen items
     assert (held >= 0.94).mean() >= 0.95  # and rarely fall short by much
+
+
+def test_people_s_mistakes_are_allowed_for_when_their_accuracy_is_known() -> None:
+    """Validation labels from people right 90% of the time (their mistakes spread over the
+    other classes): judged against them, a model must look 95% right, so the threshold sits
+    too high. Told how often people are right, the threshold still holds the target against
+    the truth, and labels more."""
+    assert agreement_needed(0.95) == 0.95
+    assert agreement_needed(0.95, 0.97) == pytest.approx(0.95 * 0.97 + 0.05 * 0.03)
+    with pytest.raises(ConfigurationError, match="annotator accuracy"):
+        agreement_needed(0.95, 0.5)
+    assert annotator_accuracy_bound(0, 0) == 1.0
+    bound = annotator_accuracy_bound(270, 300)
+    assert 0.9 < bound < 0.93 and bound == pytest.approx(1 - wilson_lower_bound(30, 300, 1.645))
+    rng = np.random.default_rng(1)
+    held: dict[str, list[float]] = {"as right": [], "allowed for": []}
+    share: dict[str, list[float]] = {"as right": [], "allowed for": []}
+    for _ in range(100):
+        conf, model_right = calibrated(1000, rng)
+        people_right = rng.random(1000) < 0.9
+        # Both right: they agree. One wrong: they disagree. Both wrong: the same wrong
+        # answer half the time (three classes, mistakes spread evenly).
+        agree = np.where(model_right, people_right,
+                         ~people_right & (rng.random(1000) < 0.5))
+        test_conf, test_correct = calibrated(20_000, rng)
+        for how, q in (("as right", 1.0), ("allowed for", 0.9)):
+            chosen = choose_threshold(conf, agree, target=0.95, annotator_accuracy=q)
+            if chosen.value is None:
+                held[how].append(1.0)
+                share[how].append(0.0)
+                continue
+            above = test_conf >= chosen.value
+            held[how].append(test_correct[above].mean())
+            share[how].append(above.mean())
+    assert np.mean(held["allowed for"]) >= 0.95 and np.mean(held["as right"]) >= 0.97
+    assert (np.array(held["allowed for"]) >= 0.94).mean() >= 0.95
+    assert np.mean(share["allowed for"]) > np.mean(share["as right"]) + 0.1
 
 
 def test_threshold_cuts_between_values_and_refuses_when_nothing_holds() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loopworks.errors import ConfigurationError
+from loopworks.errors import ConfigurationError, InputError
 from loopworks.labeling.autolabel import AutoLabeler, batch_size, model_name
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
 from loopworks.labeling.output import write_output
@@ -155,9 +155,12 @@ def test_settings_are_checked() -> None:
         JobSpec("x", "nlp", LABELS, auto_label={"treshold": 0.9})
     with pytest.raises(ConfigurationError, match="budget"):
         JobSpec("x", "nlp", LABELS, auto_label={"budget": 0})
+    for bad in (0.5, 1.2, True, "0.9"):
+        with pytest.raises(ConfigurationError, match="annotator_accuracy must be in"):
+            JobSpec("x", "nlp", LABELS, auto_label={"annotator_accuracy": bad})
     spec = JobSpec("x", "nlp", LABELS, auto_label={})
     assert spec.auto_label == {"target_accuracy": 0.95, "batch_size": None, "budget": None,
-                               "diversity": False, "seed": 0}
+                               "diversity": False, "seed": 0, "annotator_accuracy": None}
     assert batch_size(spec, 1500) == 100 and batch_size(spec, 10_000) == 500
 
 
@@ -318,3 +321,58 @@ def test_later_thresholds_count_what_earlier_rounds_labeled() -> None:
     shaky = np.r_[np.ones(6, bool), np.zeros(4, bool)]
     assert choose_threshold(np.full(10, 0.8), shaky, TARGET, prior_items=5000,
                             prior_correct=5000).value is None
+
+
+def test_gold_items_measure_the_people_so_their_mistakes_do_not_count_against_the_model(
+        tmp_path: Path) -> None:
+    """A worker right 90% of the time judges the model: without gold answers the model must
+    agree with people 95% of the time, which a model right 97% of the time cannot show, so
+    the machine labels little. With gold items the job measures the worker, allows for its
+    mistakes, and the model labels far more, still at the target against the truth."""
+    data = reviews(2000, seed=5)
+    truth = {d["review_id"]: d["truth"] for _, d in data}
+    gold_ids = {d["review_id"] for _, d in data[:300]}
+    with_gold = [(text, {**d, "gold": d["truth"]} if d["review_id"] in gold_ids else d)
+                 for text, d in data]
+    machine_share = {}
+    for name, items_ in (("plain", data), ("gold", with_gold)):
+        jobs = LabelingJobs(open_engine(f"sqlite:///{tmp_path / name}.db"))
+        jobs.workforce.add_team("nlp")
+        jobs.create_job(JobSpec(name, "nlp", LABELS, auto_label={"target_accuracy": TARGET}),
+                        items_)
+        if name == "gold":  # every gold item is in the first validation sample
+            with jobs.engine.connect() as conn:
+                job_id = jobs._job_row(conn, name).id
+                roles = dict(conn.execute(sa.select(items.c.data, auto_items.c.role).join(
+                    auto_items, auto_items.c.item_id == items.c.id).where(
+                    items.c.job_id == job_id)).all())
+            assert sorted(json.loads(d)["review_id"] for d, role in roles.items()
+                          if role == "validation" and "gold" in json.loads(d)) == \
+                sorted(gold_ids)
+        simulate(jobs, name, [0.9], seed=3)
+        rounds = AutoLabeler(jobs).rounds(name)
+        first = rounds[0]
+        if name == "plain":
+            assert first.annotator_accuracy == 1.0 and first.gold_answers == 0
+        else:  # measured on the 300 gold answers: the upper end of a 95% interval
+            assert first.gold_answers == 300
+            assert 0.9 < first.annotator_accuracy < 0.95
+        summary = write_output(jobs, name, tmp_path / name)
+        lines = [json.loads(x) for x in Path(summary["manifest"]).read_text().splitlines()]
+        machine = [x for x in lines if x[f"{name}-metadata"]["human-annotated"] == "no"]
+        machine_share[name] = len(machine) / len(lines)
+        if machine:
+            right = sum(x[f"{name}-metadata"]["class-name"] == truth[x["review_id"]]
+                        for x in machine)
+            assert right / len(machine) >= TARGET - TOLERANCE, (name, right, len(machine))
+    assert machine_share["gold"] > machine_share["plain"] + 0.2, machine_share
+
+
+def test_a_gold_answer_that_is_not_a_label_is_refused(sqlite_jobs: LabelingJobs) -> None:
+    data = reviews(1300)
+    data[41][1]["gold"] = "positve"
+    with pytest.raises(InputError, match="item 42: gold answer 'positve' is not one of"):
+        sqlite_jobs.create_job(JobSpec("typo", "nlp", LABELS, auto_label={}), data)
+    data[41][1]["gold"] = 2  # an index is a label too
+    assert sqlite_jobs.create_job(JobSpec("typo", "nlp", LABELS, auto_label={}),
+                                  data).counts["items"] == 1300

@@ -155,7 +155,7 @@ def _task_types() -> list[Any]:
                    "uncertain go to people next, round after round.")
 @click.option("--target-accuracy", type=float, default=0.95, show_default=True,
               help="Auto-label: accuracy the machine labels must reach on the validation "
-                   "items (95% Wilson lower bound).")
+                   "items (95% Wilson lower bound, allowing for people's own mistakes).")
 @click.option("--batch-size", type=int, default=None,
               help="Auto-label: items people get per round (default 5% of the items, at "
                    "least 100).")
@@ -167,6 +167,10 @@ def _task_types() -> list[Any]:
                    "uncertain items instead of taking only the most uncertain.")
 @click.option("--auto-label-seed", type=int, default=0, show_default=True,
               help="Auto-label: seed of the random first sample.")
+@click.option("--annotator-accuracy", type=float, default=None,
+              help="Auto-label: how often people are right (0.5-1], so their mistakes do "
+                   "not count against the model. Default: measured on items whose manifest "
+                   "line has a 'gold' answer (they go to people first), else 1.")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str | None, query: str | None, text_column: str,
@@ -176,7 +180,8 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                deadline: str | None, adaptive_target: float | None, max_workers: int | None,
                webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
-               diversity: bool, auto_label_seed: int, home: str | None) -> None:
+               diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
+               home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -205,7 +210,9 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    webhook_secret=webhook_secret,
                    auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
                                "budget": budget, "diversity": diversity,
-                               "seed": auto_label_seed} if auto_label else None)
+                               "seed": auto_label_seed,
+                               "annotator_accuracy": annotator_accuracy}
+                   if auto_label else None)
     source: Any = manifest
     if query is not None:
         from loopworks.featurestore import FeatureStore
@@ -298,7 +305,9 @@ def status(name: str, home: str | None) -> None:
 
 ROUNDS_NOTE = ("val. acc: accuracy (against people's labels) of the validation items "
                "machine-labeled so far (how many / the uncovered validation items this "
-               "round's threshold was chosen among); model: version of autolabel-<job>")
+               "round's threshold was chosen among); people: how often people were taken "
+               "to be right (measured on gold answers, or given); model: version of "
+               "autolabel-<job>")
 
 
 def _round_table(title: str, reports: list[Any]) -> Table:
@@ -307,7 +316,7 @@ def _round_table(title: str, reports: list[Any]) -> Table:
     view = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                  collapse_padding=True)
     failed = any(r.failed for r in reports)
-    columns = ["round", "human", "machine", "threshold", "val. acc", "to people",
+    columns = ["round", "human", "machine", "threshold", "val. acc", "people", "to people",
                *(["failed"] if failed else []), "held", "model"]
     for column in columns:
         view.add_column(column, justify="left" if column == "model" else "right",
@@ -317,6 +326,9 @@ def _round_table(title: str, reports: list[Any]) -> Table:
                      "—" if r.threshold is None else f"{r.threshold:.3f}",
                      "—" if r.validation_accuracy is None else
                      f"{r.validation_accuracy:.3f} ({r.validation_items}/{r.validation_pool})",
+                     "—" if r.annotator_accuracy is None else
+                     f"{r.annotator_accuracy:.3f}" + (f" ({r.gold_answers} gold)"
+                                                      if r.gold_answers else ""),
                      f"{r.sent_to_people:,}", *([f"{r.failed:,}"] if failed else []),
                      f"{r.held_left:,}", (r.model_version or "—").rpartition(":")[2])
     return view

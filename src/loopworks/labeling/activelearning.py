@@ -19,8 +19,9 @@ import numpy as np
 
 from loopworks.errors import ConfigurationError
 
-__all__ = ["MIN_ITEMS", "Threshold", "choose_threshold", "initial_sample_sizes",
-           "select_for_people", "wilson_lower_bound"]
+__all__ = ["MIN_ITEMS", "Threshold", "agreement_needed", "annotator_accuracy_bound",
+           "choose_threshold", "initial_sample_sizes", "select_for_people",
+           "wilson_lower_bound"]
 
 #: Ground Truth needs at least this many items for automated labeling.
 MIN_ITEMS = 1250
@@ -68,25 +69,60 @@ class Threshold:
                 "validation_items": self.validation_items, "lower_bound": self.lower_bound}
 
 
+def agreement_needed(target: float, annotator_accuracy: float = 1.0) -> float:
+    """How often the model must agree with people's labels for its own accuracy to reach
+    ``target`` when people are right ``annotator_accuracy`` of the time.
+
+    With model accuracy *a* and people's accuracy *q*, independent of each other, the two
+    agree when both are right (*a·q*) or both are wrong the same way (at most
+    *(1-a)(1-q)*, when every mistake of one matches the other's). Taking that worst case,
+    agreement *a·q + (1-a)(1-q)* implies accuracy at least *a*. With ``annotator_accuracy``
+    1 (people taken as always right, as Ground Truth measures) this is ``target`` itself;
+    with people right 97% of the time, 0.923 agreement already means 0.95 accuracy.
+    """
+    q = float(annotator_accuracy)
+    if not 0.5 < q <= 1:
+        raise ConfigurationError(f"annotator accuracy must be in (0.5, 1], got {q}",
+                                 setting="annotator_accuracy")
+    return target * q + (1 - target) * (1 - q)
+
+
+def annotator_accuracy_bound(correct: int, total: int, z: float = 1.645) -> float:
+    """An upper bound (Wilson, ``z`` one-sided) on people's accuracy from their answers on
+    gold items: the benefit of the doubt goes to the people, so every disagreement they
+    might be responsible for is still charged to the model as far as the data allow. 1.0
+    without gold answers."""
+    if total <= 0:
+        return 1.0
+    return float(1.0 - wilson_lower_bound(total - correct, total, z))
+
+
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *,
                      z: float = 1.645, min_items: int = 20, prior_correct: int = 0,
-                     prior_items: int = 0) -> Threshold:
+                     prior_items: int = 0, annotator_accuracy: float = 1.0) -> Threshold:
     """The lowest confidence threshold at which the validation items above it are right
     often enough: the Wilson lower bound (``z`` standard errors; 1.645 is one-sided 95%) of
-    their accuracy reaches ``target``, over at least ``min_items`` items.
+    their agreement with people reaches :func:`agreement_needed` for ``target`` (``target``
+    itself when people are taken as always right), over at least ``min_items`` items.
 
     A lower threshold lets the machine label more; the bound, rather than the raw accuracy,
     keeps a lucky streak on a few validation items from passing.
+
+    ``correct`` says whether the model agreed with people's label of each validation item.
+    People make mistakes too: ``annotator_accuracy`` below 1 (measured on gold items, see
+    :func:`annotator_accuracy_bound`) stops their mistakes from counting as the model's.
 
     ``prior_items`` validation items (``prior_correct`` of them right) that earlier rounds
     already machine-labeled join the bound, so it holds the target for all machine labels
     so far; the new items above the threshold must then also be right at least ``target``
     of the time on their own, so a round never spends earlier rounds' margin on labels
-    worse than the target. The returned accuracy, count and bound are cumulative.
+    worse than the target. The returned accuracy, count and bound are cumulative (and,
+    like ``correct``, measured against people's labels).
     """
     if not 0 < target < 1:
         raise ConfigurationError("the target accuracy must be between 0 and 1",
                                  setting="target_accuracy")
+    needed = agreement_needed(target, annotator_accuracy)
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if confidence.shape != correct.shape:
@@ -100,9 +136,9 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float,
     # Only cut between distinct confidences: all items at the threshold are in.
     last_of_value = np.r_[conf[1:] != conf[:-1], True] if len(conf) else np.array([], bool)
     bound = wilson_lower_bound(k, n, z)
-    ok = last_of_value & (n >= min_items) & (bound >= target)
+    ok = last_of_value & (n >= min_items) & (bound >= needed)
     if prior_items:
-        ok &= k_new >= target * n_new
+        ok &= k_new >= needed * n_new
     if not ok.any():
         return Threshold(None, None, 0, None)
     i = int(np.flatnonzero(ok)[-1])  # the most items (lowest threshold) that still holds

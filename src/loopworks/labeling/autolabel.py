@@ -120,6 +120,9 @@ class RoundReport:
         validation_pool: Validation items this threshold was chosen among (those no earlier
             round covered).
         lower_bound: The Wilson lower bound of that accuracy (what met the target).
+        annotator_accuracy: How often people were taken to be right when judging the model
+            against their labels (1: always; below 1 when measured on gold items or given).
+        gold_answers: Human-labeled gold items behind that figure.
         target_accuracy: The job's target.
         model_version: ``autolabel-<job>:<version>`` in the model registry (None when the
             human labels held fewer than two classes and no model was trained).
@@ -139,6 +142,8 @@ class RoundReport:
     validation_items: int
     validation_pool: int
     lower_bound: float | None
+    annotator_accuracy: float | None
+    gold_answers: int | None
     target_accuracy: float
     model_version: str | None
     created_at: str
@@ -204,7 +209,8 @@ class AutoLabeler:
             sent_to_people=r.sent_to_people, failed=r.failed, held_left=r.held_left,
             threshold=r.threshold, validation_accuracy=r.validation_accuracy,
             validation_items=r.validation_items, validation_pool=r.validation_pool,
-            lower_bound=r.lower_bound, target_accuracy=target, model_version=r.model_version,
+            lower_bound=r.lower_bound, annotator_accuracy=r.annotator_accuracy,
+            gold_answers=r.gold_answers, target_accuracy=target, model_version=r.model_version,
             created_at=_aware(r.created_at).isoformat()) for r in found]
 
     # ----------------------------------------------------------------- a round
@@ -284,6 +290,9 @@ class AutoLabeler:
             all_items = conn.execute(sa.select(items.c.id, items.c.source, items.c.state)
                                      .where(items.c.job_id == job_id)
                                      .order_by(items.c.seq)).all()
+            asked_data = dict(conn.execute(sa.select(items.c.id, items.c.data).join(
+                auto_items, auto_items.c.item_id == items.c.id).where(
+                items.c.job_id == job_id, items.c.state == ItemState.LABELED)).all())
             asked = {r.item_id: r for r in conn.execute(sa.select(auto_items).where(
                 auto_items.c.job_id == job_id))}
             given = conn.execute(sa.select(answers.c.item_id, answers.c.worker_id,
@@ -299,6 +308,7 @@ class AutoLabeler:
         prior = [bool(asked[i].covered_correct) for i in valid_ids
                  if asked[i].covered_round is not None and asked[i].covered_correct is not None]
         classes = list(spec.labels)
+        people, gold_answers = self._annotator_accuracy(settings, human, asked_data, spec)
         seed = int(settings.get("seed", 0)) + number
         model, present = self._train(spec, [source[i] for i in train_ids],
                                      [human[i] for i in train_ids],
@@ -308,7 +318,7 @@ class AutoLabeler:
             "human_labels": len(human), "training_items": len(train_ids),
             "validation_pool": len(pool_ids), "threshold": None,
             "validation_accuracy": None, "validation_items": 0, "lower_bound": None,
-            "model_version": None}
+            "annotator_accuracy": people, "gold_answers": gold_answers, "model_version": None}
         machine: list[tuple[int, str, float]] = []
         covered: list[tuple[int, bool | None]] = []
         held_probs = np.zeros((len(held), len(classes)))
@@ -321,7 +331,7 @@ class AutoLabeler:
             correct = np.array([classes[p] == human[i] for p, i in
                                 zip(pool_pred, pool_ids, strict=True)], dtype=bool)
             chosen = choose_threshold(pool_conf, correct, target, prior_items=len(prior),
-                                      prior_correct=sum(prior))
+                                      prior_correct=sum(prior), annotator_accuracy=people)
             figures.update(threshold=chosen.value,
                            validation_accuracy=chosen.validation_accuracy,
                            validation_items=chosen.validation_items,
@@ -366,6 +376,26 @@ class AutoLabeler:
                 metrics={k_: v for k_, v in figures.items() if k_ != "model_version"}))
             figures["model_version"] = f"{card.name}:{card.version}"
         return _Plan(machine, to_people, to_fail, covered, figures)
+
+    @staticmethod
+    def _annotator_accuracy(settings: dict[str, Any], human: dict[int, str],
+                            data: dict[int, str], spec: JobSpec) -> tuple[float, int]:
+        """How often people are right, for the threshold: the job's
+        ``annotator_accuracy`` when given; else measured on the human-labeled gold items
+        (the upper end of its 95% interval, see
+        :func:`~loopworks.labeling.activelearning.annotator_accuracy_bound`); else 1
+        (people taken as always right). Returns it and the gold answers it rests on."""
+        from loopworks.labeling.activelearning import annotator_accuracy_bound
+        from loopworks.labeling.jobs import gold_label
+
+        given = settings.get("annotator_accuracy")
+        gold = {i: gold_label(json.loads(d), spec.labels) for i, d in data.items()
+                if i in human}
+        scored = [(human[i], g) for i, g in gold.items() if g is not None]
+        if given is not None:
+            return float(given), len(scored)
+        right = sum(label == g for label, g in scored)
+        return annotator_accuracy_bound(right, len(scored)), len(scored)
 
     @staticmethod
     def _mirror_people(pool_ids: list[int], pool_probs: np.ndarray,

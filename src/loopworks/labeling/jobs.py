@@ -70,11 +70,24 @@ from loopworks.labeling.tasktypes import TaskType, majority_share, validate_answ
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import Role, Worker, Workforce
 
-__all__ = ["JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType", "read_manifest",
-           "read_table_items"]
+__all__ = ["GOLD_FIELD", "JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType",
+           "gold_label", "read_manifest", "read_table_items"]
+
+#: The manifest field that carries an item's known answer (a label or its index).
+GOLD_FIELD = "gold"
 
 #: Expired leases are swept at most this often per job (and whenever no task is found).
 EXPIRE_EVERY_SECONDS = 1.0
+
+
+def gold_label(data: dict[str, Any], labels: Sequence[str],
+               field: str = GOLD_FIELD) -> str | None:
+    """An item's known answer (a class label; an index into ``labels`` is turned into
+    its label), or None when its manifest line has none or one that is not a label."""
+    value = data.get(field)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
+        return labels[value]
+    return value if isinstance(value, str) and value in labels else None
 
 
 def _now() -> datetime:
@@ -138,7 +151,7 @@ class LabelingJobs:
                 assert key is not None
                 self._insert_items(conn, key[0], spec, records, 0)
                 if spec.auto_label is not None:
-                    self._hold_for_auto_label(conn, key[0], spec, len(records))
+                    self._hold_for_auto_label(conn, key[0], spec, records)
                 self._move(conn, key[0], spec.name, JobStatus.INITIALIZING,
                            JobStatus.IN_PROGRESS)
         except sa.exc.IntegrityError:
@@ -147,15 +160,28 @@ class LabelingJobs:
         return self.job(spec.name)
 
     def _hold_for_auto_label(self, conn: sa.Connection, job_id: int, spec: JobSpec,
-                             n_items: int) -> None:
+                             records: list[tuple[str, dict[str, Any]]]) -> None:
         """Automated labeling: a seeded random validation sample and first training sample
-        stay open for people; every other item is held back for the rounds."""
+        stay open for people; every other item is held back for the rounds.
+
+        Items with a known answer (``gold``) join the validation sample first: people's
+        answers on them measure how often people are right, which the threshold needs."""
         import numpy as np
 
         from loopworks.labeling.activelearning import initial_sample_sizes
 
         settings = spec.auto_label or {}
+        n_items = len(records)
         validation, training = initial_sample_sizes(n_items)
+        gold = []
+        for line, (_, data) in enumerate(records, start=1):
+            if data.get(GOLD_FIELD) is None:
+                continue
+            if gold_label(data, spec.labels) is None:
+                raise InputError(f"item {line}: gold answer {data[GOLD_FIELD]!r} is not one "
+                                 f"of the labels {', '.join(spec.labels)}", line=line,
+                                 field=GOLD_FIELD)
+            gold.append(line - 1)
         budget = settings.get("budget")
         if budget is not None and budget < validation + training:
             raise ConfigurationError(
@@ -163,6 +189,10 @@ class LabelingJobs:
                 f"first sample people label ({validation:,} validation + {training:,} "
                 f"training items for {n_items:,} items)", setting="auto_label.budget")
         order = np.random.default_rng(settings.get("seed", 0)).permutation(n_items)
+        if gold:  # gold items first (in the same seeded order), then the rest
+            is_gold = np.zeros(n_items, dtype=bool)
+            is_gold[gold] = True
+            order = np.r_[order[is_gold[order]], order[~is_gold[order]]]
         ids = list(conn.execute(sa.select(items.c.id).where(items.c.job_id == job_id)
                                 .order_by(items.c.seq)).scalars())
         picked = [(ids[i], "validation") for i in order[:validation]] + \
@@ -723,10 +753,7 @@ class LabelingJobs:
             gold: dict[int, Any] = {}
             for item_id, data in conn.execute(sa.select(items.c.id, items.c.data).where(
                     items.c.job_id == job_id)):
-                value = json.loads(data).get(gold_field)
-                if isinstance(value, int) and not isinstance(value, bool) \
-                        and 0 <= value < len(spec.labels):
-                    value = spec.labels[value]
+                value = gold_label(json.loads(data), spec.labels, gold_field)
                 if value is not None:
                     gold[item_id] = value
         scores: dict[str, dict[str, Any]] = {}

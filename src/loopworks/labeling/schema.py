@@ -148,6 +148,8 @@ auto_rounds = sa.Table(
     sa.Column("validation_items", sa.Integer, nullable=True),
     sa.Column("validation_pool", sa.Integer, nullable=True),
     sa.Column("lower_bound", sa.Float, nullable=True),
+    sa.Column("annotator_accuracy", sa.Float, nullable=True),
+    sa.Column("gold_answers", sa.Integer, nullable=True),
     sa.Column("model_version", sa.String(160), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
 )
@@ -163,6 +165,13 @@ def migrate(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE label_auto_items ADD COLUMN covered_correct "
                                  "BOOLEAN")
+    if "label_auto_rounds" in existing and "gold_answers" not in {
+            c["name"] for c in inspector.get_columns("label_auto_rounds")}:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE label_auto_rounds ADD COLUMN annotator_accuracy "
+                                 "FLOAT")
+            conn.exec_driver_sql("ALTER TABLE label_auto_rounds ADD COLUMN gold_answers "
+                                 "INTEGER")
     if "label_items" not in existing:
         return
     item_cols = {c["name"] for c in inspector.get_columns("label_items")}

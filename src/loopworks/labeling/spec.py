@@ -36,7 +36,8 @@ class JobStatus(StrEnum):
 #: Automated labeling's settings and their defaults (``batch_size`` None: 5% of the items,
 #: at least 100; ``budget`` None: no cap on human-labeled items).
 AUTO_LABEL_DEFAULTS: dict[str, Any] = {"target_accuracy": 0.95, "batch_size": None,
-                                       "budget": None, "diversity": False, "seed": 0}
+                                       "budget": None, "diversity": False, "seed": 0,
+                                       "annotator_accuracy": None}
 
 #: The status changes a job may make; anything else raises ConflictError.
 MOVES = {
@@ -162,6 +163,13 @@ class JobSpec:
         if isinstance(merged["seed"], bool) or not isinstance(merged["seed"], int):
             raise ConfigurationError("auto_label.seed must be a whole number",
                                      setting="auto_label.seed")
+        people = merged["annotator_accuracy"]
+        if people is not None and (isinstance(people, bool) or not isinstance(people, int | float)
+                                   or not 0.5 < people <= 1):
+            raise ConfigurationError(
+                "auto_label.annotator_accuracy must be in (0.5, 1] (how often people are "
+                "right), or left out to measure it on gold items",
+                setting="auto_label.annotator_accuracy")
         merged["target_accuracy"] = float(target)
         self.auto_label = merged
 
