@@ -115,3 +115,41 @@ def test_sentence_embedding_features_fit_a_pipeline_and_pickle_without_the_model
     saved = pickle.dumps(pipeline)
     assert len(saved) < 100_000  # the 90 MB model is not in it
     assert list(pickle.loads(saved).predict(["love this dress"])) == [1]
+
+
+@needs_torch
+def test_the_sentiment_model_reads_embeddings_beside_n_grams(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``word+char+embedding``: the sentence vector joins the TF-IDF rows; the model saves
+    without the encoder in it, its card says which encoder, and texts encoded once come
+    from the process's cache the next time (a round re-scores the same items)."""
+    from loopworks.embeddings import features as embedding_features
+    from loopworks.models import ModelRegistry, SentimentModel
+
+    texts = ["I love it, perfect fit", "great dress, love the color", "awful, it fell apart",
+             "terrible fabric, sent it back", "so comfortable, love it",
+             "cheap and ugly, returned it"] * 3
+    labels = np.array([1, 1, 0, 0, 1, 0] * 3)
+    model = SentimentModel(["negative", "positive"], features="word+char+embedding").fit(
+        texts, labels)
+    union = model.estimator.named_steps["features"]
+    assert [name for name, _ in union.transformer_list] == ["word", "char", "embedding"]
+    assert union.transformer_weights == {"embedding": 0.5}
+    # Words no training row used: the n-grams know nothing of them, the embedding does.
+    probs = model.predict_proba(["dreadful", "wonderful"])
+    alone = SentimentModel(["negative", "positive"], features="embedding").fit(texts, labels)
+    assert list(alone.predict_proba(["dreadful", "wonderful"]).argmax(axis=1)) == [0, 1]
+    ngrams = SentimentModel(["negative", "positive"]).fit(texts, labels)
+    without = ngrams.predict_proba(["dreadful", "wonderful"])
+    assert probs[1, 1] - probs[0, 1] > without[1, 1] - without[0, 1]
+    assert ("dreadful" in {t for _, t in embedding_features._cache})
+    again = model.predict_proba(["dreadful", "wonderful"])
+    np.testing.assert_allclose(again, probs)
+    info = model.describe_features()
+    assert info["embedding"]["weight"] == 0.5 and set(info["vocabulary"]) == {"word", "char"}
+    registry = ModelRegistry(tmp_path)
+    from loopworks.models import ModelCard
+
+    card = registry.save(model, "with-embeddings", ModelCard(name="with-embeddings",
+                                                             classes=["negative", "positive"]))
+    loaded = registry.load("with-embeddings", card.version)
+    np.testing.assert_allclose(loaded.predict_proba(["dreadful", "wonderful"]), probs)

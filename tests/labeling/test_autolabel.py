@@ -160,7 +160,8 @@ def test_settings_are_checked() -> None:
             JobSpec("x", "nlp", LABELS, auto_label={"annotator_accuracy": bad})
     spec = JobSpec("x", "nlp", LABELS, auto_label={})
     assert spec.auto_label == {"target_accuracy": 0.95, "batch_size": None, "budget": None,
-                               "diversity": False, "seed": 0, "annotator_accuracy": None}
+                               "diversity": False, "seed": 0, "annotator_accuracy": None,
+                               "features": "word+char"}
     assert batch_size(spec, 1500) == 100 and batch_size(spec, 10_000) == 500
 
 

@@ -171,6 +171,11 @@ def _task_types() -> list[Any]:
               help="Auto-label: how often people are right (0.5-1], so their mistakes do "
                    "not count against the model. Default: measured on items whose manifest "
                    "line has a 'gold' answer (they go to people first), else 1.")
+@click.option("--model-features", default="word+char", show_default=True,
+              type=click.Choice(["word+char", "word", "char", "word+char+embedding",
+                                 "embedding"]),
+              help="Auto-label: what the model reads; '+embedding' adds sentence embeddings "
+                   "(needs the embeddings extra) to the TF-IDF n-grams.")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str | None, query: str | None, text_column: str,
@@ -181,7 +186,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
-               home: str | None) -> None:
+               model_features: str, home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -211,7 +216,8 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
                                "budget": budget, "diversity": diversity,
                                "seed": auto_label_seed,
-                               "annotator_accuracy": annotator_accuracy}
+                               "annotator_accuracy": annotator_accuracy,
+                               "features": model_features}
                    if auto_label else None)
     source: Any = manifest
     if query is not None:

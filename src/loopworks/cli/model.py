@@ -64,8 +64,11 @@ def _parse_split(text: str) -> tuple[float, float, float]:
                    "rows are split at random, stratified by class.")
 @click.option("--split", "split_text", default="80,10,10", show_default=True,
               help="train,validation,test percentages of the random split.")
-@click.option("--features", type=click.Choice(["word+char", "word", "char"]),
-              default="word+char", show_default=True, help="TF-IDF n-gram features.")
+@click.option("--features", type=click.Choice(["word+char", "word", "char",
+                                              "word+char+embedding", "embedding"]),
+              default="word+char", show_default=True,
+              help="TF-IDF n-gram features; '+embedding' adds sentence embeddings (needs "
+                   "the embeddings extra).")
 @click.option("--c", "c_value", type=click.FloatRange(min=0, min_open=True), default=4.0,
               show_default=True, help="Inverse regularisation strength of the classifier.")
 @click.option("--calibration", type=click.Choice(["temperature", "sigmoid", "isotonic", "none"]),

@@ -3,6 +3,10 @@ them in place of (or beside) TF-IDF features.
 
 The transformer keeps only the model's name; the model itself is loaded on first use and
 never pickled, so a fitted pipeline saves small and loads anywhere the model is available.
+
+Vectors are cached per model and text in the process (up to :data:`CACHE_ITEMS` texts):
+automated labeling scores the same items round after round, and a round must not spend
+minutes encoding what the previous one already did.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from loopworks.embeddings.model import EmbeddingModel
 
-__all__ = ["SentenceEmbeddingFeatures"]
+__all__ = ["CACHE_ITEMS", "SentenceEmbeddingFeatures"]
+
+#: Most texts whose vectors the process keeps (384 float32 each: ~150 MB at 100,000).
+CACHE_ITEMS = 100_000
+_cache: dict[tuple[str | None, str], np.ndarray] = {}
+_models: dict[tuple[str | None, int | None], EmbeddingModel] = {}
 
 
 class SentenceEmbeddingFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -41,14 +50,21 @@ class SentenceEmbeddingFeatures(TransformerMixin, BaseEstimator):  # type: ignor
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode ``texts`` (an empty text gets the vector of an empty sentence)."""
-        loaded = self.__dict__.get("_loaded")
-        if loaded is None:
-            loaded = EmbeddingModel(self.model, threads=self.threads)
-            self.__dict__["_loaded"] = loaded
-        return loaded.encode([str(t) for t in texts], batch_size=self.batch_size)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())
-        state.pop("_loaded", None)
-        return state
+        """Encode ``texts`` (an empty text gets the vector of an empty sentence); texts
+        encoded before in this process come from the cache."""
+        texts = [str(t) for t in texts]
+        missing = list(dict.fromkeys(t for t in texts if (self.model, t) not in _cache))
+        if missing:
+            key = (self.model, self.threads)
+            if key not in _models:
+                _models[key] = EmbeddingModel(self.model, threads=self.threads)
+            vectors = _models[key].encode(missing, batch_size=self.batch_size)
+            if len(_cache) + len(missing) > CACHE_ITEMS:
+                _cache.clear()
+            _cache.update(((self.model, t), v) for t, v in zip(missing, vectors, strict=True))
+            found = dict(zip(missing, vectors, strict=True))
+        else:
+            found = {}
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[t] if t in found else _cache[(self.model, t)] for t in texts])

@@ -351,8 +351,7 @@ class AutoLabeler:
         if k and model is not None:
             features = None
             if settings.get("diversity"):
-                features = model.estimator.named_steps["features"].transform(
-                    [source[held[j]] for j in left])
+                features = self._diversity_space(model, [source[held[j]] for j in left])
             picks = select_for_people(held_probs[left], k, features=features,
                                       diversity=bool(settings.get("diversity")), seed=seed)
             to_people = [held[left[int(p)]] for p in picks]
@@ -376,6 +375,16 @@ class AutoLabeler:
                 metrics={k_: v for k_, v in figures.items() if k_ != "model_version"}))
             figures["model_version"] = f"{card.name}:{card.version}"
         return _Plan(machine, to_people, to_fail, covered, figures)
+
+    @staticmethod
+    def _diversity_space(model: Any, texts: list[str]) -> Any:
+        """What k-means spreads a batch over: the sentence embeddings when the model has
+        them (dense, and close for texts that mean the same), else its TF-IDF rows."""
+        union = model.estimator.named_steps["features"]
+        parts = dict(union.transformer_list)
+        if "embedding" in parts:
+            return parts["embedding"].transform(texts)
+        return union.transform(texts)
 
     @staticmethod
     def _annotator_accuracy(settings: dict[str, Any], human: dict[int, str],
@@ -445,7 +454,8 @@ class AutoLabeler:
         if len(present) < 2:
             return None, present
         index = {c: i for i, c in enumerate(present)}
-        model = SentimentModel(present, seed=seed).fit(
+        features = (spec.auto_label or {}).get("features") or "word+char"
+        model = SentimentModel(present, seed=seed, features=features).fit(
             texts, np.array([index[x] for x in labels], dtype=np.int64))
         keep = [j for j, x in enumerate(valid_labels) if x in index]
         if keep:

@@ -37,7 +37,7 @@ class JobStatus(StrEnum):
 #: at least 100; ``budget`` None: no cap on human-labeled items).
 AUTO_LABEL_DEFAULTS: dict[str, Any] = {"target_accuracy": 0.95, "batch_size": None,
                                        "budget": None, "diversity": False, "seed": 0,
-                                       "annotator_accuracy": None}
+                                       "annotator_accuracy": None, "features": "word+char"}
 
 #: The status changes a job may make; anything else raises ConflictError.
 MOVES = {
@@ -170,6 +170,12 @@ class JobSpec:
                 "auto_label.annotator_accuracy must be in (0.5, 1] (how often people are "
                 "right), or left out to measure it on gold items",
                 setting="auto_label.annotator_accuracy")
+        from loopworks.models.classifier import FEATURE_KINDS
+
+        if merged["features"] not in FEATURE_KINDS:
+            raise ConfigurationError(
+                f"auto_label.features must be one of {', '.join(FEATURE_KINDS)}, got "
+                f"{merged['features']!r}", setting="auto_label.features")
         merged["target_accuracy"] = float(target)
         self.auto_label = merged
 

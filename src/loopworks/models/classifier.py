@@ -4,6 +4,10 @@ Word 1-2-grams catch "not great" and "runs small"; character 2-5-grams inside wo
 boundaries catch spelling variants and word pieces. A multinomial logistic regression on
 both gives class probabilities, which a calibrator fitted on held-out rows turns into a
 confidence that means what it says (see :mod:`loopworks.models.calibration`).
+
+``+embedding`` adds a BERT-family sentence vector (the ``embeddings`` extra; offline
+all-MiniLM-L6-v2 by default) beside the n-grams: it knows words the few labeled rows never
+showed, which helps most when people have labeled little.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ __all__ = ["CALIBRATION_METHODS", "DEFAULT_CLASSES", "FEATURE_KINDS", "Sentiment
 
 #: Class names for label ids 0, 1, 2 (sentiment -1, 0, 1) of the review example.
 DEFAULT_CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
-FEATURE_KINDS = ("word+char", "word", "char")
+FEATURE_KINDS = ("word+char", "word", "char", "word+char+embedding", "embedding")
+#: Weight of the (unit-length) sentence vector beside the TF-IDF rows (also unit length).
+EMBEDDING_WEIGHT = 0.5
 #: ``temperature`` is ours (NumPy); ``sigmoid`` and ``isotonic`` are scikit-learn's
 #: one-vs-rest calibrators on the frozen, already-fitted model.
 CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic", "none")
@@ -32,7 +38,10 @@ class SentimentModel:
 
     Args:
         classes: Class names; label id ``i`` is ``classes[i]``.
-        features: ``word+char`` (default), ``word`` or ``char`` TF-IDF n-grams.
+        features: ``word+char`` (default), ``word`` or ``char`` TF-IDF n-grams;
+            ``word+char+embedding`` adds sentence embeddings, ``embedding`` uses only them.
+        embedding_model: The sentence-embedding model for ``embedding`` features (None:
+            offline all-MiniLM-L6-v2; a local folder or a hub name otherwise).
         c: Inverse regularisation strength of the logistic regression.
         max_features: Cap on the vocabulary of each TF-IDF part (keeps memory bounded).
         seed: Random seed (used by the solver and the calibrators).
@@ -42,7 +51,8 @@ class SentimentModel:
     """
 
     def __init__(self, classes: Sequence[str] = DEFAULT_CLASSES, *, features: str = "word+char",
-                 c: float = 4.0, max_features: int = 200_000, seed: int = 0) -> None:
+                 c: float = 4.0, max_features: int = 200_000, seed: int = 0,
+                 embedding_model: str | None = None) -> None:
         classes = tuple(str(c) for c in classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ConfigurationError(f"need at least two distinct class names, got {classes}",
@@ -57,6 +67,7 @@ class SentimentModel:
         self.c = float(c)
         self.max_features = int(max_features)
         self.seed = int(seed)
+        self.embedding_model = embedding_model
         self.estimator: Any = None
         self.calibration = "none"
         self.calibrator: Any = None
@@ -74,7 +85,8 @@ class SentimentModel:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, Pipeline
 
-        parts = []
+        parts: list[tuple[str, Any]] = []
+        weights: dict[str, float] = {}
         if "word" in self.features:
             parts.append(("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2,
                                                   sublinear_tf=True, strip_accents="unicode",
@@ -85,7 +97,13 @@ class SentimentModel:
                                                   min_df=2, sublinear_tf=True,
                                                   max_features=self.max_features,
                                                   dtype=np.float32)))
-        return Pipeline([("features", FeatureUnion(parts)),
+        if "embedding" in self.features:
+            from loopworks.embeddings.features import SentenceEmbeddingFeatures
+
+            parts.append(("embedding", SentenceEmbeddingFeatures(self.embedding_model)))
+            if len(parts) > 1:
+                weights["embedding"] = EMBEDDING_WEIGHT
+        return Pipeline([("features", FeatureUnion(parts, transformer_weights=weights or None)),
                          # newton-cg: a few Newton steps; lbfgs needs 5-10x longer here
                          ("classifier", LogisticRegression(C=self.c, solver="newton-cg",
                                                            max_iter=500,
@@ -214,10 +232,13 @@ class SentimentModel:
                                 "C": self.c, "max_features_per_part": self.max_features}
         if self.estimator is not None:
             union = self.estimator.named_steps["features"]
-            info["vocabulary"] = {name: len(part.vocabulary_)
-                                  for name, part in union.transformer_list}
-            info["ngrams"] = {name: list(part.ngram_range)
-                              for name, part in union.transformer_list}
+            ngrams = [(name, part) for name, part in union.transformer_list
+                      if hasattr(part, "vocabulary_")]
+            info["vocabulary"] = {name: len(part.vocabulary_) for name, part in ngrams}
+            info["ngrams"] = {name: list(part.ngram_range) for name, part in ngrams}
+        if "embedding" in self.features:
+            info["embedding"] = {"model": self.embedding_model or "all-MiniLM-L6-v2 (offline)",
+                                 "weight": EMBEDDING_WEIGHT if "+" in self.features else 1.0}
         return info
 
     def _check_fitted(self) -> None:
