@@ -61,6 +61,12 @@ def _review(state: Any) -> Any:
     return HumanReview(state.store.registry.engine, state.labeling, home=state.store.home)
 
 
+def _auto_label(state: Any) -> Any:
+    from loopworks.server.labeling import AutoLabelRounds
+
+    return AutoLabelRounds(state.labeling, home=state.store.home)
+
+
 def _install_pages(app: FastAPI) -> None:
     """Browser pages: signed session cookies, static files, the page routes."""
     from pathlib import Path
@@ -92,6 +98,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
 
         checkpointer = BackgroundCheckpointer(app.state.store.registry.engine)
         yield
+        app.state.auto_label.close()  # a running round finishes and writes its labels
         checkpointer.close()
         app.state.labeling.webhooks.close()  # pending deliveries stay in the outbox
 
@@ -102,6 +109,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     app.state.workforce = _workforce(app.state.store)
     app.state.labeling = _labeling(app.state.store)
     app.state.review = _review(app.state)
+    app.state.auto_label = _auto_label(app.state)
     install_error_handlers(app)
     _install_pages(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])

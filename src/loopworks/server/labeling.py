@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from loopworks.errors import NotFoundError
+from loopworks.errors import ConflictError, NotFoundError
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Worker
 from loopworks.server.auth import current_worker, require_admin
 
-__all__ = ["advance_auto_label", "router", "settle_review"]
+__all__ = ["AutoLabelRounds", "advance_auto_label", "router", "settle_review"]
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/labeling", tags=["labeling"])
 Caller = Annotated[Worker, Depends(current_worker)]
 Admin = Annotated[Worker, Depends(require_admin)]
@@ -66,7 +71,10 @@ def my_jobs(request: Request, worker: Caller) -> list[dict[str, Any]]:
 def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str, Any]:
     """Lease the next task (204 when there is none left for this worker)."""
     task = _jobs(request).next_task(job, worker)
-    return Response(status_code=204) if task is None else _task(task)
+    if task is None:
+        advance_auto_label(request, job)  # a round missed (restart, failure): start it now
+        return Response(status_code=204)
+    return _task(task)
 
 
 @router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201, response_model=None)
@@ -75,7 +83,11 @@ def submit(job: str, item_id: int, body: AnswerBody, request: Request, worker: C
            ) -> dict[str, Any] | Response:
     """Answer a leased task (409 when the lease expired or is not the caller's). With
     ``?next=true`` the answer and the next lease happen in one transaction and the reply
-    is the next task (204 when none is left): half the requests for a labeling client."""
+    is the next task (204 when none is left): half the requests for a labeling client.
+
+    The answer that closes an automated-labeling round starts the next round in the
+    background and is not kept waiting for it: until the round opens the next batch, there
+    is no task (204) while the job stays in progress."""
     jobs = _jobs(request)
     if not next:
         jobs.submit(job, item_id, worker, body.answer)
@@ -84,8 +96,7 @@ def submit(job: str, item_id: int, body: AnswerBody, request: Request, worker: C
         return {"status": "recorded"}
     task = jobs.submit_and_next(job, item_id, worker, body.answer)
     settle_review(request, job, item_id)
-    if advance_auto_label(request, job) and task is None:
-        task = jobs.next_task(job, worker)  # the round just opened a batch for people
+    advance_auto_label(request, job)
     if task is None:
         return Response(status_code=204)
     response.status_code = 201
@@ -117,6 +128,18 @@ def add_items(job: str, body: ItemsBody, request: Request, admin: Admin) -> dict
     return {"added": _jobs(request).add_items(job, records)}
 
 
+@router.get("/jobs/{job}/rounds")
+def auto_label_rounds(job: str, request: Request, admin: Admin) -> dict[str, Any]:
+    """The finished automated-labeling rounds of a job, oldest first (404 for an unknown
+    job, 409 when the job was not created with automated labeling)."""
+    jobs = _jobs(request)
+    if jobs.job(job).auto_label is None:
+        raise ConflictError(f"job {job!r} was not created with automated labeling "
+                            "(--auto-label): it has no rounds", job=job)
+    rounds = request.app.state.auto_label.labeler.rounds(job)
+    return {"job": job, "rounds": [r.to_dict() for r in rounds]}
+
+
 @router.get("/jobs/{job}/webhooks")
 def webhook_deliveries(job: str, request: Request, admin: Admin) -> list[dict[str, Any]]:
     """The job's webhook deliveries: delivered, pending, given up (with the last error)."""
@@ -138,13 +161,99 @@ def settle_review(request: Request, job: str, item_id: int) -> None:
 
 
 def advance_auto_label(request: Request, job: str) -> bool:
-    """An answer may close an automated-labeling round (no item open, some held): run the
-    next round now, so people find the next batch. One small query when none is due.
+    """An answer may close an automated-labeling round (no item open, some held): start
+    the next round in the background (:class:`AutoLabelRounds`), so people find the next
+    batch soon without the request waiting for the model to train. One small query when
+    none is due.
 
     Returns:
-        True when a round ran.
+        True when a round of the job is starting or already running in this process.
     """
-    from loopworks.labeling.autolabel import AutoLabeler
+    rounds: AutoLabelRounds = request.app.state.auto_label
+    return rounds.start(job)
 
-    labeler = AutoLabeler(_jobs(request), home=request.app.state.store.home)
-    return labeler.due(job) and labeler.advance(job) is not None
+
+class AutoLabelRounds:
+    """Runs automated-labeling rounds off the request path, on one thread of the app's own.
+
+    At most one round per job is queued or running from this process; the round's claim
+    (see :meth:`~loopworks.labeling.autolabel.AutoLabeler.advance`) keeps other processes
+    from running it twice. A failed round is logged and its claim given back, so the next
+    answer or request for a task starts it again. :meth:`close` waits for the running round.
+
+    Args:
+        jobs: The labeling jobs.
+        home: loopworks home whose model registry keeps the rounds' models.
+    """
+
+    def __init__(self, jobs: Any, home: str | Path | None) -> None:
+        self.jobs = jobs
+        self.home = home
+        self._labeler: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="loopworks-autolabel")
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+        self._closed = False
+
+    @property
+    def labeler(self) -> Any:
+        """The :class:`~loopworks.labeling.autolabel.AutoLabeler` (imported on first use:
+        it brings numpy and the models, which most servers never need)."""
+        if self._labeler is None:
+            from loopworks.labeling.autolabel import AutoLabeler
+
+            self._labeler = AutoLabeler(self.jobs, home=self.home)
+        return self._labeler
+
+    def running(self, job: str) -> bool:
+        """True while a round of the job is queued or running in this process."""
+        with self._lock:
+            return job in self._active
+
+    def start(self, job: str) -> bool:
+        """Queue the job's next round when one is due and none is queued or running here.
+
+        Returns:
+            True when a round of the job is queued or running now.
+        """
+        if self.running(job):
+            return True
+        if self._closed or not self.labeler.due(job):
+            return False
+        with self._lock:
+            if job in self._active:
+                return True
+            if self._closed:
+                return False
+            self._active.add(job)
+            try:
+                self._executor.submit(self._run, job)
+            except RuntimeError:  # shut down meanwhile
+                self._active.discard(job)
+                return False
+        return True
+
+    def _run(self, job: str) -> None:
+        """Rounds until none is due: normally one, as a round opens a batch for people."""
+        try:
+            while (report := self.labeler.advance(job)) is not None:
+                log.info("automated-labeling round %d of job %r: %d machine-labeled, %d sent "
+                         "to people, %d held left", report.round, job, report.machine_labels,
+                         report.sent_to_people, report.held_left)
+                moved = report.machine_labels + report.sent_to_people + report.failed
+                if not moved or not self.labeler.due(job):
+                    break
+        except Exception:
+            log.exception("automated-labeling round of job %r failed; the next answer or "
+                          "request for a task retries it", job)
+        finally:
+            with self._lock:
+                self._active.discard(job)
+
+    def close(self) -> None:
+        """Stop taking rounds, drop queued ones (a later request starts them again) and
+        wait for the running one to finish."""
+        with self._lock:
+            self._closed = True
+        self._executor.shutdown(wait=True, cancel_futures=True)

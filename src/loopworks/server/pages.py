@@ -46,9 +46,13 @@ _sandbox = SandboxedEnvironment(autoescape=True)
 Me = Annotated[Worker, Depends(page_worker)]
 
 
-def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render a template with the request, the CSRF token and any flash message."""
+def render(request: Request, name: str, status_code: int = 200, *, notice: str | None = None,
+           **context: Any) -> HTMLResponse:
+    """Render a template with the request, the CSRF token and any flash message (a
+    ``notice`` is shown after it)."""
     flash = request.session.pop("flash", None) if "session" in request.scope else None
+    if notice:
+        flash = f"{flash} {notice}" if flash else notice
     html = templates.get_template(name).render(
         request=request, csrf=csrf_token(request), flash=flash, **context)
     return HTMLResponse(html, status_code=status_code,
@@ -143,7 +147,7 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
     spec = jobs.job(job)
     context = {"me": me, "spec": spec, "task": task, "mine": my_answer_count(jobs, job, me)}
     if task is None:
-        return render(request, "done.html", **context)
+        return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
     flow = request.app.state.review.flow_for_job(job)
     prediction = task.data.get("prediction") if flow is not None else None
@@ -153,6 +157,22 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
                   task_data={"source": "" if image else task.source,
                              "labels": spec.labels, "type": task.task_type},
                   flow=flow, prediction=prediction, custom=custom, **context)
+
+
+def _next_batch_notice(request: Request, spec: Any) -> str | None:
+    """Nothing to label in an automated-labeling job still in progress with items held
+    back: work will be back, once the next round (started here if nobody has yet) or the
+    others' open items are done."""
+    from loopworks.labeling.jobs import JobStatus
+
+    if (spec.auto_label is None or spec.status is not JobStatus.IN_PROGRESS
+            or not spec.counts.get("held")):
+        return None
+    if advance_auto_label(request, spec.name):
+        return ("The model is choosing the next batch for people: more work will be back "
+                "here shortly.")
+    return ("More work will open here once the items others are labeling now are done "
+            "and the model has chosen the next batch.")
 
 
 def _custom_task(flow: Any, task: Any) -> Markup | None:
@@ -193,7 +213,7 @@ async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
     try:
         _jobs(request).submit(job, item_id, me, answer)
         settle_review(request, job, item_id)
-        # A round trains a model (seconds): off the event loop.
+        # A due round starts in the background; checking for one is a query: off the loop.
         await run_in_threadpool(advance_auto_label, request, job)
     except ConflictError as exc:
         request.session["flash"] = str(exc)
