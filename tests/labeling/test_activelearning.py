@@ -89,6 +89,15 @@ def test_people_s_mistakes_are_allowed_for_when_their_accuracy_is_known() -> Non
     assert np.mean(held["allowed for"]) >= 0.95 and np.mean(held["as right"]) >= 0.97
     assert (np.array(held["allowed for"]) >= 0.94).mean() >= 0.95
     assert np.mean(share["allowed for"]) > np.mean(share["as right"]) + 0.1
+    # Items judged against a known answer get no allowance: they must reach the target.
+    conf, model_right = calibrated(1000, rng)
+    strict = choose_threshold(conf, model_right, 0.95)
+    assert choose_threshold(conf, model_right, 0.95, annotator_accuracy=0.9,
+                            exact=np.ones(1000, bool)) == strict
+    lenient = choose_threshold(conf, model_right, 0.95, annotator_accuracy=0.9)
+    half = choose_threshold(conf, model_right, 0.95, annotator_accuracy=0.9,
+                            exact=np.arange(1000) % 2 == 0)
+    assert lenient.validation_items > half.validation_items > strict.validation_items
 
 
 def test_threshold_cuts_between_values_and_refuses_when_nothing_holds() -> None:

@@ -99,7 +99,8 @@ def annotator_accuracy_bound(correct: int, total: int, z: float = 1.645) -> floa
 
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *,
                      z: float = 1.645, min_items: int = 20, prior_correct: int = 0,
-                     prior_items: int = 0, annotator_accuracy: float = 1.0) -> Threshold:
+                     prior_items: int = 0, annotator_accuracy: float = 1.0,
+                     exact: np.ndarray | None = None, prior_exact: int = 0) -> Threshold:
     """The lowest confidence threshold at which the validation items above it are right
     often enough: the Wilson lower bound (``z`` standard errors; 1.645 is one-sided 95%) of
     their agreement with people reaches :func:`agreement_needed` for ``target`` (``target``
@@ -111,6 +112,9 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float,
     ``correct`` says whether the model agreed with people's label of each validation item.
     People make mistakes too: ``annotator_accuracy`` below 1 (measured on gold items, see
     :func:`annotator_accuracy_bound`) stops their mistakes from counting as the model's.
+    Items marked ``exact`` were judged against a known answer instead of people's, so
+    they must reach ``target`` itself; the bound then holds the mix of the two (``exact``
+    items among the earlier rounds': ``prior_exact``).
 
     ``prior_items`` validation items (``prior_correct`` of them right) that earlier rounds
     already machine-labeled join the bound, so it holds the target for all machine labels
@@ -122,23 +126,27 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float,
     if not 0 < target < 1:
         raise ConfigurationError("the target accuracy must be between 0 and 1",
                                  setting="target_accuracy")
-    needed = agreement_needed(target, annotator_accuracy)
+    versus_people = agreement_needed(target, annotator_accuracy)
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
-    if confidence.shape != correct.shape:
-        raise ConfigurationError("confidence and correct must have the same length",
+    known = np.zeros(correct.shape, bool) if exact is None else np.asarray(exact, dtype=bool)
+    if confidence.shape != correct.shape or known.shape != correct.shape:
+        raise ConfigurationError("confidence, correct and exact must have the same length",
                                  setting="validation")
     order = np.argsort(-confidence, kind="stable")
     conf, hits = confidence[order], correct[order]
+    # What each item must reach: the target against a known answer, less against people.
+    needed_new = np.cumsum(np.where(known[order], target, versus_people))
+    needed = needed_new + prior_exact * target + (prior_items - prior_exact) * versus_people
     k_new = np.cumsum(hits)
     n_new = np.arange(1, len(conf) + 1)
     k, n = k_new + prior_correct, n_new + prior_items
     # Only cut between distinct confidences: all items at the threshold are in.
     last_of_value = np.r_[conf[1:] != conf[:-1], True] if len(conf) else np.array([], bool)
     bound = wilson_lower_bound(k, n, z)
-    ok = last_of_value & (n >= min_items) & (bound >= needed)
+    ok = last_of_value & (n >= min_items) & (bound * n >= needed - 1e-9)
     if prior_items:
-        ok &= k_new >= needed * n_new
+        ok &= k_new >= needed_new - 1e-9
     if not ok.any():
         return Threshold(None, None, 0, None)
     i = int(np.flatnonzero(ok)[-1])  # the most items (lowest threshold) that still holds

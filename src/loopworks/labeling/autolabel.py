@@ -6,13 +6,18 @@ sample) and every other item *held* (never handed out). Once no item is open any
 :meth:`AutoLabeler.advance` runs one round:
 
 1. the human answers so far are consolidated (majority vote; Dawid-Skene with several
-   workers);
-2. a :class:`~loopworks.models.SentimentModel` is trained on the human-labeled training
-   items (never the validation ones) and calibrated on the validation items;
+   workers); an item with a known answer (``gold`` in its manifest line) keeps that;
+2. a :class:`~loopworks.models.SentimentModel` (TF-IDF n-grams, optionally with sentence
+   embeddings: ``features``) is trained on the human-labeled training items (never the
+   validation ones) and calibrated on the validation items;
 3. the confidence threshold is chosen on the validation items with
    :func:`~loopworks.labeling.activelearning.choose_threshold`: the lowest one at which
    the validation items machine-labeled so far (see below) reach the target accuracy with
-   a 95% Wilson lower bound, and this round's share of them reaches it on its own;
+   a 95% Wilson lower bound, and this round's share of them reaches it on its own. The
+   model is judged against people's labels, and people err too: with gold items (they
+   join the validation sample first) the job measures how often people are right (or
+   takes ``annotator_accuracy``) and stops their mistakes counting as the model's; on
+   the gold items themselves it is judged against the known answer;
 4. the held items at or above it get the model's label (``human-annotated: no`` in the
    output, with the confidence and the model version saved in the model registry);
 5. the next batch for people is the most uncertain of the remaining held items
@@ -305,15 +310,17 @@ class AutoLabeler:
         train_ids = [i for i in human if asked[i].role == "training"]
         valid_ids = [i for i in human if asked[i].role == "validation"]
         pool_ids = [i for i in valid_ids if asked[i].covered_round is None]
-        prior = [bool(asked[i].covered_correct) for i in valid_ids
-                 if asked[i].covered_round is not None and asked[i].covered_correct is not None]
         classes = list(spec.labels)
-        people, gold_answers = self._annotator_accuracy(settings, human, asked_data, spec)
+        gold = self._gold(human, asked_data, spec)
+        people, gold_answers = self._annotator_accuracy(settings, human, gold)
+        prior = [(bool(asked[i].covered_correct), i in gold) for i in valid_ids
+                 if asked[i].covered_round is not None and asked[i].covered_correct is not None]
         seed = int(settings.get("seed", 0)) + number
+        best = {**human, **gold}  # a known answer beats people's
         model, present = self._train(spec, [source[i] for i in train_ids],
-                                     [human[i] for i in train_ids],
+                                     [best[i] for i in train_ids],
                                      [source[i] for i in valid_ids],
-                                     [human[i] for i in valid_ids], seed)
+                                     [best[i] for i in valid_ids], seed)
         figures: dict[str, Any] = {
             "human_labels": len(human), "training_items": len(train_ids),
             "validation_pool": len(pool_ids), "threshold": None,
@@ -328,10 +335,14 @@ class AutoLabeler:
             pool_probs = self._proba(model, present, classes, [source[i] for i in pool_ids])
             pool_pred = pool_probs.argmax(axis=1)
             pool_conf = pool_probs.max(axis=1) if len(pool_ids) else np.zeros(0)
-            correct = np.array([classes[p] == human[i] for p, i in
+            # Judged against the known answer where there is one, else against people's.
+            correct = np.array([classes[p] == gold.get(i, human[i]) for p, i in
                                 zip(pool_pred, pool_ids, strict=True)], dtype=bool)
-            chosen = choose_threshold(pool_conf, correct, target, prior_items=len(prior),
-                                      prior_correct=sum(prior), annotator_accuracy=people)
+            chosen = choose_threshold(
+                pool_conf, correct, target, prior_items=len(prior),
+                prior_correct=sum(ok for ok, _ in prior), annotator_accuracy=people,
+                exact=np.array([i in gold for i in pool_ids], dtype=bool),
+                prior_exact=sum(known for _, known in prior))
             figures.update(threshold=chosen.value,
                            validation_accuracy=chosen.validation_accuracy,
                            validation_items=chosen.validation_items,
@@ -387,24 +398,29 @@ class AutoLabeler:
         return union.transform(texts)
 
     @staticmethod
+    def _gold(human: dict[int, str], data: dict[int, str], spec: JobSpec) -> dict[int, str]:
+        """The known answers of the human-labeled items that have one."""
+        from loopworks.labeling.jobs import gold_label
+
+        found = {i: gold_label(json.loads(d), spec.labels) for i, d in data.items()
+                 if i in human}
+        return {i: g for i, g in found.items() if g is not None}
+
+    @staticmethod
     def _annotator_accuracy(settings: dict[str, Any], human: dict[int, str],
-                            data: dict[int, str], spec: JobSpec) -> tuple[float, int]:
+                            gold: dict[int, str]) -> tuple[float, int]:
         """How often people are right, for the threshold: the job's
         ``annotator_accuracy`` when given; else measured on the human-labeled gold items
         (the upper end of its 95% interval, see
         :func:`~loopworks.labeling.activelearning.annotator_accuracy_bound`); else 1
         (people taken as always right). Returns it and the gold answers it rests on."""
         from loopworks.labeling.activelearning import annotator_accuracy_bound
-        from loopworks.labeling.jobs import gold_label
 
         given = settings.get("annotator_accuracy")
-        gold = {i: gold_label(json.loads(d), spec.labels) for i, d in data.items()
-                if i in human}
-        scored = [(human[i], g) for i, g in gold.items() if g is not None]
         if given is not None:
-            return float(given), len(scored)
-        right = sum(label == g for label, g in scored)
-        return annotator_accuracy_bound(right, len(scored)), len(scored)
+            return float(given), len(gold)
+        right = sum(human[i] == g for i, g in gold.items())
+        return annotator_accuracy_bound(right, len(gold)), len(gold)
 
     @staticmethod
     def _mirror_people(pool_ids: list[int], pool_probs: np.ndarray,
