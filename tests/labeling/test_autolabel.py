@@ -277,7 +277,8 @@ def test_cli_auto_label_simulate_rounds_and_export(tmp_path: Path) -> None:
     assert refused.exit_code != 0 and "at least 1250 items" in refused.output
     made = run(main, ["label", "create-job", "sent", "--manifest", str(path), "--team", "nlp",
                       "--labels", ",".join(LABELS), "--auto-label", "--target-accuracy",
-                      "0.95", "--batch-size", "100", "--diversity", *home])
+                      "0.95", "--batch-size", "100", "--diversity",
+                      "--annotator-accuracy", "0.98", *home])
     assert made.exit_code == 0 and "people label a random 390 items first" in made.output, \
         made.output
     sim = run(main, ["label", "simulate", "sent", "--accuracy", "0.98", *home])
@@ -285,9 +286,15 @@ def test_cli_auto_label_simulate_rounds_and_export(tmp_path: Path) -> None:
     status = json.loads(run(main, ["label", "status", "sent", *home]).output)
     assert status["status"] == "Completed" and status["machine-labeled"] > 0
     assert status["auto_label"]["diversity"] is True and status["rounds"][0]["round"] == 1
+    assert status["auto_label"]["annotator_accuracy"] == 0.98
+    assert status["rounds"][0]["annotator_accuracy"] == 0.98
     shown = run(main, ["label", "rounds", "sent", *home])
     assert shown.exit_code == 0 and "threshold" in shown.output, shown.output
-    assert "machine-labeled" in shown.output
+    assert "machine-labeled" in shown.output and "0.980" in shown.output
+    wrong = run(main, ["label", "create-job", "odd", "--manifest", str(path), "--team", "nlp",
+                       "--labels", ",".join(LABELS), "--auto-label", "--annotator-accuracy",
+                       "0.4", *home])
+    assert wrong.exit_code != 0 and "annotator_accuracy must be in (0.5, 1]" in wrong.output
     rounds = json.loads(run(main, ["label", "rounds", "sent", "--json", *home]).output)
     assert sum(r["machine_labels"] for r in rounds) == status["machine-labeled"]
     assert "no round due" in run(main, ["label", "advance", "sent", *home]).output
