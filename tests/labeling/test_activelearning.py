@@ -14,6 +14,7 @@ from loopworks.labeling.activelearning import (
     initial_sample_sizes,
     select_for_people,
     wilson_lower_bound,
+    z_for,
 )
 
 
@@ -98,6 +99,18 @@ def test_people_s_mistakes_are_allowed_for_when_their_accuracy_is_known() -> Non
     half = choose_threshold(conf, model_right, 0.95, annotator_accuracy=0.9,
                             exact=np.arange(1000) % 2 == 0)
     assert lenient.validation_items > half.validation_items > strict.validation_items
+
+
+def test_assurance_sets_how_far_below_the_measured_accuracy_the_bound_sits() -> None:
+    assert z_for(0.95) == pytest.approx(1.645, abs=1e-3) and z_for(0.5) == 0.0
+    with pytest.raises(ConfigurationError, match="assurance"):
+        z_for(1.0)
+    conf = np.linspace(0.5, 1.0, 400)
+    correct = np.random.default_rng(3).random(400) < conf
+    raw = choose_threshold(conf, correct, 0.9, z=0.0)
+    sure = choose_threshold(conf, correct, 0.9)
+    assert raw.lower_bound == raw.validation_accuracy >= 0.9  # as measured, no margin
+    assert sure.value is not None and raw.value is not None and sure.value > raw.value
 
 
 def test_threshold_cuts_between_values_and_refuses_when_nothing_holds() -> None:

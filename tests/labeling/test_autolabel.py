@@ -155,13 +155,15 @@ def test_settings_are_checked() -> None:
         JobSpec("x", "nlp", LABELS, auto_label={"treshold": 0.9})
     with pytest.raises(ConfigurationError, match="budget"):
         JobSpec("x", "nlp", LABELS, auto_label={"budget": 0})
+    with pytest.raises(ConfigurationError, match="assurance must be in"):
+        JobSpec("x", "nlp", LABELS, auto_label={"assurance": 1.0})
     for bad in (0.5, 1.2, True, "0.9"):
         with pytest.raises(ConfigurationError, match="annotator_accuracy must be in"):
             JobSpec("x", "nlp", LABELS, auto_label={"annotator_accuracy": bad})
     spec = JobSpec("x", "nlp", LABELS, auto_label={})
     assert spec.auto_label == {"target_accuracy": 0.95, "batch_size": None, "budget": None,
                                "diversity": False, "seed": 0, "annotator_accuracy": None,
-                               "features": "word+char"}
+                               "features": "word+char", "assurance": 0.95}
     assert batch_size(spec, 1500) == 100 and batch_size(spec, 10_000) == 500
 
 

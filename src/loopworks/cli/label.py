@@ -155,7 +155,8 @@ def _task_types() -> list[Any]:
                    "uncertain go to people next, round after round.")
 @click.option("--target-accuracy", type=float, default=0.95, show_default=True,
               help="Auto-label: accuracy the machine labels must reach on the validation "
-                   "items (95% Wilson lower bound, allowing for people's own mistakes).")
+                   "items (a Wilson lower bound at --assurance, allowing for people's own "
+                   "mistakes).")
 @click.option("--batch-size", type=int, default=None,
               help="Auto-label: items people get per round (default 5% of the items, at "
                    "least 100).")
@@ -171,6 +172,10 @@ def _task_types() -> list[Any]:
               help="Auto-label: how often people are right (0.5-1], so their mistakes do "
                    "not count against the model. Default: measured on items whose manifest "
                    "line has a 'gold' answer (they go to people first), else 1.")
+@click.option("--assurance", type=float, default=0.95, show_default=True,
+              help="Auto-label: how sure the job must be that machine labels reach the "
+                   "target (the one-sided level of its bounds); 0.5 takes the validation "
+                   "accuracy as measured, as Ground Truth does.")
 @click.option("--model-features", default="word+char", show_default=True,
               type=click.Choice(["word+char", "word", "char", "word+char+embedding",
                                  "embedding"]),
@@ -186,7 +191,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
-               model_features: str, home: str | None) -> None:
+               assurance: float, model_features: str, home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -217,7 +222,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                                "budget": budget, "diversity": diversity,
                                "seed": auto_label_seed,
                                "annotator_accuracy": annotator_accuracy,
-                               "features": model_features}
+                               "features": model_features, "assurance": assurance}
                    if auto_label else None)
     source: Any = manifest
     if query is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from loopworks.errors import ConfigurationError
 
 __all__ = ["MIN_ITEMS", "Threshold", "agreement_needed", "annotator_accuracy_bound",
+           "z_for",
            "choose_threshold", "initial_sample_sizes", "select_for_people",
            "wilson_lower_bound"]
 
@@ -67,6 +68,17 @@ class Threshold:
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": self.value, "validation_accuracy": self.validation_accuracy,
                 "validation_items": self.validation_items, "lower_bound": self.lower_bound}
+
+
+def z_for(assurance: float) -> float:
+    """Standard errors for a one-sided bound held with probability ``assurance``: 1.645 for
+    0.95; 0 for 0.5, which takes the measured accuracy as it is (Ground Truth's way)."""
+    from scipy.stats import norm
+
+    if not 0.5 <= assurance < 1:
+        raise ConfigurationError(f"assurance must be in [0.5, 1), got {assurance}",
+                                 setting="assurance")
+    return float(norm.ppf(assurance))
 
 
 def agreement_needed(target: float, annotator_accuracy: float = 1.0) -> float:

@@ -13,7 +13,8 @@ sample) and every other item *held* (never handed out). Once no item is open any
 3. the confidence threshold is chosen on the validation items with
    :func:`~loopworks.labeling.activelearning.choose_threshold`: the lowest one at which
    the validation items machine-labeled so far (see below) reach the target accuracy with
-   a 95% Wilson lower bound, and this round's share of them reaches it on its own. The
+   a Wilson lower bound (one-sided, held with probability ``assurance``, default 0.95), and
+   this round's share of them reaches it on its own. The
    model is judged against people's labels, and people err too: with gold items (they
    join the validation sample first) the job measures how often people are right (or
    takes ``annotator_accuracy``) and stops their mistakes counting as the model's; on
@@ -64,7 +65,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from loopworks.errors import ConfigurationError
-from loopworks.labeling.activelearning import choose_threshold, select_for_people
+from loopworks.labeling.activelearning import choose_threshold, select_for_people, z_for
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
 from loopworks.labeling.schema import (
     ItemState,
@@ -312,7 +313,8 @@ class AutoLabeler:
         pool_ids = [i for i in valid_ids if asked[i].covered_round is None]
         classes = list(spec.labels)
         gold = self._gold(human, asked_data, spec)
-        people, gold_answers = self._annotator_accuracy(settings, human, gold)
+        z = z_for(float(settings.get("assurance", 0.95)))
+        people, gold_answers = self._annotator_accuracy(settings, human, gold, z)
         prior = [(bool(asked[i].covered_correct), i in gold) for i in valid_ids
                  if asked[i].covered_round is not None and asked[i].covered_correct is not None]
         seed = int(settings.get("seed", 0)) + number
@@ -342,7 +344,7 @@ class AutoLabeler:
                 pool_conf, correct, target, prior_items=len(prior),
                 prior_correct=sum(ok for ok, _ in prior), annotator_accuracy=people,
                 exact=np.array([i in gold for i in pool_ids], dtype=bool),
-                prior_exact=sum(known for _, known in prior))
+                prior_exact=sum(known for _, known in prior), z=z)
             figures.update(threshold=chosen.value,
                            validation_accuracy=chosen.validation_accuracy,
                            validation_items=chosen.validation_items,
@@ -408,10 +410,10 @@ class AutoLabeler:
 
     @staticmethod
     def _annotator_accuracy(settings: dict[str, Any], human: dict[int, str],
-                            gold: dict[int, str]) -> tuple[float, int]:
+                            gold: dict[int, str], z: float) -> tuple[float, int]:
         """How often people are right, for the threshold: the job's
         ``annotator_accuracy`` when given; else measured on the human-labeled gold items
-        (the upper end of its 95% interval, see
+        (the upper end of its interval at the job's assurance, see
         :func:`~loopworks.labeling.activelearning.annotator_accuracy_bound`); else 1
         (people taken as always right). Returns it and the gold answers it rests on."""
         from loopworks.labeling.activelearning import annotator_accuracy_bound
@@ -420,7 +422,7 @@ class AutoLabeler:
         if given is not None:
             return float(given), len(gold)
         right = sum(human[i] == g for i, g in gold.items())
-        return annotator_accuracy_bound(right, len(gold)), len(gold)
+        return annotator_accuracy_bound(right, len(gold), z), len(gold)
 
     @staticmethod
     def _mirror_people(pool_ids: list[int], pool_probs: np.ndarray,

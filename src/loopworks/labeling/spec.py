@@ -37,7 +37,8 @@ class JobStatus(StrEnum):
 #: at least 100; ``budget`` None: no cap on human-labeled items).
 AUTO_LABEL_DEFAULTS: dict[str, Any] = {"target_accuracy": 0.95, "batch_size": None,
                                        "budget": None, "diversity": False, "seed": 0,
-                                       "annotator_accuracy": None, "features": "word+char"}
+                                       "annotator_accuracy": None, "features": "word+char",
+                                       "assurance": 0.95}
 
 #: The status changes a job may make; anything else raises ConflictError.
 MOVES = {
@@ -171,6 +172,13 @@ class JobSpec:
                 "right), or left out to measure it on gold items",
                 setting="auto_label.annotator_accuracy")
         from loopworks.models.classifier import FEATURE_KINDS
+
+        sure = merged["assurance"]
+        if isinstance(sure, bool) or not isinstance(sure, int | float) or not 0.5 <= sure < 1:
+            raise ConfigurationError(
+                "auto_label.assurance must be in [0.5, 1): how sure the job must be that "
+                "machine labels reach the target (0.95 default; 0.5 takes the validation "
+                "accuracy as measured)", setting="auto_label.assurance")
 
         if merged["features"] not in FEATURE_KINDS:
             raise ConfigurationError(
