@@ -176,8 +176,19 @@ def auto_label_run(name: str, texts: list[str], truth: list[str], target: float,
 
 
 # ------------------------------------------------------------------------ 2. learning curve
+def ceiling(confidence: np.ndarray, right: np.ndarray, target: float) -> float:
+    """The share of items a perfect threshold could hand the model: the most confident
+    items whose accuracy against the *truth* still reaches ``target``. No job knows the
+    truth, so no job can do better with this model; a bound on what is possible."""
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    fine = np.flatnonzero(running >= target)
+    return float((fine[-1] + 1) / len(order)) if len(fine) else 0.0
+
+
 def learning_curves(texts: list[str], truth: list[str], worker_accuracy: float, step: int,
-                    max_labels: int, diversity: bool, seed: int) -> dict[str, Any]:
+                    max_labels: int, diversity: bool, seed: int,
+                    target: float = 0.95) -> dict[str, Any]:
     from loopworks.labeling.activelearning import select_for_people
     from loopworks.models import SentimentModel
 
@@ -200,9 +211,12 @@ def learning_curves(texts: list[str], truth: list[str], worker_accuracy: float, 
             present = [c for c in range(len(LABELS)) if (y == c).any()]
             model = SentimentModel([LABELS[c] for c in present], seed=seed).fit(
                 [texts[i] for i in labeled], np.array([present.index(c) for c in y]))
-            predicted = np.array(present)[model.predict_proba(test_texts).argmax(axis=1)]
+            probs = model.predict_proba(test_texts)
+            predicted = np.array(present)[probs.argmax(axis=1)]
             points.append({"labels": len(labeled),
-                           "accuracy": float((predicted == test_truth).mean())})
+                           "accuracy": float((predicted == test_truth).mean()),
+                           "ceiling": ceiling(probs.max(axis=1), predicted == test_truth,
+                                              target)})
             log(f"  {strategy}: {len(labeled):,} labels → test accuracy "
                 f"{points[-1]['accuracy']:.4f}")
             if len(labeled) >= max_labels:
@@ -335,6 +349,23 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {point['labels']:,} | " + " | ".join(
                 f"{curves[s][i]['accuracy']:.4f}" for s in names) + " |")
         lines.append("")
+    lines += ["## The ceiling: what a perfect threshold could machine-label", "",
+              "The same models and test items: the share of test items a threshold chosen "
+              f"with the *truth* could give the model at {opts['target']} accuracy. A job "
+              "knows only people's labels on a validation sample and must leave a margin "
+              "for what that sample cannot show, so it labels less: this bounds what "
+              "automated labeling with a model of this kind can save.", "",
+              "| data set | human labels | random | uncertainty |",
+              "| --- | ---: | ---: | ---: |"]
+    for name, entry in results["datasets"].items():
+        if "curve" not in entry:
+            continue
+        curves = entry["curve"]["curves"]
+        for i, point in enumerate(curves["random"]):
+            if "ceiling" in point:
+                lines.append(f"| {name} | {point['labels']:,} | {point['ceiling']:.1%} | "
+                             f"{curves['uncertainty'][i]['ceiling']:.1%} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -406,7 +437,8 @@ def main() -> None:
         if not args.skip_curve:
             log(f"{name}: learning curves")
             entry["curve"] = learning_curves(texts, truth, args.worker_accuracy, args.step,
-                                             args.max_labels, args.diversity, args.seed)
+                                             args.max_labels, args.diversity, args.seed,
+                                             args.target)
         results["datasets"][name] = entry
     text = report(results)
     print(text)
