@@ -327,7 +327,10 @@ def _round_table(title: str, reports: list[Any]) -> Table:
     view = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                  collapse_padding=True)
     failed = any(r.failed for r in reports)
-    columns = ["round", "human", "machine", "threshold", "val. acc", "people", "to people",
+    # People's accuracy only when a round allowed for their mistakes (gold or given).
+    people = any(r.annotator_accuracy not in (None, 1.0) for r in reports)
+    columns = ["round", "human", "machine", "threshold", "val. acc",
+               *(["people"] if people else []), "to people",
                *(["failed"] if failed else []), "held", "model"]
     for column in columns:
         view.add_column(column, justify="left" if column == "model" else "right",
@@ -337,12 +340,17 @@ def _round_table(title: str, reports: list[Any]) -> Table:
                      "—" if r.threshold is None else f"{r.threshold:.3f}",
                      "—" if r.validation_accuracy is None else
                      f"{r.validation_accuracy:.3f} ({r.validation_items}/{r.validation_pool})",
-                     "—" if r.annotator_accuracy is None else
-                     f"{r.annotator_accuracy:.3f}" + (f" ({r.gold_answers} gold)"
-                                                      if r.gold_answers else ""),
+                     *([_people(r)] if people else []),
                      f"{r.sent_to_people:,}", *([f"{r.failed:,}"] if failed else []),
                      f"{r.held_left:,}", (r.model_version or "—").rpartition(":")[2])
     return view
+
+
+def _people(report: Any) -> str:
+    if report.annotator_accuracy is None:
+        return "—"
+    gold = f" ({report.gold_answers} gold)" if report.gold_answers else ""
+    return f"{report.annotator_accuracy:.3f}{gold}"
 
 
 @label.command("rounds")
