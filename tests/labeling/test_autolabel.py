@@ -386,3 +386,26 @@ def test_a_gold_answer_that_is_not_a_label_is_refused(sqlite_jobs: LabelingJobs)
     data[41][1]["gold"] = 2  # an index is a label too
     assert sqlite_jobs.create_job(JobSpec("typo", "nlp", LABELS, auto_label={}),
                                   data).counts["items"] == 1300
+
+
+def test_an_embedding_model_without_the_extra_is_refused_at_creation(
+        sqlite_jobs: LabelingJobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for embeddings on a machine without PyTorch fails when the job is created,
+    with the install command, not minutes later in the first round."""
+    import importlib.util
+
+    from loopworks.errors import MissingDependencyError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match="torch==2.13.0"):
+        sqlite_jobs.create_job(JobSpec("emb", "nlp", LABELS,
+                                       auto_label={"features": "word+char+embedding"}),
+                               reviews(1300))
+    from loopworks.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        sqlite_jobs.job("emb")  # nothing half-created
+    assert sqlite_jobs.create_job(JobSpec("plain", "nlp", LABELS, auto_label={}),
+                                  reviews(1300)).counts["items"] == 1300

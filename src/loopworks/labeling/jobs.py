@@ -171,6 +171,18 @@ class LabelingJobs:
         from loopworks.labeling.activelearning import initial_sample_sizes
 
         settings = spec.auto_label or {}
+        if "embedding" in str(settings.get("features")):  # fail now, not in the first round
+            import importlib.util
+
+            from loopworks.embeddings.model import EMBEDDINGS_INSTALL
+            from loopworks.errors import MissingDependencyError
+
+            for module, package in (("torch", "torch"),
+                                    ("sentence_transformers", "sentence-transformers")):
+                if importlib.util.find_spec(module) is None:
+                    raise MissingDependencyError(package, "embeddings",
+                                                 "a model reading sentence embeddings",
+                                                 EMBEDDINGS_INSTALL)
         n_items = len(records)
         validation, training = initial_sample_sizes(n_items)
         gold = []
