@@ -178,9 +178,11 @@ def _task_types() -> list[Any]:
                    "accuracy as measured, as Ground Truth does.")
 @click.option("--model-features", default="word+char", show_default=True,
               type=click.Choice(["word+char", "word", "char", "word+char+embedding",
-                                 "embedding"]),
+                                 "embedding", "fine-tuned"]),
               help="Auto-label: what the model reads; '+embedding' adds sentence embeddings "
-                   "(needs the embeddings extra) to the TF-IDF n-grams.")
+                   "to the TF-IDF n-grams; 'fine-tuned' fine-tunes the MiniLM encoder itself "
+                   "(most machine labels, CPU minutes per round). Both need the embeddings "
+                   "extra.")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str | None, query: str | None, text_column: str,

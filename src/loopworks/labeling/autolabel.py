@@ -78,6 +78,9 @@ from loopworks.labeling.schema import (
 
 __all__ = ["AutoLabeler", "RoundReport", "batch_size", "model_name"]
 
+#: ``auto_label.features`` value that fine-tunes the encoder itself (the embeddings extra).
+FINE_TUNED = "fine-tuned"
+
 #: Items handed to people per round when the spec gives no batch size: 5% of the items,
 #: at least 100.
 BATCH_SHARE = 0.05
@@ -393,6 +396,10 @@ class AutoLabeler:
     def _diversity_space(model: Any, texts: list[str]) -> Any:
         """What k-means spreads a batch over: the sentence embeddings when the model has
         them (dense, and close for texts that mean the same), else its TF-IDF rows."""
+        if not hasattr(model, "estimator"):  # a fine-tuned encoder: the sentence vectors
+            from loopworks.embeddings.features import SentenceEmbeddingFeatures
+
+            return SentenceEmbeddingFeatures().transform(texts)
         union = model.estimator.named_steps["features"]
         parts = dict(union.transformer_list)
         if "embedding" in parts:
@@ -473,7 +480,13 @@ class AutoLabeler:
             return None, present
         index = {c: i for i, c in enumerate(present)}
         features = (spec.auto_label or {}).get("features") or "word+char"
-        model = SentimentModel(present, seed=seed, features=features).fit(
+        if features == FINE_TUNED:
+            from loopworks.models.finetuned import FineTunedModel
+
+            model: Any = FineTunedModel(present, seed=seed)
+        else:
+            model = SentimentModel(present, seed=seed, features=features)
+        model.fit(
             texts, np.array([index[x] for x in labels], dtype=np.int64))
         keep = [j for j, x in enumerate(valid_labels) if x in index]
         if keep:

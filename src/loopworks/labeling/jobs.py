@@ -171,7 +171,8 @@ class LabelingJobs:
         from loopworks.labeling.activelearning import initial_sample_sizes
 
         settings = spec.auto_label or {}
-        if "embedding" in str(settings.get("features")):  # fail now, not in the first round
+        if str(settings.get("features")) in ("word+char+embedding", "embedding",
+                                             "fine-tuned"):  # fail now, not in a round
             import importlib.util
 
             from loopworks.embeddings.model import EMBEDDINGS_INSTALL

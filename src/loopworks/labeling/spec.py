@@ -180,9 +180,10 @@ class JobSpec:
                 "machine labels reach the target (0.95 default; 0.5 takes the validation "
                 "accuracy as measured)", setting="auto_label.assurance")
 
-        if merged["features"] not in FEATURE_KINDS:
+        kinds = (*FEATURE_KINDS, "fine-tuned")
+        if merged["features"] not in kinds:
             raise ConfigurationError(
-                f"auto_label.features must be one of {', '.join(FEATURE_KINDS)}, got "
+                f"auto_label.features must be one of {', '.join(kinds)}, got "
                 f"{merged['features']!r}", setting="auto_label.features")
         merged["target_accuracy"] = float(target)
         self.auto_label = merged

