@@ -13,6 +13,7 @@ from rich.table import Table
 from loopworks.cli import handle_errors
 from loopworks.cli._common import home_option, metadata_engine
 from loopworks.errors import ConfigurationError
+from loopworks.models.classifier import AUTO_LABEL_FEATURES
 
 
 @click.group()
@@ -177,8 +178,7 @@ def _task_types() -> list[Any]:
                    "target (the one-sided level of its bounds); 0.5 takes the validation "
                    "accuracy as measured, as Ground Truth does.")
 @click.option("--model-features", default="word+char", show_default=True,
-              type=click.Choice(["word+char", "word", "char", "word+char+embedding",
-                                 "embedding", "fine-tuned"]),
+              type=click.Choice(AUTO_LABEL_FEATURES),
               help="Auto-label: what the model reads; '+embedding' adds sentence embeddings "
                    "to the TF-IDF n-grams; 'fine-tuned' fine-tunes the MiniLM encoder itself "
                    "(most machine labels, CPU minutes per round). Both need the embeddings "

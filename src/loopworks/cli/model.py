@@ -12,6 +12,7 @@ from rich.table import Table
 from loopworks.cli import handle_errors
 from loopworks.cli._common import home_option
 from loopworks.errors import ConfigurationError
+from loopworks.models.classifier import FEATURE_KINDS
 
 
 @click.group()
@@ -64,8 +65,7 @@ def _parse_split(text: str) -> tuple[float, float, float]:
                    "rows are split at random, stratified by class.")
 @click.option("--split", "split_text", default="80,10,10", show_default=True,
               help="train,validation,test percentages of the random split.")
-@click.option("--features", type=click.Choice(["word+char", "word", "char",
-                                              "word+char+embedding", "embedding"]),
+@click.option("--features", type=click.Choice(FEATURE_KINDS),
               default="word+char", show_default=True,
               help="TF-IDF n-gram features; '+embedding' adds sentence embeddings (needs "
                    "the embeddings extra).")

@@ -78,9 +78,6 @@ from loopworks.labeling.schema import (
 
 __all__ = ["AutoLabeler", "RoundReport", "batch_size", "model_name"]
 
-#: ``auto_label.features`` value that fine-tunes the encoder itself (the embeddings extra).
-FINE_TUNED = "fine-tuned"
-
 #: Items handed to people per round when the spec gives no batch size: 5% of the items,
 #: at least 100.
 BATCH_SHARE = 0.05
@@ -480,7 +477,7 @@ class AutoLabeler:
             return None, present
         index = {c: i for i, c in enumerate(present)}
         features = (spec.auto_label or {}).get("features") or "word+char"
-        if features == FINE_TUNED:
+        if features == "fine-tuned":
             from loopworks.models.finetuned import FineTunedModel
 
             model: Any = FineTunedModel(present, seed=seed)

@@ -171,8 +171,9 @@ class LabelingJobs:
         from loopworks.labeling.activelearning import initial_sample_sizes
 
         settings = spec.auto_label or {}
-        if str(settings.get("features")) in ("word+char+embedding", "embedding",
-                                             "fine-tuned"):  # fail now, not in a round
+        from loopworks.models.classifier import needs_embeddings_extra
+
+        if needs_embeddings_extra(str(settings.get("features"))):  # fail now, not in a round
             import importlib.util
 
             from loopworks.embeddings.model import EMBEDDINGS_INSTALL

@@ -171,7 +171,7 @@ class JobSpec:
                 "auto_label.annotator_accuracy must be in (0.5, 1] (how often people are "
                 "right), or left out to measure it on gold items",
                 setting="auto_label.annotator_accuracy")
-        from loopworks.models.classifier import FEATURE_KINDS
+        from loopworks.models.classifier import AUTO_LABEL_FEATURES
 
         sure = merged["assurance"]
         if isinstance(sure, bool) or not isinstance(sure, int | float) or not 0.5 <= sure < 1:
@@ -180,10 +180,9 @@ class JobSpec:
                 "machine labels reach the target (0.95 default; 0.5 takes the validation "
                 "accuracy as measured)", setting="auto_label.assurance")
 
-        kinds = (*FEATURE_KINDS, "fine-tuned")
-        if merged["features"] not in kinds:
+        if merged["features"] not in AUTO_LABEL_FEATURES:
             raise ConfigurationError(
-                f"auto_label.features must be one of {', '.join(kinds)}, got "
+                f"auto_label.features must be one of {', '.join(AUTO_LABEL_FEATURES)}, got "
                 f"{merged['features']!r}", setting="auto_label.features")
         merged["target_accuracy"] = float(target)
         self.auto_label = merged

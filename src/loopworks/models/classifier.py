@@ -21,11 +21,20 @@ from loopworks.errors import ConfigurationError, ValidationError
 from loopworks.models.calibration import TemperatureScaler
 from loopworks.models.predictions import Predictions
 
-__all__ = ["CALIBRATION_METHODS", "DEFAULT_CLASSES", "FEATURE_KINDS", "SentimentModel"]
+__all__ = ["AUTO_LABEL_FEATURES", "CALIBRATION_METHODS", "DEFAULT_CLASSES", "FEATURE_KINDS",
+           "SentimentModel", "needs_embeddings_extra"]
 
 #: Class names for label ids 0, 1, 2 (sentiment -1, 0, 1) of the review example.
 DEFAULT_CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
 FEATURE_KINDS = ("word+char", "word", "char", "word+char+embedding", "embedding")
+#: What an automated-labeling model may read: the kinds above, or ``fine-tuned`` (the
+#: encoder itself fine-tuned, :class:`~loopworks.models.finetuned.FineTunedModel`).
+AUTO_LABEL_FEATURES = (*FEATURE_KINDS, "fine-tuned")
+
+
+def needs_embeddings_extra(kind: str) -> bool:
+    """True when a model of this kind needs PyTorch and sentence-transformers."""
+    return "embedding" in kind or kind == "fine-tuned"
 #: Weight of the (unit-length) sentence vector beside the TF-IDF rows (also unit length).
 EMBEDDING_WEIGHT = 0.5
 #: ``temperature`` is ours (NumPy); ``sigmoid`` and ``isotonic`` are scikit-learn's
