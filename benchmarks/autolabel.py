@@ -344,6 +344,8 @@ def report(results: dict[str, Any]) -> str:
                     + ("—" if a["machine_accuracy"] is None else f"{a['machine_accuracy']:.4f}")
                     + f" | {a['whole_set_accuracy']:.4f} | {len(a['rounds'])} |")
         lines.append("")
+    if not any("curve" in e for e in results["datasets"].values()):
+        return "\n".join(lines)
     lines += ["## Learning curve: uncertainty vs random sampling", "",
               "Model accuracy on a held-out test set (20% of the items, never labeled) "
               "against the number of human labels; the first sample is the same random one "
