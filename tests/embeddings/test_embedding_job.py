@@ -19,10 +19,9 @@ from loopworks.errors import ConfigurationError, InputError
 from loopworks.featurestore import FeatureStore
 from loopworks.samples import generate_reviews
 
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("torch", "sentence_transformers")),
-    reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
-           'pip install "loopworks[embeddings]"')
+from conftest import needs_torch
+
+pytestmark = needs_torch
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import numpy as np
@@ -11,11 +10,7 @@ import pytest
 from loopworks.embeddings import EmbeddingModel, resolve_model
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
-needs_torch = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None
-        for m in ("torch", "sentence_transformers")),
-    reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
-           'pip install "loopworks[embeddings]"')
+from conftest import needs_torch
 
 TEXTS = ["I love the dress.", "Runs small, order a size up.",
          "The fabric is thin and the seams came apart after one wash, so I sent it back.",

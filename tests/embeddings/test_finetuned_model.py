@@ -3,7 +3,6 @@ enough and loads to the same predictions; automated labeling can use it (slow)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -11,11 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-needs_torch = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None
-        for m in ("torch", "sentence_transformers", "transformers")),
-    reason='the embeddings extra is not installed: pip install torch==2.13.0 && '
-           'pip install "loopworks[embeddings]"')
+from conftest import needs_torch
 
 TEXTS = ["I love it, perfect fit", "great dress, love the color", "awful, it fell apart",
          "terrible fabric, sent it back", "so comfortable, love it",

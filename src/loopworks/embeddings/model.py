@@ -28,6 +28,7 @@ __all__ = [
     "EmbeddingModel",
     "ModelSource",
     "TokenEmbeddings",
+    "embeddings_missing",
     "resolve_model",
 ]
 
@@ -113,6 +114,18 @@ def resolve_model(spec: str | None = None, *, allow_network: bool = False) -> Mo
             "give a folder with modules.json/config.json, a hub name, or omit --model for the "
             "offline all-MiniLM-L6-v2", setting="model")
     return ModelSource(spec, spec, local=False, allow_network=allow_network)
+
+
+def embeddings_missing() -> str | None:
+    """The first package of the ``embeddings`` extra that is not installed (None when all
+    are), found without importing PyTorch: for checks at start-up or job creation."""
+    import importlib.util
+
+    for module, package in (("torch", "torch"),
+                            ("sentence_transformers", "sentence-transformers")):
+        if importlib.util.find_spec(module) is None:
+            return package
+    return None
 
 
 def _import_sentence_transformers() -> Any:

@@ -174,17 +174,14 @@ class LabelingJobs:
         from loopworks.models.classifier import needs_embeddings_extra
 
         if needs_embeddings_extra(str(settings.get("features"))):  # fail now, not in a round
-            import importlib.util
-
-            from loopworks.embeddings.model import EMBEDDINGS_INSTALL
+            from loopworks.embeddings.model import EMBEDDINGS_INSTALL, embeddings_missing
             from loopworks.errors import MissingDependencyError
 
-            for module, package in (("torch", "torch"),
-                                    ("sentence_transformers", "sentence-transformers")):
-                if importlib.util.find_spec(module) is None:
-                    raise MissingDependencyError(package, "embeddings",
-                                                 "a model reading sentence embeddings",
-                                                 EMBEDDINGS_INSTALL)
+            missing = embeddings_missing()
+            if missing:
+                raise MissingDependencyError(missing, "embeddings",
+                                             "a model reading sentence embeddings",
+                                             EMBEDDINGS_INSTALL)
         n_items = len(records)
         validation, training = initial_sample_sizes(n_items)
         gold = []
