@@ -18,6 +18,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "PermissionDenied",
+    "RateLimited",
     "ConflictError",
     "TokenizerError",
     "ValidationError",
@@ -68,6 +69,10 @@ class NotFoundError(LoopworksError):
 
 class PermissionDenied(LoopworksError):
     """Unknown credentials, or a role or team that may not do this."""
+
+
+class RateLimited(PermissionDenied):
+    """Too many attempts (failed sign-ins); ``retry_after`` says how many seconds to wait."""
 
 
 class ConflictError(LoopworksError):

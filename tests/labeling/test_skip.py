@@ -22,7 +22,7 @@ def test_skip_returns_item_to_others_never_to_the_skipper(jobs: LabelingJobs) ->
     held = jobs.current_task("sent", ana)
     assert held is not None and held.item_id == task.item_id  # a reload shows the same item
     jobs.skip("sent", task.item_id, ana)
-    with pytest.raises(ConflictError, match="no task"):
+    with pytest.raises(ConflictError, match="no live task"):
         jobs.skip("sent", task.item_id, ana)
     after = jobs.next_task("sent", ana)
     assert after is not None and after.source == "second"

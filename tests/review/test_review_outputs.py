@@ -92,10 +92,11 @@ def test_status_changes_go_to_the_webhook_signed(tmp_path: Path) -> None:
 
 
 def test_a_loop_whose_output_cannot_be_written_fails_with_the_reason(tmp_path: Path) -> None:
-    blocked = tmp_path / "not-a-folder"
-    blocked.write_text("a file where the output folder should be")
+    blocked = tmp_path / "out"
     review = _review(tmp_path / "home")
     review.create_flow(FlowDefinition("check", "reviewers", LABELS, str(blocked)))
+    blocked.rmdir()  # the folder was writable when the flow was made; now it is a file
+    blocked.write_text("a file where the output folder should be")
     review.start_human_loop("loop-1", "check", {
         "text": "hmm", "probabilities": {"negative": 0.3, "neutral": 0.4, "positive": 0.3}})
     _answer(review, "rita", "neutral")

@@ -63,6 +63,17 @@ def sign_in(site: Site, worker: str) -> httpx.Client:
     return client
 
 
+def open_task(client: httpx.Client, job: str) -> httpx.Response:
+    """The job's page with a task on it: GET shows the held task, else a Start button
+    (a POST leases one)."""
+    page = client.get(f"/jobs/{job}")
+    if 'id="start-form"' in page.text:
+        started = client.post(f"/jobs/{job}/next", data={"csrf_token": _csrf(page)})
+        assert started.status_code == 303
+        page = client.get(f"/jobs/{job}")
+    return page
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(site) -> None:
     url, _ = site
     for path in ["/", "/jobs/sent", "/admin/jobs/sent"]:
@@ -105,7 +116,7 @@ def test_password_sign_in_and_no_open_redirect(site) -> None:
 def test_forms_need_the_session_csrf_token(site) -> None:
     url, jobs = site
     ana = sign_in(site, "ana")
-    task = ana.get("/jobs/sent")
+    task = open_task(ana, "sent")
     item = re.search(r'/jobs/sent/tasks/(\d+)"', task.text).group(1)
     forged = ana.post(f"/jobs/sent/tasks/{item}", data={"answer": "neutral"})
     assert forged.status_code == 403
@@ -119,7 +130,7 @@ def test_forms_need_the_session_csrf_token(site) -> None:
 def test_user_content_is_escaped(site) -> None:
     url, jobs = site
     ana = sign_in(site, "ana")
-    page = ana.get("/jobs/sent").text
+    page = open_task(ana, "sent").text
     assert "<script>window.pwned" not in page and "onerror=\"window" not in page
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
     assert "Judge the &lt;em&gt;tone&lt;/em&gt;" in page  # instructions are text too
@@ -146,7 +157,7 @@ def test_admin_dashboard_and_export(site) -> None:
     url, jobs = site
     ana = sign_in(site, "ana")
     for answer in ["negative", "positive"]:
-        task = ana.get("/jobs/sent")
+        task = open_task(ana, "sent")
         item = re.search(r'/jobs/sent/tasks/(\d+)"', task.text).group(1)
         ana.post(f"/jobs/sent/tasks/{item}", data={"answer": answer,
                                                   "csrf_token": _csrf(task)})

@@ -183,6 +183,9 @@ def _task_types() -> list[Any]:
                    "to the TF-IDF n-grams; 'fine-tuned' fine-tunes the MiniLM encoder itself "
                    "(most machine labels, CPU minutes per round). Both need the embeddings "
                    "extra.")
+@click.option("--roles", default="annotator", show_default=True,
+              help="Who takes the tasks besides admins: annotator, reviewer, or "
+                   "annotator,reviewer.")
 @home_option
 @handle_errors
 def create_job(name: str, manifest: str | None, query: str | None, text_column: str,
@@ -193,7 +196,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
-               assurance: float, model_features: str, home: str | None) -> None:
+               assurance: float, model_features: str, roles: str, home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -220,6 +223,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    availability_lifetime_seconds=lifetime, deadline=deadline,
                    adaptive=adaptive, webhooks=list(webhook_urls),
                    webhook_secret=webhook_secret,
+                   roles=[r.strip() for r in roles.split(",") if r.strip()],
                    auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
                                "budget": budget, "diversity": diversity,
                                "seed": auto_label_seed,

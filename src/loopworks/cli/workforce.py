@@ -78,17 +78,62 @@ def add_worker(name: str, role: str, teams: tuple[str, ...], password: str | Non
     token = workforce.issue_api_token(name)
     link = workforce.issue_login_link(name)
     click.echo(f"created {created.role.value} {name!r} in teams: {', '.join(created.teams) or '-'}")
-    click.echo(f"API token (shown once): {token}")
+    click.echo(f"API token (shown once; `loopworks worker token {name}` lists and revokes "
+               f"tokens): {token}")
     click.echo(f"login link (one use, 7 days): {url.rstrip('/')}/login/{link}")
 
 
 @worker.command("token")
 @click.argument("name")
+@click.option("--new", "issue", is_flag=True, help="Issue a new API token (shown once).")
+@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="With --new: days until the token stops working "
+                                 "(default: never; revoke it instead).")
+@click.option("--revoke", "revoke_id", default=None, metavar="TOKEN_ID",
+              help="End the token with this id (from the list) at once.")
+@click.option("--json", "as_json", is_flag=True, help="List as JSON.")
 @home_option
 @handle_errors
-def new_token(name: str, home: str | None) -> None:
-    """Issue another API token for worker NAME (shown once)."""
-    click.echo(_workforce(home).issue_api_token(name))
+def tokens(name: str, issue: bool, expires_in: float | None, revoke_id: str | None,
+           as_json: bool, home: str | None) -> None:
+    """List worker NAME's API tokens (id, created, expires, last used); --new issues one,
+    --revoke TOKEN_ID ends one."""
+    from datetime import timedelta
+
+    from loopworks.errors import ConfigurationError
+    from loopworks.labeling.workforce import token_id
+
+    workforce = _workforce(home)
+    if issue and revoke_id:
+        raise ConfigurationError("give --new or --revoke, not both", setting="token")
+    if expires_in is not None and not issue:
+        raise ConfigurationError("--expires-in goes with --new", setting="expires_in")
+    if issue:
+        lifetime = timedelta(days=expires_in) if expires_in is not None else None
+        secret = workforce.issue_api_token(name, lifetime)
+        click.echo(f"API token {token_id(secret)} of {name!r} (shown once"
+                   f"{f', expires in {expires_in:g} days' if expires_in else ''}):", err=True)
+        click.echo(secret)
+        return
+    if revoke_id:
+        workforce.revoke_api_token(name, revoke_id)
+        click.echo(f"revoked API token {revoke_id} of {name!r}")
+        return
+    rows = [{"id": t.id, "created_at": t.created_at.isoformat(timespec="seconds"),
+             "expires_at": t.expires_at.isoformat(timespec="seconds") if t.expires_at else None,
+             "last_used_at": t.last_used_at.isoformat(timespec="seconds")
+             if t.last_used_at else None} for t in workforce.api_tokens(name)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for col in ("token id", "created", "expires", "last used"):
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(row["id"], row["created_at"], row["expires_at"] or "never",
+                      row["last_used_at"] or "never")
+    Console().print(table if rows else f"{name!r} has no API tokens: loopworks worker token "
+                    f"{name} --new")
 
 
 @worker.command("login-link")

@@ -34,6 +34,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from loopworks.errors import (
     NotFoundError,
     PermissionDenied,
 )
-from loopworks.labeling import webhooks
+from loopworks.labeling import idempotency, webhooks
 from loopworks.labeling.manifest import check_items, read_manifest, read_table_items
 from loopworks.labeling.schema import (
     ItemState,
@@ -63,15 +64,15 @@ from loopworks.labeling.schema import (
 )
 from loopworks.labeling.spec import MOVES as _MOVES
 from loopworks.labeling.spec import SPEC_FIELDS as _SPEC_FIELDS
-from loopworks.labeling.spec import JobSpec, JobStatus, Task
+from loopworks.labeling.spec import JobSpec, JobStatus, Task, may_work_on
 from loopworks.labeling.spec import dump_spec as _dump_spec
 from loopworks.labeling.statements import Q as _Q
 from loopworks.labeling.tasktypes import TaskType, majority_share, validate_answer
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import Role, Worker, Workforce
 
-__all__ = ["GOLD_FIELD", "JobSpec", "JobStatus", "LabelingJobs", "Task", "TaskType",
-           "gold_label", "read_manifest", "read_table_items"]
+__all__ = ["GOLD_FIELD", "AnswerReceipt", "JobSpec", "JobStatus", "LabelingJobs", "Task",
+           "TaskType", "gold_label", "read_manifest", "read_table_items"]
 
 #: The manifest field that carries an item's known answer (a label or its index).
 GOLD_FIELD = "gold"
@@ -88,6 +89,15 @@ def gold_label(data: dict[str, Any], labels: Sequence[str],
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
         return labels[value]
     return value if isinstance(value, str) and value in labels else None
+
+
+@dataclass(frozen=True)
+class AnswerReceipt:
+    """What recording an answer gave: the next task (when asked for one) and whether this
+    was a retry answered from its idempotency key."""
+
+    next: Task | None
+    replayed: bool = False
 
 
 def _now() -> datetime:
@@ -320,16 +330,38 @@ class LabelingJobs:
         return spec
 
     def jobs_for(self, worker: Worker) -> list[JobSpec]:
-        """Jobs the worker may work on (its teams'; admins see all)."""
+        """Jobs the worker may work on: its teams' jobs for its role (admins see all)."""
         with self._tx() as conn:
             rows = conn.execute(sa.select(jobs.c.name, jobs.c.team).order_by(jobs.c.id)).all()
-        return [self.job(r.name) for r in rows
-                if worker.role is Role.ADMIN or r.team in worker.teams]
+        specs = [self.job(r.name) for r in rows
+                 if worker.role is Role.ADMIN or r.team in worker.teams]
+        return [s for s in specs if may_work_on(worker, s)]
 
-    def _check_member(self, row: Any, worker: Worker) -> None:
-        if worker.role is not Role.ADMIN and row.team not in worker.teams:
+    def _check_member(self, row: Any, spec: JobSpec, worker: Worker) -> None:
+        """Refuse a worker outside the job's team, or whose role the job is not for."""
+        if worker.role is Role.ADMIN:
+            return
+        if row.team not in worker.teams:
             raise PermissionDenied(f"worker {worker.name!r} is not in team {row.team!r} of "
                                    f"job {row.name!r}", worker=worker.name, job=row.name)
+        if not may_work_on(worker, spec):
+            raise PermissionDenied(
+                f"job {row.name!r} is for {' and '.join(r + 's' for r in spec.roles or ())}; "
+                f"worker {worker.name!r} is {worker.role.value}", worker=worker.name,
+                job=row.name, role=worker.role.value)
+
+    @staticmethod
+    def _missing_task(conn: sa.Connection, row: Any, item_id: int, worker: Worker
+                      ) -> Exception:
+        """No live lease of the worker on the item: 404 when the item is not this job's at
+        all, else a conflict (expired, answered, or never the worker's)."""
+        if conn.execute(_Q.item_source, {"b_item": item_id, "b_job": row.id}).first() is None:
+            return NotFoundError(f"job {row.name!r} has no task {item_id}", job=row.name,
+                                 item_id=item_id)
+        return ConflictError(
+            f"no live task {item_id} for worker {worker.name!r} in job {row.name!r}: it "
+            "expired or was never assigned; ask for a new task", job=row.name,
+            item_id=item_id)
 
     # -------------------------------------------------------------- lifecycle
     def _move(self, conn: sa.Connection, job_id: int, name: str, old: JobStatus,
@@ -491,8 +523,8 @@ class LabelingJobs:
         now = _now()
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            self._check_member(row, worker)
             spec = self._spec(row)
+            self._check_member(row, spec, worker)
             if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
             return self._lease(conn, row, spec, worker, now)
@@ -514,14 +546,38 @@ class LabelingJobs:
         conn.execute(_Q.lease_taken, {"b_item": item.id})
         return self._task(row.name, spec, item, expires)
 
+    def has_work(self, job: str, worker: Worker) -> bool:
+        """Whether :meth:`next_task` would find a task for the worker now. A read: nothing
+        is leased (what a page shows before the worker asks for a task).
+
+        Raises:
+            NotFoundError: No such job.
+            PermissionDenied: The worker is not in the job's team or role.
+        """
+        from loopworks.metadata import READ_ONLY
+
+        now = _now()
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
+            row = self._job_row(conn, job)
+            spec = self._spec(row)
+            self._check_member(row, spec, worker)
+            if JobStatus(row.status) is not JobStatus.IN_PROGRESS:
+                return False
+            if conn.execute(_Q.candidate, {"b_job": row.id, "b_worker": worker.id}).first():
+                return True
+            # An expired lease of someone else's goes back to the queue on the next request.
+            return conn.execute(sa.select(leases.c.item_id).where(
+                leases.c.job_id == row.id, leases.c.expires_at < now,
+                leases.c.worker_id != worker.id).limit(1)).first() is not None
+
     def current_task(self, job: str, worker: Worker) -> Task | None:
         """The worker's live lease in this job, if any (so a page reload shows the same
         item instead of leasing another)."""
         now = _now()
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            self._check_member(row, worker)
             spec = self._spec(row)
+            self._check_member(row, spec, worker)
             found = conn.execute(
                 sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
                 .join(leases, leases.c.item_id == items.c.id)
@@ -536,12 +592,12 @@ class LabelingJobs:
         """Give a leased item back: it returns to the queue for others, never to this worker."""
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            self._check_member(row, worker)
+            self._check_member(row, self._spec(row), worker)
             gone = conn.execute(leases.delete().where(
-                leases.c.item_id == item_id, leases.c.worker_id == worker.id)).rowcount
+                leases.c.item_id == item_id, leases.c.worker_id == worker.id,
+                leases.c.job_id == row.id)).rowcount
             if not gone:
-                raise ConflictError(f"no task {item_id} held by worker {worker.name!r} in job "
-                                    f"{job!r}", job=job, item_id=item_id)
+                raise self._missing_task(conn, row, item_id, worker)
             conn.execute(items.update().where(items.c.id == item_id)
                          .values(leases=items.c.leases - 1))
             conn.execute(skips.insert().values(item_id=item_id, worker_id=worker.id,
@@ -624,8 +680,8 @@ class LabelingJobs:
         """
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            self._check_member(row, worker)
             spec = self._spec(row)
+            self._check_member(row, spec, worker)
             source = conn.execute(sa.select(items.c.source).where(
                 items.c.id == item_id, items.c.job_id == row.id)).scalar()
         if source is None or not spec.task_type.is_image:
@@ -634,26 +690,29 @@ class LabelingJobs:
         return Path(source)
 
     def submit(self, job: str, item_id: int, worker: Worker,
-               answer: str | list[str] | dict[str, Any]) -> None:
+               answer: str | list[str] | dict[str, Any], *,
+               idempotency_key: str | None = None) -> None:
         """Record an answer for a leased item (the lease must be the worker's and live).
 
         Args:
             job: The job's name.
-            item_id: The task's item id.
+            item_id: The task's item id (of this job: another job's item is not found).
             worker: Who answers.
             answer: A label; a list of labels (multi-label); ``{"entities": [...]}``
                 (named entities) or ``{"boundingBoxes": [...]}`` (bounding boxes); see
                 :mod:`loopworks.labeling.tasktypes`.
+            idempotency_key: Makes a retry safe: see :meth:`record_answer`.
 
         Raises:
             ConfigurationError: The answer does not fit the task type (names the field).
-            ConflictError: No live lease of this worker on the item, or the job takes no
-                answers any more.
+            ConflictError: No live lease of this worker on the item in this job, or the job
+                takes no answers any more.
         """
-        self._answer(job, item_id, worker, answer, then_next=False)
+        self.record_answer(job, item_id, worker, answer, idempotency_key=idempotency_key)
 
     def submit_and_next(self, job: str, item_id: int, worker: Worker,
-                        answer: str | list[str] | dict[str, Any]) -> Task | None:
+                        answer: str | list[str] | dict[str, Any], *,
+                        idempotency_key: str | None = None) -> Task | None:
         """Record an answer and lease the worker's next task, in one transaction.
 
         What a labeling page does on every answer, in one request and one database
@@ -664,36 +723,66 @@ class LabelingJobs:
             The next task, or None when nothing is left for this worker or the job is no
             longer in progress (this answer may have completed it).
         """
-        return self._answer(job, item_id, worker, answer, then_next=True)
+        return self.record_answer(job, item_id, worker, answer, then_next=True,
+                                  idempotency_key=idempotency_key).next
+
+    def record_answer(self, job: str, item_id: int, worker: Worker,
+                      answer: str | list[str] | dict[str, Any], *, then_next: bool = False,
+                      idempotency_key: str | None = None) -> AnswerReceipt:
+        """Record an answer (and with ``then_next`` lease the next task), idempotently.
+
+        With an ``idempotency_key`` the result is stored with the answer, and a retry with
+        the same key (the reply to the first attempt was lost) gets that result back with
+        ``replayed`` set, instead of a conflict for a lease that is gone.
+
+        Raises:
+            ValidationError: The key is malformed or was used for another answer.
+            ConfigurationError, ConflictError: As :meth:`submit`.
+        """
+        key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+        try:
+            return self._answer(job, item_id, worker, answer, then_next, key)
+        except ConflictError:
+            if key is None:
+                raise
+            # A retry that raced its first attempt (PostgreSQL): that one may have won.
+            with self._tx() as conn:
+                row = self._job_row(conn, job)
+                stored = idempotency.recall(conn, worker.id, key, row.id, item_id)
+            if stored is None:
+                raise
+            return AnswerReceipt(stored[0], replayed=True)
 
     def _answer(self, job: str, item_id: int, worker: Worker,
-                answer: str | list[str] | dict[str, Any], then_next: bool) -> Task | None:
+                answer: str | list[str] | dict[str, Any], then_next: bool,
+                key: str | None) -> AnswerReceipt:
         now = _now()
         with self._tx() as conn:
             row = self._job_row(conn, job)
-            self._check_member(row, worker)
             spec = self._spec(row)
+            self._check_member(row, spec, worker)
+            if key is not None:
+                stored = idempotency.recall(conn, worker.id, key, row.id, item_id)
+                if stored is not None:
+                    return AnswerReceipt(stored[0], replayed=True)
             status = self._settle(conn, row, spec, now)
+            if status not in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
+                raise ConflictError(f"job {job!r} is {status.value} and takes no answers",
+                                    job=job, status=status.value)
+            mine = {"b_item": item_id, "b_worker": worker.id, "b_job": row.id}
+            lease = conn.execute(_Q.lease_of_pg if self._postgres else _Q.lease_of,
+                                 mine).first()
+            if lease is None or _aware(lease.expires_at) < now:
+                raise self._missing_task(conn, row, item_id, worker)
             source = None
             if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
                 source = conn.execute(_Q.item_source, {"b_item": item_id,
                                                        "b_job": row.id}).scalar()
-            stored = validate_answer(spec.task_type, spec.labels, answer, source)
-            if status not in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
-                raise ConflictError(f"job {job!r} is {status.value} and takes no answers",
-                                    job=job, status=status.value)
-            mine = {"b_item": item_id, "b_worker": worker.id}
-            lease = conn.execute(_Q.lease_of_pg if self._postgres else _Q.lease_of,
-                                 mine).first()
-            if lease is None or _aware(lease.expires_at) < now:
-                raise ConflictError(
-                    f"no live task {item_id} for worker {worker.name!r} in job {job!r}: it "
-                    "expired or was never assigned; ask for a new task", job=job,
-                    item_id=item_id)
+            stored_answer = validate_answer(spec.task_type, spec.labels, answer, source)
             conn.execute(_Q.lease_delete, mine)
             conn.execute(_Q.answer_insert, {
                 "item_id": item_id, "job_id": row.id, "worker_id": worker.id,
-                "answer": json.dumps(stored), "accepted_at": lease.accepted_at,
+                "answer": json.dumps(stored_answer), "accepted_at": lease.accepted_at,
                 "submitted_at": now})
             n, wanted, seq, state = conn.execute(_Q.answered, {
                 "b_item": item_id, "b_final": spec.adaptive is None}).one()
@@ -702,12 +791,13 @@ class LabelingJobs:
                                     labeled=state == ItemState.LABELED)
             if status is JobStatus.STOPPING:
                 self._maybe_stopped(conn, row, now)
-            if not then_next:
-                return None
-            if conn.execute(_Q.job_status, {"b_job": row.id}).scalar() \
-                    != JobStatus.IN_PROGRESS.value:
-                return None  # this answer completed the job, or it is stopping
-            return self._lease(conn, row, spec, worker, now)
+            following = None
+            if then_next and conn.execute(_Q.job_status, {"b_job": row.id}).scalar() \
+                    == JobStatus.IN_PROGRESS.value:  # else this answer completed the job
+                following = self._lease(conn, row, spec, worker, now)
+            if key is not None:
+                idempotency.remember(conn, worker.id, key, row.id, item_id, following, now)
+            return AnswerReceipt(following)
 
     def _item_answered(self, conn: sa.Connection, row: Any, spec: JobSpec, item_id: int,
                        seq: int, n: int, wanted: int, now: datetime, labeled: bool) -> None:

@@ -13,8 +13,8 @@ import json
 
 import sqlalchemy as sa
 
-__all__ = ["ItemState", "answers", "auto_items", "auto_rounds", "items", "jobs", "leases",
-           "machine_labels", "migrate", "outbox", "skips"]
+__all__ = ["ItemState", "answers", "auto_items", "auto_rounds", "idempotency", "items", "jobs",
+           "leases", "machine_labels", "migrate", "outbox", "skips"]
 
 
 class ItemState:
@@ -30,7 +30,8 @@ meta = sa.MetaData()
 jobs = sa.Table(
     "label_jobs", meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    # 63 characters, or 70 for a review flow's job (``review-`` + the flow's name).
+    sa.Column("name", sa.String(80), nullable=False, unique=True),
     sa.Column("team", sa.String(63), nullable=False),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
@@ -82,6 +83,17 @@ skips = sa.Table(
     sa.Column("worker_id", sa.Integer, primary_key=True),
     sa.Column("job_id", sa.Integer, nullable=False),
     sa.Index("ix_label_skips_worker", "job_id", "worker_id"),
+)
+#: Answers' idempotency keys (``Idempotency-Key``): a client that retries an answer whose
+#: reply it never got is given the stored result instead of a 409. Kept for a day.
+idempotency = sa.Table(
+    "label_idempotency", meta,
+    sa.Column("worker_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Column("item_id", sa.Integer, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 #: Webhook deliveries, written in the transaction that caused the event (so none is lost)
 #: and crossed off only after the receiver said 2xx (at least once).
@@ -172,6 +184,11 @@ def migrate(engine: sa.Engine) -> None:
                                  "FLOAT")
             conn.exec_driver_sql("ALTER TABLE label_auto_rounds ADD COLUMN gold_answers "
                                  "INTEGER")
+    if engine.dialect.name == "postgresql" and "label_jobs" in existing and any(
+            c["name"] == "name" and getattr(c["type"], "length", 80) < 80
+            for c in inspector.get_columns("label_jobs")):
+        with engine.begin() as conn:  # review flows' job names are up to 70 characters
+            conn.exec_driver_sql("ALTER TABLE label_jobs ALTER COLUMN name TYPE VARCHAR(80)")
     if "label_items" not in existing:
         return
     item_cols = {c["name"] for c in inspector.get_columns("label_items")}

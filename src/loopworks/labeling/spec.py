@@ -7,6 +7,7 @@ The spec is stored as JSON beside the job (see :func:`dump_spec`); ``status``,
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -15,11 +16,34 @@ from typing import Any
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.tasktypes import TaskType
 
-__all__ = ["AUTO_LABEL_DEFAULTS", "DEFAULT_LIFETIME_SECONDS", "MOVES", "SPEC_FIELDS", "JobSpec",
-           "JobStatus", "Task", "dump_spec"]
+__all__ = ["AUTO_LABEL_DEFAULTS", "DEFAULT_LIFETIME_SECONDS", "MAX_LIFETIME_SECONDS",
+           "MAX_TIME_LIMIT_SECONDS", "MOVES", "SPEC_FIELDS", "JobSpec", "JobStatus", "Task",
+           "dump_spec", "may_work_on", "validate_job_name"]
 
 #: Ground Truth's default: tasks stay available for 10 days.
 DEFAULT_LIFETIME_SECONDS = 10 * 24 * 3600
+#: The longest a worker may hold one task: 7 days (Ground Truth's largest time limit).
+MAX_TIME_LIMIT_SECONDS = 7 * 24 * 3600
+#: The longest items may stay available: 100 years (a review flow's streaming job).
+MAX_LIFETIME_SECONDS = 100 * 366 * 24 * 3600
+#: Ground Truth's LabelingJobName: letters, digits and inner hyphens, at most 63; a review
+#: flow's streaming job is ``review-`` + the flow's name, so streaming jobs may have 70.
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_STREAMING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,69}$")
+#: Who may take a job's tasks, besides admins.
+WORKER_ROLES = ("annotator", "reviewer")
+
+
+def validate_job_name(name: object, *, streaming: bool = False) -> str:
+    """The name itself, or ConfigurationError saying what a job name may hold (names end up
+    in URLs, file names and SageMaker ARNs)."""
+    pattern = _STREAMING_JOB_NAME if streaming else _JOB_NAME
+    if not isinstance(name, str) or not pattern.match(name):
+        shown = name if not isinstance(name, str) or len(name) <= 80 else name[:80] + "..."
+        raise ConfigurationError(
+            f"invalid job name {shown!r}: 1-63 letters, digits and hyphens, starting and "
+            "ending with a letter or digit", setting="name")
+    return name
 
 
 class JobStatus(StrEnum):
@@ -98,21 +122,31 @@ class JobSpec:
     #: (human-review loops use one per flow) until it is stopped.
     streaming: bool = False
     auto_label: dict[str, Any] | None = None
+    #: Who takes the job's tasks besides admins: ``annotator`` and/or ``reviewer``. Default:
+    #: annotators; a review flow's job is for reviewers.
+    roles: list[str] | None = None
 
     def __post_init__(self) -> None:
+        validate_job_name(self.name, streaming=self.streaming)
         self.task_type = TaskType(self.task_type)
         self.status = JobStatus(self.status)
+        if self.roles is None:  # jobs stored before roles: a flow's job was for reviewers
+            review = self.streaming and self.name.startswith("review-")
+            self.roles = ["reviewer"] if review else ["annotator"]
+        if not self.roles or not isinstance(self.roles, list) \
+                or any(r not in WORKER_ROLES for r in self.roles):
+            raise ConfigurationError(
+                f"roles must name who takes the tasks: {' and/or '.join(WORKER_ROLES)} "
+                f"(admins always may); got {self.roles!r}", setting="roles",
+                valid_values=list(WORKER_ROLES))
         if not self.labels or len(set(self.labels)) != len(self.labels) \
                 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigurationError("a job needs distinct labels", setting="labels")
         if not 1 <= self.workers_per_item <= 100:
             raise ConfigurationError("workers per item must be 1-100", setting="workers")
-        if self.time_limit_seconds < 10:
-            raise ConfigurationError("the time limit must be at least 10 seconds",
-                                     setting="time_limit")
-        if self.availability_lifetime_seconds < 60:
-            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
-                                     setting="availability_lifetime_seconds")
+        _check_seconds(self.time_limit_seconds, 10, MAX_TIME_LIMIT_SECONDS, "time_limit")
+        _check_seconds(self.availability_lifetime_seconds, 60, MAX_LIFETIME_SECONDS,
+                       "availability_lifetime_seconds")
         if not isinstance(self.examples, list) or \
                 not all(isinstance(e, dict) for e in self.examples):
             raise ConfigurationError("examples must be a list of objects (e.g. "
@@ -234,7 +268,22 @@ class Task:
 SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
                 "time_limit_seconds", "label_attribute", "created_at", "examples",
                 "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret", "streaming", "auto_label")
+                "webhook_secret", "streaming", "auto_label", "roles")
+
+
+def may_work_on(worker: Any, spec: JobSpec) -> bool:
+    """Whether the worker's role takes this job's tasks (admins take every job's).
+    Team membership is checked separately."""
+    role = worker.role.value
+    return role == "admin" or role in (spec.roles or ())
+
+
+def _check_seconds(value: object, low: int, high: int, setting: str) -> None:
+    """A duration in whole seconds within [low, high], else a ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{setting.replace('_', ' ')} must be a whole number of "
+                                 f"seconds from {low:,} to {high:,}; got {value!r}",
+                                 setting=setting)
 
 
 def _aware(value: datetime) -> datetime:

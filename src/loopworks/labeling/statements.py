@@ -39,11 +39,15 @@ class Q:
     lease_insert = leases.insert()
     lease_taken = items.update().where(items.c.id == _b("b_item")).values(
         leases=items.c.leases + 1)
+    # Every lookup by item id is scoped to the job in the request: an item id of another
+    # job (that the worker may hold too) is not this job's task.
     lease_of = sa.select(leases).where(leases.c.item_id == _b("b_item"),
-                                       leases.c.worker_id == _b("b_worker"))
+                                       leases.c.worker_id == _b("b_worker"),
+                                       leases.c.job_id == _b("b_job"))
     lease_of_pg = lease_of.with_for_update()
     lease_delete = leases.delete().where(leases.c.item_id == _b("b_item"),
-                                         leases.c.worker_id == _b("b_worker"))
+                                         leases.c.worker_id == _b("b_worker"),
+                                         leases.c.job_id == _b("b_job"))
     answer_insert = answers.insert()
     # One statement records the answer on the item and, unless adaptive redundancy has to
     # look at the answers first, labels it when it has what it wanted.

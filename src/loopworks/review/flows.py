@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -39,13 +40,19 @@ from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.progress import timeline
 from loopworks.labeling.schema import ItemState, answers, items
 from loopworks.labeling.schema import jobs as label_jobs
+from loopworks.labeling.spec import MAX_TIME_LIMIT_SECONDS
 from loopworks.labeling.tasktypes import TaskType, consolidate_spans
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import workers
 from loopworks.review.conditions import ActivationConditions
 
-__all__ = ["FailureCode", "FlowDefinition", "HumanLoop", "HumanReview", "LoopStatus",
-           "StartResult", "TEMPLATES"]
+__all__ = ["MAX_FLOW_LIFETIME_SECONDS", "OUTPUT_PROTOCOLS", "FailureCode", "FlowDefinition",
+           "HumanLoop", "HumanReview", "LoopStatus", "StartResult", "TEMPLATES", "check_output"]
+
+#: The longest a loop may wait for people: one year.
+MAX_FLOW_LIFETIME_SECONDS = 365 * 24 * 3600
+#: Object stores an output document can be written to (fsspec protocols that write).
+OUTPUT_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory")
 
 #: Built-in task templates and the labeling task type each uses.
 TEMPLATES = {"classification-review": TaskType.TEXT_CLASSIFICATION,
@@ -105,13 +112,20 @@ class FlowDefinition:
             raise ConfigurationError(
                 f"invalid flow name {self.name!r}: 1-63 lower-case letters, digits and '-'",
                 setting="name")
-        if not 1 <= self.task_count <= 100:
+        if isinstance(self.task_count, bool) or not isinstance(self.task_count, int) \
+                or not 1 <= self.task_count <= 100:
             raise ConfigurationError("task count (reviewers per loop) must be 1-100",
                                      setting="task_count")
-        if self.availability_lifetime_seconds < 60:
-            raise ConfigurationError("the availability lifetime must be at least 60 seconds",
-                                     setting="availability_lifetime_seconds")
-        if not self.output:
+        for setting, low, high in (("time_limit_seconds", 10, MAX_TIME_LIMIT_SECONDS),
+                                   ("availability_lifetime_seconds", 60,
+                                    MAX_FLOW_LIFETIME_SECONDS)):
+            value = getattr(self, setting)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= high:
+                raise ConfigurationError(
+                    f"{setting.replace('_', ' ')} must be a whole number of seconds from "
+                    f"{low:,} to {high:,}; got {value!r}", setting=setting)
+        if not isinstance(self.output, str) or not self.output.strip():
             raise ConfigurationError("a flow needs an output location", setting="output")
         # Validated now, with the path of any mistake, not when the first input arrives.
         ActivationConditions(self.activation_conditions, self.labels)
@@ -232,6 +246,55 @@ def _hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _stored_flow(spec: str) -> FlowDefinition:
+    """A stored flow. One stored before today's checks (say a time limit of 1e30) still
+    loads as it was, so it can be seen, stopped and deleted instead of breaking every page
+    that lists flows."""
+    data = json.loads(spec)
+    try:
+        return FlowDefinition(**data)
+    except ConfigurationError:
+        flow = object.__new__(FlowDefinition)
+        defaults: dict[str, Any] = {}
+        for f in fields(FlowDefinition):
+            if f.default is not MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                defaults[f.name] = f.default_factory()
+        flow.__dict__.update({**defaults, **data})
+        return flow
+
+
+def check_output(output: object) -> str:
+    """A flow's output location, checked when the flow is created: a local folder this
+    process can write (made if missing), or an object-store URL (``s3://``, ``gs://``,
+    ``az://``...). ``http://`` and other read-only or unknown schemes are refused.
+
+    Raises:
+        ConfigurationError: Names the location and what is wrong with it.
+    """
+    if not isinstance(output, str) or not output.strip():
+        raise ConfigurationError("a flow needs an output location", setting="output")
+    if "://" in output and not output.startswith("file://"):
+        scheme = output.split("://", 1)[0].lower()
+        if scheme not in OUTPUT_PROTOCOLS or not output.split("://", 1)[1].strip("/"):
+            raise ConfigurationError(
+                f"output {output!r} cannot hold output documents: use a local folder or "
+                f"an object-store URL ({', '.join(p + '://' for p in OUTPUT_PROTOCOLS)})",
+                setting="output")
+        return output
+    folder = Path(output.removeprefix("file://")).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".loopworks-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(f"output folder {str(folder)!r} is not writable: "
+                                 f"{exc.strerror or exc}", setting="output") from None
+    return output
+
+
 def loop_text(content: dict[str, Any]) -> str:
     """The text people review: ``source``, ``text`` or ``taskObject`` of the input."""
     for key in ("source", "text", "taskObject"):
@@ -291,6 +354,7 @@ class HumanReview:
             raise ConfigurationError(
                 f"template {flow.template[:40]!r} is neither a built-in "
                 f"({', '.join(TEMPLATES)}) nor a Jinja2 template", setting="template")
+        check_output(flow.output)
         flow.created_at = _now().isoformat()
         with self._tx() as conn:
             if conn.execute(sa.select(flows.c.id).where(flows.c.name == flow.name)).first():
@@ -302,7 +366,7 @@ class HumanReview:
                        time_limit_seconds=flow.time_limit_seconds,
                        availability_lifetime_seconds=100 * 365 * 24 * 3600,
                        webhooks=flow.webhooks, webhook_secret=flow.webhook_secret,
-                       streaming=True)
+                       streaming=True, roles=["reviewer"])
         self.jobs.create_streaming_job(spec)
         with self._tx() as conn:
             conn.execute(flows.insert().values(name=flow.name, spec=json.dumps(asdict(flow)),
@@ -315,13 +379,13 @@ class HumanReview:
             row = conn.execute(sa.select(flows).where(flows.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"no flow definition {name!r}", flow=name)
-        return FlowDefinition(**json.loads(row.spec))
+        return _stored_flow(row.spec)
 
     def flows(self) -> list[FlowDefinition]:
         """Every flow definition, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(flows.c.spec).order_by(flows.c.id)).scalars().all()
-        return [FlowDefinition(**json.loads(s)) for s in rows]
+        return [_stored_flow(s) for s in rows]
 
     def flow_for_job(self, job: str) -> FlowDefinition | None:
         """The flow a labeling job carries, if it is one's."""
@@ -626,7 +690,8 @@ class HumanReview:
             "creationTime": created.isoformat(), "completionTime": now.isoformat()}
         try:
             uri = _write_output(spec, row.name, created, document)
-        except OSError as exc:  # the answers stay; the loop says why it has no output
+        except Exception as exc:  # noqa: BLE001 - any failure: the answers stay, the loop
+            # says why it has no output, and reading other loops goes on
             self._set(spec.name, row.name, LoopStatus.FAILED, now,
                       expect=LoopStatus.IN_PROGRESS,
                       failure_code=FailureCode.INTERNAL_ERROR.value,

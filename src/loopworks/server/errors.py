@@ -14,6 +14,7 @@ from loopworks.errors import (
     LoopworksError,
     NotFoundError,
     PermissionDenied,
+    RateLimited,
     ValidationError,
 )
 from loopworks.server.sessions import LoginRequired
@@ -21,6 +22,7 @@ from loopworks.server.sessions import LoginRequired
 __all__ = ["install_error_handlers", "STATUS"]
 
 STATUS: list[tuple[type[LoopworksError], int]] = [
+    (RateLimited, 429),
     (PermissionDenied, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -46,12 +48,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoopworksError)
     async def _handle(request: Request, exc: LoopworksError) -> Response:
         status = next(code for cls, code in STATUS if isinstance(exc, cls))
+        headers = {"Retry-After": str(exc.fields["retry_after"])} \
+            if "retry_after" in exc.fields else None
         if not request.url.path.startswith("/api/"):
             from loopworks.server.pages import render
 
-            title = {403: "Not allowed", 404: "Not found", 409: "Conflict"}.get(
-                status, "Something is wrong")
-            return render(request, "error.html", status_code=status, status=status,
-                          title=title, message=str(exc), me=None)
-        return JSONResponse(status_code=status, content={"error": {
+            title = {403: "Not allowed", 404: "Not found", 409: "Conflict",
+                     429: "Too many attempts"}.get(status, "Something is wrong")
+            response: Response = render(request, "error.html", status_code=status,
+                                        status=status, title=title, message=str(exc), me=None)
+            if headers:
+                response.headers.update(headers)
+            return response
+        return JSONResponse(status_code=status, headers=headers, content={"error": {
             "type": type(exc).__name__, "message": str(exc), "fields": _json_safe(exc.fields)}})

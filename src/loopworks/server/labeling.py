@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/labeling", tags=["labeling"])
 Caller = Annotated[Worker, Depends(current_worker)]
 Admin = Annotated[Worker, Depends(require_admin)]
+#: An item id in a URL: a positive 64-bit integer (larger ones are a 422, not a database
+#: error).
+ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the task's item id")]
 
 
 class AnswerBody(BaseModel):
@@ -78,33 +82,35 @@ def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str
 
 
 @router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201, response_model=None)
-def submit(job: str, item_id: int, body: AnswerBody, request: Request, worker: Caller,
-           response: Response, next: Annotated[bool, Query()] = False  # noqa: A002
+def submit(job: str, item_id: ItemId, body: AnswerBody, request: Request, worker: Caller,
+           response: Response, next: Annotated[bool, Query()] = False,  # noqa: A002
+           idempotency_key: Annotated[str | None, Header(
+               max_length=255, description="makes a retry safe: the same key gets the "
+               "stored result (with `Idempotent-Replayed: true`) instead of a 409")] = None,
            ) -> dict[str, Any] | Response:
-    """Answer a leased task (409 when the lease expired or is not the caller's). With
-    ``?next=true`` the answer and the next lease happen in one transaction and the reply
-    is the next task (204 when none is left): half the requests for a labeling client.
+    """Answer a leased task of this job (404 when the job has no such item, 409 when the
+    lease expired or is not the caller's). With ``?next=true`` the answer and the next
+    lease happen in one transaction and the reply is the next task (204 when none is left):
+    half the requests for a labeling client.
 
     The answer that closes an automated-labeling round starts the next round in the
     background and is not kept waiting for it: until the round opens the next batch, there
     is no task (204) while the job stays in progress."""
-    jobs = _jobs(request)
-    if not next:
-        jobs.submit(job, item_id, worker, body.answer)
-        settle_review(request, job, item_id)
-        advance_auto_label(request, job)
-        return {"status": "recorded"}
-    task = jobs.submit_and_next(job, item_id, worker, body.answer)
+    receipt = _jobs(request).record_answer(job, item_id, worker, body.answer, then_next=next,
+                                           idempotency_key=idempotency_key)
     settle_review(request, job, item_id)
     advance_auto_label(request, job)
-    if task is None:
-        return Response(status_code=204)
-    response.status_code = 201
-    return {"status": "recorded", "next": _task(task)}
+    headers = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
+    response.headers.update(headers)
+    if not next:
+        return {"status": "recorded"}
+    if receipt.next is None:
+        return Response(status_code=204, headers=headers)
+    return {"status": "recorded", "next": _task(receipt.next)}
 
 
 @router.get("/jobs/{job}/items/{item_id}/image")
-def image(job: str, item_id: int, request: Request, worker: Caller) -> FileResponse:
+def image(job: str, item_id: ItemId, request: Request, worker: Caller) -> FileResponse:
     """The image of an item of an image job (team members only)."""
     path = _jobs(request).image_path(job, item_id, worker)
     media_type = mimetypes.guess_type(path.name)[0] or ""
@@ -153,11 +159,17 @@ def webhook_deliveries(job: str, request: Request, admin: Admin) -> list[dict[st
 
 def settle_review(request: Request, job: str, item_id: int) -> None:
     """An answer on a review flow's task may complete its human loop: settle it now, so
-    the loop's status, output document and webhooks do not wait for the next read."""
+    the loop's status, output document and webhooks do not wait for the next read. The
+    answer is stored already: a failure here is logged and left for the next read to
+    retry, never turned into an error for the worker."""
     review = request.app.state.review
     flow = review.flow_for_job(job)
     if flow is not None:
-        review.settle(flow.name, item_ids=[item_id])
+        try:
+            review.settle(flow.name, item_ids=[item_id])
+        except Exception:
+            log.exception("settling the human loop of task %d of flow %r failed", item_id,
+                          flow.name)
 
 
 def advance_auto_label(request: Request, job: str) -> bool:

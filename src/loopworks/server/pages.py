@@ -10,7 +10,9 @@ autoescapes everything it renders, and user text reaches JavaScript only through
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,10 +25,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
+from loopworks.errors import (
+    ConflictError,
+    LoopworksError,
+    NotFoundError,
+    PermissionDenied,
+    RateLimited,
+)
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Role, Worker
-from loopworks.server.labeling import advance_auto_label, settle_review
+from loopworks.server.labeling import ItemId, advance_auto_label, settle_review
 from loopworks.server.sessions import (
     check_csrf,
     csrf_token,
@@ -37,12 +45,24 @@ from loopworks.server.sessions import (
 
 __all__ = ["render", "router"]
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(include_in_schema=False)
 templates = Environment(loader=PackageLoader("loopworks.server", "templates"),
                         autoescape=select_autoescape(["html"]), trim_blocks=True,
                         lstrip_blocks=True)
 
+def _sanitized(value: Any) -> Markup:
+    """``|safe`` in a flow's template: the value comes from task input, not from the admin
+    who wrote the template, so its markup is cleaned (nh3: no scripts, no ``<meta>``
+    refresh, no forms, no event handlers, no ``javascript:`` links) instead of trusted."""
+    import nh3
+
+    return Markup(nh3.clean(str(value)))
+
+
 _sandbox = SandboxedEnvironment(autoescape=True)
+_sandbox.filters["safe"] = _sanitized
 Me = Annotated[Worker, Depends(page_worker)]
 
 
@@ -88,12 +108,20 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002
 
 
 @router.post("/login")
-def login(request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()],
+def login(request: Request, name: Annotated[str, Form(max_length=200)],
+          password: Annotated[str, Form(max_length=1000)],
           csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"  # noqa: A002
           ) -> Response:
     check_csrf(request, csrf_token)
+    address = request.client.host if request.client else None
     try:
-        worker = request.app.state.workforce.authenticate_password(name, password)
+        worker = request.app.state.workforce.authenticate_password(name, password,
+                                                                    address=address)
+    except RateLimited as exc:
+        response = render(request, "login.html", status_code=429, next=_safe_next(next),
+                          error=f"Too many failed sign-ins: {exc}.")
+        response.headers["Retry-After"] = str(exc.fields.get("retry_after", 60))
+        return response
     except (PermissionDenied, NotFoundError):
         return render(request, "login.html", status_code=401, next=_safe_next(next),
                       error="Unknown name or wrong password.")
@@ -139,14 +167,17 @@ def home(request: Request, me: Me) -> HTMLResponse:
 
 @router.get("/jobs/{job}")
 def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
-    """The task this worker holds in the job, or the next one (leased now)."""
+    """The task this worker holds in the job; else a page to start (a GET never leases:
+    a link or a cross-site GET cannot take tasks on someone's behalf)."""
     from loopworks.labeling.progress import my_answer_count
 
     jobs = _jobs(request)
-    task = jobs.current_task(job, me) or jobs.next_task(job, me)
+    task = jobs.current_task(job, me)
     spec = jobs.job(job)
     context = {"me": me, "spec": spec, "task": task, "mine": my_answer_count(jobs, job, me)}
     if task is None:
+        if jobs.has_work(job, me):
+            return render(request, "start.html", **context)
         return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
     flow = request.app.state.review.flow_for_job(job)
@@ -156,7 +187,19 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
     return render(request, "task.html", shortcuts=shortcuts, image=image,
                   task_data={"source": "" if image else task.source,
                              "labels": spec.labels, "type": task.task_type},
-                  flow=flow, prediction=prediction, custom=custom, **context)
+                  flow=flow, prediction=prediction, custom=custom,
+                  idempotency_key=secrets.token_urlsafe(16), **context)
+
+
+@router.post("/jobs/{job}/next")
+def start(request: Request, job: str, me: Me, csrf_token: Annotated[str, Form()] = ""
+          ) -> Response:
+    """Lease a task (the one already held, if any), then show it."""
+    check_csrf(request, csrf_token)
+    jobs = _jobs(request)
+    if jobs.current_task(job, me) is None:
+        jobs.next_task(job, me)
+    return _redirect(f"/jobs/{quote(job)}")
 
 
 def _next_batch_notice(request: Request, spec: Any) -> str | None:
@@ -177,12 +220,22 @@ def _next_batch_notice(request: Request, spec: Any) -> str | None:
 
 def _custom_task(flow: Any, task: Any) -> Markup | None:
     """A flow's own Jinja2 template, rendered in a sandbox with autoescape: its author
-    (an admin) writes the markup, every value from the input is escaped."""
+    (an admin) writes the markup, every value from the input is escaped, and a value the
+    template marks ``|safe`` is sanitised (:func:`_sanitized`). A template that turns
+    autoescape off is not rendered."""
+    from jinja2 import nodes
+
     from loopworks.review.flows import TEMPLATES
 
     if flow.template in TEMPLATES:
         return None
     try:
+        parsed = _sandbox.parse(flow.template)
+        if any(any(k.key == "autoescape" for k in modifier.options)
+               for modifier in parsed.find_all((nodes.EvalContextModifier,))):
+            return Markup("<p class='error'>This flow's task template turns autoescape off "
+                          "({% autoescape %}), which would show task input as markup; "
+                          "mark single values |safe instead (they are sanitised).</p>")
         compiled = _sandbox.from_string(flow.template)
         return Markup(compiled.render(input=task.data.get("input", {}), text=task.source,
                                       prediction=task.data.get("prediction"),
@@ -193,8 +246,12 @@ def _custom_task(flow: Any, task: Any) -> Markup | None:
 
 
 @router.post("/jobs/{job}/tasks/{item_id}")
-async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
-    """Submit the answer from the task form, then on to the next task."""
+async def submit(request: Request, job: str, item_id: ItemId, me: Me) -> Response:
+    """Submit the answer from the task form, and lease the next task in the same step.
+
+    The form carries an idempotency key made when the page was shown: a resubmitted form
+    (a reload, a flaky connection) is answered from the stored result, not recorded twice.
+    """
     form = await request.form()
     check_csrf(request, str(form.get("csrf_token", "")))
     answer: Any
@@ -210,8 +267,11 @@ async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
     if answer is None or answer == []:
         request.session["flash"] = "Choose a label first (keys 1–9 or click), then submit."
         return _redirect(f"/jobs/{quote(job)}")
+    key = str(form.get("idempotency_key") or "") or None
     try:
-        _jobs(request).submit(job, item_id, me, answer)
+        receipt = await run_in_threadpool(
+            _jobs(request).record_answer, job, item_id, me, answer, then_next=True,
+            idempotency_key=key)
         settle_review(request, job, item_id)
         # A due round starts in the background; checking for one is a query: off the loop.
         await run_in_threadpool(advance_auto_label, request, job)
@@ -223,25 +283,28 @@ async def submit(request: Request, job: str, item_id: int, me: Me) -> Response:
         request.session["flash"] = f"Not saved: {exc}"
         return _redirect(f"/jobs/{quote(job)}")
     else:
-        request.session["flash"] = "Saved."
+        request.session["flash"] = "Saved." if not receipt.replayed else "Saved (already)."
     return _redirect(f"/jobs/{quote(job)}")
 
 
 @router.post("/jobs/{job}/tasks/{item_id}/skip")
-def skip(request: Request, job: str, item_id: int, me: Me,
+def skip(request: Request, job: str, item_id: ItemId, me: Me,
          csrf_token: Annotated[str, Form()] = "") -> Response:
-    """Give the task back; it goes to someone else."""
+    """Give the task back (it goes to someone else) and lease the next one."""
     check_csrf(request, csrf_token)
+    jobs = _jobs(request)
     try:
-        _jobs(request).skip(job, item_id, me)
+        jobs.skip(job, item_id, me)
         request.session["flash"] = "Skipped."
     except ConflictError as exc:
         request.session["flash"] = str(exc)
+    if jobs.current_task(job, me) is None:
+        jobs.next_task(job, me)
     return _redirect(f"/jobs/{quote(job)}")
 
 
 @router.get("/jobs/{job}/tasks/{item_id}/image")
-def task_image(request: Request, job: str, item_id: int, me: Me) -> Response:
+def task_image(request: Request, job: str, item_id: ItemId, me: Me) -> Response:
     """The image of a task the worker holds (nobody else's, nothing else on disk)."""
     task = _jobs(request).current_task(job, me)
     if task is None or task.item_id != item_id or not TaskType(task.task_type).is_image:
@@ -300,7 +363,14 @@ def export(request: Request, job: str, me: Admin) -> Response:
 def review_flows(request: Request, me: Admin) -> HTMLResponse:
     """Every review flow with its loops by status."""
     review = request.app.state.review
-    rows = [{"flow": f, "summary": review.summary(f.name)} for f in review.flows()]
+    rows = []
+    for flow in review.flows():
+        try:
+            rows.append({"flow": flow, "summary": review.summary(flow.name), "error": None})
+        except Exception as exc:  # noqa: BLE001 - one broken flow must not hide the others
+            log.exception("summary of flow %r failed", flow.name)
+            rows.append({"flow": flow, "summary": None,
+                         "error": f"this flow's summary failed: {type(exc).__name__}"})
     return render(request, "review_flows.html", me=me, rows=rows)
 
 

@@ -1,15 +1,17 @@
 """Browser sessions for the pages: a signed cookie, CSRF tokens, and who is signed in.
 
-The session cookie (Starlette's ``SessionMiddleware``, signed with itsdangerous) holds the
-worker's id and a CSRF token, nothing secret. It is HttpOnly and SameSite=Lax, and Secure
+The session cookie (Starlette's ``SessionMiddleware``, signed with itsdangerous) holds a
+session id and a CSRF token. The session itself lives in the metadata database
+(:meth:`~loopworks.labeling.workforce.Workforce.start_session`) and is checked on every
+request, so signing out or deactivating the worker ends it on the server: a copied cookie
+stops working at once, in every server process. It is HttpOnly and SameSite=Lax, and Secure
 when the server is reached over HTTPS (``LOOPWORKS_PUBLIC_URL=https://...`` or
 ``LOOPWORKS_SECURE_COOKIES=1``). The signing key comes from ``LOOPWORKS_SECRET_KEY`` or a
 random key kept in ``$LOOPWORKS_HOME/secret_key`` (mode 0600), so every server process
 of one home shares it and sessions survive a restart.
 
 Every state-changing form carries the session's CSRF token; :func:`check_csrf` compares
-it in constant time. The worker is re-read on every request, so deactivating a worker
-ends its sessions at once.
+it in constant time.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Any
 from fastapi import Request
 
 from loopworks.errors import NotFoundError, PermissionDenied
-from loopworks.labeling.workforce import Worker
+from loopworks.labeling.workforce import SESSION_LIFETIME, Worker
 
 __all__ = ["LoginRequired", "check_csrf", "csrf_token", "page_worker", "secret_key",
            "secure_cookies", "sign_in", "sign_out"]
 
-SESSION_SECONDS = 12 * 3600
+SESSION_SECONDS = int(SESSION_LIFETIME.total_seconds())
 
 
 class LoginRequired(Exception):
@@ -85,29 +87,33 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 def sign_in(request: Request, worker: Worker) -> None:
-    """Start a fresh session for the worker (a new CSRF token: no fixation)."""
-    request.session.clear()
-    request.session["worker_id"] = worker.id
+    """Start a fresh server-side session for the worker (a new id and CSRF token: no
+    fixation)."""
+    sign_out(request)
+    workforce: Any = request.app.state.workforce
+    request.session["sid"] = workforce.start_session(worker)
     request.session["csrf"] = secrets.token_urlsafe(32)
 
 
 def sign_out(request: Request) -> None:
-    """Forget the session."""
+    """End the session on the server and forget the cookie's contents."""
+    sid = request.session.get("sid")
+    if isinstance(sid, str) and sid:
+        request.app.state.workforce.end_session(sid)
     request.session.clear()
 
 
 def page_worker(request: Request) -> Worker:
-    """The signed-in worker, or :class:`LoginRequired` for anonymous or stale sessions."""
-    worker_id = request.session.get("worker_id")
-    if worker_id is not None:
+    """The signed-in worker, or :class:`LoginRequired` for anonymous or ended sessions."""
+    sid = request.session.get("sid")
+    if sid is not None:
         workforce: Any = request.app.state.workforce
         try:
-            worker: Worker = workforce.worker_by_id(int(worker_id))
-        except NotFoundError:  # deleted since: treat as signed out
+            worker: Worker = workforce.session_worker(str(sid))
+        except (PermissionDenied, NotFoundError):  # ended, expired, deactivated, deleted
             pass
         else:
-            if worker.active:
-                return worker
+            return worker
         request.session.clear()
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise LoginRequired(target)
