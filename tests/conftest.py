@@ -164,3 +164,17 @@ def running_server(home: Path, token: str):
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def open_task(client, job: str):
+    """A signed-in page client's view of the job with a task on it: the page shows the
+    task held, else a Start button whose POST leases one (a GET never leases)."""
+    import re
+
+    page = client.get(f"/jobs/{job}")
+    if 'id="start-form"' in page.text:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        started = client.post(f"/jobs/{job}/next", data={"csrf_token": token})
+        assert started.status_code == 303, started.text
+        page = client.get(f"/jobs/{job}")
+    return page

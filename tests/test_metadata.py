@@ -39,3 +39,52 @@ def test_background_checkpointer_takes_over_the_wal(tmp_path: Path) -> None:
 def test_checkpointer_leaves_postgres_and_memory_alone() -> None:
     engine = sa.create_engine("sqlite://")
     assert BackgroundCheckpointer(engine)._thread is None
+
+
+def test_the_wal_stays_bounded_while_readers_keep_it_busy(tmp_path: Path) -> None:
+    """PASSIVE checkpoints cannot reset a WAL that readers keep using, so under steady load
+    it only grew; past its limit a TRUNCATE checkpoint cuts it once the readers move on."""
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    engine = open_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+    limit = 256 * 1024
+    checkpointer = BackgroundCheckpointer(engine, every_seconds=3600, wal_limit_bytes=limit,
+                                          quiet_seconds=3600)
+    try:
+        reader = sqlite3.connect(tmp_path / "meta.db")
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds a snapshot: a busy WAL
+        for _ in range(20):
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO t VALUES (:x)"),
+                             [{"x": "y" * 200} for _ in range(200)])
+            checkpointer.run_once()
+        grown = checkpointer.wal_bytes()
+        assert grown is not None and grown > limit  # the reader kept it from resetting
+        reader.rollback()
+        reader.close()
+        checkpointer.run_once()  # past the limit, no reader left: cut to nothing
+        assert checkpointer.wal_bytes() == 0 and checkpointer.truncations >= 1
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 4000
+    finally:
+        checkpointer.close()
+    dispose_engine(url)
+
+
+def test_a_quiet_database_gets_its_wal_truncated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    engine = open_engine(url)
+    checkpointer = BackgroundCheckpointer(engine, every_seconds=3600, quiet_seconds=0)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.execute(sa.text("INSERT INTO t VALUES (:x)"), [{"x": i} for i in range(100)])
+        assert (checkpointer.wal_bytes() or 0) > 0
+        checkpointer.run_once()  # notes the size
+        checkpointer.run_once()  # unchanged since: quiet, so truncated
+        assert checkpointer.wal_bytes() == 0
+    finally:
+        checkpointer.close()
+    dispose_engine(url)

@@ -1,7 +1,9 @@
-"""The SQL console's engine: read-only, one statement, bounded rows and time, no file access."""
+"""The SQL console's engine: read-only, one statement, bounded rows, time, memory and
+temporary files, no file access."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,15 @@ def test_pages_of_a_select(store: FeatureStore) -> None:
     ("SELECT 1; SELECT 2", "one statement at a time"),
     ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
     ("SELECT * FROM no_such_group", "SQL error"),
+    # EXPLAIN ANALYZE runs the statement it explains: refused like the statement itself.
+    ("EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
+    ("EXPLAIN ANALYZE INSERT INTO reviews SELECT * FROM reviews",
+     "INSERT statements are refused"),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'", "COPY statements are refused"),
+    ("explain /* why */ analyze\n-- not this\nDROP TABLE reviews", "DROP statements are refused"),
+    ("EXPLAIN (ANALYZE) CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
+    ("EXPLAIN (FORMAT json) DELETE FROM reviews", "DELETE statements are refused"),
+    ("EXPLAIN ANALYZE SET threads = 64", "SET statements are refused"),
 ])
 def test_anything_but_reading_the_groups_is_refused(store: FeatureStore, sql: str,
                                                     message: str) -> None:
@@ -48,6 +59,57 @@ def test_anything_but_reading_the_groups_is_refused(store: FeatureStore, sql: st
         readonly_query(store, sql)
     assert readonly_query(store, "SELECT count(*) AS n FROM reviews").table.column(
         "n").to_pylist() == [250]  # nothing changed
+
+
+@pytest.mark.parametrize("sql", [
+    "EXPLAIN SELECT sentiment, count(*) FROM reviews GROUP BY 1",
+    "EXPLAIN ANALYZE SELECT sentiment, count(*) FROM reviews GROUP BY 1",
+    "/* plan */ EXPLAIN (FORMAT json) SELECT * FROM reviews_latest",
+])
+def test_explain_of_a_select_shows_the_plan(store: FeatureStore, sql: str) -> None:
+    plan = readonly_query(store, sql)
+    assert plan.table.column_names == ["explain_key", "explain_value"]
+    assert "scan" in plan.table.column("explain_value")[0].as_py().lower()
+
+
+def test_a_query_past_the_memory_limit_is_stopped(store: FeatureStore) -> None:
+    import psutil
+
+    hungry = "SELECT length(string_agg(repeat('x', 100), ',')) FROM range(20000000)"  # ~2 GB
+    me = psutil.Process()
+    before = peak = me.memory_info().rss
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.wait(0.01):
+            peak = max(peak, me.memory_info().rss)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(ValidationError, match=r"the query needed more memory than the "
+                                                  r"console allows \(512 MB\)"):
+            readonly_query(store, hungry)
+    finally:
+        done.set()
+        watcher.join()
+    assert peak - before < 800e6, f"the process grew by {(peak - before) / 1e6:.0f} MB"
+    small = readonly_query(store, "SELECT count(*) AS n FROM reviews_latest")
+    assert small.table.column("n").to_pylist() == [250]  # the same store still answers
+    assert not any((store.home / "tmp").iterdir())  # temporary files went with the query
+
+
+def test_spilling_past_the_temporary_file_limit_is_stopped(store: FeatureStore) -> None:
+    distinct = ("SELECT count(*) AS n FROM (SELECT DISTINCT range::VARCHAR || "
+                "'-some-padding-to-spill' FROM range({rows}))")
+    with pytest.raises(ValidationError, match=r"more memory than the console allows "
+                                              r"\(50 MB in memory and 20 MB of temporary"):
+        readonly_query(store, distinct.format(rows=5_000_000), memory_limit_mb=50,
+                       temp_limit_mb=20)
+    fits = readonly_query(store, distinct.format(rows=200_000), memory_limit_mb=50,
+                          temp_limit_mb=20)
+    assert fits.table.column("n").to_pylist() == [200_000]
 
 
 def test_time_limit_interrupts(store: FeatureStore) -> None:

@@ -40,6 +40,11 @@ def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
                      "<script>window.pwned = 1</script>Sneaky <b>bold</b>"])
     sign_in(page, url, jobs.workforce, "ana")
     page.click("text=sent")
+    # Opening the job leases nothing; Enter (the focused Start button) takes a task.
+    assert page.inner_text("#progress") == "0 / 4" and jobs.current_task(
+        "sent", jobs.workforce.worker("ana")) is None
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#source")
     assert page.inner_text("#source") == "I love this dress"
     assert page.inner_text("#progress") == "0 / 4" and page.inner_text("#mine") == "0"
 
@@ -128,6 +133,7 @@ def test_draw_entity_spans_with_the_mouse(page, site) -> None:
                             task_type="named-entity-recognition"), [text])
     sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/ner")
+    page.click("#start")
     _drag_over_text(page, 0, 5)
     page.keyboard.press("1")
     _drag_over_text(page, text.index("Paris"), len(text))
@@ -158,6 +164,7 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
                     manifest)
     sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/boxes")
+    page.click("#start")
     page.wait_for_function("document.getElementById('task-image').naturalWidth > 0")
     page.keyboard.press("1")
     stage = page.locator("#overlay").bounding_box()
@@ -197,6 +204,7 @@ def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
         assert result.started
     sign_in(page, url, jobs.workforce, "rita")
     page.click("text=review-check")
+    page.click("#start")
     assert page.inner_text("#source") == "Pretty good overall"
     assert page.inner_text("#model-label") == "positive"
     snap(page, "review-task")
@@ -223,3 +231,30 @@ def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:
     assert page.locator("#share-chart rect").count() == 2
     assert page.locator("#completed-chart polyline").count() == 1
     snap(page, "review-dashboard")
+
+
+def test_markup_from_task_input_cannot_move_the_reviewer_away(page, site,
+                                                               tmp_path: Path) -> None:
+    """A flow's own template may mark a value |safe; the value comes from task input, so
+    what could act on the page (a <meta> refresh, a form, a script) is cleaned out."""
+    from loopworks.review.flows import FlowDefinition, HumanReview
+
+    url, jobs = site
+    jobs.workforce.add_worker("rita", "reviewer", teams_=["nlp"])
+    review = HumanReview(jobs.engine, jobs)
+    review.create_flow(FlowDefinition(
+        "markup", "nlp", ["negative", "positive"], str(tmp_path / "out"),
+        template="<div id='shown'>{{ input.html|safe }}</div><p>{{ text }}</p>"))
+    review.start_human_loop("l1", "markup", {
+        "text": "check this", "probabilities": [0.4, 0.6],
+        "html": '<meta http-equiv="refresh" content="0;url=/login?moved=1"><i>kept</i>'
+                '<form action="/logout" method="post"><button id="trap">go</button></form>'})
+    sign_in(page, url, jobs.workforce, "rita")
+    page.goto(f"{url}/jobs/review-markup")
+    page.click("#start")
+    page.wait_for_selector("#shown i")
+    page.wait_for_load_state("load")
+    assert page.inner_text("#shown i") == "kept"
+    assert page.locator("meta[http-equiv]").count() == 0
+    assert page.locator("#trap").count() == 0 and "moved" not in page.url
+    assert page.url.endswith("/jobs/review-markup")

@@ -83,6 +83,7 @@ def test_next_batch_reaches_the_annotator_and_the_admin_sees_the_round(
     with running_server(home, "operator-token") as url:
         sign_in(page, url, jobs.workforce, "ana")
         page.click("a[href='/jobs/reviews']")
+        page.click("#start")
         # The last open items of the first sample, answered with the keyboard.
         for left in range(LEFT_FOR_THE_BROWSER, 0, -1):
             source = page.inner_text("#source")
@@ -102,6 +103,9 @@ def test_next_batch_reaches_the_annotator_and_the_admin_sees_the_round(
         deadline = time.monotonic() + 30
         while not page.locator("#source").count():
             assert time.monotonic() < deadline, page.inner_text("main")
+            if page.locator("#start").count():
+                page.click("#start")  # the next batch is open: take a task
+                continue
             time.sleep(0.25)
             page.reload()
         source = page.inner_text("#source")

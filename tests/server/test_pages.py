@@ -12,7 +12,7 @@ import pytest
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.metadata import database_url, open_engine
 
-from conftest import running_server
+from conftest import open_task, running_server
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"> & "quotes"'
 
@@ -61,17 +61,6 @@ def sign_in(site: Site, worker: str) -> httpx.Client:
     done = client.post(f"/login/{secret}", data={"csrf_token": _csrf(page)})
     assert done.status_code == 303 and done.headers["location"] == "/"
     return client
-
-
-def open_task(client: httpx.Client, job: str) -> httpx.Response:
-    """The job's page with a task on it: GET shows the held task, else a Start button
-    (a POST leases one)."""
-    page = client.get(f"/jobs/{job}")
-    if 'id="start-form"' in page.text:
-        started = client.post(f"/jobs/{job}/next", data={"csrf_token": _csrf(page)})
-        assert started.status_code == 303
-        page = client.get(f"/jobs/{job}")
-    return page
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(site) -> None:

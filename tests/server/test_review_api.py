@@ -14,7 +14,7 @@ import pytest
 from loopworks.labeling.jobs import LabelingJobs
 from loopworks.metadata import database_url, open_engine
 
-from conftest import running_server
+from conftest import open_task, running_server
 
 LABELS = ["negative", "neutral", "positive"]
 SYSTEM = {"Authorization": "Bearer operator-token"}
@@ -74,7 +74,7 @@ def test_flow_and_loops_through_the_api_and_the_reviewer_page(server, tmp_path: 
     assert start(api, "unsure", "other text", 0.3, 0.5, 0.2).status_code == 409
 
     rita = sign_in(stack, url, jobs, "rita")
-    page = rita.get("/jobs/review-check")
+    page = open_task(rita, "review-check")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;meh" in page.text
     assert re.search(r'id="model-label">neutral<', page.text)
     assert re.search(r'value="neutral" checked', page.text)  # Enter agrees with the model
@@ -120,6 +120,6 @@ def test_custom_template_escapes_the_input(server, tmp_path: Path) -> None:
     api.post("/api/review/flows/check/loops", json={"name": "x", "input_content": {
         "text": "fine", "product": "<img src=x onerror=alert(1)>",
         "probabilities": {"negative": 0.3, "neutral": 0.4, "positive": 0.3}}})
-    page = sign_in(stack, url, jobs, "rita").get("/jobs/review-check").text
+    page = open_task(sign_in(stack, url, jobs, "rita"), "review-check").text
     assert "<h3>Product &lt;img src=x onerror=alert(1)&gt;</h3>" in page
     assert "<blockquote>fine</blockquote>" in page and "<p>model: neutral</p>" in page

@@ -153,3 +153,34 @@ def test_an_admin_starts_a_job_from_the_form(studio, sample_csv: Path, tmp_path:
         forged = client.post("/studio/jobs", data={"input": str(sample_csv),
                                                    "out": str(tmp_path / "x")})
         assert forged.status_code == 403 and not (tmp_path / "x").exists()
+
+
+def test_the_csv_download_neutralises_formulas(studio) -> None:
+    url, workforce = studio
+    with httpx.Client(base_url=url) as client:
+        secret = workforce.issue_login_link("boss")
+        page = client.get(f"/login/{secret}")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        client.post(f"/login/{secret}", data={"csrf_token": token})
+        console = client.get("/studio/console")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', console.text).group(1)
+        sql = ("SELECT review_id, '=HYPERLINK(\"http://evil.example\",\"' || review_id || "
+               "'\")' AS link, '@SUM(A1)' AS at, '+' || sentiment AS plus, "
+               "'-' || review_id AS minus, split_type, -length(review_id) AS negative, "
+               "-0.5 AS ratio FROM reviews_latest ORDER BY review_id LIMIT 5")
+        download = client.post("/studio/console/download", data={
+            "csrf_token": token, "sql": sql, "format": "csv"})
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["x-content-type-options"] == "nosniff"
+    rows = list(csv.DictReader(io.StringIO(download.text, newline="")))
+    assert len(rows) == 5
+    for row in rows:
+        rid = row["review_id"]
+        assert row["link"] == f"'=HYPERLINK(\"http://evil.example\",\"{rid}\")"
+        assert row["at"] == "'@SUM(A1)" and row["plus"].startswith("'+")
+        assert row["minus"] == f"'-{rid}"
+        assert row["split_type"] in ("train", "validation", "test")  # plain text untouched
+        assert int(row["negative"]) == -len(rid) and float(row["ratio"]) == -0.5
+    numbers = download.text.splitlines()[1].split(",")[-2:]
+    assert numbers == [str(-len(rows[0]["review_id"])), "-0.5"]  # unquoted numbers

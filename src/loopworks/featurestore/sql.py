@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from loopworks.featurestore.pointintime import EncodedIds
     from loopworks.featurestore.store import FeatureStore
 
-__all__ = ["clear_history_cache", "run_query", "training_set", "training_set_from_manifest"]
+__all__ = ["clear_history_cache", "csv_safe", "query_arrow", "run_query", "training_set",
+           "training_set_from_manifest"]
 
 
 def _quote(name: str) -> str:
@@ -46,7 +47,7 @@ def _utc(value: datetime | str | None) -> datetime | None:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
            ) -> pa.Table:
     """Run a query and return Arrow (DuckDB 2 names it to_arrow_table, 1.x arrow)."""
     relation = con.sql(sql, params=params or None)
@@ -88,7 +89,7 @@ def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = N
         raise ConfigurationError("output must be 'pandas' or 'arrow'", setting="output")
     con = connect_groups(store, as_of)
     try:
-        result = _arrow(con, sql)
+        result = query_arrow(con, sql)
     except duckdb.Error as exc:
         raise ValidationError(f"SQL error: {str(exc).strip()}", sql=sql) from None
     finally:
@@ -105,22 +106,57 @@ def _write_result(table: pa.Table, out: str) -> None:
     if path.suffix == ".parquet":
         pq.write_table(table, tmp)
     elif path.suffix == ".csv":
-        pacsv.write_csv(_csv_safe(table), tmp)
+        pacsv.write_csv(csv_safe(table), tmp)
     else:
         raise ConfigurationError(f"--out {out}: use a .csv or .parquet file name", setting="out")
     tmp.replace(path)
 
 
-def _csv_safe(table: pa.Table) -> pa.Table:
-    """CSV has no lists: write list columns as JSON arrays text."""
+def csv_safe(table: pa.Table) -> pa.Table:
+    """The table ready to be written as CSV for people to open in a spreadsheet.
+
+    CSV has no lists: list columns become JSON arrays as text. A text cell that starts
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a formula by
+    Excel, LibreOffice or Google Sheets (CSV injection), so it gets a leading ``'`` and
+    shows as the text it is. Only text columns change: a negative number in a numeric
+    column stays a number.
+
+    Args:
+        table: A query result.
+
+    Returns:
+        A table with the same column names, list columns as text and formula-like text
+        neutralised.
+    """
     columns = []
     for column in table.columns:
         if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) \
                 or pa.types.is_large_list(column.type):
             column = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()],
                               pa.string())
+        elif pa.types.is_dictionary(column.type) and _is_text(column.type.value_type):
+            column = _neutralise_formulas(column.cast(pa.string()))
+        elif _is_text(column.type):
+            column = _neutralise_formulas(column)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) \
+        or pa.types.is_string_view(kind)
+
+
+# What OWASP's CSV injection advice lists as the start of a formula.
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def _neutralise_formulas(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_string_view(column.type):
+        column = column.cast(pa.string())
+    risky = pc.match_substring_regex(column, _FORMULA_START)
+    quoted = pc.utf8_replace_slice(column, start=0, stop=0, replacement="'")
+    return pc.if_else(risky, quoted, column)
 
 
 def training_set(
@@ -415,7 +451,7 @@ def _asof_join(store: FeatureStore, spec: Any, entity: pa.Table, features: list[
         f"SELECT e.__lw_row, {values} FROM entity e ASOF LEFT JOIN f "
         f"ON e.{rid} = f.__id AND e.{_quote(event_time)} >= f.__et ORDER BY e.__lw_row")
     try:
-        result = _arrow(con, sql, params)
+        result = query_arrow(con, sql, params)
     finally:
         con.close()
     if result.num_rows != entity.num_rows:  # the one-row-per-entity-row contract

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,14 +108,19 @@ class FileJobStore:
         os.replace(tmp, self.folder / f"{report.job_id}.json")
 
     def get(self, job_id: str) -> JobReport:
-        """Return one job's record, also by unique id prefix."""
+        """Return one job's record, also by unique id prefix (an id is letters, digits,
+        '-', '_' and '.': nothing that could name another file, nor a glob)."""
+        valid = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", job_id or "") is not None
         path = self.folder / f"{job_id}.json"
-        if not path.is_file():
-            matches = sorted(self.folder.glob(f"{job_id}*.json")) if self.folder.is_dir() else []
+        if not valid or not path.is_file():
+            matches = sorted(p for p in self.folder.iterdir()
+                             if p.name.endswith(".json") and p.name.startswith(job_id)) \
+                if valid and self.folder.is_dir() else []
             if len(matches) != 1:
+                shown = job_id if len(job_id) <= 80 else job_id[:80] + "..."
                 raise JobNotFoundError(
-                    f"no job {job_id!r} under {self.folder} (see `loopworks jobs list`)",
-                    job_id=job_id,
+                    f"no job {shown!r} under {self.folder} (see `loopworks jobs list`)",
+                    job_id=shown,
                 )
             path = matches[0]
         return JobReport.from_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -554,7 +554,10 @@ class HumanReview:
             try:
                 cursor = int(next_token)
             except ValueError:
-                raise ConfigurationError("invalid next_token", setting="next_token") from None
+                cursor = -1
+            if not 0 <= cursor < 2**63:
+                raise ConfigurationError("invalid next_token: pass the NextToken a previous "
+                                         "page returned", setting="next_token")
             query = query.where(loops.c.id < cursor if newest_first else loops.c.id > cursor)
         query = query.order_by(loops.c.id.desc() if newest_first else loops.c.id)
         with self.engine.connect() as conn:

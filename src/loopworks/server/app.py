@@ -16,6 +16,7 @@ from loopworks import __version__
 from loopworks.featurestore import FeatureStore
 from loopworks.server.auth import new_token, require_feature_reader
 from loopworks.server.errors import install_error_handlers
+from loopworks.server.security import install_security
 
 __all__ = ["create_app"]
 
@@ -96,14 +97,17 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from loopworks.metadata.database import BackgroundCheckpointer
 
-        checkpointer = BackgroundCheckpointer(app.state.store.registry.engine)
+        checkpointer = app.state.checkpointer = BackgroundCheckpointer(
+            app.state.store.registry.engine)
         yield
         app.state.auto_label.close()  # a running round finishes and writes its labels
         checkpointer.close()
         app.state.labeling.webhooks.close()  # pending deliveries stay in the outbox
 
+    # /docs is served offline by install_security (FastAPI's own pages load a CDN).
     app = FastAPI(title="loopworks", version=__version__, lifespan=lifespan,
-                  description="Feature store, labeling and human review API.")
+                  description="Feature store, labeling and human review API.",
+                  docs_url=None, redoc_url=None)
     app.state.store = store or FeatureStore()
     app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
     app.state.workforce = _workforce(app.state.store)
@@ -111,6 +115,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     app.state.review = _review(app.state)
     app.state.auto_label = _auto_label(app.state)
     install_error_handlers(app)
+    install_security(app)
     _install_pages(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
 
@@ -118,8 +123,14 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
         return app.state.store
 
     @app.get("/healthz", include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> dict[str, Any]:
+        """Up, and how big the metadata database's SQLite write-ahead log is (a server
+        keeps it bounded; PostgreSQL: null)."""
+        checkpointer = getattr(app.state, "checkpointer", None)
+        wal = checkpointer.wal_bytes() if checkpointer is not None else None
+        return {"status": "ok", "database": {
+            "dialect": fs().registry.engine.dialect.name, "wal_bytes": wal,
+            "wal_truncations": checkpointer.truncations if checkpointer else 0}}
 
     @api.get("/feature-groups")
     def list_groups() -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ def download(request: Request, me: Reader, sql: Annotated[str, Form()],
     import pyarrow.parquet as pq
 
     from loopworks.featurestore.console import MAX_DOWNLOAD_ROWS, readonly_query
-    from loopworks.featurestore.sql import _csv_safe
+    from loopworks.featurestore.sql import csv_safe
 
     check_csrf(request, csrf_token)
     if format not in ("csv", "parquet"):
@@ -155,7 +155,7 @@ def download(request: Request, me: Reader, sql: Annotated[str, Form()],
     else:
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(_csv_safe(result.table), buffer)
+        pacsv.write_csv(csv_safe(result.table), buffer)
         media = "text/csv"
     return Response(buffer.getvalue(), media_type=media, headers={
         "Content-Disposition": f'attachment; filename="query.{format}"',
