@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from loopworks.featurestore import FeatureStore
 from loopworks.labeling.jobs import LabelingJobs
@@ -65,7 +66,9 @@ def test_reviewed_labels_land_in_a_feature_group(tmp_path: Path) -> None:
         assert isinstance(rows["reviewed_at"][0], pd.Timestamp)
 
 
-def test_status_changes_go_to_the_webhook_signed(tmp_path: Path) -> None:
+def test_status_changes_go_to_the_webhook_signed(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPWORKS_WEBHOOK_ALLOW", "127.0.0.1/32")  # the receiver is local
     receiver = Receiver(failures=1)  # the first delivery fails and is retried
     try:
         review = _review(tmp_path / "home")

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from loopworks.errors import ConfigurationError
+from loopworks.labeling.destinations import check_url
 from loopworks.labeling.tasktypes import TaskType
 
 __all__ = ["AUTO_LABEL_DEFAULTS", "DEFAULT_LIFETIME_SECONDS", "MAX_LIFETIME_SECONDS",
@@ -154,10 +155,8 @@ class JobSpec:
         self.deadline = _parse_time(self.deadline, "deadline")
         if self.adaptive is not None:
             self._check_adaptive()
-        for url in self.webhooks:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ConfigurationError(f"webhook {url!r} must be an http(s) URL",
-                                         setting="webhooks")
+        for url in self.webhooks:  # the URL's shape; its addresses are checked at delivery
+            check_url(url)
         if self.webhooks and not self.webhook_secret:
             raise ConfigurationError("webhooks need a webhook_secret to sign events with",
                                      setting="webhook_secret")
