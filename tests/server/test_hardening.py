@@ -333,3 +333,14 @@ def test_safe_in_a_flow_template_sanitises_task_input(site: Site, tmp_path: Path
     page.post("/jobs/review-raw/next", data={"csrf_token": csrf(start)})
     html = page.get("/jobs/review-raw").text
     assert "turns autoescape off" in html and "<meta http-equiv" not in html
+
+
+def test_asking_for_a_task_again_gives_the_one_held(site: Site) -> None:
+    """A reply to /next lost on the way must not strand a lease until it expires."""
+    ana = site.api("ana")
+    first = ana.post("/api/labeling/jobs/job-a/next").json()
+    again = ana.post("/api/labeling/jobs/job-a/next").json()
+    assert again["item_id"] == first["item_id"]
+    done = ana.post(f"/api/labeling/jobs/job-a/tasks/{first['item_id']}/answer?next=true",
+                    json={"answer": "neutral"})
+    assert done.json()["next"]["item_id"] != first["item_id"]

@@ -73,8 +73,11 @@ def my_jobs(request: Request, worker: Caller) -> list[dict[str, Any]]:
 
 @router.post("/jobs/{job}/next", response_model=None)
 def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str, Any]:
-    """Lease the next task (204 when there is none left for this worker)."""
-    task = _jobs(request).next_task(job, worker)
+    """The task the caller holds in this job, else lease the next one (204 when there is
+    none left for this worker). Asking again before answering gives the same task, so a
+    reply lost on the way (a dropped connection) strands no lease."""
+    jobs = _jobs(request)
+    task = jobs.current_task(job, worker) or jobs.next_task(job, worker)
     if task is None:
         advance_auto_label(request, job)  # a round missed (restart, failure): start it now
         return Response(status_code=204)
