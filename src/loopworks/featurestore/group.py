@@ -2,8 +2,10 @@
 
 Every write goes to the offline history first (a Delta commit, the source of truth) and then
 to the online store (one transaction). Should the online write fail, the offline commit is
-rolled back by restoring the previous table version, so a batch lands in both stores or in
-neither.
+rolled back by restoring the previous table version; should the process die between the two
+commits, the write's journal entry (:mod:`loopworks.featurestore.journal`) has the next open
+of the group roll it forward online before serving. So a batch lands in both stores or in
+neither. Deletes go online first, then offline as a tombstone, journaled the same way.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from loopworks.errors import ConfigurationError, InputError
+from loopworks.errors import ConfigurationError, ConflictError, InputError
 from loopworks.featurestore.definitions import (
     EVENT_TIME_TYPE,
     FeatureDefinition,
     _to_arrow,
     conform_table,
     load_feature_definitions,
+)
+from loopworks.featurestore.journal import (
+    JournalRecord,
+    commit_metadata,
+    committed_write_times,
+    pause_point,
+    rows_to_replay,
 )
 from loopworks.featurestore.registry import FeatureGroupSpec
 
@@ -179,21 +188,17 @@ class FeatureGroup:
             message = str(exc).replace(f": row {row}:", f": row {row + offset}:", 1)
             raise ValidationError(message, **(exc.fields | {"row": row + offset})) from None
 
-    def _write(self, table: pa.Table, *, deleted: bool = False,
-               ttl_seconds: float | None = None) -> tuple[int, int | None]:
-        """Write one batch: offline first, then online (rolled back offline on failure)."""
-        if deleted:
-            return 0, self._append_offline(table, deleted=True)[1]
-        return self._write_batches([table], ttl_seconds)
-
-    def _append_offline(self, table: pa.Table, *, deleted: bool = False
+    def _append_offline(self, table: pa.Table, *, ingest_id: str, deleted: bool = False
                         ) -> tuple[int | None, int]:
-        """Append to the history; returns (version before, version after)."""
+        """Append to the history as part of write ``ingest_id`` (named in the commit's
+        metadata with the batch's write_time); returns (version before, version after)."""
+        now = _utcnow()
         history = table.append_column("write_time", pa.repeat(
-            pa.scalar(_utcnow(), EVENT_TIME_TYPE), table.num_rows)).append_column(
+            pa.scalar(now, EVENT_TIME_TYPE), table.num_rows)).append_column(
             "is_deleted", pa.repeat(pa.scalar(deleted), table.num_rows))
-        return self._store.offline.append_versions(self.name, history,
-                                                   event_time=self.spec.event_time)
+        return self._store.offline.append_versions(
+            self.name, history, event_time=self.spec.event_time,
+            commit_metadata=commit_metadata(ingest_id, now))
 
     def _write_batches(self, batches: list[pa.Table], ttl_seconds: float | None
                        ) -> tuple[int, int | None]:
@@ -206,6 +211,11 @@ class FeatureGroup:
         transaction rolls back; if an online write fails, the history is restored to the
         version before that batch (which also undoes any later batch's commit, whose online
         write never happened). So every batch lands in both stores or in neither.
+
+        A journal entry covers the whole call: should the process die between a batch's two
+        commits, the next open of the group writes the batch online (see :meth:`recover`).
+        The entry is dropped once the outcome is settled, and kept when even the restore
+        failed, so those batches are rolled forward instead.
         """
         ttl = ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds
         batches = [b for b in batches if b.num_rows]
@@ -215,29 +225,40 @@ class FeatureGroup:
         written = 0
         version: int | None = None
         stop = threading.Event()  # set on failure: queued offline commits do nothing
+        entry = self._store.journal.begin(self.name, ttl_seconds=ttl)
+        settled = False
 
         def append(batch: pa.Table) -> tuple[int | None, int]:
             if stop.is_set():
                 raise CancelledError
             try:
-                return self._append_offline(batch)
+                result = self._append_offline(batch, ingest_id=entry.id)
             except BaseException:
                 stop.set()
                 raise
+            pause_point("ingest.offline-committed")
+            return result
 
-        with ThreadPoolExecutor(max_workers=1) as offline_writer:
-            commits = [offline_writer.submit(append, batch) for batch in batches]
-            for k, batch in enumerate(batches):
-                try:
-                    written += self._store.online.write(
-                        self.name, batch, self.spec.definitions, record_id=self.spec.record_id,
-                        event_time=self.spec.event_time, ttl_seconds=ttl,
-                        before_commit=commits[k].result)
-                except BaseException:
-                    stop.set()
-                    self._undo_offline(commits[k:])
-                    raise
-                version = commits[k].result()[1]
+        try:
+            pause_point("ingest.journal-written")
+            with ThreadPoolExecutor(max_workers=1) as offline_writer:
+                commits = [offline_writer.submit(append, batch) for batch in batches]
+                for k, batch in enumerate(batches):
+                    try:
+                        written += self._store.online.write(
+                            self.name, batch, self.spec.definitions,
+                            record_id=self.spec.record_id, event_time=self.spec.event_time,
+                            ttl_seconds=ttl, before_commit=commits[k].result)
+                    except BaseException:
+                        stop.set()
+                        self._undo_offline(commits[k:])
+                        settled = True
+                        raise
+                    pause_point("ingest.online-committed")
+                    version = commits[k].result()[1]
+            settled = True
+        finally:
+            entry.close(done=settled)
         return written, version
 
     def _undo_offline(self, commits: list[Future[tuple[int | None, int]]]) -> None:
@@ -277,7 +298,7 @@ class FeatureGroup:
         ``ttl_seconds`` overrides the group's TTL for this record.
         """
         table = self._conform_batch(pa.Table.from_pylist([record]))
-        written, _ = self._write(table, ttl_seconds=ttl_seconds)
+        written, _ = self._write_batches([table], ttl_seconds)
         return written == 1
 
     def delete_record(self, record_id: str, event_time: datetime | str | None = None, *,
@@ -289,13 +310,71 @@ class FeatureGroup:
         (hard: ConflictError) or kept offline only (soft: returns False).
         """
         when = _as_utc(event_time) if event_time is not None else _utcnow()
-        accepted = self._store.online.delete(
-            self.name, str(record_id), when, hard=hard, definitions=self.spec.definitions,
-            record_id_name=self.spec.record_id, event_time_name=self.spec.event_time)
-        tombstone = pa.Table.from_pylist([{self.spec.record_id: str(record_id),
-                                           self.spec.event_time: when}])
-        self._write(self._conform_batch(tombstone), deleted=True)
+        entry = self._store.journal.begin(
+            self.name,
+            delete={"record_id": str(record_id), "event_time": when.isoformat(), "hard": hard})
+        settled = True  # until the online delete is applied, nothing is written anywhere
+        try:
+            accepted = self._delete_online(str(record_id), when, hard=hard)
+            settled = False  # kept if the tombstone fails: the next open commits it
+            pause_point("delete.online-applied")
+            self._append_tombstone(str(record_id), when, ingest_id=entry.id)
+            settled = True
+        finally:
+            entry.close(done=settled)
         return accepted
+
+    def _delete_online(self, record_id: str, when: datetime, *, hard: bool) -> bool:
+        """The online half of a delete, first: the online store decides if it is accepted."""
+        return bool(self._store.online.delete(
+            self.name, record_id, when, hard=hard, definitions=self.spec.definitions,
+            record_id_name=self.spec.record_id, event_time_name=self.spec.event_time))
+
+    def _append_tombstone(self, record_id: str, when: datetime, *, ingest_id: str) -> None:
+        tombstone = pa.Table.from_pylist([{self.spec.record_id: record_id,
+                                           self.spec.event_time: when}])
+        self._append_offline(self._conform_batch(tombstone), ingest_id=ingest_id, deleted=True)
+
+    # -------------------------------------------------------------------- recovery
+    def recover(self) -> int:
+        """Finish this group's writes that a process died in the middle of.
+
+        Each write is journaled (:mod:`loopworks.featurestore.journal`). One whose process
+        is gone is rolled forward: the rows it committed offline that are still the latest
+        offline record of their id are written online (upsert-if-newer, with what remains of
+        their TTL); an interrupted delete is applied again and its tombstone committed.
+        Writes of live processes are left to them. :meth:`FeatureStore.feature_group` calls
+        this whenever it (re)reads the group's definition, so every command, the server and
+        the SDK recover before serving; when there is nothing to do it costs one folder
+        listing.
+
+        Returns:
+            How many interrupted writes were finished.
+
+        Raises:
+            LoopworksError: A store failed while rolling forward; the journal entry is kept
+                and the next open tries again.
+        """
+        return self._store.journal.recover(self.name, self._finish)
+
+    def _finish(self, record: JournalRecord) -> None:
+        """Roll one interrupted write forward; repeating it changes nothing."""
+        offline = self._store.offline
+        if record.delete is not None:
+            if committed_write_times(offline, record):
+                return  # the tombstone is committed, so the online delete happened before
+            record_id, when = record.delete["record_id"], _as_utc(record.delete["event_time"])
+            try:
+                self._delete_online(record_id, when, hard=bool(record.delete["hard"]))
+            except ConflictError:
+                return  # a newer record is stored by now: it is the latest in both stores
+            self._append_tombstone(record_id, when, ingest_id=record.id)
+            return
+        for table, ttl in rows_to_replay(offline, self.spec, record):
+            self._store.online.write(self.name, table, self.spec.definitions,
+                                     record_id=self.spec.record_id,
+                                     event_time=self.spec.event_time, ttl_seconds=ttl)
+            pause_point("recovery.online-written")
 
     # --------------------------------------------------------------------- offline
     def history(self, *, version: int | None = None, as_of: datetime | str | None = None

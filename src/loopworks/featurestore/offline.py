@@ -127,7 +127,8 @@ class DeltaOfflineStore:
         """
         return self.append_versions(group, table, event_time=event_time)[1]
 
-    def append_versions(self, group: str, table: pa.Table, *, event_time: str
+    def append_versions(self, group: str, table: pa.Table, *, event_time: str,
+                        commit_metadata: dict[str, Any] | None = None
                         ) -> tuple[int | None, int]:
         """Append rows to the group's history (creating the table on first use).
 
@@ -137,6 +138,9 @@ class DeltaOfflineStore:
                 ``write_time`` (timestamp[us, UTC]) and ``is_deleted`` (bool).
             event_time: Name of the event time column; its UTC date becomes the
                 ``event_date`` partition.
+            commit_metadata: Kept in the commit's ``commitInfo`` (keys ``loopworks.*``,
+                JSON values); :meth:`history` shows them. The ingest journal names its
+                writes this way.
 
         Returns:
             The table version before the append (``None``: the table did not exist), read
@@ -149,13 +153,16 @@ class DeltaOfflineStore:
         data = self._prepare(group, table, event_time)
         uri = self.uri(group)
         deltalake = _deltalake()
+        commit = deltalake.CommitProperties(custom_metadata=commit_metadata) \
+            if commit_metadata else None
         with self._writer_lock(group):
             existing = self._open(uri)
             if existing is None:
                 deltalake.write_deltalake(uri, data, mode="append",
                                           partition_by=[PARTITION_COLUMN],
                                           storage_options=self.storage_options,
-                                          writer_properties=_writer_properties())
+                                          writer_properties=_writer_properties(),
+                                          commit_properties=commit)
                 return None, int(deltalake.DeltaTable(
                     uri, storage_options=self.storage_options).version())
             before = int(existing.version())
@@ -170,7 +177,8 @@ class DeltaOfflineStore:
             same = set(stored.names) == set(data.schema.names)
             deltalake.write_deltalake(existing, data, mode="append",
                                       schema_mode=None if same else "merge",
-                                      writer_properties=_writer_properties())
+                                      writer_properties=_writer_properties(),
+                                      commit_properties=commit)
             return before, int(existing.version())
 
     def optimize(self, group: str) -> dict[str, Any]:
@@ -249,19 +257,24 @@ class DeltaOfflineStore:
         table = self._open(self.uri(group))
         return None if table is None else int(table.version())
 
-    def history(self, group: str) -> list[dict[str, Any]]:
+    def history(self, group: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's commits, newest first (like Delta's ``DESCRIBE HISTORY``).
+
+        Args:
+            group: Feature group name.
+            limit: Only the latest ``limit`` commits.
 
         Returns:
             One dict per commit: ``version``, ``timestamp`` (UTC datetime), ``operation``
-            (WRITE, OPTIMIZE, RESTORE...), ``rows_added`` (``None`` when not recorded) and
-            the raw ``metrics``.
+            (WRITE, OPTIMIZE, RESTORE...), ``rows_added`` (``None`` when not recorded), the
+            raw ``metrics`` and ``metadata``, the ``loopworks.*`` keys the commit was made
+            with (see :meth:`append_versions`).
 
         Raises:
             NotFoundError: The group has no offline table.
         """
         commits = []
-        for commit in self._load(group).history():
+        for commit in self._load(group).history(limit):
             metrics = dict(commit.get("operationMetrics") or {})
             stamp = commit.get("timestamp")
             commits.append({
@@ -270,6 +283,7 @@ class DeltaOfflineStore:
                 "operation": commit.get("operation"),
                 "rows_added": metrics.get("num_added_rows"),
                 "metrics": metrics,
+                "metadata": {k: v for k, v in commit.items() if k.startswith("loopworks.")},
             })
         return commits
 

@@ -19,6 +19,7 @@ from loopworks.featurestore.definitions import (
     load_feature_definitions,
 )
 from loopworks.featurestore.group import FeatureGroup
+from loopworks.featurestore.journal import IngestJournal
 from loopworks.featurestore.registry import FeatureGroupSpec, Registry, validate_name
 
 __all__ = ["FeatureStore"]
@@ -51,6 +52,8 @@ class FeatureStore:
             "LOOPWORKS_OFFLINE_STORE_URL") or str(self.home / "offline")
         self._online: Any = None
         self._offline: Any = None
+        #: Writes in flight, so a crashed one is finished by the next open of its group.
+        self.journal = IngestJournal(self.home / "journal")
         # Specs are read on every online lookup; keep them briefly instead of asking the
         # database each time (changes made through this store drop the cached entry).
         self._specs: dict[str, tuple[float, FeatureGroupSpec]] = {}
@@ -135,11 +138,19 @@ class FeatureStore:
         return FeatureGroup(self, spec)
 
     def feature_group(self, name: str) -> FeatureGroup:
-        """An existing group by name (NotFoundError otherwise)."""
+        """An existing group by name (NotFoundError otherwise).
+
+        Whenever the group's definition is (re)read, writes to it that a dead process left
+        half done are finished first (:meth:`FeatureGroup.recover`), so the stores agree
+        before anything is served; with nothing to finish this costs one folder listing,
+        and the cached path nothing.
+        """
         now = time.monotonic()
         cached = self._specs.get(name)
         if cached is None or now - cached[0] > self.spec_cache_seconds:
-            cached = (now, self.registry.get(name))
+            spec = self.registry.get(name)
+            FeatureGroup(self, dataclasses.replace(spec)).recover()
+            cached = (now, spec)
             self._specs[name] = cached
         return FeatureGroup(self, dataclasses.replace(cached[1]))
 
@@ -157,6 +168,7 @@ class FeatureStore:
         self.online.drop(name)
         if self.offline.exists(name):
             self.offline.delete(name)
+        self.journal.forget(name)
         self.registry.delete(name)
 
     def search(self, text: str) -> list[dict[str, Any]]:
