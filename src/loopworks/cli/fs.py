@@ -55,7 +55,7 @@ def create(name: str, source: str, record_id: str, event_time: str, description:
            tags: tuple[str, ...], ttl_seconds: float | None, ingest: bool,
            home: str | None) -> None:
     """Create feature group NAME with definitions inferred from data."""
-    from loopworks.featurestore.group import _load
+    from loopworks.featurestore.group import load_table
 
     parsed = {}
     for tag in tags:
@@ -63,7 +63,7 @@ def create(name: str, source: str, record_id: str, event_time: str, description:
         if not sep:
             raise ConfigurationError(f"--tag {tag!r} must be key=value", setting="tag")
         parsed[key] = value
-    table = _load(source)
+    table = load_table(source)
     store = _store(home)
     group = store.create_feature_group(name, record_id=record_id, event_time=event_time,
                                        df=table.slice(0, 1000), description=description,

@@ -29,6 +29,7 @@ __all__ = [
     "ModelSource",
     "TokenEmbeddings",
     "embeddings_missing",
+    "import_sentence_transformers",
     "resolve_model",
 ]
 
@@ -128,7 +129,9 @@ def embeddings_missing() -> str | None:
     return None
 
 
-def _import_sentence_transformers() -> Any:
+def import_sentence_transformers() -> Any:
+    """The sentence-transformers module, or MissingDependencyError naming the extra and the
+    install order (PyTorch's CPU build first)."""
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -161,7 +164,7 @@ class EmbeddingModel:
             source = resolve_model(source, allow_network=allow_network)
         self.source = source
         self.threads = threads
-        st = _import_sentence_transformers()
+        st = import_sentence_transformers()
         _quiet_loading()
         offline = source.local or not source.allow_network
         try:

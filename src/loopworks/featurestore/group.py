@@ -43,7 +43,7 @@ from loopworks.featurestore.registry import FeatureGroupSpec
 if TYPE_CHECKING:
     from loopworks.featurestore.store import FeatureStore
 
-__all__ = ["FeatureGroup", "IngestReport"]
+__all__ = ["FeatureGroup", "IngestReport", "load_table"]
 
 _BATCH_ROWS = 50_000
 
@@ -141,7 +141,7 @@ class FeatureGroup:
                 whole input and the feature). No batch is written when any is invalid.
         """
         start = time.perf_counter()
-        table = self._from_pandas(data) if isinstance(data, pd.DataFrame) else _load(data)
+        table = self._from_pandas(data) if isinstance(data, pd.DataFrame) else load_table(data)
         batches = [table.slice(i, batch_rows) for i in range(0, table.num_rows, batch_rows)]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             conformed = list(pool.map(self._conform_batch, batches,
@@ -392,7 +392,9 @@ class FeatureGroup:
         return self._store.offline.optimize(self.name)
 
 
-def _load(data: pd.DataFrame | pa.Table | str) -> pa.Table:
+def load_table(data: pd.DataFrame | pa.Table | str) -> pa.Table:
+    """What ingest takes, as one Arrow table: a DataFrame, an Arrow table or batch, or a
+    Parquet/CSV/JSON Lines file, folder or glob."""
     if isinstance(data, str):
         return pa.concat_tables(list(_read_files(data)))
     if isinstance(data, pd.DataFrame | pa.Table | pa.RecordBatch):

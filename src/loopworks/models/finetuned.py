@@ -93,9 +93,9 @@ class FineTunedModel:
         """The tokenizer and network: the base encoder with a new head (``fresh``), or
         with the fine-tuned weights this model carries."""
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # safe after a fork
-        from loopworks.embeddings.model import _import_sentence_transformers
+        from loopworks.embeddings.model import import_sentence_transformers
 
-        _import_sentence_transformers()  # a clear error naming the extra when it is missing
+        import_sentence_transformers()  # a clear error naming the extra when it is missing
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
