@@ -39,6 +39,9 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     saved = dict(os.environ)
     monkeypatch.setenv("LOOPWORKS_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The same terminal width whoever runs the tests: tables are laid out to it (printed
+    # lines never wrap, whatever the width: see cli/_common.plain_console).
+    monkeypatch.setenv("COLUMNS", "120")
     yield
     os.environ.clear()
     os.environ.update(saved)

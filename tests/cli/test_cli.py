@@ -78,3 +78,16 @@ def test_profile_real_reviews_shows_what_128_cuts(tmp_path: Path) -> None:
     cost = {c["max_seq_length"]: c for c in summary["candidates"]}
     assert 0.03 < cost[128]["share_truncated"] < 0.04  # 3.3% of non-empty real reviews
     assert summary["texts"] == 22_641
+
+
+def test_printed_paths_are_never_wrapped(tmp_path: Path, monkeypatch) -> None:
+    """A narrow terminal and a long path: the path still comes out whole on one line, so
+    it can be copied and pasted."""
+    monkeypatch.setenv("COLUMNS", "40")
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 6)
+    data = deep / "reviews.csv"
+    assert invoke("sample", "reviews", "--rows", "300", "--out", str(data)).exit_code == 0
+    out = deep / "features"
+    result = invoke("process", str(data), "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert any(str(out) in line for line in result.output.splitlines()), result.output

@@ -6,11 +6,10 @@ import json
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option
+from loopworks.cli._common import home_option, plain_console
 from loopworks.errors import ConfigurationError
 
 
@@ -90,7 +89,8 @@ def list_groups(as_json: bool, home: str | None) -> None:
     for s in specs:
         table.add_row(s.name, str(len(s.definitions)), s.record_id, s.event_time,
                       ", ".join(f"{k}={v}" for k, v in s.tags.items()), s.description)
-    Console().print(table if specs else "no feature groups yet: see `loopworks fs create --help`")
+    plain_console().print(table if specs else
+                          "no feature groups yet: see `loopworks fs create --help`")
 
 
 @fs.command()
@@ -184,7 +184,7 @@ def query(sql: str, out: str | None, as_of: str | None, limit: int, as_json: boo
             table.add_column(str(col))
         for row in frame.head(limit).itertuples(index=False):
             table.add_row(*(_short(v) for v in row))
-        Console().print(table)
+        plain_console().print(table)
         click.echo(f"{len(frame):,} rows" + (f" · written to {out}" if out else ""))
 
 

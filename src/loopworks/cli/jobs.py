@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
+from loopworks.cli._common import plain_console
 from loopworks.processing.report import FileJobStore
 from loopworks.settings import load_settings
 
@@ -36,7 +36,7 @@ def list_jobs(home: str | None, as_json: bool) -> None:
         table.add_row(r.job_id, r.status, r.created_at[:19], str(r.counts.get("rows_in", "")),
                       str(r.counts.get("rows_out", "")), str(r.counts.get("rows_rejected", "")),
                       f"{r.timings.get('total', 0):.1f}", r.output)
-    Console().print(table if reports else "no jobs yet: run `loopworks process --help`")
+    plain_console().print(table if reports else "no jobs yet: run `loopworks process --help`")
 
 
 @jobs.command("describe")

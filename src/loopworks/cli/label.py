@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine
+from loopworks.cli._common import home_option, metadata_engine, plain_console
 from loopworks.errors import ConfigurationError
 from loopworks.models.classifier import AUTO_LABEL_FEATURES
 
@@ -74,7 +73,7 @@ def consolidate(answers: str, method: str, item_column: str, worker_column: str,
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=float))
         return
-    console = Console()
+    console = plain_console()
     table_view = Table(title=f"{answers} · {method}")
     table_view.add_column("figure")
     table_view.add_column("value", justify="right")
@@ -379,7 +378,7 @@ def rounds(name: str, as_json: bool, home: str | None) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
         return
-    console = Console()
+    console = plain_console()
     console.print(_round_table(f"{name} · target accuracy "
                                f"{spec.auto_label['target_accuracy']:.2f}", reports))
     console.print(ROUNDS_NOTE)
@@ -403,7 +402,7 @@ def advance(name: str, home: str | None) -> None:
         click.echo(f"no round due for job {name!r} (items are still open, none is held, or "
                    "the job is not in progress)")
         return
-    Console().print(_round_table(f"{name} · round {report.round}", [report]))
+    plain_console().print(_round_table(f"{name} · round {report.round}", [report]))
 
 
 @label.command("simulate")

@@ -6,11 +6,10 @@ import json
 
 import click
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option
+from loopworks.cli._common import home_option, plain_console
 from loopworks.errors import ConfigurationError
 from loopworks.models.classifier import FEATURE_KINDS
 
@@ -100,7 +99,7 @@ def train(name: str, input_: str | None, feature_group: str | None, query: str |
     if sum(x is not None for x in (input_, feature_group, query)) != 1:
         raise ConfigurationError("give exactly one of --input, --feature-group or --query")
     class_names = tuple(c.strip() for c in classes.split(",") if c.strip())
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
     data = read_labeled_data(input_, feature_group=feature_group, query=query,
                              text_column=text_column, label_column=label_column,
                              rating_column=rating_column, classes=class_names,
@@ -126,7 +125,7 @@ def print_training(result: object) -> None:
 
     assert isinstance(result, TrainingResult)
     card, ev = result.card, result.evaluation
-    console = Console()
+    console = plain_console()
     console.print(f"[bold]model {card.name} version {card.version}[/bold]  "
                   f"classes {', '.join(card.classes)}  ({result.seconds:.1f}s)")
     counts = card.training_data["rows_by_split"]
@@ -179,7 +178,7 @@ def list_models(all_versions: bool, as_json: bool, home: str | None) -> None:
                       _num(test.get("ece")),
                       f"{card.training_data.get('rows_by_split', {}).get('train', 0):,}",
                       card.created[:10])
-    Console().print(table)
+    plain_console().print(table)
 
 
 def _num(value: object) -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option
+from loopworks.cli._common import home_option, plain_console
 from loopworks.cli._progress import RowsProgress
 
 
@@ -49,7 +48,7 @@ def predict(model_ref: str, input_: str, out: str, text_column: str | None, on_e
                               progress=bar, batch_rows=batch_rows)
     labels = ", ".join(f"{name} {n:,}" for name, n in report.by_label.items())
     rate = report.rows / report.seconds if report.seconds else 0.0
-    Console().print(
+    plain_console().print(
         f"wrote {report.rows:,} rows to {report.out} with model {report.model} "
         f"({report.seconds:.2f}s, {rate:,.0f} rows/s)\n"
         f"predicted: {labels}  ·  mean confidence {report.mean_confidence:.3f}"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
+from loopworks.cli._common import plain_console
 from loopworks.cli._progress import RowsProgress
 from loopworks.processing import (
     ColumnNames,
@@ -130,7 +131,7 @@ def process(inputs: tuple[str, ...], out: str, engine: str, workers: int | None,
 
 def print_report(report: JobReport, console: Console | None = None) -> None:
     """Print a job report as a few readable tables."""
-    console = console or Console()
+    console = console or plain_console()
     counts, tokens = report.counts, report.tokens
     console.print(f"[bold]job {report.job_id}[/bold]  {report.status}  →  {report.output}")
     console.print(f"tokenizer: {report.tokenizer.get('name')}  max_seq_length: "

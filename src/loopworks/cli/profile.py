@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
+from loopworks.cli._common import plain_console
 from loopworks.processing.profile import plot_profile, profile_lengths
 
 
@@ -40,7 +40,7 @@ def profile(inputs: tuple[str, ...], tokenizer: str | None, text_column: str,
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    console = plain_console()
     console.print(f"{summary['texts']:,} texts · tokenizer {summary['tokenizer']}")
     dist = Table(title="length distribution")
     for col in ("", "mean", "p50", "p90", "p95", "p99", "max"):

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine
+from loopworks.cli._common import home_option, metadata_engine, plain_console
 from loopworks.errors import ConfigurationError, InputError
 
 _STATUSES = ["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
@@ -168,7 +168,6 @@ def list_flows(as_json: bool, home: str | None) -> None:
     if not specs:
         click.echo("no flow definitions")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table()
@@ -181,7 +180,7 @@ def list_flows(as_json: bool, home: str | None) -> None:
                           for m in members if isinstance(m, dict)) or "(always)"
         table.add_row(s.name, s.team, ",".join(s.labels), str(s.task_count), kinds,
                       s.created_at[:10])
-    Console().print(table)
+    plain_console().print(table)
 
 
 @flow.command("describe")
@@ -270,7 +269,6 @@ def list_loops(flow_name: str | None, status: str | None, created_after: str | N
     if not page:
         click.echo("no human loops")
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table()
@@ -282,7 +280,7 @@ def list_loops(flow_name: str | None, status: str | None, created_after: str | N
                                                  for c in p.conditions_fired)
             table.add_row(p.name, p.flow, p.status.value,
                           p.created_at.strftime("%Y-%m-%d %H:%M:%S"), detail)
-        Console().print(table)
+        plain_console().print(table)
     if token:
         click.echo(f"more: --next-token {token}")
 

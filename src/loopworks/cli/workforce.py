@@ -6,11 +6,10 @@ import json
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine
+from loopworks.cli._common import home_option, metadata_engine, plain_console
 
 
 def _workforce(home: str | None) -> Any:
@@ -51,7 +50,7 @@ def list_teams(as_json: bool, home: str | None) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(row["name"], ", ".join(row["members"]), row["description"])
-    Console().print(table if rows else "no teams yet: loopworks team add NAME")
+    plain_console().print(table if rows else "no teams yet: loopworks team add NAME")
 
 
 @click.group()
@@ -132,7 +131,7 @@ def tokens(name: str, issue: bool, expires_in: float | None, revoke_id: str | No
     for row in rows:
         table.add_row(row["id"], row["created_at"], row["expires_at"] or "never",
                       row["last_used_at"] or "never")
-    Console().print(table if rows else f"{name!r} has no API tokens: loopworks worker token "
+    plain_console().print(table if rows else f"{name!r} has no API tokens: loopworks worker token "
                     f"{name} --new")
 
 
@@ -163,7 +162,7 @@ def list_workers(as_json: bool, home: str | None) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(row["name"], row["role"], ", ".join(row["teams"]), str(row["active"]))
-    Console().print(table if rows else "no workers yet: loopworks worker add NAME")
+    plain_console().print(table if rows else "no workers yet: loopworks worker add NAME")
 
 
 @worker.command("deactivate")
