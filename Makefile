@@ -137,4 +137,4 @@ bench: $(VENV)/.installed-dev  ## the processing benchmark (minutes; see benchma
 	$(BIN)/python benchmarks/processing.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,8 +270,10 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
                     if think > 0:
                         time.sleep(rng.uniform(0, 2 * think))
                     t0 = time.perf_counter()
+                    # A key per answer, as a careful client sends: a retry would be safe.
                     response = client.post(f"/api/labeling/jobs/bench/tasks/{item_id}/answer",
-                                           json={"answer": LABELS[item_id % 3]})
+                                           json={"answer": LABELS[item_id % 3]},
+                                           headers={"Idempotency-Key": uuid.uuid4().hex})
                     submit_ms[index].append((time.perf_counter() - t0) * 1000)
                     statuses[index][response.status_code] += 1
                     if response.status_code == 201:
@@ -280,15 +283,32 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
             except httpx.HTTPError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
+    wal_bytes: list[int] = []
+    done = threading.Event()
+
+    def watch_wal() -> None:
+        """The metadata database's WAL size each second (/healthz), to show it stays
+        bounded under load."""
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not done.wait(1.0):
+                with contextlib.suppress(httpx.HTTPError):
+                    wal = client.get("/healthz").json()["database"].get("wal_bytes")
+                    if wal is not None:
+                        wal_bytes.append(int(wal))
+
     threads = [threading.Thread(target=work, args=(i,), daemon=True)
                for i in range(len(tokens))]
     for thread in threads:
         thread.start()
+    watcher = threading.Thread(target=watch_wal, daemon=True)
+    watcher.start()
     start_gate.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    done.set()
+    watcher.join()
     flat_next = [x for xs in next_ms for x in xs]
     flat_submit = [x for xs in submit_ms for x in xs]
     n_201 = sum(len(r) for r in recorded)
@@ -300,6 +320,8 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
                  "p99_ms": pct(flat_next, 0.99), "max_ms": max(flat_next, default=0.0)},
         "submit": {"requests": len(flat_submit), "p50_ms": pct(flat_submit, 0.5),
                    "p99_ms": pct(flat_submit, 0.99), "max_ms": max(flat_submit, default=0.0)},
+        "wal_mib": {"max": max(wal_bytes, default=0) / 2**20,
+                    "last": (wal_bytes[-1] if wal_bytes else 0) / 2**20},
         "statuses": dict(sum(statuses, Counter())), "errors": errors[:20],
         "n_errors": len(errors),
         "recorded": {f"w{i:03d}": r for i, r in enumerate(recorded)},
@@ -537,6 +559,8 @@ def report(results: dict[str, Any]) -> str:
                   f"ms | {'yes' if met_next else 'NO'} |",
                   f"| submit p50 | {s['submit']['p50_ms']:.1f} ms | | |",
                   f"| submit p99 | {s['submit']['p99_ms']:.1f} ms | | |",
+                  f"| metadata WAL, largest seen | {s['wal_mib']['max']:.1f} MiB | bounded "
+                  "(64 MiB + a second's writes) | |",
                   f"| HTTP statuses | {s['statuses']} | | |",
                   f"| client errors | {s['n_errors']} | 0 | "
                   f"{'yes' if s['n_errors'] == 0 else 'NO'} |", "",
@@ -598,6 +622,7 @@ def _think_rows(t: dict[str, Any] | None) -> list[str]:
             f"| {'yes' if met else 'NO'} |",
             f"| submit p50 | {t['submit']['p50_ms']:.1f} ms | | |",
             f"| submit p99 | {t['submit']['p99_ms']:.1f} ms | | |",
+            f"| metadata WAL, largest seen | {t['wal_mib']['max']:.1f} MiB | | |",
             f"| HTTP statuses | {t['statuses']} | | |",
             f"| client errors | {t['n_errors']} | 0 | {'yes' if t['n_errors'] == 0 else 'NO'} |",
             ""]

@@ -34,14 +34,19 @@ def check_image(ref: str, base: Path | None, where: str) -> str:
     if "://" in ref:
         raise InputError(f"{where}: source-ref {ref!r} is a URL; image jobs take local image "
                          "files (download them first)", where=where)
-    path = Path(ref).expanduser()
-    if not path.is_absolute():
-        path = (base or Path.cwd()) / path
-    path = path.resolve()
+    try:
+        path = Path(ref).expanduser()
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        path = path.resolve()
+        exists = path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL, ~name of no user
+        raise InputError(f"{where}: source-ref {ref!r} is not a usable path "
+                         f"({getattr(exc, 'strerror', None) or exc})", where=where) from None
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"{where}: source-ref {ref!r} is not an image file (expected one of "
                          f"{', '.join(IMAGE_SUFFIXES)})", where=where)
-    if not path.is_file():
+    if not exists:
         raise InputError(f"{where}: image {ref!r} does not exist ({path})", where=where)
     return str(path)
 

@@ -13,8 +13,12 @@ import json
 
 import sqlalchemy as sa
 
-__all__ = ["ItemState", "answers", "auto_items", "auto_rounds", "idempotency", "items", "jobs",
-           "leases", "machine_labels", "migrate", "outbox", "skips"]
+__all__ = ["MAX_ID", "ItemState", "answers", "auto_items", "auto_rounds", "idempotency", "items",
+           "jobs", "leases", "machine_labels", "migrate", "outbox", "skips"]
+
+#: The largest id an ``sa.Integer`` column holds on every backend (32-bit on PostgreSQL): an
+#: id from outside past it names nothing, and PostgreSQL refuses to even compare with it.
+MAX_ID = 2**31 - 1
 
 
 class ItemState:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loopworks.errors import ConfigurationError, MissingDependencyError
+from loopworks.errors import ConfigurationError, InputError, MissingDependencyError
 
 __all__ = ["READ_ONLY", "WAL_LIMIT_BYTES", "BackgroundCheckpointer", "database_url",
            "dispose_engine", "open_engine"]
@@ -93,8 +93,25 @@ def open_engine(url: str) -> Any:
             f"unsupported database URL {url.split(':', 1)[0]}://...; use sqlite:///PATH or "
             "postgresql://USER@HOST/DB",
             setting="LOOPWORKS_DATABASE_URL")
+    sa.event.listen(engine, "before_cursor_execute", _refuse_nul)
     _ENGINES[key] = engine
     return engine
+
+
+def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
+                executemany: bool) -> None:
+    """PostgreSQL text cannot hold a NUL character: psycopg fails on one, whether it is
+    stored (a task's text) or looked up (a job name in a URL). Refuse it before the driver
+    sees it, on SQLite too, so both backends answer alike.
+
+    Raises:
+        InputError: A text parameter holds ``\\x00``.
+    """
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, dict) else row or ()
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise InputError("text with a NUL character (\\x00) cannot be stored in or looked "
+                             "up from the metadata database; remove the character")
 
 
 def dispose_engine(url: str) -> None:

@@ -38,7 +38,7 @@ from loopworks.errors import ConfigurationError, ConflictError, InputError, NotF
 from loopworks.labeling import webhooks
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.progress import timeline
-from loopworks.labeling.schema import ItemState, answers, items
+from loopworks.labeling.schema import MAX_ID, ItemState, answers, items
 from loopworks.labeling.schema import jobs as label_jobs
 from loopworks.labeling.spec import MAX_TIME_LIMIT_SECONDS
 from loopworks.labeling.tasktypes import TaskType, consolidate_spans
@@ -275,6 +275,8 @@ def check_output(output: object) -> str:
     """
     if not isinstance(output, str) or not output.strip():
         raise ConfigurationError("a flow needs an output location", setting="output")
+    if "\x00" in output:
+        raise ConfigurationError(f"output {output!r} holds a NUL character", setting="output")
     if "://" in output and not output.startswith("file://"):
         scheme = output.split("://", 1)[0].lower()
         if scheme not in OUTPUT_PROTOCOLS or not output.split("://", 1)[1].strip("/"):
@@ -283,15 +285,17 @@ def check_output(output: object) -> str:
                 f"an object-store URL ({', '.join(p + '://' for p in OUTPUT_PROTOCOLS)})",
                 setting="output")
         return output
-    folder = Path(output.removeprefix("file://")).expanduser()
+    folder = Path(output.removeprefix("file://"))
     try:
+        folder = folder.expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".loopworks-write-check-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: ~name of no user
         raise ConfigurationError(f"output folder {str(folder)!r} is not writable: "
-                                 f"{exc.strerror or exc}", setting="output") from None
+                                 f"{getattr(exc, 'strerror', None) or exc}",
+                                 setting="output") from None
     return output
 
 
@@ -555,7 +559,7 @@ class HumanReview:
                 cursor = int(next_token)
             except ValueError:
                 cursor = -1
-            if not 0 <= cursor < 2**63:
+            if not 0 <= cursor <= MAX_ID:
                 raise ConfigurationError("invalid next_token: pass the NextToken a previous "
                                          "page returned", setting="next_token")
             query = query.where(loops.c.id < cursor if newest_first else loops.c.id > cursor)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 from loopworks import __version__
 from loopworks.featurestore import FeatureStore
 from loopworks.server.auth import new_token, require_feature_reader
-from loopworks.server.errors import install_error_handlers
+from loopworks.server.bodies import require_unicode_body
+from loopworks.server.errors import error_responses, install_error_handlers
 from loopworks.server.security import install_security
 
 __all__ = ["create_app"]
@@ -99,6 +100,10 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
 
         checkpointer = app.state.checkpointer = BackgroundCheckpointer(
             app.state.store.registry.engine)
+        # Writes a killed process left half done are finished before the first request
+        # (opening a group does it), not on the event loop in the middle of serving.
+        for spec in app.state.store.list_feature_groups():
+            app.state.store.feature_group(spec.name)
         yield
         app.state.auto_label.close()  # a running round finishes and writes its labels
         checkpointer.close()
@@ -117,7 +122,9 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
     install_error_handlers(app)
     install_security(app)
     _install_pages(app)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_feature_reader),
+                                                 Depends(require_unicode_body)],
+                    responses=error_responses(401, 403))
 
     def fs() -> FeatureStore:
         return app.state.store
@@ -137,19 +144,20 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
         """Every feature group's description."""
         return [s.to_dict() for s in fs().list_feature_groups()]
 
-    @api.get("/feature-groups/search")
+    @api.get("/feature-groups/search", responses=error_responses(422))
     def search(q: Annotated[str, Query(min_length=1)]) -> list[dict[str, Any]]:
         """Search groups and features by name, description, tag and type."""
         return fs().search(q)
 
-    @api.get("/feature-groups/{name}")
+    @api.get("/feature-groups/{name}", responses=error_responses(404, 422))
     def describe(name: str) -> dict[str, Any]:
         """One group: definitions, tags, transformation metadata, offline figures."""
         return _encode(fs().feature_group(name).describe())
 
     # The online read path is async: a record read takes tens of microseconds, less than
     # the hop to a worker thread would cost.
-    @api.get("/feature-groups/{name}/records/{record_id}")
+    @api.get("/feature-groups/{name}/records/{record_id}",
+             responses=error_responses(404, 422))
     async def get_record(name: str, record_id: str,
                    feature: Annotated[list[str] | None, Query()] = None) -> Response:
         """The latest online record (404 when missing, deleted or expired)."""
@@ -161,7 +169,8 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
                                 feature_group=name, record_id=record_id)
         return _json(record)
 
-    @api.post("/feature-groups/{name}/records/batch-get")
+    @api.post("/feature-groups/{name}/records/batch-get",
+              responses=error_responses(400, 404, 422))
     async def batch_get(name: str, body: BatchGetRequest) -> Response:
         """Latest records for many ids, in order (null where none)."""
         records = fs().feature_group(name).batch_get_record(body.ids, body.features)

@@ -1,11 +1,14 @@
-"""Domain errors meet HTTP here, and only here."""
+"""Domain errors meet HTTP here, and only here: the status of each error, how it is
+rendered, and how the OpenAPI schema documents it (:func:`error_responses`)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 
 from loopworks.errors import (
     ConfigurationError,
@@ -19,7 +22,8 @@ from loopworks.errors import (
 )
 from loopworks.server.sessions import LoginRequired
 
-__all__ = ["install_error_handlers", "STATUS"]
+__all__ = ["ERROR_RESPONSES", "STATUS", "ApiError", "ErrorBody", "PlainError",
+           "error_responses", "install_error_handlers"]
 
 STATUS: list[tuple[type[LoopworksError], int]] = [
     (RateLimited, 429),
@@ -31,6 +35,71 @@ STATUS: list[tuple[type[LoopworksError], int]] = [
     (InputError, 422),
     (LoopworksError, 400),
 ]
+
+
+class ApiError(BaseModel):
+    """A domain error: its class, what went wrong, and where (the error's fields)."""
+
+    type: str = Field(description="the error's class, e.g. NotFoundError")
+    message: str = Field(description="what went wrong and what to do next")
+    fields: dict[str, str | int | float | bool | None] = Field(
+        description="where it went wrong: the job, feature group, setting...")
+
+
+class ErrorBody(BaseModel):
+    """How the JSON API answers a domain error (403, 404, 409, 422)."""
+
+    error: ApiError
+
+
+class PlainError(BaseModel):
+    """FastAPI's own answer, before any handler runs: a body that cannot be parsed (400), a
+    missing, unknown or revoked bearer token (401)."""
+
+    detail: str
+
+
+class RequestIssue(BaseModel):
+    """One thing wrong with a request's shape (FastAPI's validation, before any handler)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestErrors(BaseModel):
+    """A request whose parameters or body do not match the schema (422, from FastAPI)."""
+
+    detail: list[RequestIssue]
+
+
+def _documented(description: str, model: Any, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "model": model, **extra}
+
+
+#: Every error status the JSON API answers with, documented once. Routers and routes pick
+#: theirs with :func:`error_responses`; 5xx is never documented: it is always a bug.
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: _documented("A body that cannot be parsed (not UTF-8, or nested too deeply)",
+                     PlainError),
+    401: _documented("No bearer token, or one that is unknown, expired or revoked",
+                     PlainError, headers={"WWW-Authenticate": {
+                         "description": "Bearer", "schema": {"type": "string"}}}),
+    403: _documented("The caller's role or teams may not do this", ErrorBody),
+    404: _documented("No such job, item, flow, loop, feature group, feature or record",
+                     ErrorBody),
+    409: _documented("The request conflicts with the current state (a job or loop that is "
+                     "not in progress, a name that exists, an expired lease)", ErrorBody),
+    422: _documented("A parameter or body that does not match the schema (FastAPI's "
+                     "`detail` list) or that the domain refuses (`error`)",
+                     ErrorBody | RequestErrors),
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses for ``codes``, for a router's or a route's
+    ``responses=`` (FastAPI merges a router's with its routes')."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 def _json_safe(fields: dict[str, object]) -> dict[str, object]:

@@ -15,19 +15,23 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from loopworks.errors import ConflictError, NotFoundError
+from loopworks.labeling.schema import MAX_ID
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Worker
 from loopworks.server.auth import current_worker, require_admin
+from loopworks.server.bodies import require_unicode_body
+from loopworks.server.errors import error_responses
 
 __all__ = ["AutoLabelRounds", "advance_auto_label", "router", "settle_review"]
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/labeling", tags=["labeling"])
+router = APIRouter(prefix="/api/labeling", tags=["labeling"], responses=error_responses(401),
+                   dependencies=[Depends(current_worker), Depends(require_unicode_body)])
 Caller = Annotated[Worker, Depends(current_worker)]
 Admin = Annotated[Worker, Depends(require_admin)]
-#: An item id in a URL: a positive 64-bit integer (larger ones are a 422, not a database
-#: error).
-ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the task's item id")]
+#: An item id in a URL: a positive id the metadata database can hold (larger ones are a 422,
+#: not a database error).
+ItemId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the task's item id")]
 
 
 class AnswerBody(BaseModel):
@@ -71,7 +75,8 @@ def my_jobs(request: Request, worker: Caller) -> list[dict[str, Any]]:
             for s in _jobs(request).jobs_for(worker)]
 
 
-@router.post("/jobs/{job}/next", response_model=None)
+@router.post("/jobs/{job}/next", response_model=None, responses={
+    204: {"description": "No task left for this worker"}, **error_responses(403, 404, 422)})
 def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str, Any]:
     """The task the caller holds in this job, else lease the next one (204 when there is
     none left for this worker). Asking again before answering gives the same task, so a
@@ -84,7 +89,9 @@ def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str
     return _task(task)
 
 
-@router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201, response_model=None)
+@router.post("/jobs/{job}/tasks/{item_id}/answer", status_code=201, response_model=None,
+             responses={204: {"description": "Recorded; with `?next=true`, no task left"},
+                        **error_responses(400, 403, 404, 409, 422)})
 def submit(job: str, item_id: ItemId, body: AnswerBody, request: Request, worker: Caller,
            response: Response, next: Annotated[bool, Query()] = False,  # noqa: A002
            idempotency_key: Annotated[str | None, Header(
@@ -112,7 +119,9 @@ def submit(job: str, item_id: ItemId, body: AnswerBody, request: Request, worker
     return {"status": "recorded", "next": _task(receipt.next)}
 
 
-@router.get("/jobs/{job}/items/{item_id}/image")
+@router.get("/jobs/{job}/items/{item_id}/image", response_class=FileResponse, responses={
+    200: {"description": "The image", "content": {"image/*": {}}},
+    **error_responses(403, 404, 422)})
 def image(job: str, item_id: ItemId, request: Request, worker: Caller) -> FileResponse:
     """The image of an item of an image job (team members only)."""
     path = _jobs(request).image_path(job, item_id, worker)
@@ -123,13 +132,14 @@ def image(job: str, item_id: ItemId, request: Request, worker: Caller) -> FileRe
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
 
 
-@router.post("/jobs/{job}/stop")
+@router.post("/jobs/{job}/stop", responses=error_responses(403, 404, 409, 422))
 def stop(job: str, request: Request, admin: Admin) -> dict[str, str]:
     """Stop handing out tasks: Stopping while leases are live, then Stopped."""
     return {"status": _jobs(request).stop(job).value}
 
 
-@router.post("/jobs/{job}/items", status_code=201)
+@router.post("/jobs/{job}/items", status_code=201,
+             responses=error_responses(400, 403, 404, 409, 422))
 def add_items(job: str, body: ItemsBody, request: Request, admin: Admin) -> dict[str, int]:
     """Add items to a job in progress (409 otherwise; a bad item adds nothing)."""
     records = [i if isinstance(i, str) else (str(i.get("source", i.get("source-ref", ""))), i)
@@ -137,7 +147,7 @@ def add_items(job: str, body: ItemsBody, request: Request, admin: Admin) -> dict
     return {"added": _jobs(request).add_items(job, records)}
 
 
-@router.get("/jobs/{job}/rounds")
+@router.get("/jobs/{job}/rounds", responses=error_responses(403, 404, 409, 422))
 def auto_label_rounds(job: str, request: Request, admin: Admin) -> dict[str, Any]:
     """The finished automated-labeling rounds of a job, oldest first (404 for an unknown
     job, 409 when the job was not created with automated labeling)."""
@@ -149,7 +159,7 @@ def auto_label_rounds(job: str, request: Request, admin: Admin) -> dict[str, Any
     return {"job": job, "rounds": [r.to_dict() for r in rounds]}
 
 
-@router.get("/jobs/{job}/webhooks")
+@router.get("/jobs/{job}/webhooks", responses=error_responses(403, 404, 422))
 def webhook_deliveries(job: str, request: Request, admin: Admin) -> list[dict[str, Any]]:
     """The job's webhook deliveries: delivered, pending, given up (with the last error)."""
     from loopworks.labeling import webhooks

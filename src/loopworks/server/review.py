@@ -12,10 +12,14 @@ from pydantic import BaseModel
 from loopworks.labeling.workforce import Worker
 from loopworks.review.flows import FlowDefinition
 from loopworks.server.auth import require_admin
+from loopworks.server.bodies import require_unicode_body
+from loopworks.server.errors import error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/review", tags=["review"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/review", tags=["review"],
+                   dependencies=[Depends(require_admin), Depends(require_unicode_body)],
+                   responses=error_responses(401, 403))
 Admin = Annotated[Worker, Depends(require_admin)]
 
 
@@ -37,7 +41,7 @@ def _flow_dict(flow: Any) -> dict[str, Any]:
     return data
 
 
-@router.post("/flows", status_code=201)
+@router.post("/flows", status_code=201, responses=error_responses(400, 404, 409, 422))
 def create_flow(body: FlowDefinition, request: Request) -> dict[str, Any]:
     """Create a flow definition (and the task queue of its team); the body has
     FlowDefinition's fields, checked by FastAPI for types and by the flow for meaning."""
@@ -50,21 +54,22 @@ def list_flows(request: Request) -> list[dict[str, Any]]:
     return [_flow_dict(f) for f in _review(request).flows()]
 
 
-@router.get("/flows/{flow}")
+@router.get("/flows/{flow}", responses=error_responses(404, 422))
 def describe_flow(flow: str, request: Request) -> dict[str, Any]:
     """One flow definition with its summary (loops by status, share sent to people)."""
     review = _review(request)
     return {**_flow_dict(review.flow(flow)), "summary": review.summary(flow)}
 
 
-@router.delete("/flows/{flow}", status_code=204)
+@router.delete("/flows/{flow}", status_code=204, responses=error_responses(404, 409, 422))
 def delete_flow(flow: str, request: Request) -> Response:
     """Delete a flow with no loops in progress."""
     _review(request).delete_flow(flow)
     return Response(status_code=204)
 
 
-@router.post("/flows/{flow}/loops")
+@router.post("/flows/{flow}/loops", responses={
+    201: {"description": "A loop started"}, **error_responses(400, 404, 409, 422)})
 def start_loop(flow: str, body: StartBody, request: Request, response: Response
                ) -> dict[str, Any]:
     """StartHumanLoop: 201 when a loop started, 200 when it existed or no condition held."""
@@ -75,7 +80,7 @@ def start_loop(flow: str, body: StartBody, request: Request, response: Response
             "loop": result.loop.describe() if result.loop else None}
 
 
-@router.get("/flows/{flow}/loops")
+@router.get("/flows/{flow}/loops", responses=error_responses(404, 422))
 def list_loops(flow: str, request: Request,
                status: Annotated[str | None, Query()] = None,
                created_after: Annotated[datetime | None, Query()] = None,
@@ -89,19 +94,20 @@ def list_loops(flow: str, request: Request,
     return {"HumanLoopSummaries": [loop.describe() for loop in loops], "NextToken": token}
 
 
-@router.get("/flows/{flow}/loops/{name}")
+@router.get("/flows/{flow}/loops/{name}", responses=error_responses(404, 422))
 def describe_loop(flow: str, name: str, request: Request) -> dict[str, Any]:
     """DescribeHumanLoop."""
     return _review(request).describe_human_loop(name, flow).describe()
 
 
-@router.post("/flows/{flow}/loops/{name}/stop")
+@router.post("/flows/{flow}/loops/{name}/stop", responses=error_responses(404, 409, 422))
 def stop_loop(flow: str, name: str, request: Request) -> dict[str, Any]:
     """StopHumanLoop."""
     return _review(request).stop_human_loop(name, flow).describe()
 
 
-@router.delete("/flows/{flow}/loops/{name}", status_code=204)
+@router.delete("/flows/{flow}/loops/{name}", status_code=204,
+                responses=error_responses(404, 409, 422))
 def delete_loop(flow: str, name: str, request: Request) -> Response:
     """DeleteHumanLoop (Failed, Completed or Stopped loops only)."""
     _review(request).delete_human_loop(name, flow)
