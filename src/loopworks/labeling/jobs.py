@@ -509,8 +509,16 @@ class LabelingJobs:
         return Task(job, item.id, item.source, json.loads(item.data), spec.labels,
                     spec.task_type.value, spec.instructions, expires, spec.examples)
 
-    def next_task(self, job: str, worker: Worker) -> Task | None:
+    def next_task(self, job: str, worker: Worker, *, held_first: bool = False
+                  ) -> Task | None:
         """Lease the next item this worker has not seen and whose quota is not full.
+
+        Args:
+            job: The job's name.
+            worker: Who asks.
+            held_first: Give back the task the worker already holds in this job, if any,
+                before leasing another (in the same transaction): asking twice then gives
+                the same task, so a reply lost on the way strands no lease.
 
         Returns:
             The task, or None when nothing is left for this worker (or the job is not in
@@ -525,6 +533,11 @@ class LabelingJobs:
             row = self._job_row(conn, job)
             spec = self._spec(row)
             self._check_member(row, spec, worker)
+            if held_first:
+                found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
+                                               "b_now": now}).first()
+                if found is not None:
+                    return self._task(row.name, spec, found, _aware(found.expires_at))
             if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
             return self._lease(conn, row, spec, worker, now)
@@ -572,18 +585,15 @@ class LabelingJobs:
 
     def current_task(self, job: str, worker: Worker) -> Task | None:
         """The worker's live lease in this job, if any (so a page reload shows the same
-        item instead of leasing another)."""
-        now = _now()
-        with self._tx() as conn:
+        item instead of leasing another). A read: it never waits for the write lock."""
+        from loopworks.metadata import READ_ONLY
+
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
             row = self._job_row(conn, job)
             spec = self._spec(row)
             self._check_member(row, spec, worker)
-            found = conn.execute(
-                sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
-                .join(leases, leases.c.item_id == items.c.id)
-                .where(leases.c.job_id == row.id, leases.c.worker_id == worker.id,
-                       leases.c.expires_at >= now)
-                .order_by(leases.c.accepted_at).limit(1)).first()
+            found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
+                                           "b_now": _now()}).first()
         if found is None:
             return None
         return self._task(job, spec, found, _aware(found.expires_at))

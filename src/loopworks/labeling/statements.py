@@ -36,6 +36,12 @@ class Q:
                           for t in (leases, answers, skips)])
                  .order_by(items.c.answers.desc(), items.c.seq).limit(1))
     candidate_pg = candidate.with_for_update(of=items, skip_locked=True)
+    # The worker's live lease in a job, oldest first (``ix_label_leases_worker``).
+    held = (sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
+            .join(leases, leases.c.item_id == items.c.id)
+            .where(leases.c.job_id == _b("b_job"), leases.c.worker_id == _b("b_worker"),
+                   leases.c.expires_at >= _b("b_now"))
+            .order_by(leases.c.accepted_at).limit(1))
     lease_insert = leases.insert()
     lease_taken = items.update().where(items.c.id == _b("b_item")).values(
         leases=items.c.leases + 1)

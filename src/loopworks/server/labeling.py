@@ -81,8 +81,7 @@ def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str
     """The task the caller holds in this job, else lease the next one (204 when there is
     none left for this worker). Asking again before answering gives the same task, so a
     reply lost on the way (a dropped connection) strands no lease."""
-    jobs = _jobs(request)
-    task = jobs.current_task(job, worker) or jobs.next_task(job, worker)
+    task = _jobs(request).next_task(job, worker, held_first=True)
     if task is None:
         advance_auto_label(request, job)  # a round missed (restart, failure): start it now
         return Response(status_code=204)

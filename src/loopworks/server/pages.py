@@ -196,9 +196,7 @@ def start(request: Request, job: str, me: Me, csrf_token: Annotated[str, Form()]
           ) -> Response:
     """Lease a task (the one already held, if any), then show it."""
     check_csrf(request, csrf_token)
-    jobs = _jobs(request)
-    if jobs.current_task(job, me) is None:
-        jobs.next_task(job, me)
+    _jobs(request).next_task(job, me, held_first=True)
     return _redirect(f"/jobs/{quote(job)}")
 
 
@@ -298,8 +296,7 @@ def skip(request: Request, job: str, item_id: ItemId, me: Me,
         request.session["flash"] = "Skipped."
     except ConflictError as exc:
         request.session["flash"] = str(exc)
-    if jobs.current_task(job, me) is None:
-        jobs.next_task(job, me)
+    jobs.next_task(job, me, held_first=True)
     return _redirect(f"/jobs/{quote(job)}")
 
 
