@@ -182,15 +182,18 @@ def test_cli_task_type_add_items_stop_and_status(tmp_path: Path) -> None:
 
 
 def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
     import sqlalchemy as sa
 
     from loopworks.metadata import open_engine
 
-    engine = open_engine(f"sqlite:///{tmp_path / 'old.db'}")
     spec = {"name": "old", "team": "nlp", "labels": LABELS, "task_type": "text-classification",
             "instructions": "", "workers_per_item": 2, "time_limit_seconds": 300,
             "label_attribute": "old", "created_at": datetime.now(UTC).isoformat()}
-    with engine.begin() as conn:  # the tables as the first labeling release made them
+    # The tables as the first labeling release made them, written without loopworks; the
+    # first open_engine brings them up to date.
+    with sqlite3.connect(tmp_path / "old.db") as conn:
         for ddl in [
             "CREATE TABLE label_jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(63) "
             "NOT NULL UNIQUE, team VARCHAR(63) NOT NULL, spec TEXT NOT NULL, status "
@@ -200,11 +203,12 @@ def test_an_older_database_is_brought_up_to_date(tmp_path: Path) -> None:
             "source TEXT NOT NULL, data TEXT NOT NULL, answers INTEGER NOT NULL, leases "
             "INTEGER NOT NULL)",
             "CREATE INDEX ix_label_items_next ON label_items (job_id, answers DESC, seq)"]:
-            conn.exec_driver_sql(ddl)
-        conn.execute(sa.text("INSERT INTO label_jobs VALUES (1, 'old', 'nlp', :spec, "
-                             "'InProgress', '2025-01-01 00:00:00')"), {"spec": json.dumps(spec)})
-        conn.exec_driver_sql("INSERT INTO label_items VALUES (1, 1, 0, 'a', '{}', 2, 0), "
-                             "(2, 1, 1, 'b', '{}', 1, 0)")
+            conn.execute(ddl)
+        conn.execute("INSERT INTO label_jobs VALUES (1, 'old', 'nlp', ?, 'InProgress', "
+                     "'2025-01-01 00:00:00')", (json.dumps(spec),))
+        conn.execute("INSERT INTO label_items VALUES (1, 1, 0, 'a', '{}', 2, 0), "
+                     "(2, 1, 1, 'b', '{}', 1, 0)")
+    engine = open_engine(f"sqlite:///{tmp_path / 'old.db'}")
     jobs = LabelingJobs(engine)
     jobs.workforce.add_team("nlp")
     counts = jobs.job("old").counts

@@ -130,6 +130,7 @@ def test_undelivered_events_survive_a_restart(url: str, allow_local: None) -> No
     assert [r["state"] for r in webhooks.deliveries(jobs.engine)] == ["pending"] * 2
     receiver = Receiver(port=port)
     restarted = _jobs(url)  # a new process finds the outbox and delivers it
+    restarted.webhooks.resume()
     try:
         rows = _wait(restarted, None, 20)
     finally:

@@ -41,6 +41,8 @@ def main() -> None:
 
 
 def _register() -> None:
+    from loopworks.cli import config as config_cli
+    from loopworks.cli import db as db_cli
     from loopworks.cli import embed, fs, jobs, label, process, profile, sample, serve, workforce
     from loopworks.cli import model as model_cli
     from loopworks.cli import predict as predict_cli
@@ -59,6 +61,8 @@ def _register() -> None:
     main.add_command(model_cli.model)
     main.add_command(predict_cli.predict)
     main.add_command(review_cli.review)
+    main.add_command(config_cli.config)
+    main.add_command(db_cli.db)
 
 
 _register()

@@ -11,8 +11,10 @@ from rich.table import Table
 
 from loopworks.cli import handle_errors
 from loopworks.cli._common import home_option, metadata_engine, plain_console
+from loopworks.cli.config import setting_options
 from loopworks.errors import ConfigurationError
 from loopworks.models.classifier import AUTO_LABEL_FEATURES
+from loopworks.settings import load_settings
 
 
 @click.group()
@@ -53,16 +55,7 @@ def consolidate(answers: str, method: str, item_column: str, worker_column: str,
     alpha = krippendorff_alpha(table, item=item_column, worker=worker_column,
                                label=label_column)
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if path.suffix == ".parquet":
-            result.labels.to_parquet(tmp, index=False)
-        elif path.suffix == ".csv":
-            result.labels.to_csv(tmp, index=False)
-        else:
-            raise ConfigurationError("--out must end in .csv or .parquet", setting="out")
-        tmp.replace(path)
+        _write_labels(result.labels, out)
     summary = {
         "method": result.method, "items": int(len(result.labels)),
         "workers": int(len(result.worker_quality)), "answers": int(len(table)),
@@ -85,10 +78,23 @@ def consolidate(answers: str, method: str, item_column: str, worker_column: str,
         f"{k}: {v:,}" for k, v in result.labels[label_column].value_counts().items()))
 
 
-def _read_gold(path: str, item: str, label: str) -> object:
-    import pandas as pd
+def _write_labels(labels: Any, out: str) -> None:
+    """One row per item, as CSV or Parquet (pandas' own writers), atomically."""
+    from loopworks.files import atomic_write
 
-    frame = pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path)
+    if out.endswith(".parquet"):
+        atomic_write(out, lambda fh: labels.to_parquet(fh, index=False))
+    elif out.endswith(".csv"):
+        atomic_write(out, labels.to_csv(index=False))
+    else:
+        raise ConfigurationError("--out must end in .csv or .parquet", setting="out")
+
+
+def _read_gold(path: str, item: str, label: str) -> object:
+    from loopworks.files import read_table
+
+    fmt = "parquet" if path.endswith((".parquet", ".pq")) else "csv"
+    frame = read_table(path, input_format=fmt, infer_types=True).to_pandas()
     # The truth-inference benchmark's layout: question,truth.
     if "truth" in frame.columns and label not in frame.columns:
         frame = frame.rename(columns={"truth": label})
@@ -147,8 +153,7 @@ def _task_types() -> list[Any]:
               help="Adaptive redundancy: most answers per item.")
 @click.option("--webhook", "webhook_urls", multiple=True,
               help="URL receiving item.labeled and job.completed events (repeatable).")
-@click.option("--webhook-secret", envvar="LOOPWORKS_WEBHOOK_SECRET", default="",
-              help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
+@setting_options("webhook_secret")
 @click.option("--auto-label", is_flag=True,
               help="Automated labeling (text classification, 1,250 items or more): people "
                    "label a random sample, a model labels the items it is sure of, the most "
@@ -192,7 +197,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                labels: str, task_type: str, multi_label: bool, workers_per_item: int,
                time_limit: int, instructions: str, examples_file: str | None, lifetime: int,
                deadline: str | None, adaptive_target: float | None, max_workers: int | None,
-               webhook_urls: tuple[str, ...], webhook_secret: str, auto_label: bool,
+               webhook_urls: tuple[str, ...], webhook_secret: str | None, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
                assurance: float, model_features: str, roles: str, home: str | None) -> None:
@@ -217,6 +222,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
             raise ConfigurationError("adaptive redundancy needs both --adaptive-target and "
                                      "--max-workers", setting="adaptive")
         adaptive = {"target_confidence": adaptive_target, "max_workers": max_workers}
+    webhook_secret = load_settings(home=home, webhook_secret=webhook_secret).webhook_secret
     spec = JobSpec(name, team, [x.strip() for x in labels.split(",") if x.strip()], kind,
                    instructions, workers_per_item, time_limit, examples=examples,
                    availability_lifetime_seconds=lifetime, deadline=deadline,

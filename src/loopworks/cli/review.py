@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,10 @@ import click
 
 from loopworks.cli import handle_errors
 from loopworks.cli._common import home_option, metadata_engine, plain_console
+from loopworks.cli.config import setting_options
+from loopworks.clock import as_utc
 from loopworks.errors import ConfigurationError, InputError
+from loopworks.settings import load_settings
 
 _STATUSES = ["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 _BUILT_IN_TEMPLATES = ("classification-review", "span-review")
@@ -65,7 +68,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     except ValueError:
         raise ConfigurationError(f"{option} {value!r} is not an ISO 8601 date or time (e.g. "
                                  "2026-01-31 or 2026-01-31T12:00:00Z)", setting=option) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    return as_utc(parsed)
 
 
 def _echo_json(value: Any) -> None:
@@ -107,8 +110,7 @@ def flow() -> None:
                    "rendered with autoescape).")
 @click.option("--webhook", "webhook_urls", multiple=True,
               help="URL receiving human-loop status changes (repeatable).")
-@click.option("--webhook-secret", envvar="LOOPWORKS_WEBHOOK_SECRET", default="",
-              help="Shared secret that signs webhook events (env LOOPWORKS_WEBHOOK_SECRET).")
+@setting_options("webhook_secret")
 @click.option("--feature-group", default="",
               help="Also write each reviewed label, with its provenance (model label and "
                    "confidence, reviewers, agreement), into this feature group.")
@@ -119,18 +121,20 @@ def flow() -> None:
 @handle_errors
 def create_flow(name: str, team: str, labels: str, output: str, title: str, description: str,
                 task_count: int, time_limit: int, lifetime: int, conditions: str | None,
-                template: str, webhook_urls: tuple[str, ...], webhook_secret: str,
+                template: str, webhook_urls: tuple[str, ...], webhook_secret: str | None,
                 feature_group: str, id_field: str, home: str | None) -> None:
     """Create flow definition NAME (and the streaming job its reviewers work in)."""
+    from loopworks.files import is_local, local_path
     from loopworks.review.flows import FlowDefinition
 
     classes = [x.strip() for x in labels.split(",") if x.strip()]
     if not classes:
         raise ConfigurationError("--labels names no class", setting="labels")
-    if "://" not in output or output.startswith("file://"):
+    if is_local(output):
         # Loops complete in whichever process settles them (CLI, server): not a relative path.
-        output = str(Path(output.removeprefix("file://")).expanduser().resolve())
+        output = str(local_path(output).resolve())
     document = _json_or_file(conditions, "--conditions") if conditions else None
+    webhook_secret = load_settings(home=home, webhook_secret=webhook_secret).webhook_secret
     spec = FlowDefinition(
         name, team, classes, output, title=title, description=description,
         template=_template(template), task_count=task_count, time_limit_seconds=time_limit,

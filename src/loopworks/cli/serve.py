@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
 from loopworks.cli import handle_errors
+from loopworks.cli.config import setting_options
+
+#: Settings a server reads, each also an option of ``loopworks serve``.
+SERVER_SETTINGS = ("database_url", "online_store_url", "offline_store_url", "public_url",
+                   "secure_cookies", "secret_key", "api_token", "webhook_allow")
 
 
 @click.command()
@@ -14,24 +20,33 @@ from loopworks.cli import handle_errors
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
 @click.option("--home", default=None, help="loopworks home folder.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Server processes (set LOOPWORKS_API_TOKEN so they share one token).")
+              help="Server processes (set the api_token setting so they share one token).")
+@setting_options(*SERVER_SETTINGS)
 @handle_errors
-def serve(host: str, port: int, home: str | None, workers: int) -> None:
+def serve(host: str, port: int, home: str | None, workers: int, **options: Any) -> None:
     """Serve the web pages (labeling, review, dashboards, Studio) and the JSON API.
 
     People sign in with a one-time link (`loopworks worker login-link NAME`) or a password.
     Every /api route needs `Authorization: Bearer TOKEN`: a worker's API token, or the
-    server's own token LOOPWORKS_API_TOKEN (a random one is printed here when unset)."""
+    server's own token, the api_token setting (LOOPWORKS_API_TOKEN; a random one is printed
+    here when unset). `loopworks config show` prints the settings the server will use."""
     import uvicorn
 
     from loopworks.server.auth import new_token
+    from loopworks.settings import load_settings, setting_specs
 
-    if home:
-        os.environ["LOOPWORKS_HOME"] = home
-    if not os.environ.get("LOOPWORKS_API_TOKEN"):
-        os.environ["LOOPWORKS_API_TOKEN"] = new_token()
+    given = {"home": home, **options}
+    settings = load_settings(**given)  # a bad setting stops here, before any server starts
+    if not settings.api_token:
+        given["api_token"] = new_token()
         click.echo("API token (set LOOPWORKS_API_TOKEN to choose your own): "
-                   + os.environ["LOOPWORKS_API_TOKEN"], err=True)
+                   + given["api_token"], err=True)
+    # uvicorn's server processes build the app from the environment: pass the options on.
+    for spec in setting_specs():
+        value = given.get(spec.name)
+        if value is not None:
+            os.environ[spec.env_var] = ("true" if value else "false") if isinstance(
+                value, bool) else str(value)
     click.echo(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
     click.echo("people sign in with a one-time link: loopworks worker login-link NAME "
                f"--url http://{host}:{port}", err=True)

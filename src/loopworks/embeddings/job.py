@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,8 +26,15 @@ import pyarrow.parquet as pq
 
 from loopworks.embeddings.model import EmbeddingModel, ModelSource, resolve_model
 from loopworks.errors import ConfigurationError, InputError
+from loopworks.files import (
+    atomic_write,
+    discover_inputs,
+    is_local,
+    iter_batches,
+    local_path,
+    read_table,
+)
 from loopworks.processing.engines import Engine
-from loopworks.processing.inputs import discover_inputs, iter_batches
 
 __all__ = ["EmbedConfig", "EmbedReport", "ProgressCallback", "embed_texts", "run_embedding_job"]
 
@@ -234,10 +238,9 @@ def _expand_inputs(inputs: str | Sequence[str]) -> list[str]:
     """A ``loopworks process`` output folder stands for its split folders (not rejects)."""
     expanded: list[str] = []
     for item in [inputs] if isinstance(inputs, str) else list(inputs):
-        folder = Path(item.removeprefix("file://")).expanduser()
+        folder = local_path(item)
         splits = [folder / s for s in _SPLITS if (folder / s).is_dir()]
-        if "://" not in item.replace("file://", "") and (folder / "report.json").is_file() \
-                and splits:
+        if is_local(item) and (folder / "report.json").is_file() and splits:
             expanded.extend(str(s) for s in splits)
         else:
             expanded.append(item)
@@ -375,9 +378,9 @@ def run_embedding_job(config: EmbedConfig, *, home: str | os.PathLike[str] | Non
 
 
 def _check_output(out: str) -> None:
-    if "://" in out and not out.startswith("file://"):
+    if not is_local(out):
         return
-    target = Path(out.removeprefix("file://")).expanduser()
+    target = local_path(out)
     if target.is_dir() or out.endswith("/"):
         raise ConfigurationError(f"--out {out} is a folder; give a file name such as "
                                  "embeddings.parquet", setting="out")
@@ -386,65 +389,54 @@ def _check_output(out: str) -> None:
 def _write(config: EmbedConfig, table: pa.Table, vectors: Iterator[np.ndarray],
            source: ModelSource) -> int:
     """Stream the vectors into the Parquet file in order; returns the dimension."""
-    fs, path = fsspec.core.url_to_fs(config.out)
-    parent = path.rsplit("/", 1)[0] if "/" in path else "."
-    fs.makedirs(parent, exist_ok=True)
-    temporary = f"{parent}/.{path.rsplit('/', 1)[-1]}.tmp-{secrets.token_hex(4)}"
-    writer: pq.ParquetWriter | None = None
-    done = 0
     dimension = 0
-    try:
-        with fs.open(temporary, "wb") as handle:
-            for part in vectors:
-                dimension = part.shape[1]
-                flat = pa.array(part.astype(np.float32, copy=False).ravel(), pa.float32())
-                chunk = table.slice(done, len(part)).append_column(
-                    "embedding", pa.FixedSizeListArray.from_arrays(flat, dimension))
-                if writer is None:
-                    metadata = {"model": asdict(source), "dimension": dimension,
-                                "normalized": True, "text_column": config.text_column}
-                    schema = chunk.schema.with_metadata(
-                        {b"loopworks": json.dumps(metadata).encode()})
-                    writer = pq.ParquetWriter(handle, schema)
-                writer.write_table(chunk.replace_schema_metadata(writer.schema.metadata))
-                done += len(part)
-            if writer is None:  # no rows: still a readable file with the right columns
-                dimension = EmbeddingModel(source).dimension
-                empty = table.append_column("embedding", pa.array(
-                    [], pa.list_(pa.float32(), dimension)))
-                pq.write_table(empty, handle)
-            else:
-                writer.close()
-        fs.mv(temporary, path)
-    except BaseException:
-        if fs.exists(temporary):
-            fs.rm(temporary)
-        raise
+
+    def write(handle: IO[bytes]) -> None:
+        nonlocal dimension
+        writer: pq.ParquetWriter | None = None
+        done = 0
+        for part in vectors:
+            dimension = part.shape[1]
+            flat = pa.array(part.astype(np.float32, copy=False).ravel(), pa.float32())
+            chunk = table.slice(done, len(part)).append_column(
+                "embedding", pa.FixedSizeListArray.from_arrays(flat, dimension))
+            if writer is None:
+                metadata = {"model": asdict(source), "dimension": dimension,
+                            "normalized": True, "text_column": config.text_column}
+                schema = chunk.schema.with_metadata(
+                    {b"loopworks": json.dumps(metadata).encode()})
+                writer = pq.ParquetWriter(handle, schema)
+            writer.write_table(chunk.replace_schema_metadata(writer.schema.metadata))
+            done += len(part)
+        if writer is None:  # no rows: still a readable file with the right columns
+            dimension = EmbeddingModel(source).dimension
+            empty = table.append_column("embedding", pa.array(
+                [], pa.list_(pa.float32(), dimension)))
+            pq.write_table(empty, handle)
+        else:
+            writer.close()
+
+    atomic_write(config.out, write)
     return dimension
 
 
 def _ingest(config: EmbedConfig, source: ModelSource, dimension: int,
             home: str | os.PathLike[str] | None) -> dict[str, Any]:
-    from loopworks.errors import NotFoundError
     from loopworks.featurestore import FeatureStore
 
     name = config.feature_group
     assert name is not None
-    with fsspec.open(config.out, "rb") as handle:
-        table = pq.read_table(handle).replace_schema_metadata(None)
+    table = read_table(config.out, input_format="parquet").replace_schema_metadata(None)
     with FeatureStore(home=home) as store:
-        try:
-            group = store.feature_group(name)
-        except NotFoundError:
-            group = store.create_feature_group(
-                name, record_id=config.id_column, event_time=_date_name(config),
-                df=table.slice(0, 1000),
-                description=f"Sentence embeddings ({source.name}, {dimension} dimensions, "
-                            "normalised) made by loopworks embed",
-                tags={"source": "loopworks embed", "model": source.name},
-                transformation={"model": source.name, "location": source.location,
-                                "dimension": dimension, "normalized": True,
-                                "text_column": config.text_column})
+        group = store.get_or_create_feature_group(
+            name, record_id=config.id_column, event_time=_date_name(config),
+            df=table.slice(0, 1000),
+            description=f"Sentence embeddings ({source.name}, {dimension} dimensions, "
+                        "normalised) made by loopworks embed",
+            tags={"source": "loopworks embed", "model": source.name},
+            transformation={"model": source.name, "location": source.location,
+                            "dimension": dimension, "normalized": True,
+                            "text_column": config.text_column})
         result = group.ingest(table, workers=max(1, config.workers))
     return {"name": name, "rows": result.rows, "online_written": result.online_written,
             "offline_version": result.offline_version}

@@ -11,6 +11,7 @@ from loopworks.featurestore.definitions import (
     load_feature_definitions,
 )
 from loopworks.featurestore.group import FeatureGroup, IngestReport
+from loopworks.featurestore.labels import LabelEvent, LabelSource, ingest_label_events
 from loopworks.featurestore.registry import FeatureGroupSpec
 from loopworks.featurestore.sql import training_set_from_manifest
 from loopworks.featurestore.store import FeatureStore
@@ -22,6 +23,9 @@ __all__ = [
     "FeatureStore",
     "FeatureType",
     "IngestReport",
+    "LabelEvent",
+    "LabelSource",
+    "ingest_label_events",
     "load_feature_definitions",
     "training_set_from_manifest",
 ]

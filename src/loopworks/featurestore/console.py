@@ -28,6 +28,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from loopworks.errors import ValidationError
+from loopworks.metadata.tables import console_queries as history
 
 __all__ = ["MEMORY_LIMIT_MB", "TEMP_LIMIT_MB", "QueryHistory", "QueryResult",
            "readonly_query"]
@@ -192,24 +193,12 @@ def _run(con: duckdb.DuckDBPyConnection, body: str, explain: bool, limit: int, o
     return page, time.perf_counter() - started
 
 
-_meta = sa.MetaData()
-history = sa.Table(
-    "console_queries", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("worker_id", sa.Integer, nullable=False, index=True),
-    sa.Column("sql", sa.Text, nullable=False),
-    sa.Column("ran_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ok", sa.Boolean, nullable=False),
-)
-
-
 class QueryHistory:
     """The last queries each person ran in the console (kept in the metadata database)."""
 
     def __init__(self, engine: sa.Engine, keep: int = 20) -> None:
         self.engine = engine
         self.keep = keep
-        _meta.create_all(engine)
 
     def add(self, worker_id: int, sql: str, ok: bool) -> None:
         """Remember a query (the same text again moves it to the top)."""

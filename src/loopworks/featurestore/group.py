@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
+from loopworks.clock import as_utc, utcnow
 from loopworks.errors import ConfigurationError, ConflictError, InputError
 from loopworks.featurestore.definitions import (
     EVENT_TIME_TYPE,
@@ -39,6 +39,7 @@ from loopworks.featurestore.journal import (
     rows_to_replay,
 )
 from loopworks.featurestore.registry import FeatureGroupSpec
+from loopworks.files import read_table
 
 if TYPE_CHECKING:
     from loopworks.featurestore.store import FeatureStore
@@ -63,15 +64,6 @@ class IngestReport:
         """Ingest throughput."""
         return self.rows / self.seconds if self.seconds else 0.0
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime | str | pd.Timestamp) -> datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 class FeatureGroup:
@@ -192,7 +184,7 @@ class FeatureGroup:
                         ) -> tuple[int | None, int]:
         """Append to the history as part of write ``ingest_id`` (named in the commit's
         metadata with the batch's write_time); returns (version before, version after)."""
-        now = _utcnow()
+        now = utcnow()
         history = table.append_column("write_time", pa.repeat(
             pa.scalar(now, EVENT_TIME_TYPE), table.num_rows)).append_column(
             "is_deleted", pa.repeat(pa.scalar(deleted), table.num_rows))
@@ -309,7 +301,7 @@ class FeatureGroup:
         tombstone to the offline history. A delete older than the stored record is refused
         (hard: ConflictError) or kept offline only (soft: returns False).
         """
-        when = _as_utc(event_time) if event_time is not None else _utcnow()
+        when = as_utc(event_time) if event_time is not None else utcnow()
         entry = self._store.journal.begin(
             self.name,
             delete={"record_id": str(record_id), "event_time": when.isoformat(), "hard": hard})
@@ -363,7 +355,7 @@ class FeatureGroup:
         if record.delete is not None:
             if committed_write_times(offline, record):
                 return  # the tombstone is committed, so the online delete happened before
-            record_id, when = record.delete["record_id"], _as_utc(record.delete["event_time"])
+            record_id, when = record.delete["record_id"], as_utc(record.delete["event_time"])
             try:
                 self._delete_online(record_id, when, hard=bool(record.delete["hard"]))
             except ConflictError:
@@ -381,7 +373,7 @@ class FeatureGroup:
                 ) -> pa.Table:
         """The offline history (every write, with write_time and is_deleted)."""
         return self._store.offline.read(self.name, version=version,
-                                        as_of=_as_utc(as_of) if as_of is not None else None)
+                                        as_of=as_utc(as_of) if as_of is not None else None)
 
     def versions(self) -> list[dict[str, Any]]:
         """Offline table versions (Delta history), newest first."""
@@ -396,21 +388,8 @@ def load_table(data: pd.DataFrame | pa.Table | str) -> pa.Table:
     """What ingest takes, as one Arrow table: a DataFrame, an Arrow table or batch, or a
     Parquet/CSV/JSON Lines file, folder or glob."""
     if isinstance(data, str):
-        return pa.concat_tables(list(_read_files(data)))
+        return read_table(data)
     if isinstance(data, pd.DataFrame | pa.Table | pa.RecordBatch):
         return _to_arrow(data)
     raise InputError(f"cannot ingest {type(data).__name__}; pass a DataFrame, Arrow table or "
                      "a file/folder path")
-
-
-def _read_files(path: str) -> Iterator[pa.Table]:
-    from loopworks.processing.inputs import discover_inputs
-
-    for source in discover_inputs(path):
-        fmt = {"jsonl": "json"}.get(source.format, source.format)
-        if fmt == "csv":
-            from loopworks.processing.inputs import iter_batches
-
-            yield pa.Table.from_batches(list(iter_batches(source)))
-        else:
-            yield pads.dataset(source.url.removeprefix("file://"), format=fmt).to_table()

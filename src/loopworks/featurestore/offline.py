@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from loopworks.clock import as_utc
 from loopworks.errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -49,6 +50,7 @@ from loopworks.errors import (
     ValidationError,
 )
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
+from loopworks.files import filesystem, is_local, local_path
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -96,10 +98,8 @@ class DeltaOfflineStore:
     def __init__(self, root: str, *, lock_dir: Path,
                  storage_options: dict[str, str] | None = None) -> None:
         root = str(root)
-        if root.startswith("file://"):
-            root = root.removeprefix("file://")
-        self._remote = "://" in root
-        self.root = root.rstrip("/") if self._remote else str(Path(root).expanduser().resolve())
+        self._remote = not is_local(root)
+        self.root = root.rstrip("/") if self._remote else str(local_path(root).resolve())
         self.lock_dir = Path(lock_dir)
         self.storage_options = dict(storage_options) if storage_options else None
 
@@ -232,17 +232,8 @@ class DeltaOfflineStore:
                 if Path(uri).exists():
                     shutil.rmtree(uri)
                 return
-            import fsspec
-
             scheme = uri.split("://", 1)[0]
-            try:
-                fs, path = fsspec.core.url_to_fs(uri, **_fsspec_options(scheme,
-                                                                       self.storage_options))
-            except ImportError:
-                package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs",
-                           "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}.get(scheme, scheme)
-                raise MissingDependencyError(package, "s3" if package == "s3fs" else package,
-                                             f"deleting offline tables on {scheme}://") from None
+            fs, path = filesystem(uri, **_fsspec_options(scheme, self.storage_options))
             if fs.exists(path):
                 fs.rm(path, recursive=True)
 
@@ -311,7 +302,7 @@ class DeltaOfflineStore:
         else:
             dataset = self._local_dataset(table, schema, self.uri(group))
         if as_of is not None:
-            dataset = dataset.filter(pc.field(_WRITE_TIME) <= pa.scalar(_utc(as_of),
+            dataset = dataset.filter(pc.field(_WRITE_TIME) <= pa.scalar(as_utc(as_of),
                                                                        EVENT_TIME_TYPE))
         return dataset
 
@@ -456,10 +447,6 @@ def _canonical_schema(schema: pa.Schema) -> pa.Schema:
             dtype = pa.list_(dtype.value_type, int(size)) if size else pa.list_(dtype.value_type)
         fields.append(pa.field(field.name, dtype, field.nullable))
     return pa.schema(fields)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _fsspec_options(scheme: str, options: dict[str, str] | None) -> dict[str, Any]:

@@ -12,26 +12,11 @@ import sqlalchemy as sa
 
 from loopworks.errors import ConfigurationError, ConflictError, NotFoundError
 from loopworks.featurestore.definitions import FeatureDefinition
+from loopworks.metadata.tables import feature_groups
 
 __all__ = ["FeatureGroupSpec", "Registry", "validate_name"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_metadata = sa.MetaData()
-feature_groups = sa.Table(
-    "feature_groups", _metadata,
-    sa.Column("name", sa.String(63), primary_key=True),
-    sa.Column("description", sa.Text, nullable=False, default=""),
-    sa.Column("record_id", sa.String(255), nullable=False),
-    sa.Column("event_time", sa.String(255), nullable=False),
-    sa.Column("definitions", sa.Text, nullable=False),
-    sa.Column("tags", sa.Text, nullable=False, default="{}"),
-    sa.Column("transformation", sa.Text, nullable=False, default="{}"),
-    sa.Column("ttl_seconds", sa.Float, nullable=True),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("updated_at", sa.String(40), nullable=False),
-)
-
-
 def validate_name(name: str) -> str:
     """Feature group names are SQL-friendly: lower case, digits, underscores."""
     if not isinstance(name, str) or not _NAME.match(name):
@@ -92,7 +77,6 @@ class Registry:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        _metadata.create_all(engine)
 
     def create(self, spec: FeatureGroupSpec) -> FeatureGroupSpec:
         """Insert a new spec; ConflictError if the name is taken."""

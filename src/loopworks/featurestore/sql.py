@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from loopworks.clock import as_utc
 from loopworks.errors import ConfigurationError, NotFoundError, ValidationError
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
+from loopworks.files import atomic_write, write_table
 
 if TYPE_CHECKING:
     from loopworks.featurestore.pointintime import EncodedIds
@@ -41,10 +41,7 @@ def _quote(name: str) -> str:
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    return None if value is None else as_utc(value)
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
@@ -100,16 +97,12 @@ def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = N
 
 
 def _write_result(table: pa.Table, out: str) -> None:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".parquet":
-        pq.write_table(table, tmp)
-    elif path.suffix == ".csv":
-        pacsv.write_csv(csv_safe(table), tmp)
+    if out.endswith(".parquet"):
+        write_table(table, out, format="parquet")
+    elif out.endswith(".csv"):
+        write_table(csv_safe(table), out, format="csv")
     else:
         raise ConfigurationError(f"--out {out}: use a .csv or .parquet file name", setting="out")
-    tmp.replace(path)
 
 
 def csv_safe(table: pa.Table) -> pa.Table:
@@ -285,11 +278,7 @@ def _write_manifest(path: str, features: Sequence[str], event_time: str,
     data = {"created_at": datetime.now(UTC).isoformat(), "features": list(features),
             "event_time": event_time, "entity_rows": entity.num_rows, "options": options,
             "groups": groups}
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(target)
+    atomic_write(path, json.dumps(data, indent=2))
 
 
 def _entity_table(entity_df: pd.DataFrame | pa.Table, event_time: str) -> pa.Table:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from loopworks.errors import ConfigurationError, NotFoundError
+from loopworks.errors import ConfigurationError, ConflictError, NotFoundError
 from loopworks.featurestore.definitions import (
     FeatureDefinition,
     FeatureType,
@@ -29,12 +29,14 @@ class FeatureStore:
     """Feature groups with an online store (latest per id) and an offline history.
 
     Args:
-        home: loopworks home folder (default: ``LOOPWORKS_HOME`` or ``~/.loopworks``).
-        database_url: Metadata database (``LOOPWORKS_DATABASE_URL``; default SQLite in home).
-        online_store_url: ``sqlite:///...`` (default, in home) or ``redis://...``
-            (``LOOPWORKS_ONLINE_STORE_URL``).
-        offline_store_url: Folder or object-store URL for the Delta tables
-            (``LOOPWORKS_OFFLINE_STORE_URL``; default ``<home>/offline``).
+        home: loopworks home folder (default: the ``home`` setting: ``LOOPWORKS_HOME`` or
+            ``~/.loopworks``).
+        database_url: Metadata database (default: the ``database_url`` setting, else
+            SQLite in home).
+        online_store_url: ``sqlite:///...`` or ``redis://...`` (default: the
+            ``online_store_url`` setting, else SQLite in home).
+        offline_store_url: Folder or object-store URL for the Delta tables (default: the
+            ``offline_store_url`` setting, else ``<home>/offline``).
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *,
@@ -44,12 +46,14 @@ class FeatureStore:
         from loopworks.metadata import open_engine
         from loopworks.settings import load_settings
 
-        self.home = load_settings(home=str(home) if home else None).home
+        settings = load_settings(home=home or None, database_url=database_url or None,
+                                 online_store_url=online_store_url or None,
+                                 offline_store_url=offline_store_url or None)
+        self.home = settings.home
         self.home.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(open_engine(resolve_db(self.home, database_url)))
-        self._online_url = online_store_url or os.environ.get("LOOPWORKS_ONLINE_STORE_URL")
-        self._offline_url = offline_store_url or os.environ.get(
-            "LOOPWORKS_OFFLINE_STORE_URL") or str(self.home / "offline")
+        self.registry = Registry(open_engine(resolve_db(self.home, settings.database_url)))
+        self._online_url = settings.online_store_url or None
+        self._offline_url = settings.offline_store_url or str(self.home / "offline")
         self._online: Any = None
         self._offline: Any = None
         #: Writes in flight, so a crashed one is finished by the next open of its group.
@@ -136,6 +140,31 @@ class FeatureStore:
                                 transformation=dict(transformation or {}))
         self.registry.create(spec)
         return FeatureGroup(self, spec)
+
+    def get_or_create_feature_group(self, name: str, *, record_id: str, event_time: str,
+                                    df: pd.DataFrame | pa.Table, description: str = "",
+                                    tags: dict[str, str] | None = None,
+                                    transformation: dict[str, Any] | None = None
+                                    ) -> FeatureGroup:
+        """The group called ``name``, created with features inferred from ``df`` (as
+        :meth:`create_feature_group` does) when it does not exist yet.
+
+        An existing group is returned as it is: the other arguments describe a new group
+        only. A group another process creates meanwhile is returned too.
+
+        Raises:
+            ConfigurationError: As :meth:`create_feature_group`, for a new group.
+        """
+        try:
+            return self.feature_group(name)
+        except NotFoundError:
+            pass
+        try:
+            return self.create_feature_group(
+                name, record_id=record_id, event_time=event_time, df=df,
+                description=description, tags=tags, transformation=transformation)
+        except ConflictError:
+            return self.feature_group(name)
 
     def feature_group(self, name: str) -> FeatureGroup:
         """An existing group by name (NotFoundError otherwise).

@@ -57,13 +57,14 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from loopworks.clock import utcnow
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.activelearning import choose_threshold, select_for_people, z_for
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
@@ -84,12 +85,6 @@ BATCH_SHARE = 0.05
 MIN_BATCH = 100
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def batch_size(spec: JobSpec, n_items: int) -> int:
@@ -217,7 +212,7 @@ class AutoLabeler:
             validation_items=r.validation_items, validation_pool=r.validation_pool,
             lower_bound=r.lower_bound, annotator_accuracy=r.annotator_accuracy,
             gold_answers=r.gold_answers, target_accuracy=target, model_version=r.model_version,
-            created_at=_aware(r.created_at).isoformat()) for r in found]
+            created_at=r.created_at.isoformat()) for r in found]
 
     # ----------------------------------------------------------------- a round
     def advance(self, job: str) -> RoundReport | None:
@@ -249,7 +244,7 @@ class AutoLabeler:
         return not any_in(ItemState.OPEN) and any_in(ItemState.HELD)
 
     def _claim(self, job: str) -> tuple[int, int, str, JobSpec] | None:
-        now = _now()
+        now = utcnow()
         token = secrets.token_hex(16)
         try:
             with self.jobs._tx() as conn:
@@ -267,7 +262,7 @@ class AutoLabeler:
                                     .where(auto_rounds.c.job_id == row.id)
                                     .order_by(auto_rounds.c.round.desc()).limit(1)).first()
                 if last is not None and last.state == "running":
-                    if now - _aware(last.started_at) < timedelta(seconds=self.stale_seconds):
+                    if now - last.started_at < timedelta(seconds=self.stale_seconds):
                         return None  # someone else is running it
                     taken = conn.execute(auto_rounds.update().where(
                         auto_rounds.c.job_id == row.id, auto_rounds.c.round == last.round,
@@ -502,7 +497,7 @@ class AutoLabeler:
 
     def _write(self, job: str, job_id: int, number: int, token: str, spec: JobSpec,
                plan: _Plan) -> RoundReport | None:
-        now = _now()
+        now = utcnow()
         budget = (spec.auto_label or {}).get("budget")
         with self.jobs._tx() as conn:
             mine = sa.select(auto_rounds.c.round).where(

@@ -27,6 +27,7 @@ from loopworks.errors import (
     MissingDependencyError,
     ValidationError,
 )
+from loopworks.files import read_table
 
 __all__ = [
     "METHODS",
@@ -136,12 +137,10 @@ def read_answers(path: str | Path, *, item: str = "item", worker: str = "worker"
     if not path.is_file():
         raise InputError(f"{path}: answer file not found", file=str(path))
     try:
-        if suffix in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # parsers raise many types; all mean a malformed file
-        raise InputError(f"{path}: cannot read answers ({exc})", file=str(path)) from exc
+        frame = read_table(str(path), infer_types=True).to_pandas()
+    except InputError as exc:
+        raise InputError(f"{path}: cannot read answers ({exc})",
+                         **{**exc.fields, "file": str(path)}) from None
     _require_columns(frame, [item, worker, label], source=str(path))
     return frame[[item, worker, label]]
 

@@ -35,12 +35,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from loopworks.clock import as_utc, utcnow
 from loopworks.errors import (
     ConfigurationError,
     ConflictError,
@@ -59,7 +60,6 @@ from loopworks.labeling.schema import (
     jobs,
     leases,
     machine_labels,
-    migrate,
     skips,
 )
 from loopworks.labeling.spec import MOVES as _MOVES
@@ -100,12 +100,6 @@ class AnswerReceipt:
     replayed: bool = False
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class LabelingJobs:
@@ -114,13 +108,12 @@ class LabelingJobs:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.workforce = Workforce(engine)
-        migrate(engine)
         self._postgres = engine.dialect.name == "postgresql"
         self._specs: dict[int, tuple[str, JobSpec]] = {}
         self._swept: dict[int, float] = {}
+        # Delivers events as they are written; a server also wakes it at start for the
+        # deliveries an earlier process left pending (nothing starts here).
         self.webhooks = webhooks.Dispatcher(engine)
-        if self.webhooks.pending():  # left over by an earlier process
-            self.webhooks.wake()
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -148,15 +141,15 @@ class LabelingJobs:
         """
         self.workforce.team(spec.team)
         records = self._records(spec, manifest)
-        spec.created_at = _now().isoformat()
-        if spec.deadline and spec.deadline_at is not None and spec.deadline_at <= _now():
+        spec.created_at = utcnow().isoformat()
+        if spec.deadline and spec.deadline_at is not None and spec.deadline_at <= utcnow():
             raise ConfigurationError(f"the deadline {spec.deadline} has passed",
                                      setting="deadline")
         try:
             with self._tx() as conn:
                 key = conn.execute(jobs.insert().values(
                     name=spec.name, team=spec.team, spec=_dump_spec(spec),
-                    status=JobStatus.INITIALIZING.value, created_at=_now())
+                    status=JobStatus.INITIALIZING.value, created_at=utcnow())
                 ).inserted_primary_key
                 assert key is not None
                 self._insert_items(conn, key[0], spec, records, 0)
@@ -288,7 +281,7 @@ class LabelingJobs:
         with self._tx() as conn:
             row = self._job_row(conn, name)
             spec = self._spec(row)
-            status = self._settle(conn, row, spec, _now(), check_done=True)
+            status = self._settle(conn, row, spec, utcnow(), check_done=True)
             by_state = {int(state): int(n) for state, n in conn.execute(
                 sa.select(items.c.state, sa.func.count()).where(
                     items.c.job_id == row.id).group_by(items.c.state))}
@@ -396,7 +389,7 @@ class LabelingJobs:
 
     def _fail_open(self, conn: sa.Connection, row: Any, spec: JobSpec, now: datetime,
                    deadline: datetime) -> JobStatus:
-        why = ("the job's deadline" if spec.deadline and deadline == _aware(
+        why = ("the job's deadline" if spec.deadline and deadline == as_utc(
             datetime.fromisoformat(spec.deadline)) else "the job's availability lifetime")
         reason = f"not labeled before {why} ended at {deadline.isoformat()}"
         conn.execute(leases.delete().where(leases.c.job_id == row.id))
@@ -465,7 +458,7 @@ class LabelingJobs:
         Returns:
             Job name → status, for jobs whose status changed.
         """
-        now = _aware(now) if now is not None else _now()
+        now = as_utc(now) if now is not None else utcnow()
         changed = {}
         with self._tx() as conn:
             rows = conn.execute(sa.select(jobs.c.id, jobs.c.name, jobs.c.team, jobs.c.spec,
@@ -491,7 +484,7 @@ class LabelingJobs:
         Raises:
             ConflictError: The job is already Completed, Failed or Stopped.
         """
-        now = _now()
+        now = utcnow()
         with self._tx() as conn:
             row = self._job_row(conn, job)
             spec = self._spec(row)
@@ -528,7 +521,7 @@ class LabelingJobs:
             NotFoundError: No such job.
             PermissionDenied: The worker is not in the job's team.
         """
-        now = _now()
+        now = utcnow()
         with self._tx() as conn:
             row = self._job_row(conn, job)
             spec = self._spec(row)
@@ -537,7 +530,7 @@ class LabelingJobs:
                 found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
                                                "b_now": now}).first()
                 if found is not None:
-                    return self._task(row.name, spec, found, _aware(found.expires_at))
+                    return self._task(row.name, spec, found, found.expires_at)
             if self._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                 return None
             return self._lease(conn, row, spec, worker, now)
@@ -569,7 +562,7 @@ class LabelingJobs:
         """
         from loopworks.metadata import READ_ONLY
 
-        now = _now()
+        now = utcnow()
         with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
             row = self._job_row(conn, job)
             spec = self._spec(row)
@@ -593,10 +586,10 @@ class LabelingJobs:
             spec = self._spec(row)
             self._check_member(row, spec, worker)
             found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
-                                           "b_now": _now()}).first()
+                                           "b_now": utcnow()}).first()
         if found is None:
             return None
-        return self._task(job, spec, found, _aware(found.expires_at))
+        return self._task(job, spec, found, found.expires_at)
 
     def skip(self, job: str, item_id: int, worker: Worker) -> None:
         """Give a leased item back: it returns to the queue for others, never to this worker."""
@@ -613,7 +606,7 @@ class LabelingJobs:
             conn.execute(skips.insert().values(item_id=item_id, worker_id=worker.id,
                                                job_id=row.id))
             if JobStatus(row.status) is JobStatus.STOPPING:
-                self._maybe_stopped(conn, row, _now())
+                self._maybe_stopped(conn, row, utcnow())
 
     def append_items(self, job: str, records: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """Add (source, fields) items to a job in progress and return their ids, in order
@@ -644,12 +637,12 @@ class LabelingJobs:
         if not spec.streaming:
             raise ConfigurationError("only streaming jobs start empty", setting="streaming")
         self.workforce.team(spec.team)
-        spec.created_at = _now().isoformat()
+        spec.created_at = utcnow().isoformat()
         try:
             with self._tx() as conn:
                 conn.execute(jobs.insert().values(
                     name=spec.name, team=spec.team, spec=_dump_spec(spec),
-                    status=JobStatus.IN_PROGRESS.value, created_at=_now()))
+                    status=JobStatus.IN_PROGRESS.value, created_at=utcnow()))
         except sa.exc.IntegrityError:
             raise ConflictError(f"labeling job {spec.name!r} already exists",
                                 job=spec.name) from None
@@ -766,7 +759,7 @@ class LabelingJobs:
     def _answer(self, job: str, item_id: int, worker: Worker,
                 answer: str | list[str] | dict[str, Any], then_next: bool,
                 key: str | None) -> AnswerReceipt:
-        now = _now()
+        now = utcnow()
         with self._tx() as conn:
             row = self._job_row(conn, job)
             spec = self._spec(row)
@@ -782,7 +775,7 @@ class LabelingJobs:
             mine = {"b_item": item_id, "b_worker": worker.id, "b_job": row.id}
             lease = conn.execute(_Q.lease_of_pg if self._postgres else _Q.lease_of,
                                  mine).first()
-            if lease is None or _aware(lease.expires_at) < now:
+            if lease is None or lease.expires_at < now:
                 raise self._missing_task(conn, row, item_id, worker)
             source = None
             if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
@@ -850,9 +843,9 @@ class LabelingJobs:
                 .order_by(answers.c.id)).all()
         names = {w.id: w.name for w in self.workforce.workers()}
         return [{"item": r.seq, "item_id": r.item_id, "worker": names.get(r.worker_id),
-                 "answer": json.loads(r.answer), "accepted_at": _aware(r.accepted_at),
-                 "submitted_at": _aware(r.submitted_at),
-                 "seconds": (_aware(r.submitted_at) - _aware(r.accepted_at)).total_seconds()}
+                 "answer": json.loads(r.answer), "accepted_at": r.accepted_at,
+                 "submitted_at": r.submitted_at,
+                 "seconds": (r.submitted_at - r.accepted_at).total_seconds()}
                 for r in rows]
 
     def worker_scores(self, job: str, gold_field: str = "gold") -> list[dict[str, Any]]:

@@ -53,18 +53,21 @@ def check_image(ref: str, base: Path | None, where: str) -> str:
 
 def read_table_items(path: str | Path, text_column: str, limit: int | None = None
                      ) -> list[tuple[str, dict[str, Any]]]:
-    """Items from a CSV or Parquet file: the text column is the source, other columns kept.
+    """Items from a CSV or Parquet file (a path or fsspec URL): the text column is the
+    source, other columns kept (CSV numbers and booleans typed as pandas would).
 
     Raises:
-        InputError: The file or the column is missing, or a row's text is empty.
+        InputError: The file or the column is missing, the file is malformed (naming the
+            line), or a row's text is empty.
     """
-    import pandas as pd
+    from loopworks.files import is_local, local_path, read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist", file=str(path))
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    return frame_items(frame, text_column, str(path), limit)
+    where = str(path)
+    if is_local(where) and not local_path(where).is_file():
+        raise InputError(f"{where} does not exist", file=where)
+    fmt = "parquet" if where.lower().endswith((".parquet", ".pq")) else "csv"
+    frame = read_table(where, input_format=fmt, infer_types=True).to_pandas()
+    return frame_items(frame, text_column, where, limit)
 
 
 def frame_items(frame: Any, text_column: str, where: str, limit: int | None = None

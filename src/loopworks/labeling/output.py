@@ -24,7 +24,6 @@ automated labeling's model have ``human-annotated: "no"``, the model's ``confide
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,19 +34,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from loopworks.errors import ConfigurationError
+from loopworks.files import atomic_write
 from loopworks.labeling.consolidation import consolidate
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.schema import ItemState, items, machine_labels
 from loopworks.labeling.tasktypes import TaskType, consolidate_boxes, consolidate_spans
 
 __all__ = ["write_output"]
-
-
-def _atomic_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
@@ -128,14 +121,15 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
         n_labeled += 1
         lines.append(json.dumps(record, ensure_ascii=False))
     manifest = out / "manifests" / "output" / "output.manifest"
-    _atomic_lines(manifest, lines)
+    atomic_write(manifest, "".join(line + "\n" for line in lines))
     answers_file = out / "annotations" / "answers.jsonl"
-    _atomic_lines(answers_file, [json.dumps(a, default=str) for a in raw])
+    atomic_write(answers_file, "".join(json.dumps(a, default=str) + "\n" for a in raw))
     summary: dict[str, Any] = {"manifest": str(manifest), "answers": str(answers_file),
                                "items": len(rows), "labeled": n_labeled, "method": method}
     if feature_group:
         summary["feature_group"] = _to_feature_group(
-            rows, labeled, spec.labels, job, method, feature_group, id_field, home, machine)
+            rows, labeled, raw, spec.labels, job, method, feature_group, id_field, home,
+            machine)
     return summary
 
 
@@ -180,49 +174,53 @@ def _image_size(path: str) -> dict[str, int] | None:
         return None
 
 
-def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]], labels: list[str],
-                      job: str, method: str, name: str, id_field: str | None,
-                      home: str | Path | None, machine: dict[int, Any] | None = None
-                      ) -> dict[str, Any]:
-    from loopworks.errors import NotFoundError
-    from loopworks.featurestore import FeatureStore
+def _to_feature_group(rows: Sequence[Any], labeled: dict[int, dict[str, Any]],
+                      raw: list[dict[str, Any]], labels: list[str], job: str, method: str,
+                      name: str, id_field: str | None, home: str | Path | None,
+                      machine: dict[int, Any] | None = None) -> dict[str, Any]:
+    """Each labeled item's label as a :class:`~loopworks.featurestore.LabelEvent` (from the
+    job's workers, or from automated labeling's model)."""
+    from loopworks.featurestore import (
+        FeatureStore,
+        LabelEvent,
+        LabelSource,
+        ingest_label_events,
+    )
 
     if not id_field:
         raise ConfigurationError("labels into a feature group need --id-field: the manifest "
                                  "field that identifies each item (e.g. review_id)",
                                  setting="id_field")
     now = datetime.now(UTC)
-    records = []
+    workers: dict[int, list[str]] = {}
+    for a in raw:
+        workers.setdefault(a["item_id"], []).append(str(a["worker"]))
+    events = []
     machine = machine or {}
     for row in rows:
-        rec = labeled.get(row.id)
-        made = machine.get(row.id)
-        if made is not None:  # a model's label: its confidence, no workers, the model
-            rec = {"label": made.label, "confidence": made.confidence, "agreement": float("nan"),
-                   "n_answers": 0}
-        if rec is None:
+        rec, made = labeled.get(row.id), machine.get(row.id)
+        if rec is None and made is None:
             continue
         data = json.loads(row.data)
         if data.get(id_field) in (None, ""):
             raise ConfigurationError(f"item {row.seq} has no {id_field!r} field",
                                      setting="id_field")
-        records.append({id_field: str(data[id_field]), "labeled_at": now,
-                        "label": rec["label"], "label_index": labels.index(rec["label"]),
-                        "confidence": float(rec["confidence"]),
-                        "agreement": float(rec["agreement"]),
-                        "workers": int(rec["n_answers"]),
-                        "method": method if made is None else f"auto-label {made.model_version}",
-                        "job": job, "human_annotated": made is None})
-    if not records:
+        if made is not None:  # a model's label: its confidence, no workers, the model
+            events.append(LabelEvent(
+                str(data[id_field]), now, made.label, labels.index(made.label),
+                float(made.confidence), LabelSource.MODEL, job,
+                method=f"auto-label {made.model_version}", model_version=made.model_version))
+        elif rec is not None:
+            events.append(LabelEvent(
+                str(data[id_field]), now, rec["label"], labels.index(rec["label"]),
+                float(rec["confidence"]), LabelSource.JOB, job,
+                annotators=tuple(workers.get(row.id, ())), agreement=float(rec["agreement"]),
+                method=method))
+    if not events:
         return {"name": name, "records": 0}
-    frame = pd.DataFrame(records)
     with FeatureStore(home=home) as store:
-        try:
-            group = store.feature_group(name)
-        except NotFoundError:
-            group = store.create_feature_group(
-                name, record_id=id_field, event_time="labeled_at", df=frame,
-                description="Consolidated human labels with provenance (loopworks label)",
-                tags={"source": "loopworks label"})
-        report = group.ingest(frame)
-    return {"name": name, "records": report.rows}
+        written = ingest_label_events(
+            store, name, events, record_id=id_field, event_time="labeled_at",
+            description="Consolidated human labels with provenance (loopworks label)",
+            tags={"source": "loopworks label"})
+    return {"name": name, "records": written}

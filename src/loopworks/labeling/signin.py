@@ -11,12 +11,13 @@ which names exist. A successful sign-in clears its name's count (not its address
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from loopworks.errors import RateLimited
 from loopworks.labeling.transactions import transaction
+from loopworks.metadata.tables import sign_in_failures as failures
 
 __all__ = ["MAX_PER_ADDRESS", "MAX_PER_NAME", "WINDOW", "SignInThrottle", "throttle_keys"]
 
@@ -24,18 +25,6 @@ __all__ = ["MAX_PER_ADDRESS", "MAX_PER_NAME", "WINDOW", "SignInThrottle", "throt
 MAX_PER_NAME = 5
 MAX_PER_ADDRESS = 20
 WINDOW = timedelta(minutes=15)
-
-_meta = sa.MetaData()
-failures = sa.Table(
-    "sign_in_failures", _meta,
-    sa.Column("key", sa.String(160), primary_key=True),
-    sa.Column("failures", sa.Integer, nullable=False),
-    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def throttle_keys(name: str, address: str | None) -> list[tuple[str, int]]:
@@ -55,7 +44,6 @@ class SignInThrottle:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        _meta.create_all(engine)
 
     def check(self, keys: Sequence[tuple[str, int]], now: datetime) -> None:
         """Refuse the attempt when any counter is at its limit in the current window.
@@ -69,7 +57,7 @@ class SignInThrottle:
         limits = dict(keys)
         wait = 0.0
         for row in rows:
-            ends = _aware(row.window_start) + WINDOW
+            ends = row.window_start + WINDOW
             if row.failures >= limits[row.key] and now < ends:
                 wait = max(wait, (ends - now).total_seconds())
         if wait:
@@ -92,7 +80,7 @@ class SignInThrottle:
                     except sa.exc.IntegrityError:
                         row = conn.execute(sa.select(failures).where(
                             failures.c.key == key)).one()
-                if _aware(row.window_start) + WINDOW <= now:
+                if row.window_start + WINDOW <= now:
                     conn.execute(failures.update().where(failures.c.key == key).values(
                         failures=1, window_start=now))
                 else:

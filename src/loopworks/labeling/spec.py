@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from loopworks.clock import as_utc
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.destinations import check_url
 from loopworks.labeling.tasktypes import TaskType
@@ -83,7 +84,7 @@ def _parse_time(value: str | datetime | None, setting: str) -> str | None:
         raise ConfigurationError(f"{setting} must be an ISO date and time, like "
                                  f"2025-06-30T18:00:00+00:00; got {value!r}",
                                  setting=setting) from None
-    return _aware(parsed).isoformat()
+    return as_utc(parsed).isoformat()
 
 
 @dataclass
@@ -238,10 +239,10 @@ class JobSpec:
         """When open items fail: the earlier of created + lifetime and the deadline."""
         if not self.created_at:
             return None
-        end = _aware(datetime.fromisoformat(self.created_at)) + timedelta(
+        end = as_utc(datetime.fromisoformat(self.created_at)) + timedelta(
             seconds=self.availability_lifetime_seconds)
         if self.deadline:
-            end = min(end, _aware(datetime.fromisoformat(self.deadline)))
+            end = min(end, as_utc(datetime.fromisoformat(self.deadline)))
         return end
 
 
@@ -284,9 +285,6 @@ def _check_seconds(value: object, low: int, high: int, setting: str) -> None:
                                  f"seconds from {low:,} to {high:,}; got {value!r}",
                                  setting=setting)
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def dump_spec(spec: JobSpec) -> str:

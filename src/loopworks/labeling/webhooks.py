@@ -53,11 +53,12 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from loopworks.clock import utcnow
 from loopworks.errors import ConfigurationError
 from loopworks.labeling.destinations import (
     Address,
@@ -91,14 +92,6 @@ REFUSED = "refused: the address is not allowed for webhooks"
 NO_ANSWER = "no answer (connection failed or timed out)"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -127,8 +120,8 @@ def deliveries(engine: sa.Engine, job_id: int | None = None) -> list[dict[str, A
         state = "delivered" if r.delivered_at else "gave-up" if r.gave_up_at else "pending"
         out.append({"id": r.id, "job_id": r.job_id, "url": r.url, "event": r.event,
                     "payload": json.loads(r.payload), "attempts": r.attempts, "state": state,
-                    "last_error": r.last_error, "delivered_at": _aware(r.delivered_at),
-                    "created_at": _aware(r.created_at)})
+                    "last_error": r.last_error, "delivered_at": r.delivered_at,
+                    "created_at": r.created_at})
     return out
 
 
@@ -184,6 +177,12 @@ class Dispatcher:
                 self._thread.start()
         self._event.set()
 
+    def resume(self) -> None:
+        """Deliver what an earlier process left in the outbox (a crash, a restart): the
+        server and :func:`loopworks.open` call this once at start, not every constructor."""
+        if self.pending():
+            self.wake()
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop delivering: attempts in flight are cut short and their deliveries, like
         every other pending one, stay in the outbox (due at once) for next time."""
@@ -217,7 +216,7 @@ class Dispatcher:
         Returns:
             Seconds until the next pending delivery is due (at most 5).
         """
-        horizon = now or _now()
+        horizon = now or utcnow()
         while not self._stopping:
             left = self._start_lanes(horizon)
             with self._lock:
@@ -235,7 +234,7 @@ class Dispatcher:
         """
         with transaction(self.engine) as conn:
             urls = conn.execute(sa.select(outbox.c.url).distinct().where(
-                *_PENDING, outbox.c.next_attempt_at <= (horizon or _now()))
+                *_PENDING, outbox.c.next_attempt_at <= (horizon or utcnow()))
                 .limit(10_000)).scalars().all()
         by_destination: dict[str, list[str]] = {}
         for url in urls:
@@ -262,11 +261,11 @@ class Dispatcher:
         with self._lock:
             if len(self._busy) >= self.lanes:
                 return 5.0  # the next lane to end wakes the dispatcher
-            times = [_aware(at) for url, at in upcoming
+            times = [at for url, at in upcoming
                      if at is not None and _destination(url) not in self._busy]
         if not times:
             return 5.0
-        return max(0.05, min(5.0, (min(t for t in times if t) - _now()).total_seconds()))
+        return max(0.05, min(5.0, (min(t for t in times if t) - utcnow()).total_seconds()))
 
     def _lane(self, destination: str, urls: list[str], horizon: datetime | None) -> None:
         """Deliver one destination's due rows, oldest first, one at a time."""
@@ -290,7 +289,7 @@ class Dispatcher:
 
     def _claim_next(self, urls: list[str], horizon: datetime | None) -> Any:
         """The oldest due row for ``urls``, claimed for this process, or None."""
-        now = _now()
+        now = utcnow()
         with transaction(self.engine) as conn:
             due = conn.execute(
                 sa.select(outbox, jobs.c.spec).join(jobs, jobs.c.id == outbox.c.job_id)
@@ -379,7 +378,7 @@ class Dispatcher:
         return f"HTTP {status}"
 
     def _record(self, row: Any, error: str | None, give_up: bool = False) -> None:
-        now = _now()
+        now = utcnow()
         attempts = row.attempts + 1
         values: dict[str, Any] = {"attempts": attempts}
         if error is None:
@@ -395,7 +394,7 @@ class Dispatcher:
     def _release(self, row: Any) -> None:
         with transaction(self.engine) as conn:
             conn.execute(outbox.update().where(outbox.c.id == row.id, *_PENDING)
-                         .values(next_attempt_at=_now()))
+                         .values(next_attempt_at=utcnow()))
 
     def pending(self) -> int:
         """How many deliveries are neither delivered nor given up."""

@@ -19,13 +19,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
 
+from loopworks.clock import utcnow
 from loopworks.errors import ConfigurationError, ConflictError, NotFoundError, PermissionDenied
 from loopworks.labeling.signin import throttle_keys
+from loopworks.metadata.tables import credentials, team_members, teams, workers
 
 __all__ = ["SESSION_LIFETIME", "ApiToken", "Role", "Team", "Worker", "Workforce",
            "hash_password", "token_id", "verify_password"]
@@ -77,38 +79,6 @@ class Team:
     description: str = ""
 
 
-_meta = sa.MetaData()
-workers = sa.Table(
-    "workers", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(63), nullable=False, unique=True),
-    sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("password_hash", sa.String(255), nullable=True),
-    sa.Column("active", sa.Boolean, nullable=False, default=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-teams = sa.Table(
-    "teams", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(63), nullable=False, unique=True),
-    sa.Column("description", sa.Text, nullable=False, default=""),
-)
-team_members = sa.Table(
-    "team_members", _meta,
-    sa.Column("team_id", sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("worker_id", sa.ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
-)
-credentials = sa.Table(
-    "credentials", _meta,
-    sa.Column("digest", sa.String(64), primary_key=True),
-    sa.Column("worker_id", sa.ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # api_token | login_link | session
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
-)
-
-
 _TOKEN_WORKER = sa.select(workers.c.id, workers.c.name, workers.c.role, workers.c.active,
                           credentials.c.expires_at, credentials.c.used_at).join(
     credentials, credentials.c.worker_id == workers.c.id).where(
@@ -154,15 +124,6 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.hex(), key)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands timezone-aware columns back naive; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class Workforce:
@@ -172,7 +133,6 @@ class Workforce:
         from loopworks.labeling.signin import SignInThrottle
 
         self.engine = engine
-        _meta.create_all(engine)
         self.throttle = SignInThrottle(engine)
         self._last_use: dict[str, float] = {}
         self._last_use_lock = threading.Lock()
@@ -228,7 +188,7 @@ class Workforce:
         try:
             with self.engine.begin() as conn:
                 key = conn.execute(workers.insert().values(
-                    name=name, role=role.value, active=True, created_at=_now(),
+                    name=name, role=role.value, active=True, created_at=utcnow(),
                     password_hash=hash_password(password) if password else None,
                 )).inserted_primary_key
                 assert key is not None
@@ -296,7 +256,7 @@ class Workforce:
         if expires_in is not None and expires_in <= timedelta(0):
             raise ConfigurationError("a token's lifetime must be positive", setting="expires")
         return self._issue(self.worker(worker).id, "api_token",
-                           _now() + expires_in if expires_in is not None else None)
+                           utcnow() + expires_in if expires_in is not None else None)
 
     def api_tokens(self, worker: str) -> list[ApiToken]:
         """The worker's API tokens (ids, dates, last use), oldest first."""
@@ -305,8 +265,8 @@ class Workforce:
             rows = conn.execute(sa.select(credentials).where(
                 credentials.c.worker_id == me.id, credentials.c.kind == "api_token")
                 .order_by(credentials.c.created_at)).all()
-        return [ApiToken(r.digest[:12], me.name, _aware(r.created_at) or _now(),
-                         _aware(r.expires_at), _aware(r.used_at)) for r in rows]
+        return [ApiToken(r.digest[:12], me.name, r.created_at,
+                         r.expires_at, r.used_at) for r in rows]
 
     def revoke_api_token(self, worker: str, token_id: str) -> None:
         """End one API token of the worker, by its id (``loopworks worker token NAME``).
@@ -335,13 +295,13 @@ class Workforce:
 
     def issue_login_link(self, worker: str, valid_for: timedelta = timedelta(days=7)) -> str:
         """A one-time login secret (put it in a link); it expires and works once."""
-        return self._issue(self.worker(worker).id, "login_link", _now() + valid_for)
+        return self._issue(self.worker(worker).id, "login_link", utcnow() + valid_for)
 
     def _issue(self, worker_id: int, kind: str, expires: datetime | None) -> str:
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(credentials.insert().values(
-                digest=_digest(secret), worker_id=worker_id, kind=kind, created_at=_now(),
+                digest=_digest(secret), worker_id=worker_id, kind=kind, created_at=utcnow(),
                 expires_at=expires))
         return secret
 
@@ -361,13 +321,13 @@ class Workforce:
             if row is None:
                 raise PermissionDenied("unknown credentials")
             names = tuple(conn.execute(_WORKER_TEAMS, {"b_worker": row.id}).scalars())
-        now = _now()
-        expires = _aware(row.expires_at)
+        now = utcnow()
+        expires = row.expires_at
         if expires is not None and expires <= now:
             raise PermissionDenied("this API token has expired")
         if not row.active:
             raise PermissionDenied("this worker is deactivated")
-        used = _aware(row.used_at)
+        used = row.used_at
         if used is None or now - used >= LAST_USE_EVERY:
             self._note_use(digest, now)
         return Worker(row.id, row.name, Role(row.role), names, bool(row.active))
@@ -397,7 +357,7 @@ class Workforce:
     def start_session(self, worker: Worker, lifetime: timedelta = SESSION_LIFETIME) -> str:
         """A new browser session for the worker; returns its id (a secret: only its digest
         is stored)."""
-        return self._issue(worker.id, "session", _now() + lifetime)
+        return self._issue(worker.id, "session", utcnow() + lifetime)
 
     def session_worker(self, session_id: str) -> Worker:
         """The active worker of a live session, else PermissionDenied (ended, expired,
@@ -408,8 +368,8 @@ class Workforce:
             row = conn.execute(sa.select(credentials.c.worker_id, credentials.c.expires_at)
                                .where(credentials.c.digest == _digest(session_id),
                                       credentials.c.kind == "session")).first()
-        expires = _aware(row.expires_at) if row is not None else None
-        if row is None or (expires is not None and expires <= _now()):
+        expires = row.expires_at if row is not None else None
+        if row is None or (expires is not None and expires <= utcnow()):
             raise PermissionDenied("this session has ended; sign in again")
         return self._active(row)
 
@@ -419,16 +379,16 @@ class Workforce:
             conn.execute(credentials.delete().where(
                 credentials.c.digest == _digest(session_id), credentials.c.kind == "session"))
             conn.execute(credentials.delete().where(  # and tidy up expired ones
-                credentials.c.kind == "session", credentials.c.expires_at < _now()))
+                credentials.c.kind == "session", credentials.c.expires_at < utcnow()))
 
     def redeem_login_link(self, secret: str) -> Worker:
         """Use a one-time login link: valid once, before it expires."""
-        now = _now()
+        now = utcnow()
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(credentials).where(
                 credentials.c.digest == _digest(secret),
                 credentials.c.kind == "login_link")).first()
-            expires = _aware(row.expires_at) if row is not None else None
+            expires = row.expires_at if row is not None else None
             if row is None or row.used_at is not None or \
                     (expires is not None and expires < now):
                 raise PermissionDenied("this login link is unknown, used or expired")
@@ -450,7 +410,7 @@ class Workforce:
             RateLimited: Too many failures for this name or address lately.
             PermissionDenied: Wrong name or password, or a deactivated worker.
         """
-        now = _now()
+        now = utcnow()
         keys = throttle_keys(name, address)
         self.throttle.check(keys, now)
         with self.engine.connect() as conn:

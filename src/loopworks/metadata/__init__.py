@@ -6,6 +6,12 @@ loops later), each behind a small repository class.
 
 from __future__ import annotations
 
-from loopworks.metadata.database import READ_ONLY, database_url, dispose_engine, open_engine
+from loopworks.metadata.database import (
+    READ_ONLY,
+    build_engine,
+    database_url,
+    dispose_engine,
+    open_engine,
+)
 
-__all__ = ["READ_ONLY", "database_url", "dispose_engine", "open_engine"]
+__all__ = ["READ_ONLY", "build_engine", "database_url", "dispose_engine", "open_engine"]

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from loopworks.errors import ConfigurationError, InputError, MissingDependencyError
+from loopworks.settings import load_settings
 
-__all__ = ["READ_ONLY", "WAL_LIMIT_BYTES", "BackgroundCheckpointer", "database_url",
+__all__ = ["READ_ONLY", "WAL_LIMIT_BYTES", "BackgroundCheckpointer", "build_engine", "database_url",
            "dispose_engine", "open_engine"]
 
 #: Execution options for a connection that only reads: on SQLite it then reads its WAL
@@ -29,8 +30,14 @@ def _dispose_all() -> None:
 
 
 def database_url(home: Path, url: str | None = None) -> str:
-    """The metadata database URL: argument, ``LOOPWORKS_DATABASE_URL``, else SQLite in home."""
-    url = url or os.environ.get("LOOPWORKS_DATABASE_URL")
+    """The metadata database URL: ``url``, else the ``database_url`` setting of ``home``
+    (``LOOPWORKS_DATABASE_URL`` or its ``config.toml``), else SQLite in ``home``.
+
+    Raises:
+        ConfigurationError: The home's settings are invalid.
+    """
+    if not url:
+        url = load_settings(home=home).database_url
     if url:
         return url
     home.mkdir(parents=True, exist_ok=True)
@@ -40,9 +47,13 @@ def database_url(home: Path, url: str | None = None) -> str:
 def open_engine(url: str) -> Any:
     """A SQLAlchemy engine for ``url`` (cached per URL).
 
+    The first open in a process brings the database to this release's schema
+    (:func:`loopworks.metadata.schema.ensure_schema`).
+
     Raises:
         MissingDependencyError: The driver for the URL's database is not installed.
         ConfigurationError: The URL names a database loopworks does not support.
+        SchemaTooNew: A newer loopworks upgraded the database.
     """
     key = url
     if key in _ENGINES:
@@ -51,6 +62,26 @@ def open_engine(url: str) -> Any:
             dispose_engine(key)  # the file was deleted under us: start a fresh database
         else:
             return _ENGINES[key]
+    engine = build_engine(url)
+    from loopworks.metadata.schema import ensure_schema
+
+    try:
+        ensure_schema(engine)  # new: created; older: upgraded; newer: refused (SchemaTooNew)
+    except BaseException:
+        engine.dispose()
+        raise
+    _ENGINES[key] = engine
+    return engine
+
+
+def build_engine(url: str) -> Any:
+    """A new, uncached engine for ``url`` with loopworks' connection settings, and no
+    schema check (``loopworks db status`` reads a database without upgrading it).
+
+    Raises:
+        MissingDependencyError: The driver for the URL's database is not installed.
+        ConfigurationError: The URL names a database loopworks does not support.
+    """
     try:
         import sqlalchemy as sa
     except ImportError:
@@ -94,7 +125,6 @@ def open_engine(url: str) -> Any:
             "postgresql://USER@HOST/DB",
             setting="LOOPWORKS_DATABASE_URL")
     sa.event.listen(engine, "before_cursor_execute", _refuse_nul)
-    _ENGINES[key] = engine
     return engine
 
 

@@ -9,13 +9,11 @@ renamed into place at the end: a failed run leaves no partial output.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +22,9 @@ from loopworks.errors import ConfigurationError, InputError
 from loopworks.models.data import find_text_column, input_files
 from loopworks.models.predictions import prediction_columns
 from loopworks.models.predictor import ProbabilityPredictor, as_predictor
+
+if TYPE_CHECKING:
+    from loopworks.files import InputFile
 
 __all__ = ["OUTPUT_FORMATS", "PredictionReport", "predict_file"]
 
@@ -104,7 +105,7 @@ def predict_file(model: Any, input: str | Path, out: str | Path, *,
         InputError: Missing input, missing text column (naming the file and column), or
             empty text rows with ``on_empty="error"`` (naming the rows).
     """
-    from loopworks.processing.inputs import iter_batches
+    from loopworks.files import atomic_write
 
     if on_empty not in ON_EMPTY:
         raise ConfigurationError(f"on_empty must be one of {', '.join(ON_EMPTY)}, not "
@@ -116,52 +117,63 @@ def predict_file(model: Any, input: str | Path, out: str | Path, *,
     report_progress = progress or (lambda stage, done, total: None)
     started = time.perf_counter()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = _Writer(fmt, tmp, predictor)
     state = _State(len(predictor.classes))
-    try:
-        for source in files:
-            column: str | None = None
-            for batch in _rebatch(iter_batches(source), batch_rows):
-                if column is None:
-                    column = find_text_column(batch.schema.names, text_column, source.url)
-                    state.column = column
-                    clash = set(batch.schema.names) & set(prediction_columns(predictor.classes))
-                    if clash:
-                        raise ConfigurationError(
-                            f"{source.url}: already has column(s) {', '.join(sorted(clash))}; "
-                            "rename them before predicting", file=source.url)
-                _predict_batch(batch, column, predictor, writer, state, source.url,
-                               skip_empty=on_empty == "skip")
-                report_progress("predict", batch.num_rows, total)
-        if state.rows == 0:
-            raise InputError(f"{input}: holds no rows to predict", file=str(input))
-        if state.empty and on_empty == "error":
-            first_file, rows = next(iter(state.empty_rows.items()))
-            shown = ", ".join(str(r) for r in rows[:10])
-            others = len(state.empty_rows) - 1
-            raise InputError(
-                f"{first_file}: {state.empty} row(s) have empty text in column "
-                f"{state.column!r}: rows {shown}"
-                + (" and more" if state.empty > len(rows[:10]) else "")
-                + (f" (also in {others} other file(s))" if others else "")
-                + " (data rows counted from 0); fill or remove them, or keep them without a "
-                "prediction with --on-empty skip", file=first_file,
-                rows=rows[:10], column=state.column)
-        writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(fh: IO[bytes]) -> None:
+        writer = _Writer(fmt, fh, predictor)
+        try:
+            for source in files:
+                _predict_file(source, writer, state, predictor, text_column,
+                              skip_empty=on_empty == "skip", batch_rows=batch_rows,
+                              progress=report_progress, total=total)
+        finally:
+            writer.close()
+        _check_rows(state, input, on_empty)
+
+    atomic_write(out, write)  # a failed run leaves no output and no temporary file
     return PredictionReport(
         out=out, rows=state.rows, predicted=state.predicted, empty=state.empty,
         by_label=dict(zip(predictor.classes, (int(n) for n in state.by_label), strict=True)),
         mean_confidence=state.confidence_sum / state.predicted if state.predicted else 0.0,
         model=predictor.name, seconds=time.perf_counter() - started)
+
+
+def _predict_file(source: InputFile, writer: _Writer, state: _State,
+                  predictor: ProbabilityPredictor, text_column: str | None, *, skip_empty: bool,
+                  batch_rows: int, progress: Progress, total: int) -> None:
+    from loopworks.files import iter_batches
+
+    column: str | None = None
+    for batch in _rebatch(iter_batches(source), batch_rows):
+        if column is None:
+            column = find_text_column(batch.schema.names, text_column, source.url)
+            state.column = column
+            clash = set(batch.schema.names) & set(prediction_columns(predictor.classes))
+            if clash:
+                raise ConfigurationError(
+                    f"{source.url}: already has column(s) {', '.join(sorted(clash))}; "
+                    "rename them before predicting", file=source.url)
+        _predict_batch(batch, column, predictor, writer, state, source.url,
+                       skip_empty=skip_empty)
+        progress("predict", batch.num_rows, total)
+
+
+def _check_rows(state: _State, input: str | Path, on_empty: str) -> None:
+    """Fail a run with no rows, or with empty text unless asked to skip it."""
+    if state.rows == 0:
+        raise InputError(f"{input}: holds no rows to predict", file=str(input))
+    if state.empty and on_empty == "error":
+        first_file, rows = next(iter(state.empty_rows.items()))
+        shown = ", ".join(str(r) for r in rows[:10])
+        others = len(state.empty_rows) - 1
+        raise InputError(
+            f"{first_file}: {state.empty} row(s) have empty text in column "
+            f"{state.column!r}: rows {shown}"
+            + (" and more" if state.empty > len(rows[:10]) else "")
+            + (f" (also in {others} other file(s))" if others else "")
+            + " (data rows counted from 0); fill or remove them, or keep them without a "
+            "prediction with --on-empty skip", file=first_file,
+            rows=rows[:10], column=state.column)
 
 
 class _State:
@@ -222,7 +234,7 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             yield batch.slice(start, rows)
 
 
-def _count_rows(files: list[Any]) -> int:
+def _count_rows(files: list[InputFile]) -> int:
     """Total rows when cheap to know (Parquet metadata), else 0 (unknown)."""
     import fsspec
     import pyarrow.parquet as pq
@@ -256,15 +268,14 @@ def _flatten_lists(data: Any) -> Any:
 
 
 class _Writer:
-    """Appends record batches to a Parquet, CSV or JSON Lines file."""
+    """Appends record batches to a Parquet, CSV or JSON Lines file (open for writing)."""
 
-    def __init__(self, fmt: str, path: Path, predictor: ProbabilityPredictor) -> None:
+    def __init__(self, fmt: str, fh: IO[bytes], predictor: ProbabilityPredictor) -> None:
         self.fmt = fmt
-        self.path = path
+        self.fh = fh
         self.meta = json.dumps({"model": predictor.name, "classes": list(predictor.classes),
                                 "columns": prediction_columns(predictor.classes)})
         self._writer: Any = None
-        self._fh: Any = None
         self._schema: pa.Schema | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -281,9 +292,9 @@ class _Writer:
         if self.fmt == "csv":
             self._writer.write_batch(_flatten_lists(batch))
         elif self.fmt == "jsonl":
-            frame = batch.to_pandas()
-            frame.to_json(self._fh, orient="records", lines=True, force_ascii=False,
-                          date_format="iso")
+            text = batch.to_pandas().to_json(orient="records", lines=True, force_ascii=False,
+                                             date_format="iso")
+            self.fh.write(text.encode("utf-8"))
         else:
             self._writer.write_batch(batch)
 
@@ -294,20 +305,13 @@ class _Writer:
         if self.fmt == "parquet":
             schema = schema.with_metadata({**(schema.metadata or {}),
                                            b"loopworks.predictions": self.meta.encode()})
-            self._writer = pq.ParquetWriter(self.path, schema)
+            self._writer = pq.ParquetWriter(self.fh, schema)
         elif self.fmt == "csv":
-            self._writer = pacsv.CSVWriter(str(self.path), _flatten_lists(schema.empty_table()
-                                                                          ).schema)
-        else:
-            self._fh = self.path.open("w", encoding="utf-8")
+            self._writer = pacsv.CSVWriter(self.fh, _flatten_lists(schema.empty_table()).schema)
         self._schema = schema
 
     def close(self) -> None:
+        """Finish the file (Parquet's footer); the file itself stays open."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if self._schema is None and self.fmt != "jsonl" and self.path.exists():
-            self.path.touch()

@@ -14,12 +14,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from loopworks.errors import ConfigurationError, InputError
+
+if TYPE_CHECKING:
+    from loopworks.files import InputFile
 
 __all__ = [
     "LabeledData",
@@ -97,7 +100,7 @@ class LabeledData:
         return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
-def input_files(spec: str | Path) -> list[Any]:
+def input_files(spec: str | Path) -> list[InputFile]:
     """The input files of a file, folder or glob; a processing job's output folder gives the
     files of its ``train/``, ``validation/`` and ``test/`` parts only (not its rejects file
     nor its report).
@@ -105,12 +108,16 @@ def input_files(spec: str | Path) -> list[Any]:
     Raises:
         InputError: Nothing matches, or a format cannot be told from a file name.
     """
-    from loopworks.processing.inputs import discover_inputs
+    from loopworks.files import discover_inputs
 
+    return discover_inputs(_input_specs(spec))
+
+
+def _input_specs(spec: str | Path) -> list[str]:
     path = Path(str(spec))
     if path.is_dir() and all((path / part).is_dir() for part in _PROCESSED_PARTS):
-        return discover_inputs([str(path / part) for part in _PROCESSED_PARTS])
-    return discover_inputs(str(spec))
+        return [str(path / part) for part in _PROCESSED_PARTS]
+    return [str(spec)]
 
 
 def read_table(spec: str | Path) -> pd.DataFrame:
@@ -122,18 +129,9 @@ def read_table(spec: str | Path) -> pd.DataFrame:
     Raises:
         InputError: Nothing matches, a format cannot be told, or a file is malformed.
     """
-    import pyarrow as pa
+    from loopworks.files import read_table as read_files
 
-    from loopworks.processing.inputs import iter_batches
-
-    frames = []
-    for source in input_files(spec):
-        batches = list(iter_batches(source))
-        if batches:
-            frames.append(pa.Table.from_batches(batches).to_pandas())
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return read_files(_input_specs(spec)).to_pandas()
 
 
 def find_text_column(columns: Sequence[str], given: str | None, source: str) -> str:

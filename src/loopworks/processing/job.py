@@ -26,25 +26,31 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from loopworks.errors import ConfigurationError, LoopworksError
+from loopworks.files import (
+    InputFile,
+    discover_inputs,
+    filesystem,
+    is_local,
+    iter_batches,
+    local_path,
+    read_table,
+)
 from loopworks.processing.config import ProcessingConfig
 from loopworks.processing.engines import Engine
-from loopworks.processing.inputs import InputFile, discover_inputs, iter_batches
 from loopworks.processing.plan import SPLIT_NAMES, make_plan
-from loopworks.processing.report import FileJobStore, JobReport, token_length_stats
+from loopworks.processing.report import FileJobStore, JobReport, JobStore, token_length_stats
 from loopworks.processing.semantics import REJECT_REASONS, ColumnNames, normalize_batch
 from loopworks.processing.tokenize import TextEncoder, load_tokenizer
 from loopworks.processing.writers import extension_for, write_part
 
-__all__ = ["run_processing_job", "ProgressCallback"]
+__all__ = ["check_processing_job", "new_job_report", "run_processing_job", "ProgressCallback"]
 
 #: ``progress(stage, rows_done_now, rows_total)``; called from the driver only.
 ProgressCallback = Callable[[str, int, int], None]
@@ -242,20 +248,15 @@ def run_processing_job(
     from loopworks.settings import load_settings
 
     store = FileJobStore(load_settings(home=home).jobs_dir)
-    progress = progress or _no_progress
-    started = datetime.now(UTC)
-    job_id = job_id or f"process-{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    report = JobReport(job_id=job_id, created_at=started.isoformat(), output=config.out,
-                       output_format=config.output_format, engine=config.engine,
-                       workers=config.workers, max_seq_length=config.max_seq_length,
-                       inputs=[config.inputs] if isinstance(config.inputs, str)
-                       else list(config.inputs),
-                       options=_options(config))
+    report = new_job_report(config, job_id)
     store.save(report)
-    work = _work_dir(config.out, job_id)
+    progress = _recording(report, store, progress or _no_progress)
+    work: Path | None = None
     try:
+        files = check_processing_job(config)
+        work = _work_dir(config.out, report.job_id)
         with Engine(config.engine, config.workers, config.ray_address) as engine:
-            _run(config, report, work, progress, engine)
+            _run(config, files, report, work, progress, engine)
         if config.feature_group:
             _ingest(config, report, load_settings(home=home).home, progress)
         report.status = "succeeded"
@@ -266,42 +267,99 @@ def run_processing_job(
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
         report.finished_at = datetime.now(UTC).isoformat()
         store.save(report)
     return report
 
 
+def new_job_report(config: ProcessingConfig, job_id: str | None = None) -> JobReport:
+    """A new job's record (status ``running``, not yet saved): its id, inputs and options.
+
+    Args:
+        config: The job's options.
+        job_id: Use this id instead of a generated ``process-<UTC time>-<4 hex digits>``.
+
+    Returns:
+        The record, created now.
+    """
+    started = datetime.now(UTC)
+    return JobReport(job_id=job_id or f"process-{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+                     created_at=started.isoformat(), output=config.out,
+                     output_format=config.output_format, engine=config.engine,
+                     workers=config.workers, max_seq_length=config.max_seq_length,
+                     inputs=[config.inputs] if isinstance(config.inputs, str)
+                     else list(config.inputs),
+                     options=_options(config))
+
+
+def check_processing_job(config: ProcessingConfig) -> list[InputFile]:
+    """What can be checked before any work: the inputs exist and the output can be written.
+
+    A job runs these checks first; whoever queues a job for later (the Studio) runs them
+    too, to refuse it at once with the same messages.
+
+    Args:
+        config: The job's options.
+
+    Returns:
+        The input files the job would read.
+
+    Raises:
+        InputError: An input matches no file, or its format cannot be told from its name.
+        ConfigurationError: The output cannot be written or holds files loopworks did not
+            write, or a feature group is asked for without a local Parquet output.
+    """
+    if config.feature_group and (not is_local(config.out)
+                                 or config.output_format != "parquet"):
+        raise ConfigurationError("--feature-group needs a local --out with --format parquet",
+                                 setting="feature_group")
+    _check_output_target(config)
+    return discover_inputs(config.inputs, config.input_format)
+
+
+def _recording(report: JobReport, store: JobStore,
+               progress: ProgressCallback) -> ProgressCallback:
+    """``progress``, and the rows done per stage kept in the job's record (saved at most
+    once a second, so a page or `loopworks jobs describe` can follow a running job)."""
+    saved = time.monotonic()
+
+    def record(stage: str, advance: int, total: int) -> None:
+        nonlocal saved
+        done = report.progress.setdefault(stage, {"rows": 0, "total": 0})
+        done["rows"] += advance
+        done["total"] = total
+        if time.monotonic() - saved >= 1.0:
+            store.save(report)
+            saved = time.monotonic()
+        progress(stage, advance, total)
+
+    return record
+
+
 def _ingest(config: ProcessingConfig, report: JobReport, home: Path,
             progress: ProgressCallback) -> None:
     """Put the job's features into a feature group (created on first use)."""
-    from loopworks.errors import NotFoundError
     from loopworks.featurestore import FeatureStore
 
     clock = time.perf_counter()
     name = config.feature_group
     assert name is not None
-    source = Path(config.out.removeprefix("file://")) if _is_local(config.out) else None
-    if source is None or config.output_format != "parquet":
-        raise ConfigurationError("--feature-group needs a local --out with --format parquet",
-                                 setting="feature_group")
-    parts = [pq.read_table(p) for split in SPLIT_NAMES
-             for p in sorted((source / split).glob("*.parquet"))]
-    if not parts:
+    source = local_path(config.out)  # local Parquet: checked before the job
+    splits = [read_table(str(source / split)) for split in SPLIT_NAMES
+              if (source / split).is_dir()]
+    if not splits:
         return
-    table = pa.concat_tables(parts).replace_schema_metadata(None)
+    table = pa.concat_tables(splits).replace_schema_metadata(None)
     with FeatureStore(home=home) as store:
-        try:
-            group = store.feature_group(name)
-        except NotFoundError:
-            group = store.create_feature_group(
-                name, record_id="review_id", event_time="date", df=table.slice(0, 1000),
-                description="Product reviews: sentiment, label ids and token ids "
-                            "(made by loopworks process)",
-                tags={"source": "loopworks process"},
-                transformation={"tokenizer": report.tokenizer,
-                                "max_seq_length": config.max_seq_length,
-                                "job_id": report.job_id})
+        group = store.get_or_create_feature_group(
+            name, record_id="review_id", event_time="date", df=table.slice(0, 1000),
+            description="Product reviews: sentiment, label ids and token ids "
+                        "(made by loopworks process)",
+            tags={"source": "loopworks process"},
+            transformation={"tokenizer": report.tokenizer,
+                            "max_seq_length": config.max_seq_length, "job_id": report.job_id})
         result = group.ingest(table, workers=config.workers)
     progress("ingest", result.rows, result.rows)
     report.counts["feature_group"] = {"name": name, "rows": result.rows,
@@ -322,24 +380,18 @@ def _options(config: ProcessingConfig) -> dict[str, object]:
     }
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
 def _work_dir(out: str, job_id: str) -> Path:
-    if _is_local(out):
-        target = Path(out.removeprefix("file://")).expanduser().resolve()
+    if is_local(out):
+        target = local_path(out).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{job_id}-", dir=target.parent))
     return Path(tempfile.mkdtemp(prefix=f"loopworks-{job_id}-"))
 
 
-def _run(config: ProcessingConfig, report: JobReport, work: Path,
+def _run(config: ProcessingConfig, files: list[InputFile], report: JobReport, work: Path,
          progress: ProgressCallback, engine: Engine) -> None:
     timings = report.timings
     clock = time.perf_counter()
-    _check_output_target(config)
-    files = discover_inputs(config.inputs, config.input_format)
     loaded = load_tokenizer(config.tokenizer)
     tokenizer_json = loaded.tokenizer.to_str()
     report.tokenizer = {"name": loaded.name, "source": loaded.source, "sha256": loaded.sha256}
@@ -472,9 +524,9 @@ def _write_rejects(scans: list[ScanResult], reasons: np.ndarray, files: list[Inp
 
 
 def _check_output_target(config: ProcessingConfig) -> None:
-    if not _is_local(config.out):
+    if not is_local(config.out):
         return
-    target = Path(config.out.removeprefix("file://")).expanduser()
+    target = local_path(config.out)
     if target.exists() and not target.is_dir():
         raise ConfigurationError(f"--out {target} exists and is not a folder", setting="out")
     if target.is_dir() and any(target.iterdir()) and not (target / "report.json").is_file() \
@@ -484,19 +536,29 @@ def _check_output_target(config: ProcessingConfig) -> None:
             "folder or pass --overwrite to replace it",
             setting="out",
         )
+    # The job writes next to the output (then renames): the nearest folder that exists on
+    # the way there must take new files.
+    parent = target.resolve().parent
+    folder = next(p for p in (parent, *parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise ConfigurationError(f"--out {target} cannot be created: {folder} is a file, not a "
+                                 "folder", setting="out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"--out {target} cannot be written: no permission to create "
+                                 f"files in {folder}", setting="out")
 
 
 def _move_into_place(work: Path, out: str, overwrite: bool) -> None:
     """Swap the finished folder in; the previous output is removed only after that."""
-    if not _is_local(out):
-        fs, path = fsspec.core.url_to_fs(out)
+    if not is_local(out):
+        fs, path = filesystem(out)
         if fs.exists(path):
             fs.rm(path, recursive=True)
         for file in sorted(work.rglob("*"), key=lambda p: p.name == "report.json"):
             if file.is_file():  # report.json last: its presence marks a complete output
                 fs.put_file(str(file), f"{path}/{file.relative_to(work).as_posix()}")
         return
-    target = Path(out.removeprefix("file://")).expanduser().resolve()
+    target = local_path(out).resolve()
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopworks.processing.inputs import discover_inputs, iter_batches
+from loopworks.files import discover_inputs, iter_batches
 from loopworks.processing.tokenize import TextEncoder, load_tokenizer
 
 __all__ = ["LengthProfile", "profile_lengths", "plot_profile"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,13 +12,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from loopworks.errors import JobNotFoundError
+from loopworks.files import atomic_write
 
 __all__ = ["JobReport", "JobStore", "FileJobStore", "token_length_stats"]
 
 
 @dataclass
 class JobReport:
-    """What a processing job did: counts, timings, token-length figures and errors."""
+    """What a processing job did: counts, timings, token-length figures and errors.
+
+    ``status`` is ``queued`` (waiting for a server's job slot), ``running``, ``succeeded`` or
+    ``failed``; while it runs, ``progress`` holds the rows done (and expected) per stage.
+    """
 
     job_id: str
     status: str = "running"
@@ -38,6 +42,7 @@ class JobReport:
     tokens: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     error: str | None = None
+    progress: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data."""
@@ -100,12 +105,9 @@ class FileJobStore:
         self.folder = Path(folder)
 
     def save(self, report: JobReport) -> None:
-        """Create or replace a job's record (temp file + rename: never half-written)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".job-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(report.to_dict(), fh, indent=2)
-        os.replace(tmp, self.folder / f"{report.job_id}.json")
+        """Create or replace a job's record (atomically: never half-written)."""
+        atomic_write(self.folder / f"{report.job_id}.json",
+                     json.dumps(report.to_dict(), indent=2))
 
     def get(self, job_id: str) -> JobReport:
         """Return one job's record, also by unique id prefix (an id is letters, digits,

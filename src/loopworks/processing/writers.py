@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopworks.errors import ConfigurationError
+from loopworks.files import read_table
 
 __all__ = ["OUTPUT_FORMATS", "write_part", "read_output", "extension_for"]
 
@@ -89,8 +90,7 @@ def read_output(folder: str | Path, fmt: str = "parquet") -> pa.Table:
     folder = Path(folder)
     parts = sorted(folder.glob(f"*{extension_for(fmt)}"))
     if fmt == "parquet":
-        tables = [pq.read_table(p) for p in parts]
-        return pa.concat_tables(tables) if tables else pa.table({})
+        return read_table([str(p) for p in parts]) if parts else pa.table({})
     if fmt == "jsonl":
         rows = [json.loads(line) for p in parts for line in p.read_text("utf-8").splitlines()]
         return pa.Table.from_pylist(rows)

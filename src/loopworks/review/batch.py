@@ -136,22 +136,12 @@ def _rows(mask: np.ndarray) -> str:
 
 
 def _read(source: str) -> pa.Table:
-    from loopworks.processing.inputs import discover_inputs, iter_batches
+    from loopworks.files import read_table
 
-    tables = []
-    for file in discover_inputs(source):
-        batches = list(iter_batches(file))
-        if batches:
-            tables.append(pa.Table.from_batches(batches))
-    if not tables:
+    table = read_table(source)
+    if table.num_rows == 0:
         raise InputError(f"{source}: holds no rows", file=source)
-    if len(tables) == 1:
-        return tables[0]
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{source}: its files do not share one schema ({exc})",
-                         file=source) from None
+    return table
 
 
 def _pick(columns: Sequence[str], given: str | None, candidates: Sequence[str], source: str,

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from loopworks.clock import utcnow
 from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
 from loopworks.labeling import webhooks
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
@@ -44,6 +45,9 @@ from loopworks.labeling.spec import MAX_TIME_LIMIT_SECONDS
 from loopworks.labeling.tasktypes import TaskType, consolidate_spans
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import workers
+from loopworks.metadata.tables import review_flows as flows
+from loopworks.metadata.tables import review_loops as loops
+from loopworks.metadata.tables import review_passes as passes
 from loopworks.review.conditions import ActivationConditions
 
 __all__ = ["MAX_FLOW_LIFETIME_SECONDS", "OUTPUT_PROTOCOLS", "FailureCode", "FlowDefinition",
@@ -190,55 +194,6 @@ class StartResult:
     reason: str = ""
 
 
-_meta = sa.MetaData()
-flows = sa.Table(
-    "review_flows", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(63), nullable=False, unique=True),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("evaluated", sa.Integer, nullable=False, default=0),
-    sa.Column("activated", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-loops = sa.Table(
-    "review_loops", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("flow_id", sa.ForeignKey("review_flows.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("name", sa.String(63), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("input_content", sa.Text, nullable=False),
-    sa.Column("conditions_fired", sa.Text, nullable=False),
-    sa.Column("item_id", sa.Integer, nullable=True),
-    sa.Column("failure_code", sa.String(32), nullable=True),
-    sa.Column("failure_reason", sa.Text, nullable=True),
-    sa.Column("output_uri", sa.Text, nullable=True),
-    sa.Column("result", sa.Text, nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("flow_id", "name", name="uq_review_loop_name"),
-    sa.Index("ix_review_loops_status", "flow_id", "status", "id"),
-    sa.Index("ix_review_loops_item", "item_id"),
-)
-
-# Inputs that were evaluated and did not go to people: a repeated call with the same name
-# and content is answered from here and not counted twice in the flow's share.
-passes = sa.Table(
-    "review_passes", _meta,
-    sa.Column("flow_id", sa.ForeignKey("review_flows.id", ondelete="CASCADE"),
-              primary_key=True),
-    sa.Column("name", sa.String(63), primary_key=True),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _hash(content: dict[str, Any]) -> str:
@@ -344,7 +299,6 @@ class HumanReview:
         self.engine = engine
         self.jobs = jobs or LabelingJobs(engine)
         self.home = home  # the feature store's home, for flows that write a feature group
-        _meta.create_all(engine)
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -359,7 +313,7 @@ class HumanReview:
                 f"template {flow.template[:40]!r} is neither a built-in "
                 f"({', '.join(TEMPLATES)}) nor a Jinja2 template", setting="template")
         check_output(flow.output)
-        flow.created_at = _now().isoformat()
+        flow.created_at = utcnow().isoformat()
         with self._tx() as conn:
             if conn.execute(sa.select(flows.c.id).where(flows.c.name == flow.name)).first():
                 raise ConflictError(f"flow definition {flow.name!r} already exists",
@@ -374,7 +328,7 @@ class HumanReview:
         self.jobs.create_streaming_job(spec)
         with self._tx() as conn:
             conn.execute(flows.insert().values(name=flow.name, spec=json.dumps(asdict(flow)),
-                                               evaluated=0, activated=0, created_at=_now()))
+                                               evaluated=0, activated=0, created_at=utcnow()))
         return flow
 
     def flow(self, name: str) -> FlowDefinition:
@@ -450,7 +404,7 @@ class HumanReview:
                                          spec.labels, flow=flow,
                                          contents=[c for _, c in inputs])
         hashes = [_hash(c) for _, c in inputs]
-        now = _now()
+        now = utcnow()
         results: list[StartResult | None] = [None] * len(inputs)
         with self._tx() as conn:
             flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
@@ -509,10 +463,10 @@ class HumanReview:
 
     def _loop(self, row: Any, flow: str) -> HumanLoop:
         return HumanLoop(
-            row.name, flow, LoopStatus(row.status), _aware(row.created_at),
+            row.name, flow, LoopStatus(row.status), row.created_at,
             json.loads(row.input_content), json.loads(row.conditions_fired), row.failure_code,
             row.failure_reason, row.output_uri,
-            _aware(row.completed_at) if row.completed_at else None,
+            row.completed_at if row.completed_at else None,
             json.loads(row.result) if row.result else None, row.item_id)
 
     def describe_human_loop(self, name: str, flow: str) -> HumanLoop:
@@ -578,7 +532,7 @@ class HumanReview:
             raise ConflictError(f"human loop {name!r} is {loop.status.value}; only loops in "
                                 "progress can be stopped", loop=name, status=loop.status.value)
         spec = self.flow(flow)
-        now = _now()
+        now = utcnow()
         self._set(flow, name, LoopStatus.STOPPING, now, expect=LoopStatus.IN_PROGRESS)
         if loop.item_id is not None:
             self.jobs.fail_items(spec.job_name, [loop.item_id], "the human loop was stopped")
@@ -627,7 +581,7 @@ class HumanReview:
         """Complete loops whose task has its answers; fail loops past their lifetime.
         ``item_ids`` limits the work to the loops of those tasks (after an answer)."""
         spec = self.flow(flow)
-        now = now or _now()
+        now = now or utcnow()
         with self.engine.connect() as conn:
             flow_id = conn.execute(sa.select(flows.c.id).where(flows.c.name == flow)).scalar()
             query = (sa.select(loops.c.name, loops.c.item_id, loops.c.expires_at,
@@ -641,7 +595,7 @@ class HumanReview:
             open_rows = conn.execute(query).all()
         done = [r for r in open_rows if r.state == ItemState.LABELED]
         expired = [r for r in open_rows if r.state == ItemState.OPEN
-                   and _aware(r.expires_at) <= now]
+                   and r.expires_at <= now]
         failed = [r for r in open_rows if r.state == ItemState.FAILED]
         if expired:
             self.jobs.fail_items(spec.job_name, [r.item_id for r in expired],
@@ -670,7 +624,7 @@ class HumanReview:
                 .where(answers.c.item_id.in_(item_ids)).order_by(answers.c.id)).all()
         out: dict[int, list[dict[str, Any]]] = {}
         for r in rows:
-            accepted, submitted = _aware(r.accepted_at), _aware(r.submitted_at)
+            accepted, submitted = r.accepted_at, r.submitted_at
             out.setdefault(r.item_id, []).append({
                 "answerContent": json.loads(r.answer), "workerId": r.worker_name,
                 "acceptanceTime": accepted.isoformat(),
@@ -688,7 +642,7 @@ class HumanReview:
         result["modelConfidence"] = round(prediction["confidence"], 6)
         if "label" in result:
             result["agreesWithModel"] = result["label"] == prediction["label"]
-        created = _aware(row.created_at)
+        created = row.created_at
         document = {
             "flowDefinitionArn": spec.arn, "humanLoopName": row.name,
             "humanLoopArn": f"loopworks:human-loop/{spec.name}/{row.name}",
@@ -716,12 +670,14 @@ class HumanReview:
                           now: datetime) -> None:
         """Reviewed labels as time-stamped records with provenance: a training set can
         prefer them over the model's labels, and a later review is a newer event."""
-        import pandas as pd
+        from loopworks.featurestore import (
+            FeatureStore,
+            LabelEvent,
+            LabelSource,
+            ingest_label_events,
+        )
 
-        from loopworks.featurestore import FeatureStore
-
-        key = spec.id_field or "human_loop"
-        records = []
+        events = []
         for f in finished:
             result = f["result"]
             if "label" not in result:
@@ -731,27 +687,21 @@ class HumanReview:
                 raise InputError(f"loop {f['loop']}: the input has no {spec.id_field!r} to key "
                                  f"the feature group {spec.feature_group!r} by",
                                  field=spec.id_field)
-            records.append({
-                key: str(ident), "reviewed_at": now, "label": result["label"],
-                "label_index": spec.labels.index(result["label"]),
-                "model_label": result["modelLabel"],
-                "model_confidence": float(result["modelConfidence"]),
-                "agrees_with_model": bool(result["agreesWithModel"]),
-                "confidence": float(result["confidence"]), "reviewers": len(f["reviewers"]),
-                "reviewer_ids": ",".join(str(r) for r in f["reviewers"]),
-                "flow": spec.name, "human_loop": f["loop"]})
-        if not records:
+            events.append(LabelEvent(
+                str(ident), now, result["label"], spec.labels.index(result["label"]),
+                float(result["confidence"]), LabelSource.FLOW, spec.job_name,
+                annotators=tuple(str(r) for r in f["reviewers"]),
+                agreement=float(result["agreement"]), method=result["method"], flow=spec.name,
+                human_loop=f["loop"], model_label=result["modelLabel"],
+                model_confidence=float(result["modelConfidence"])))
+        if not events:
             return
-        frame = pd.DataFrame(records)
         with FeatureStore(home=self.home) as store:
-            try:
-                group = store.feature_group(spec.feature_group)
-            except NotFoundError:
-                group = store.create_feature_group(
-                    spec.feature_group, record_id=key, event_time="reviewed_at", df=frame,
-                    description="Reviewed labels with provenance (loopworks review)",
-                    tags={"source": "loopworks review", "flow": spec.name})
-            group.ingest(frame)
+            ingest_label_events(
+                store, spec.feature_group, events, record_id=spec.id_field or "human_loop",
+                event_time="reviewed_at",
+                description="Reviewed labels with provenance (loopworks review)",
+                tags={"source": "loopworks review", "flow": spec.name})
 
     # -------------------------------------------------------------- dashboard
     def summary(self, flow: str) -> dict[str, Any]:
@@ -800,19 +750,11 @@ def consolidate_review(task_type: TaskType, given: list[Any], model_label: str
 
 def _write_output(spec: FlowDefinition, loop: str, created: datetime,
                   document: dict[str, Any]) -> str:
-    """Write ``output.json`` under A2I's dated layout; atomic on local disks."""
-    import fsspec
+    """Write ``output.json`` under A2I's dated layout, atomically (local or remote)."""
+    from loopworks.files import atomic_write, is_local, local_path
 
     relative = f"{spec.name}/{created:%Y/%m/%d/%H/%M/%S}/{loop}/output.json"
     body = json.dumps(document, ensure_ascii=False, indent=2).encode()
-    if "://" in spec.output and not spec.output.startswith("file://"):
-        uri = f"{spec.output.rstrip('/')}/{relative}"
-        with fsspec.open(uri, "wb") as fh:
-            fh.write(body)
-        return uri
-    target = Path(spec.output.removeprefix("file://")) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_bytes(body)
-    tmp.replace(target)
-    return str(target)
+    if is_local(spec.output):
+        return atomic_write(local_path(spec.output) / relative, body)
+    return atomic_write(f"{spec.output.rstrip('/')}/{relative}", body)

@@ -13,7 +13,6 @@ import functools
 import itertools
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,22 +282,6 @@ def output_format(out: str | os.PathLike[str], format: str | None = None) -> str
     return _EXTENSIONS[suffix]
 
 
-def _write_jsonl(table: pa.Table, path: Path) -> None:
-    import pandas as pd
-
-    for i, field in enumerate(table.schema):  # dates as ISO strings, not epoch numbers
-        if pa.types.is_date(field.type):
-            table = table.set_column(i, field.name, table[field.name].cast(pa.string()))
-    # Nullable pandas integers keep 5 as 5 (not 5.0) and a missing value as null.
-    mapper = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for batch in table.to_batches(max_chunksize=200_000):
-            frame = batch.to_pandas(types_mapper=mapper)
-            if len(frame):
-                text = frame.to_json(orient="records", lines=True, force_ascii=False)
-                fh.write(text.rstrip("\n") + "\n")
-
-
 def write_reviews(table: pa.Table, out: str | os.PathLike[str],
                   format: str | None = None) -> Path:
     """Write a reviews table to CSV, JSON Lines or Parquet, atomically.
@@ -317,24 +300,6 @@ def write_reviews(table: pa.Table, out: str | os.PathLike[str],
     Raises:
         ConfigurationError: If the format cannot be told or is not supported.
     """
-    fmt = output_format(out, format)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name (not mkstemp, whose 0600 mode would stick) keeps the usual umask mode.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        if fmt == "csv":
-            import pyarrow.csv as pacsv
+    from loopworks.files import write_table
 
-            pacsv.write_csv(table, tmp)
-        elif fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, tmp)
-        else:
-            _write_jsonl(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(write_table(table, out, format=output_format(out, format)))

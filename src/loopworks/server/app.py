@@ -91,8 +91,8 @@ def _install_pages(app: FastAPI) -> None:
 
 
 def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
-    """Build the app. ``api_token`` defaults to ``LOOPWORKS_API_TOKEN`` or a random one."""
-    import os
+    """Build the app. ``api_token`` defaults to the ``api_token`` setting or a random one."""
+    from loopworks.settings import load_settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +104,7 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
         # (opening a group does it), not on the event loop in the middle of serving.
         for spec in app.state.store.list_feature_groups():
             app.state.store.feature_group(spec.name)
+        app.state.labeling.webhooks.resume()  # left over by an earlier process
         yield
         app.state.auto_label.close()  # a running round finishes and writes its labels
         checkpointer.close()
@@ -114,7 +115,8 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
                   description="Feature store, labeling and human review API.",
                   docs_url=None, redoc_url=None)
     app.state.store = store or FeatureStore()
-    app.state.api_token = api_token or os.environ.get("LOOPWORKS_API_TOKEN") or new_token()
+    app.state.api_token = (api_token or load_settings(home=app.state.store.home).api_token
+                           or new_token())
     app.state.workforce = _workforce(app.state.store)
     app.state.labeling = _labeling(app.state.store)
     app.state.review = _review(app.state)

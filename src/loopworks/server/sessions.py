@@ -5,10 +5,10 @@ session id and a CSRF token. The session itself lives in the metadata database
 (:meth:`~loopworks.labeling.workforce.Workforce.start_session`) and is checked on every
 request, so signing out or deactivating the worker ends it on the server: a copied cookie
 stops working at once, in every server process. It is HttpOnly and SameSite=Lax, and Secure
-when the server is reached over HTTPS (``LOOPWORKS_PUBLIC_URL=https://...`` or
-``LOOPWORKS_SECURE_COOKIES=1``). The signing key comes from ``LOOPWORKS_SECRET_KEY`` or a
-random key kept in ``$LOOPWORKS_HOME/secret_key`` (mode 0600), so every server process
-of one home shares it and sessions survive a restart.
+when the server is reached over HTTPS (the ``public_url`` setting starts with ``https://``,
+or the ``secure_cookies`` setting is true). The signing key is the ``secret_key`` setting or
+a random key kept in ``$LOOPWORKS_HOME/secret_key`` (mode 0600), so every server process of
+one home shares it and sessions survive a restart.
 
 Every state-changing form carries the session's CSRF token; :func:`check_csrf` compares
 it in constant time.
@@ -26,6 +26,7 @@ from fastapi import Request
 
 from loopworks.errors import NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import SESSION_LIFETIME, Worker
+from loopworks.settings import Settings, load_settings
 
 __all__ = ["LoginRequired", "check_csrf", "csrf_token", "page_worker", "secret_key",
            "secure_cookies", "sign_in", "sign_out"]
@@ -41,9 +42,17 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def secret_key(home: Path) -> str:
-    """The cookie-signing key: ``LOOPWORKS_SECRET_KEY`` or one kept under the home."""
-    configured = os.environ.get("LOOPWORKS_SECRET_KEY")
+def secret_key(home: Path, settings: Settings | None = None) -> str:
+    """The cookie-signing key: the ``secret_key`` setting, else one kept under the home.
+
+    Args:
+        home: The loopworks home (where a random key is kept).
+        settings: The settings to use (default: those of ``home``).
+
+    Returns:
+        The key.
+    """
+    configured = (settings or load_settings(home=home)).secret_key
     if configured:
         return configured
     path = home / "secret_key"
@@ -62,12 +71,16 @@ def secret_key(home: Path) -> str:
     return path.read_text().strip()
 
 
-def secure_cookies() -> bool:
-    """Whether the session cookie is marked Secure (the server is reached over HTTPS)."""
-    flag = os.environ.get("LOOPWORKS_SECURE_COOKIES")
-    if flag is not None:
-        return flag.lower() in ("1", "true", "yes")
-    return os.environ.get("LOOPWORKS_PUBLIC_URL", "").startswith("https://")
+def secure_cookies(settings: Settings | None = None) -> bool:
+    """Whether the session cookie is marked Secure (the server is reached over HTTPS).
+
+    Args:
+        settings: The settings to use (default: :func:`~loopworks.settings.load_settings`).
+
+    Returns:
+        The ``secure_cookies`` setting (by default true when ``public_url`` is https).
+    """
+    return (settings or load_settings()).secure_cookies
 
 
 def csrf_token(request: Request) -> str:

@@ -1,30 +1,50 @@
 """Studio pages: the feature catalog, the SQL console and processing jobs, for people who may
 read features (admins). Server-rendered on the same templates, sessions and CSRF as the
 labeling pages; charts are inline SVG drawn by the templates.
+
+Processing jobs started here run in the server's own process, one at a time, on the app's
+:class:`~loopworks.processing.JobRunner` (made on first use, closed when the app stops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import os
-import subprocess
-import sys
-from pathlib import Path
+import threading
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import pyarrow as pa
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from loopworks.errors import ConfigurationError, LoopworksError, PermissionDenied
 from loopworks.labeling.workforce import Role, Worker
+from loopworks.processing.config import MAX_SEQ_LENGTH, ProcessingConfig
+from loopworks.processing.runner import JobRunner
 from loopworks.server.pages import render
 from loopworks.server.sessions import check_csrf, page_worker
+from loopworks.settings import load_settings
 
-__all__ = ["router"]
+__all__ = ["processing_jobs", "router"]
 
-router = APIRouter(prefix="/studio", include_in_schema=False)
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    runner = getattr(app.state, "processing_jobs", None)
+    if runner is not None:
+        runner.close()  # a running job stops at its next step; its record says why
+
+
+# The app runs this router's lifespan after its own startup and before its own shutdown
+# (FastAPI merges an included router's lifespan into the app's).
+router = APIRouter(prefix="/studio", include_in_schema=False, lifespan=_lifespan)
 PAGE_ROWS = 50
+#: Worker processes a Studio job uses at most: the server shares its machine.
+JOB_WORKERS = 2
+_RUNNER_LOCK = threading.Lock()
 
 
 def _reader(me: Annotated[Worker, Depends(page_worker)]) -> Worker:
@@ -163,23 +183,46 @@ def download(request: Request, me: Reader, sql: Annotated[str, Form()],
 
 
 # ----------------------------------------------------------------------- jobs
-def _job_store(request: Request) -> Any:
-    from loopworks.processing.report import FileJobStore
-    from loopworks.settings import load_settings
+def processing_jobs(app: FastAPI) -> JobRunner:
+    """The app's runner of processing jobs (one at a time), made on first use.
 
-    return FileJobStore(load_settings(home=str(_store(request).home)).jobs_dir)
+    Args:
+        app: The application; the runner lives on ``app.state.processing_jobs``.
+
+    Returns:
+        The runner; the router's lifespan closes it when the app stops.
+    """
+    with _RUNNER_LOCK:
+        runner: JobRunner | None = getattr(app.state, "processing_jobs", None)
+        if runner is None:
+            runner = JobRunner(load_settings(home=str(app.state.store.home)), at_once=1)
+            app.state.processing_jobs = runner
+    return runner
+
+
+def _job_records(request: Request) -> Any:
+    return processing_jobs(request.app).records
+
+
+def _jobs_form(request: Request, me: Worker, status_code: int = 200,
+               error: str | None = None, **form: Any) -> HTMLResponse:
+    return render(request, "studio_jobs.html", status_code, me=me,
+                  reports=_job_records(request).list(), error=error,
+                  form={"max_seq_length": 128, **form}, max_seq_length=MAX_SEQ_LENGTH)
 
 
 @router.get("/jobs")
 def jobs_page(request: Request, me: Reader) -> HTMLResponse:
     """Processing jobs, newest first, and a form to start one."""
-    return render(request, "studio_jobs.html", me=me, reports=_job_store(request).list())
+    return _jobs_form(request, me)
 
 
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: str, me: Reader) -> HTMLResponse:
-    """One job: counts, rejects by reason, splits, timings and token lengths as charts."""
-    report = _job_store(request).get(job_id).to_dict()
+    """One job: counts, rejects by reason, splits, timings and token lengths as charts; its
+    progress while it runs (the page reloads itself until the job ends), its error if it
+    failed."""
+    report = _job_records(request).get(job_id).to_dict()
     tokens = report.get("tokens") or {}
     histogram = tokens.get("histogram")
     bins: dict[str, int] = {}
@@ -191,34 +234,44 @@ def job_page(request: Request, job_id: str, me: Reader) -> HTMLResponse:
     counts = report.get("counts") or {}
     timings = {k: round(v, 3) for k, v in (report.get("timings") or {}).items()
                if "." not in k and k != "total"}
-    return render(request, "studio_job.html", me=me, report=report, bins=bins,
+    page = render(request, "studio_job.html", me=me, report=report, bins=bins,
                   rejects=counts.get("rejected_by_reason") or {},
                   splits=counts.get("rows_by_split") or {}, timings=timings, tokens=tokens)
+    if report["status"] in ("queued", "running"):
+        page.headers["Refresh"] = "2"  # no script: the browser reloads until the job ends
+    return page
 
 
 @router.post("/jobs")
 def start_job(request: Request, me: Reader, input: Annotated[str, Form()],  # noqa: A002
               out: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = "",
               feature_group: Annotated[str, Form()] = "",
-              max_seq_length: Annotated[int, Form(ge=8, le=4096)] = 128,
+              max_seq_length: Annotated[str, Form()] = "128",
               balance: Annotated[str, Form()] = "") -> Response:
-    """Start `loopworks process` in the background (its record shows up as running)."""
+    """Start a processing job in the server, checked as `loopworks process` checks it: a
+    bad value, a missing input or an unusable output shows on the form (422) and starts
+    nothing; otherwise the job's page follows it."""
     check_csrf(request, csrf_token)
-    if not Path(input).exists():
-        request.session["flash"] = f"No input at {input}"
-        return RedirectResponse("/studio/jobs", status_code=303)
-    command = [sys.executable, "-m", "loopworks.cli", "process", input, "--out", out,
-               "--max-seq-length", str(max_seq_length), "--quiet"]
-    if feature_group:
-        command += ["--feature-group", feature_group]
-    if balance:
-        command.append("--balance")
-    env = dict(os.environ, LOOPWORKS_HOME=str(_store(request).home))
-    running = getattr(request.app.state, "processing", [])
-    running = [p for p in running if p.poll() is None]  # reap the finished ones
-    running.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True))
-    request.app.state.processing = running
+    form = {"input": input, "out": out, "feature_group": feature_group,
+            "max_seq_length": max_seq_length, "balance": bool(balance)}
+    try:
+        settings = load_settings(home=str(_store(request).home))
+        config = ProcessingConfig(
+            inputs=input.strip(), out=out.strip(), workers=min(settings.workers, JOB_WORKERS),
+            tokenizer=settings.tokenizer, max_seq_length=_whole_number(max_seq_length,
+                                                                      "max_seq_length"),
+            balance=bool(balance), feature_group=feature_group.strip() or None)
+        report = processing_jobs(request.app).submit(config)
+    except LoopworksError as exc:
+        return _jobs_form(request, me, 422, error=str(exc), **form)
     request.session["flash"] = f"Started processing {input} → {out}"
-    return RedirectResponse("/studio/jobs", status_code=303)
+    return RedirectResponse(f"/studio/jobs/{quote(report.job_id)}", status_code=303)
+
+
+def _whole_number(text: str, name: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number; got {text!r}",
+                                 setting=name) from None
 

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopworks.clock import as_utc
 from loopworks.errors import ConfigurationError, ConflictError, ValidationError
 from loopworks.featurestore.definitions import FeatureDefinition, FeatureType
 
@@ -53,9 +54,7 @@ _ARRAY_CODES: dict[int, str] = {} if sys.byteorder != "little" else {
 
 def _micros(when: datetime) -> int:
     """Exact microseconds since the epoch; naive datetimes are taken as UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // timedelta(microseconds=1)
+    return (as_utc(when) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _datetime(micros: int) -> datetime:
