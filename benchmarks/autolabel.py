@@ -147,7 +147,7 @@ def auto_label_run(name: str, texts: list[str], truth: list[str], target: float,
     seconds = time.perf_counter() - start
     spec = jobs.job(name)
     with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, name).id
+        job_id = jobs.job_row(conn, name).id
         made = {json.loads(d)["i"]: label for label, d in conn.execute(
             sa.select(machine_labels.c.label, items.c.data).join(
                 items, items.c.id == machine_labels.c.item_id).where(

@@ -30,3 +30,17 @@ def test_feature_store_walkthrough_runs(tmp_path: Path) -> None:
     assert history.count("r2") == 2  # ...and the history keeps both labels
     as_of = lines[-2:]
     assert as_of[0].split()[-1] == "-1" and as_of[1].split()[-1] == "0"
+
+
+def test_sdk_example_runs(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## From Python: one object for a home", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = tmp_path / "sdk.py"
+    script.write_text(code, encoding="utf-8")
+    env = dict(os.environ, LOOPWORKS_HOME=str(tmp_path / "home"))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["Completed"]
+    assert len(list((tmp_path / "review-output").rglob("output.json"))) == 1

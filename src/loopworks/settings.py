@@ -44,9 +44,10 @@ def _setting(default: Any = dataclasses.MISSING, *, help: str, default_text: str
     """A settings field: its help text, how its default reads, and whether it is secret."""
     metadata = {"help": help, "default_text": default_text, "secret": secret,
                 "in_config": in_config}
+    # A secret never shows in a repr (a log line, a traceback): config show masks it.
     if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(default_factory=factory, metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 def _cpu_count() -> int:

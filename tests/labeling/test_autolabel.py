@@ -54,7 +54,7 @@ def sqlite_jobs(tmp_path: Path) -> LabelingJobs:
 
 def states(jobs: LabelingJobs, job: str) -> dict[int, int]:
     with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, job).id
+        job_id = jobs.job_row(conn, job).id
         return dict(conn.execute(sa.select(items.c.id, items.c.state).where(
             items.c.job_id == job_id)).all())
 
@@ -234,7 +234,7 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(sqlite_jobs: LabelingJobs)
     while (task := jobs.next_task("stale", worker)) is not None:
         jobs.submit("stale", task.item_id, worker, task.data["truth"])
     with jobs.engine.begin() as conn:
-        job_id = jobs._job_row(conn, "stale").id
+        job_id = jobs.job_row(conn, "stale").id
         conn.execute(auto_rounds.insert().values(
             job_id=job_id, round=1, state="running", token="dead",
             started_at=datetime.now(UTC) - timedelta(seconds=30)))
@@ -352,7 +352,7 @@ def test_gold_items_measure_the_people_so_their_mistakes_do_not_count_against_th
                         items_)
         if name == "gold":  # every gold item is in the first validation sample
             with jobs.engine.connect() as conn:
-                job_id = jobs._job_row(conn, name).id
+                job_id = jobs.job_row(conn, name).id
                 roles = dict(conn.execute(sa.select(items.c.data, auto_items.c.role).join(
                     auto_items, auto_items.c.item_id == items.c.id).where(
                     items.c.job_id == job_id)).all())

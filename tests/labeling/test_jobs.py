@@ -79,7 +79,7 @@ def test_expired_leases_return_to_the_queue(jobs: LabelingJobs, tmp_path: Path) 
 
     import sqlalchemy as sa
 
-    from loopworks.labeling.jobs import leases
+    from loopworks.labeling.schema import leases
 
     jobs.create_job(JobSpec("one", "nlp", LABELS, workers_per_item=1), manifest(tmp_path, 1))
     ana = jobs.workforce.add_worker("ana", teams_=["nlp"])

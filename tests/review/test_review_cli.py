@@ -89,10 +89,9 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def answer(worker: str, label: str) -> None:
-    from loopworks.cli._common import metadata_engine
-    from loopworks.labeling.jobs import LabelingJobs
+    import loopworks
 
-    jobs = LabelingJobs(metadata_engine(None))
+    jobs = loopworks.open().labeling
     me = jobs.workforce.worker(worker)
     task = jobs.next_task("review-sentiment-check", me)
     assert task is not None
@@ -263,11 +262,9 @@ def test_run_starts_loops_for_unsure_predictions_and_repeats_idempotently(
     loop = json.loads(ok(["review", "describe", expected[0], "--flow",
                           "sentiment-check"]).output)
     assert loop["HumanLoopStatus"] == "InProgress"
-    from loopworks.cli._common import metadata_engine
-    from loopworks.review.flows import HumanReview
+    import loopworks
 
-    stored = HumanReview(metadata_engine(None)).describe_human_loop(expected[0],
-                                                                    "sentiment-check")
+    stored = loopworks.open().review.describe_human_loop(expected[0], "sentiment-check")
     row = frame.set_index("review_id").loc[expected[0]]
     assert stored.input_content["text"] == row["review_body"]
     assert stored.input_content["review_id"] == expected[0]

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
-__all__ = ["home_option", "metadata_engine", "plain_console"]
+if TYPE_CHECKING:
+    from loopworks.services import Loopworks
+
+__all__ = ["home_option", "plain_console", "services"]
 
 home_option = click.option("--home", default=None,
                            help="loopworks home folder (default: LOOPWORKS_HOME or ~/.loopworks).")
 
 
-def metadata_engine(home: str | None) -> Any:
-    """The metadata database engine for a home folder (LOOPWORKS_DATABASE_URL wins)."""
-    from loopworks.metadata import database_url, open_engine
-    from loopworks.settings import load_settings
+def services(home: str | None) -> Loopworks:
+    """The services of a home folder (:func:`loopworks.open`), as a command uses them:
+    automated-labeling rounds are not started in the background (a command that answers,
+    ``label simulate``, runs them itself) and the process exits when the command ends."""
+    from loopworks.services import open as open_services
 
-    return open_engine(database_url(load_settings(home=home).home))
+    return open_services(home, run_rounds=False)
 
 
 def plain_console(*, stderr: bool = False) -> Console:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, plain_console
+from loopworks.cli._common import home_option, plain_console, services
 from loopworks.errors import ConfigurationError
 
-
-def _store(home: str | None) -> Any:
+if TYPE_CHECKING:
     from loopworks.featurestore import FeatureStore
 
-    return FeatureStore(home=home)
+
+def _store(home: str | None) -> FeatureStore:
+    return services(home).features
 
 
 def _dump(data: Any) -> None:

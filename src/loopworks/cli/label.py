@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine, plain_console
+from loopworks.cli._common import home_option, plain_console, services
 from loopworks.cli.config import setting_options
 from loopworks.errors import ConfigurationError
 from loopworks.models.classifier import AUTO_LABEL_FEATURES
 from loopworks.settings import load_settings
+
+if TYPE_CHECKING:
+    from loopworks.labeling.jobs import LabelingJobs
 
 
 @click.group()
@@ -103,9 +106,8 @@ def _read_gold(path: str, item: str, label: str) -> object:
     return frame
 
 
-def _jobs(home: str | None):  # noqa: ANN202 - a domain object, imported lazily
-    from loopworks.labeling.jobs import LabelingJobs
-    return LabelingJobs(metadata_engine(home))
+def _jobs(home: str | None) -> LabelingJobs:
+    return services(home).labeling
 
 
 def _task_types() -> list[Any]:
@@ -237,11 +239,10 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    if auto_label else None)
     source: Any = manifest
     if query is not None:
-        from loopworks.featurestore import FeatureStore
         from loopworks.labeling.manifest import frame_items
 
-        with FeatureStore(home=home) as store:
-            source = frame_items(store.query(query), text_column, "the query's result", limit)
+        store = services(home).features
+        source = frame_items(store.query(query), text_column, "the query's result", limit)
     elif manifest is not None and manifest.lower().endswith((".csv", ".parquet", ".pq")):
         from loopworks.labeling.jobs import read_table_items
 
@@ -296,7 +297,7 @@ def webhooks(name: str, wait: float | None, home: str | None) -> None:
 
     jobs = _jobs(home)
     with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, name).id
+        job_id = jobs.job_row(conn, name).id
     if wait is not None:
         end = time.monotonic() + wait
         while time.monotonic() < end and any(d["state"] == "pending"
@@ -312,15 +313,13 @@ def webhooks(name: str, wait: float | None, home: str | None) -> None:
 def status(name: str, home: str | None) -> None:
     """Status and counters of job NAME as JSON (items, labeled, unlabeled, failed, answers,
     and Ground Truth's total/human-labeled/machine-labeled)."""
-    jobs = _jobs(home)
-    spec = jobs.job(name)
+    lw = services(home)
+    spec = lw.labeling.job(name)
     extra: dict[str, Any] = {"failure_reason": spec.failure_reason} \
         if spec.failure_reason else {}
     if spec.auto_label is not None:
-        from loopworks.labeling.autolabel import AutoLabeler
-
         extra["auto_label"] = spec.auto_label
-        extra["rounds"] = [r.to_dict() for r in AutoLabeler(jobs, home=home).rounds(name)]
+        extra["rounds"] = [r.to_dict() for r in lw.auto_label.labeler.rounds(name)]
     click.echo(json.dumps({"job": name, "status": spec.status.value, **spec.counts, **extra},
                           indent=2))
 
@@ -373,14 +372,12 @@ def rounds(name: str, as_json: bool, home: str | None) -> None:
     """Automated-labeling rounds of job NAME: per round the human labels it learned from,
     the items its model labeled, the chosen confidence threshold and the validation
     accuracy it was chosen for."""
-    from loopworks.labeling.autolabel import AutoLabeler
-
-    jobs = _jobs(home)
-    spec = jobs.job(name)
+    lw = services(home)
+    spec = lw.labeling.job(name)
     if spec.auto_label is None:
         raise ConfigurationError(f"job {name!r} does not use automated labeling",
                                  setting="auto_label")
-    reports = AutoLabeler(jobs, home=home).rounds(name)
+    reports = lw.auto_label.labeler.rounds(name)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
         return
@@ -401,9 +398,7 @@ def rounds(name: str, as_json: bool, home: str | None) -> None:
 def advance(name: str, home: str | None) -> None:
     """Run job NAME's next automated-labeling round now, if one is due (no item open, some
     held); the server does this by itself after the answer that closes a round."""
-    from loopworks.labeling.autolabel import AutoLabeler
-
-    report = AutoLabeler(_jobs(home), home=home).advance(name)
+    report = services(home).auto_label.labeler.advance(name)
     if report is None:
         click.echo(f"no round due for job {name!r} (items are still open, none is held, or "
                    "the job is not in progress)")
@@ -436,8 +431,9 @@ def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
                    f"(threshold {report.threshold if report.threshold is not None else '—'}), "
                    f"{report.sent_to_people:,} items to people, {report.held_left:,} held")
 
-    given = simulate(_jobs(home), name, accuracies, truth_field=truth_field, seed=seed,
-                     home=home, on_round=show)
+    lw = services(home)
+    given = simulate(lw.labeling, name, accuracies, truth_field=truth_field, seed=seed,
+                     home=lw.home, on_round=show)
     click.echo(f"{len(accuracies)} simulated workers gave {given:,} answers")
 
 

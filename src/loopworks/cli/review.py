@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine, plain_console
+from loopworks.cli._common import home_option, plain_console, services
 from loopworks.cli.config import setting_options
 from loopworks.clock import as_utc
 from loopworks.errors import ConfigurationError, InputError
 from loopworks.settings import load_settings
 
+if TYPE_CHECKING:
+    from loopworks.review.flows import HumanReview
+
 _STATUSES = ["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 _BUILT_IN_TEMPLATES = ("classification-review", "span-review")
 
 
-def _review(home: str | None) -> Any:
-    from loopworks.review.flows import HumanReview
-    from loopworks.settings import load_settings
-
-    return HumanReview(metadata_engine(home), home=load_settings(home=home).home)
+def _review(home: str | None) -> HumanReview:
+    return services(home).review
 
 
 def _json_or_file(value: str, option: str) -> Any:
@@ -235,7 +235,7 @@ def start(name: str, flow_name: str, input_content: str, as_json: bool,
         click.echo(f"no human loop: {result.reason} for {name!r}; the model's answer stands")
         return
     fired = ", ".join(result.conditions_fired) or "-"
-    if result.reason == "exists":
+    if result.reason == "exists" and result.loop is not None:
         click.echo(f"human loop {name!r} already exists ({result.loop.status.value}); "
                    f"conditions fired: {fired}")
     else:

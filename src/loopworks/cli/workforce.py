@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from loopworks.cli import handle_errors
-from loopworks.cli._common import home_option, metadata_engine, plain_console
+from loopworks.cli._common import home_option, plain_console, services
 
-
-def _workforce(home: str | None) -> Any:
+if TYPE_CHECKING:
     from loopworks.labeling.workforce import Workforce
-    return Workforce(metadata_engine(home))
+
+
+def _workforce(home: str | None) -> Workforce:
+    return services(home).workforce
 
 
 @click.group()
@@ -40,8 +42,9 @@ def add_team(name: str, description: str, home: str | None) -> None:
 def list_teams(as_json: bool, home: str | None) -> None:
     """List teams with their members."""
     workforce = _workforce(home)
-    rows = [{"name": t.name, "description": t.description,
-             "members": [w.name for w in workforce.members(t.name)]} for t in workforce.teams()]
+    rows: list[dict[str, Any]] = [
+        {"name": t.name, "description": t.description,
+         "members": [w.name for w in workforce.members(t.name)]} for t in workforce.teams()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -152,8 +155,9 @@ def login_link(name: str, url: str, home: str | None) -> None:
 @handle_errors
 def list_workers(as_json: bool, home: str | None) -> None:
     """List workers with role and teams."""
-    rows = [{"name": w.name, "role": w.role.value, "teams": list(w.teams), "active": w.active}
-            for w in _workforce(home).workers()]
+    rows: list[dict[str, Any]] = [
+        {"name": w.name, "role": w.role.value, "teams": list(w.teams), "active": w.active}
+        for w in _workforce(home).workers()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -161,7 +165,8 @@ def list_workers(as_json: bool, home: str | None) -> None:
     for col in ("worker", "role", "teams", "active"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["name"], row["role"], ", ".join(row["teams"]), str(row["active"]))
+        table.add_row(str(row["name"]), str(row["role"]), ", ".join(row["teams"]),
+                      str(row["active"]))
     plain_console().print(table if rows else "no workers yet: loopworks worker add NAME")
 
 

@@ -109,7 +109,7 @@ class FeatureGroup:
                                      feature_group=self.name)
         self.spec.definitions = [*self.spec.definitions, *added]
         self._store.registry.update(self.spec)
-        self._store._forget(self.name)
+        self._store.forget_spec(self.name)
         return self
 
     # ---------------------------------------------------------------------- ingest

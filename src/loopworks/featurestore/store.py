@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -21,6 +21,11 @@ from loopworks.featurestore.definitions import (
 from loopworks.featurestore.group import FeatureGroup
 from loopworks.featurestore.journal import IngestJournal
 from loopworks.featurestore.registry import FeatureGroupSpec, Registry, validate_name
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from loopworks.settings import Settings
 
 __all__ = ["FeatureStore"]
 
@@ -37,21 +42,28 @@ class FeatureStore:
             ``online_store_url`` setting, else SQLite in home).
         offline_store_url: Folder or object-store URL for the Delta tables (default: the
             ``offline_store_url`` setting, else ``<home>/offline``).
+        settings: Resolved settings to use instead of the arguments above
+            (:func:`loopworks.open` passes its own).
+        engine: The metadata database's engine, when the caller opened it already.
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *,
                  database_url: str | None = None, online_store_url: str | None = None,
-                 offline_store_url: str | None = None) -> None:
+                 offline_store_url: str | None = None, settings: Settings | None = None,
+                 engine: sa.Engine | None = None) -> None:
         from loopworks.metadata import database_url as resolve_db
         from loopworks.metadata import open_engine
         from loopworks.settings import load_settings
 
-        settings = load_settings(home=home or None, database_url=database_url or None,
-                                 online_store_url=online_store_url or None,
-                                 offline_store_url=offline_store_url or None)
+        if settings is None:
+            settings = load_settings(home=home or None, database_url=database_url or None,
+                                     online_store_url=online_store_url or None,
+                                     offline_store_url=offline_store_url or None)
         self.home = settings.home
         self.home.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(open_engine(resolve_db(self.home, settings.database_url)))
+        if engine is None:
+            engine = open_engine(resolve_db(self.home, settings.database_url))
+        self.registry = Registry(engine)
         self._online_url = settings.online_store_url or None
         self._offline_url = settings.offline_store_url or str(self.home / "offline")
         self._online: Any = None
@@ -183,7 +195,8 @@ class FeatureStore:
             self._specs[name] = cached
         return FeatureGroup(self, dataclasses.replace(cached[1]))
 
-    def _forget(self, name: str) -> None:
+    def forget_spec(self, name: str) -> None:
+        """Drop the cached spec of a group that changed (the next read asks the registry)."""
         self._specs.pop(name, None)
 
     def list_feature_groups(self) -> list[FeatureGroupSpec]:
@@ -193,7 +206,7 @@ class FeatureStore:
     def delete_feature_group(self, name: str) -> None:
         """Delete a group with all its data, online and offline."""
         self.registry.get(name)
-        self._forget(name)
+        self.forget_spec(name)
         self.online.drop(name)
         if self.offline.exists(name):
             self.offline.delete(name)

@@ -189,8 +189,8 @@ class AutoLabeler:
         """True when the job uses automated labeling, is in progress, has held items and
         no open one: :meth:`advance` would run a round (cheap; for hooks after answers)."""
         with self.jobs.engine.connect() as conn:
-            row = self.jobs._job_row(conn, job)
-            spec = self.jobs._spec(row)
+            row = self.jobs.job_row(conn, job)
+            spec = self.jobs.spec_of(row)
             if spec.auto_label is None or JobStatus(row.status) is not JobStatus.IN_PROGRESS:
                 return False
             return self._ready(conn, row.id)
@@ -198,8 +198,8 @@ class AutoLabeler:
     def rounds(self, job: str) -> list[RoundReport]:
         """The job's finished rounds, in order."""
         with self.jobs.engine.connect() as conn:
-            row = self.jobs._job_row(conn, job)
-            spec = self.jobs._spec(row)
+            row = self.jobs.job_row(conn, job)
+            spec = self.jobs.spec_of(row)
             found = conn.execute(sa.select(auto_rounds).where(
                 auto_rounds.c.job_id == row.id, auto_rounds.c.state == "done")
                 .order_by(auto_rounds.c.round)).all()
@@ -247,13 +247,13 @@ class AutoLabeler:
         now = utcnow()
         token = secrets.token_hex(16)
         try:
-            with self.jobs._tx() as conn:
-                row = self.jobs._job_row(conn, job)
-                spec = self.jobs._spec(row)
+            with self.jobs.transaction() as conn:
+                row = self.jobs.job_row(conn, job)
+                spec = self.jobs.spec_of(row)
                 if spec.auto_label is None:
                     raise ConfigurationError(f"job {job!r} was not created with automated "
                                              "labeling (--auto-label)", setting="auto_label")
-                if self.jobs._settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
+                if self.jobs.settle(conn, row, spec, now) is not JobStatus.IN_PROGRESS:
                     return None
                 if not self._ready(conn, row.id):
                     return None
@@ -279,7 +279,7 @@ class AutoLabeler:
 
     def _release(self, job_id: int, number: int, token: str) -> None:
         """Give a claim back after a failure, so the next call can retry at once."""
-        with self.jobs._tx() as conn:
+        with self.jobs.transaction() as conn:
             conn.execute(auto_rounds.delete().where(
                 auto_rounds.c.job_id == job_id, auto_rounds.c.round == number,
                 auto_rounds.c.token == token, auto_rounds.c.state == "running"))
@@ -499,11 +499,11 @@ class AutoLabeler:
                plan: _Plan) -> RoundReport | None:
         now = utcnow()
         budget = (spec.auto_label or {}).get("budget")
-        with self.jobs._tx() as conn:
+        with self.jobs.transaction() as conn:
             mine = sa.select(auto_rounds.c.round).where(
                 auto_rounds.c.job_id == job_id, auto_rounds.c.round == number,
                 auto_rounds.c.token == token, auto_rounds.c.state == "running")
-            if self.jobs._postgres:
+            if self.jobs.on_postgres:
                 mine = mine.with_for_update()
             if conn.execute(mine).first() is None:
                 return None  # taken over as stale; the other claim writes the round
@@ -544,9 +544,9 @@ class AutoLabeler:
             conn.execute(auto_rounds.update().where(
                 auto_rounds.c.job_id == job_id, auto_rounds.c.round == number).values(
                     state="done", created_at=now, **figures))
-            row = self.jobs._job_row(conn, job)
+            row = self.jobs.job_row(conn, job)
             if JobStatus(row.status) is JobStatus.IN_PROGRESS:
-                self.jobs._maybe_completed(conn, row, spec, now)
+                self.jobs.complete_if_done(conn, row, spec, now)
         return RoundReport(job=job, round=number, target_accuracy=float(
             (spec.auto_label or {})["target_accuracy"]), created_at=now.isoformat(),
             **figures)
@@ -557,7 +557,7 @@ class AutoLabeler:
         for start in range(0, len(ids), 5000):
             query = sa.select(items.c.id).where(items.c.id.in_(ids[start:start + 5000]),
                                                 items.c.state == ItemState.HELD)
-            if self.jobs._postgres:
+            if self.jobs.on_postgres:
                 query = query.with_for_update()
             found.update(conn.execute(query).scalars())
         return found

@@ -17,7 +17,20 @@ from typing import Any
 from loopworks.errors import InputError
 from loopworks.labeling.tasktypes import IMAGE_SUFFIXES, TaskType
 
-__all__ = ["check_image", "read_manifest", "read_table_items"]
+__all__ = ["GOLD_FIELD", "check_image", "gold_label", "read_manifest", "read_table_items"]
+
+
+#: The manifest field that carries an item's known answer (a label or its index).
+GOLD_FIELD = "gold"
+
+def gold_label(data: dict[str, Any], labels: Sequence[str],
+               field: str = GOLD_FIELD) -> str | None:
+    """An item's known answer (a class label; an index into ``labels`` is turned into
+    its label), or None when its manifest line has none or one that is not a label."""
+    value = data.get(field)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
+        return labels[value]
+    return value if isinstance(value, str) and value in labels else None
 
 
 def check_image(ref: str, base: Path | None, where: str) -> str:

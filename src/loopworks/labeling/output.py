@@ -63,7 +63,7 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
                                  "feature group yet (single-label jobs only)",
                                  setting="feature_group")
     with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, job).id
+        job_id = jobs.job_row(conn, job).id
         rows = conn.execute(sa.select(items.c.id, items.c.seq, items.c.data, items.c.source,
                                       items.c.state, items.c.failure_reason).where(
             items.c.job_id == job_id).order_by(items.c.seq)).all()

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from loopworks.labeling.jobs import JobSpec, LabelingJobs, answers
+from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.labeling.schema import answers
 from loopworks.labeling.workforce import Worker
 
 __all__ = ["Dashboard", "dashboard", "my_answer_count"]
@@ -24,7 +25,7 @@ __all__ = ["Dashboard", "dashboard", "my_answer_count"]
 def my_answer_count(jobs: LabelingJobs, job: str, worker: Worker) -> int:
     """How many answers this worker has given in the job."""
     with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, job).id
+        job_id = jobs.job_row(conn, job).id
         return int(conn.execute(sa.select(sa.func.count()).select_from(answers).where(
             answers.c.job_id == job_id, answers.c.worker_id == worker.id)).scalar_one())
 

@@ -576,6 +576,14 @@ class HumanReview:
         self.jobs.webhooks.wake()
 
     # ---------------------------------------------------------------- settling
+    def answered(self, job: str, item_id: int) -> None:
+        """Follow-up of every answer (:mod:`loopworks.labeling.followups`): one on a flow's
+        task may complete its human loop, so settle that loop now; its status, output
+        document and webhooks then do not wait for the next read."""
+        flow = self.flow_for_job(job)
+        if flow is not None:
+            self.settle(flow.name, item_ids=[item_id])
+
     def settle(self, flow: str, now: datetime | None = None, *,
                item_ids: Sequence[int] | None = None) -> dict[str, int]:
         """Complete loops whose task has its answers; fail loops past their lifetime.

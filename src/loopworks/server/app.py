@@ -1,4 +1,4 @@
-"""``create_app``: the FastAPI application around a feature store."""
+"""``create_app``: the FastAPI application on the services of a loopworks home."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ from pydantic import BaseModel, Field
 
 from loopworks import __version__
 from loopworks.featurestore import FeatureStore
+from loopworks.metadata.database import BackgroundCheckpointer
 from loopworks.server.auth import new_token, require_feature_reader
 from loopworks.server.bodies import require_unicode_body
 from loopworks.server.errors import error_responses, install_error_handlers
 from loopworks.server.security import install_security
+from loopworks.server.state import services_of
+from loopworks.services import Loopworks
+from loopworks.services import open as open_services
 
 __all__ = ["create_app"]
 
@@ -29,8 +33,10 @@ class BatchGetRequest(BaseModel):
     features: list[str] | None = None
 
 
-def _encode(value: Any) -> Any:
-    return jsonable_encoder(value, custom_encoder={datetime: lambda d: d.isoformat()})
+def _encode(value: dict[str, Any]) -> dict[str, Any]:
+    encoded: dict[str, Any] = jsonable_encoder(
+        value, custom_encoder={datetime: lambda d: d.isoformat()})
+    return encoded
 
 
 def _default(value: Any) -> Any:
@@ -45,30 +51,6 @@ def _json(value: Any) -> Response:
                     media_type="application/json")
 
 
-def _workforce(store: FeatureStore) -> Any:
-    from loopworks.labeling.workforce import Workforce
-
-    return Workforce(store.registry.engine)
-
-
-def _labeling(store: FeatureStore) -> Any:
-    from loopworks.labeling.jobs import LabelingJobs
-
-    return LabelingJobs(store.registry.engine)
-
-
-def _review(state: Any) -> Any:
-    from loopworks.review.flows import HumanReview
-
-    return HumanReview(state.store.registry.engine, state.labeling, home=state.store.home)
-
-
-def _auto_label(state: Any) -> Any:
-    from loopworks.server.labeling import AutoLabelRounds
-
-    return AutoLabelRounds(state.labeling, home=state.store.home)
-
-
 def _install_pages(app: FastAPI) -> None:
     """Browser pages: signed session cookies, static files, the page routes."""
     from pathlib import Path
@@ -79,9 +61,10 @@ def _install_pages(app: FastAPI) -> None:
     from loopworks.server import pages
     from loopworks.server.sessions import SESSION_SECONDS, secret_key, secure_cookies
 
-    app.add_middleware(SessionMiddleware, secret_key=secret_key(app.state.store.home),
+    settings = services_of(app).settings
+    app.add_middleware(SessionMiddleware, secret_key=secret_key(settings.home, settings),
                        session_cookie="loopworks_session", max_age=SESSION_SECONDS,
-                       same_site="lax", https_only=secure_cookies())
+                       same_site="lax", https_only=secure_cookies(settings))
     app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"),
               name="static")
     app.include_router(pages.router)
@@ -90,37 +73,33 @@ def _install_pages(app: FastAPI) -> None:
     app.include_router(studio_router)
 
 
-def create_app(store: FeatureStore | None = None, *, api_token: str | None = None) -> FastAPI:
-    """Build the app. ``api_token`` defaults to the ``api_token`` setting or a random one."""
-    from loopworks.settings import load_settings
+def create_app(store: FeatureStore | None = None, *, services: Loopworks | None = None,
+               api_token: str | None = None) -> FastAPI:
+    """Build the app on the services of a home (default: :func:`loopworks.open` of the
+    settings' home, or of ``store``'s). ``api_token`` defaults to the ``api_token`` setting
+    or a random one. The app closes the services it opened itself when it stops."""
+    owned = services is None
+    lw = services if services is not None else open_services(store=store)
+    checkpointers: list[BackgroundCheckpointer | None] = [None]  # while the app runs
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from loopworks.metadata.database import BackgroundCheckpointer
-
-        checkpointer = app.state.checkpointer = BackgroundCheckpointer(
-            app.state.store.registry.engine)
-        # Writes a killed process left half done are finished before the first request
-        # (opening a group does it), not on the event loop in the middle of serving.
-        for spec in app.state.store.list_feature_groups():
-            app.state.store.feature_group(spec.name)
-        app.state.labeling.webhooks.resume()  # left over by an earlier process
+        checkpointer = checkpointers[0] = BackgroundCheckpointer(lw.engine)
+        # Writes a killed process left half done are finished before the first request,
+        # not on the event loop in the middle of serving; webhooks left pending are sent.
+        lw.resume()
         yield
-        app.state.auto_label.close()  # a running round finishes and writes its labels
         checkpointer.close()
-        app.state.labeling.webhooks.close()  # pending deliveries stay in the outbox
+        checkpointers[0] = None
+        if owned:
+            lw.close()  # a running round finishes; pending deliveries stay in the outbox
 
     # /docs is served offline by install_security (FastAPI's own pages load a CDN).
     app = FastAPI(title="loopworks", version=__version__, lifespan=lifespan,
                   description="Feature store, labeling and human review API.",
                   docs_url=None, redoc_url=None)
-    app.state.store = store or FeatureStore()
-    app.state.api_token = (api_token or load_settings(home=app.state.store.home).api_token
-                           or new_token())
-    app.state.workforce = _workforce(app.state.store)
-    app.state.labeling = _labeling(app.state.store)
-    app.state.review = _review(app.state)
-    app.state.auto_label = _auto_label(app.state)
+    app.state.loopworks = lw
+    app.state.api_token = api_token or lw.settings.api_token or new_token()
     install_error_handlers(app)
     install_security(app)
     _install_pages(app)
@@ -129,13 +108,13 @@ def create_app(store: FeatureStore | None = None, *, api_token: str | None = Non
                     responses=error_responses(401, 403))
 
     def fs() -> FeatureStore:
-        return app.state.store
+        return lw.features
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, Any]:
         """Up, and how big the metadata database's SQLite write-ahead log is (a server
         keeps it bounded; PostgreSQL: null)."""
-        checkpointer = getattr(app.state, "checkpointer", None)
+        checkpointer = checkpointers[0]
         wal = checkpointer.wal_bytes() if checkpointer is not None else None
         return {"status": "ok", "database": {
             "dialect": fs().registry.engine.dialect.name, "wal_bytes": wal,

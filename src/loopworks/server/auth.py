@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from loopworks.errors import PermissionDenied
 from loopworks.labeling.workforce import Role, Worker
+from loopworks.server.state import api_token, services
 
 __all__ = ["SYSTEM", "current_worker", "new_token", "require_admin", "require_feature_reader"]
 
@@ -45,10 +46,10 @@ async def current_worker(
     if credentials is None:
         raise _unauthorized("missing bearer token")
     token = credentials.credentials
-    expected: str = request.app.state.api_token
+    expected = api_token(request)
     if hmac.compare_digest(token.encode(), expected.encode()):
         return SYSTEM
-    workforce: Any = request.app.state.workforce
+    workforce = services(request).workforce
     try:
         return workforce.authenticate_token(token)
     except PermissionDenied:

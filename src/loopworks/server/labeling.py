@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -15,14 +12,16 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from loopworks.errors import ConflictError, NotFoundError
+from loopworks.labeling.jobs import LabelingJobs
 from loopworks.labeling.schema import MAX_ID
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Worker
 from loopworks.server.auth import current_worker, require_admin
 from loopworks.server.bodies import require_unicode_body
 from loopworks.server.errors import error_responses
+from loopworks.server.state import services
 
-__all__ = ["AutoLabelRounds", "advance_auto_label", "router", "settle_review"]
+__all__ = ["router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/labeling", tags=["labeling"], responses=error_responses(401),
@@ -48,8 +47,8 @@ class ItemsBody(BaseModel):
     items: list[str | dict[str, Any]] = Field(..., min_length=1, max_length=100_000)
 
 
-def _jobs(request: Request) -> Any:
-    return request.app.state.labeling
+def _jobs(request: Request) -> LabelingJobs:
+    return services(request).labeling
 
 
 def _task(task: Any) -> dict[str, Any]:
@@ -82,8 +81,7 @@ def next_task(job: str, request: Request, worker: Caller) -> Response | dict[str
     none left for this worker). Asking again before answering gives the same task, so a
     reply lost on the way (a dropped connection) strands no lease."""
     task = _jobs(request).next_task(job, worker, held_first=True)
-    if task is None:
-        advance_auto_label(request, job)  # a round missed (restart, failure): start it now
+    if task is None:  # (a round a restart missed starts now: a follow-up of no task)
         return Response(status_code=204)
     return _task(task)
 
@@ -107,8 +105,6 @@ def submit(job: str, item_id: ItemId, body: AnswerBody, request: Request, worker
     is no task (204) while the job stays in progress."""
     receipt = _jobs(request).record_answer(job, item_id, worker, body.answer, then_next=next,
                                            idempotency_key=idempotency_key)
-    settle_review(request, job, item_id)
-    advance_auto_label(request, job)
     headers = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
     response.headers.update(headers)
     if not next:
@@ -154,130 +150,11 @@ def auto_label_rounds(job: str, request: Request, admin: Admin) -> dict[str, Any
     if jobs.job(job).auto_label is None:
         raise ConflictError(f"job {job!r} was not created with automated labeling "
                             "(--auto-label): it has no rounds", job=job)
-    rounds = request.app.state.auto_label.labeler.rounds(job)
+    rounds = services(request).auto_label.labeler.rounds(job)
     return {"job": job, "rounds": [r.to_dict() for r in rounds]}
 
 
 @router.get("/jobs/{job}/webhooks", responses=error_responses(403, 404, 422))
 def webhook_deliveries(job: str, request: Request, admin: Admin) -> list[dict[str, Any]]:
     """The job's webhook deliveries: delivered, pending, given up (with the last error)."""
-    from loopworks.labeling import webhooks
-
-    jobs = _jobs(request)
-    with jobs.engine.connect() as conn:
-        job_id = jobs._job_row(conn, job).id
-    return webhooks.deliveries(jobs.engine, job_id)
-
-
-def settle_review(request: Request, job: str, item_id: int) -> None:
-    """An answer on a review flow's task may complete its human loop: settle it now, so
-    the loop's status, output document and webhooks do not wait for the next read. The
-    answer is stored already: a failure here is logged and left for the next read to
-    retry, never turned into an error for the worker."""
-    review = request.app.state.review
-    flow = review.flow_for_job(job)
-    if flow is not None:
-        try:
-            review.settle(flow.name, item_ids=[item_id])
-        except Exception:
-            log.exception("settling the human loop of task %d of flow %r failed", item_id,
-                          flow.name)
-
-
-def advance_auto_label(request: Request, job: str) -> bool:
-    """An answer may close an automated-labeling round (no item open, some held): start
-    the next round in the background (:class:`AutoLabelRounds`), so people find the next
-    batch soon without the request waiting for the model to train. One small query when
-    none is due.
-
-    Returns:
-        True when a round of the job is starting or already running in this process.
-    """
-    rounds: AutoLabelRounds = request.app.state.auto_label
-    return rounds.start(job)
-
-
-class AutoLabelRounds:
-    """Runs automated-labeling rounds off the request path, on one thread of the app's own.
-
-    At most one round per job is queued or running from this process; the round's claim
-    (see :meth:`~loopworks.labeling.autolabel.AutoLabeler.advance`) keeps other processes
-    from running it twice. A failed round is logged and its claim given back, so the next
-    answer or request for a task starts it again. :meth:`close` waits for the running round.
-
-    Args:
-        jobs: The labeling jobs.
-        home: loopworks home whose model registry keeps the rounds' models.
-    """
-
-    def __init__(self, jobs: Any, home: str | Path | None) -> None:
-        self.jobs = jobs
-        self.home = home
-        self._labeler: Any = None
-        self._executor = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix="loopworks-autolabel")
-        self._lock = threading.Lock()
-        self._active: set[str] = set()
-        self._closed = False
-
-    @property
-    def labeler(self) -> Any:
-        """The :class:`~loopworks.labeling.autolabel.AutoLabeler` (imported on first use:
-        it brings numpy and the models, which most servers never need)."""
-        if self._labeler is None:
-            from loopworks.labeling.autolabel import AutoLabeler
-
-            self._labeler = AutoLabeler(self.jobs, home=self.home)
-        return self._labeler
-
-    def running(self, job: str) -> bool:
-        """True while a round of the job is queued or running in this process."""
-        with self._lock:
-            return job in self._active
-
-    def start(self, job: str) -> bool:
-        """Queue the job's next round when one is due and none is queued or running here.
-
-        Returns:
-            True when a round of the job is queued or running now.
-        """
-        if self.running(job):
-            return True
-        if self._closed or not self.labeler.due(job):
-            return False
-        with self._lock:
-            if job in self._active:
-                return True
-            if self._closed:
-                return False
-            self._active.add(job)
-            try:
-                self._executor.submit(self._run, job)
-            except RuntimeError:  # shut down meanwhile
-                self._active.discard(job)
-                return False
-        return True
-
-    def _run(self, job: str) -> None:
-        """Rounds until none is due: normally one, as a round opens a batch for people."""
-        try:
-            while (report := self.labeler.advance(job)) is not None:
-                log.info("automated-labeling round %d of job %r: %d machine-labeled, %d sent "
-                         "to people, %d held left", report.round, job, report.machine_labels,
-                         report.sent_to_people, report.held_left)
-                moved = report.machine_labels + report.sent_to_people + report.failed
-                if not moved or not self.labeler.due(job):
-                    break
-        except Exception:
-            log.exception("automated-labeling round of job %r failed; the next answer or "
-                          "request for a task retries it", job)
-        finally:
-            with self._lock:
-                self._active.discard(job)
-
-    def close(self) -> None:
-        """Stop taking rounds, drop queued ones (a later request starts them again) and
-        wait for the running one to finish."""
-        with self._lock:
-            self._closed = True
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    return _jobs(request).webhook_deliveries(job)

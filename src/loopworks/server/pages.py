@@ -32,9 +32,11 @@ from loopworks.errors import (
     PermissionDenied,
     RateLimited,
 )
+from loopworks.labeling.jobs import JobSpec, LabelingJobs, Task
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Role, Worker
-from loopworks.server.labeling import ItemId, advance_auto_label, settle_review
+from loopworks.review.flows import FlowDefinition
+from loopworks.server.labeling import ItemId
 from loopworks.server.sessions import (
     check_csrf,
     csrf_token,
@@ -42,6 +44,7 @@ from loopworks.server.sessions import (
     sign_in,
     sign_out,
 )
+from loopworks.server.state import services
 
 __all__ = ["render", "router"]
 
@@ -96,8 +99,8 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-def _jobs(request: Request) -> Any:
-    return request.app.state.labeling
+def _jobs(request: Request) -> LabelingJobs:
+    return services(request).labeling
 
 
 # ------------------------------------------------------------------ sign in / out
@@ -115,7 +118,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=200)],
     check_csrf(request, csrf_token)
     address = request.client.host if request.client else None
     try:
-        worker = request.app.state.workforce.authenticate_password(name, password,
+        worker = services(request).workforce.authenticate_password(name, password,
                                                                     address=address)
     except RateLimited as exc:
         response = render(request, "login.html", status_code=429, next=_safe_next(next),
@@ -140,7 +143,7 @@ def redeem_link(request: Request, secret: str,
                 csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token)
     try:
-        worker = request.app.state.workforce.redeem_login_link(secret)
+        worker = services(request).workforce.redeem_login_link(secret)
     except PermissionDenied as exc:
         return render(request, "login.html", status_code=401, next="/", error=str(exc))
     sign_in(request, worker)
@@ -174,13 +177,14 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
     jobs = _jobs(request)
     task = jobs.current_task(job, me)
     spec = jobs.job(job)
-    context = {"me": me, "spec": spec, "task": task, "mine": my_answer_count(jobs, job, me)}
+    context: dict[str, Any] = {"me": me, "spec": spec, "task": task,
+                               "mine": my_answer_count(jobs, job, me)}
     if task is None:
         if jobs.has_work(job, me):
             return render(request, "start.html", **context)
         return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
-    flow = request.app.state.review.flow_for_job(job)
+    flow = services(request).review.flow_for_job(job)
     prediction = task.data.get("prediction") if flow is not None else None
     custom = _custom_task(flow, task) if flow is not None else None
     image = TaskType(task.task_type).is_image
@@ -200,7 +204,7 @@ def start(request: Request, job: str, me: Me, csrf_token: Annotated[str, Form()]
     return _redirect(f"/jobs/{quote(job)}")
 
 
-def _next_batch_notice(request: Request, spec: Any) -> str | None:
+def _next_batch_notice(request: Request, spec: JobSpec) -> str | None:
     """Nothing to label in an automated-labeling job still in progress with items held
     back: work will be back, once the next round (started here if nobody has yet) or the
     others' open items are done."""
@@ -209,14 +213,14 @@ def _next_batch_notice(request: Request, spec: Any) -> str | None:
     if (spec.auto_label is None or spec.status is not JobStatus.IN_PROGRESS
             or not spec.counts.get("held")):
         return None
-    if advance_auto_label(request, spec.name):
+    if services(request).auto_label.start(spec.name):
         return ("The model is choosing the next batch for people: more work will be back "
                 "here shortly.")
     return ("More work will open here once the items others are labeling now are done "
             "and the model has chosen the next batch.")
 
 
-def _custom_task(flow: Any, task: Any) -> Markup | None:
+def _custom_task(flow: FlowDefinition, task: Task) -> Markup | None:
     """A flow's own Jinja2 template, rendered in a sandbox with autoescape: its author
     (an admin) writes the markup, every value from the input is escaped, and a value the
     template marks ``|safe`` is sanitised (:func:`_sanitized`). A template that turns
@@ -270,9 +274,6 @@ async def submit(request: Request, job: str, item_id: ItemId, me: Me) -> Respons
         receipt = await run_in_threadpool(
             _jobs(request).record_answer, job, item_id, me, answer, then_next=True,
             idempotency_key=key)
-        settle_review(request, job, item_id)
-        # A due round starts in the background; checking for one is a query: off the loop.
-        await run_in_threadpool(advance_auto_label, request, job)
     except ConflictError as exc:
         request.session["flash"] = str(exc)
     except LoopworksError as exc:
@@ -335,9 +336,7 @@ def job_admin(request: Request, job: str, me: Admin) -> HTMLResponse:
                 1])
     rounds = []
     if getattr(board.spec, "auto_label", None):
-        from loopworks.labeling.autolabel import AutoLabeler
-
-        rounds = AutoLabeler(_jobs(request), home=request.app.state.store.home).rounds(job)
+        rounds = services(request).auto_label.labeler.rounds(job)
     return render(request, "job_admin.html", me=me, board=board, spec=board.spec, peak=peak,
                   rounds=rounds)
 
@@ -359,7 +358,7 @@ def export(request: Request, job: str, me: Admin) -> Response:
 @router.get("/admin/review")
 def review_flows(request: Request, me: Admin) -> HTMLResponse:
     """Every review flow with its loops by status."""
-    review = request.app.state.review
+    review = services(request).review
     rows = []
     for flow in review.flows():
         try:
@@ -374,7 +373,7 @@ def review_flows(request: Request, me: Admin) -> HTMLResponse:
 @router.get("/admin/review/{flow}")
 def review_dashboard(request: Request, flow: str, me: Admin) -> HTMLResponse:
     """A flow's loops by status, share sent to people, model accuracy on reviewed items."""
-    review = request.app.state.review
+    review = services(request).review
     spec = review.flow(flow)
     summary = review.summary(flow)
     recent, _ = review.list_human_loops(flow, max_results=50, newest_first=True)

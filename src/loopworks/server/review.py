@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from loopworks.labeling.workforce import Worker
-from loopworks.review.flows import FlowDefinition
+from loopworks.review.flows import FlowDefinition, HumanReview
 from loopworks.server.auth import require_admin
 from loopworks.server.bodies import require_unicode_body
 from loopworks.server.errors import error_responses
+from loopworks.server.state import services
 
 __all__ = ["router"]
 
@@ -30,11 +31,11 @@ class StartBody(BaseModel):
     input_content: dict[str, Any]
 
 
-def _review(request: Request) -> Any:
-    return request.app.state.review
+def _review(request: Request) -> HumanReview:
+    return services(request).review
 
 
-def _flow_dict(flow: Any) -> dict[str, Any]:
+def _flow_dict(flow: FlowDefinition) -> dict[str, Any]:
     data = asdict(flow)
     data.pop("webhook_secret", None)  # never echoed back
     data["job"] = flow.job_name

@@ -20,12 +20,12 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from fastapi import Request
 
 from loopworks.errors import NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import SESSION_LIFETIME, Worker
+from loopworks.server.state import services
 from loopworks.settings import Settings, load_settings
 
 __all__ = ["LoginRequired", "check_csrf", "csrf_token", "page_worker", "secret_key",
@@ -103,7 +103,7 @@ def sign_in(request: Request, worker: Worker) -> None:
     """Start a fresh server-side session for the worker (a new id and CSRF token: no
     fixation)."""
     sign_out(request)
-    workforce: Any = request.app.state.workforce
+    workforce = services(request).workforce
     request.session["sid"] = workforce.start_session(worker)
     request.session["csrf"] = secrets.token_urlsafe(32)
 
@@ -112,7 +112,7 @@ def sign_out(request: Request) -> None:
     """End the session on the server and forget the cookie's contents."""
     sid = request.session.get("sid")
     if isinstance(sid, str) and sid:
-        request.app.state.workforce.end_session(sid)
+        services(request).workforce.end_session(sid)
     request.session.clear()
 
 
@@ -120,7 +120,7 @@ def page_worker(request: Request) -> Worker:
     """The signed-in worker, or :class:`LoginRequired` for anonymous or ended sessions."""
     sid = request.session.get("sid")
     if sid is not None:
-        workforce: Any = request.app.state.workforce
+        workforce = services(request).workforce
         try:
             worker: Worker = workforce.session_worker(str(sid))
         except (PermissionDenied, NotFoundError):  # ended, expired, deactivated, deleted

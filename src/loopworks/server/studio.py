@@ -8,43 +8,31 @@ Processing jobs started here run in the server's own process, one at a time, on 
 
 from __future__ import annotations
 
-import contextlib
 import io
-import threading
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import pyarrow as pa
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from loopworks.errors import ConfigurationError, LoopworksError, PermissionDenied
+from loopworks.featurestore import FeatureStore
+from loopworks.featurestore.console import QueryHistory
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.processing.config import MAX_SEQ_LENGTH, ProcessingConfig
-from loopworks.processing.runner import JobRunner
+from loopworks.processing.report import FileJobStore
 from loopworks.server.pages import render
 from loopworks.server.sessions import check_csrf, page_worker
-from loopworks.settings import load_settings
+from loopworks.server.state import services
 
-__all__ = ["processing_jobs", "router"]
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    runner = getattr(app.state, "processing_jobs", None)
-    if runner is not None:
-        runner.close()  # a running job stops at its next step; its record says why
+__all__ = ["router"]
 
 
-# The app runs this router's lifespan after its own startup and before its own shutdown
-# (FastAPI merges an included router's lifespan into the app's).
-router = APIRouter(prefix="/studio", include_in_schema=False, lifespan=_lifespan)
+router = APIRouter(prefix="/studio", include_in_schema=False)
 PAGE_ROWS = 50
 #: Worker processes a Studio job uses at most: the server shares its machine.
 JOB_WORKERS = 2
-_RUNNER_LOCK = threading.Lock()
 
 
 def _reader(me: Annotated[Worker, Depends(page_worker)]) -> Worker:
@@ -57,8 +45,8 @@ def _reader(me: Annotated[Worker, Depends(page_worker)]) -> Worker:
 Reader = Annotated[Worker, Depends(_reader)]
 
 
-def _store(request: Request) -> Any:
-    return request.app.state.store
+def _store(request: Request) -> FeatureStore:
+    return services(request).features
 
 
 def _cell(value: Any) -> str:
@@ -121,9 +109,7 @@ def group_page(request: Request, name: str, me: Reader) -> HTMLResponse:
 
 
 # -------------------------------------------------------------------- console
-def _history(request: Request) -> Any:
-    from loopworks.featurestore.console import QueryHistory
-
+def _history(request: Request) -> QueryHistory:
     return QueryHistory(_store(request).registry.engine)
 
 
@@ -183,25 +169,8 @@ def download(request: Request, me: Reader, sql: Annotated[str, Form()],
 
 
 # ----------------------------------------------------------------------- jobs
-def processing_jobs(app: FastAPI) -> JobRunner:
-    """The app's runner of processing jobs (one at a time), made on first use.
-
-    Args:
-        app: The application; the runner lives on ``app.state.processing_jobs``.
-
-    Returns:
-        The runner; the router's lifespan closes it when the app stops.
-    """
-    with _RUNNER_LOCK:
-        runner: JobRunner | None = getattr(app.state, "processing_jobs", None)
-        if runner is None:
-            runner = JobRunner(load_settings(home=str(app.state.store.home)), at_once=1)
-            app.state.processing_jobs = runner
-    return runner
-
-
-def _job_records(request: Request) -> Any:
-    return processing_jobs(request.app).records
+def _job_records(request: Request) -> FileJobStore:
+    return services(request).jobs.records
 
 
 def _jobs_form(request: Request, me: Worker, status_code: int = 200,
@@ -255,13 +224,13 @@ def start_job(request: Request, me: Reader, input: Annotated[str, Form()],  # no
     form = {"input": input, "out": out, "feature_group": feature_group,
             "max_seq_length": max_seq_length, "balance": bool(balance)}
     try:
-        settings = load_settings(home=str(_store(request).home))
+        settings = services(request).settings
         config = ProcessingConfig(
             inputs=input.strip(), out=out.strip(), workers=min(settings.workers, JOB_WORKERS),
             tokenizer=settings.tokenizer, max_seq_length=_whole_number(max_seq_length,
                                                                       "max_seq_length"),
             balance=bool(balance), feature_group=feature_group.strip() or None)
-        report = processing_jobs(request.app).submit(config)
+        report = services(request).jobs.submit(config)
     except LoopworksError as exc:
         return _jobs_form(request, me, 422, error=str(exc), **form)
     request.session["flash"] = f"Started processing {input} → {out}"

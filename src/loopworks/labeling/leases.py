@@ -1,0 +1,174 @@
+"""Handing out tasks: leases on items, the held task, skips, images.
+
+Assignment rules, enforced inside one database transaction per request:
+
+* a worker never gets an item it has answered, skipped or holds a lease on;
+* an item is handed out only while its answers plus live leases are fewer than the answers
+  it wants (the job's workers per item; more under adaptive redundancy), so no item ever
+  keeps more answers than that;
+* a lease expires after the task's time limit and the item returns to the queue.
+
+SQLite serializes writers (``BEGIN IMMEDIATE``, queued per process in
+:mod:`loopworks.labeling.transactions`); PostgreSQL locks the candidate item row
+(``FOR UPDATE SKIP LOCKED``) so concurrent workers do not wait on each other.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from loopworks.clock import utcnow
+from loopworks.errors import (
+    NotFoundError,
+)
+from loopworks.labeling.lifecycle import JobLifecycle
+from loopworks.labeling.schema import (
+    items,
+    leases,
+    skips,
+)
+from loopworks.labeling.spec import JobSpec, JobStatus, Task
+from loopworks.labeling.statements import Q as _Q
+from loopworks.labeling.workforce import Worker
+
+__all__ = ["Leases"]
+
+
+class Leases(JobLifecycle):
+    """Leasing tasks to workers (see the module's rules)."""
+
+    def _task(self, job: str, spec: JobSpec, item: Any, expires: datetime) -> Task:
+        return Task(job, item.id, item.source, json.loads(item.data), spec.labels,
+                    spec.task_type.value, spec.instructions, expires, spec.examples)
+
+    def next_task(self, job: str, worker: Worker, *, held_first: bool = False
+                  ) -> Task | None:
+        """Lease the next item this worker has not seen and whose quota is not full.
+
+        Args:
+            job: The job's name.
+            worker: Who asks.
+            held_first: Give back the task the worker already holds in this job, if any,
+                before leasing another (in the same transaction): asking twice then gives
+                the same task, so a reply lost on the way strands no lease.
+
+        Returns:
+            The task, or None when nothing is left for this worker (or the job is not in
+            progress).
+
+        Raises:
+            NotFoundError: No such job.
+            PermissionDenied: The worker is not in the job's team.
+        """
+        now = utcnow()
+        with self.transaction() as conn:
+            row = self.job_row(conn, job)
+            spec = self.spec_of(row)
+            self._check_member(row, spec, worker)
+            task = None
+            if held_first:
+                found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
+                                               "b_now": now}).first()
+                if found is not None:
+                    return self._task(row.name, spec, found, found.expires_at)
+            if self.settle(conn, row, spec, now) is JobStatus.IN_PROGRESS:
+                task = self._lease(conn, row, spec, worker, now)
+        if task is None:
+            self.follow_ups.no_task(job)  # e.g. a round of automated labeling a restart missed
+        return task
+
+    def _lease(self, conn: sa.Connection, row: Any, spec: JobSpec, worker: Worker,
+               now: datetime) -> Task | None:
+        query = _Q.candidate_pg if self.on_postgres else _Q.candidate
+        params = {"b_job": row.id, "b_worker": worker.id}
+        item = conn.execute(query, params).first()
+        if item is None and self._sweep(conn, row.id, now, force=True):
+            item = conn.execute(query, params).first()
+        if item is None:
+            self.complete_if_done(conn, row, spec, now)
+            return None
+        expires = now + timedelta(seconds=spec.time_limit_seconds)
+        conn.execute(_Q.lease_insert, {"item_id": item.id, "worker_id": worker.id,
+                                       "job_id": row.id, "accepted_at": now,
+                                       "expires_at": expires})
+        conn.execute(_Q.lease_taken, {"b_item": item.id})
+        return self._task(row.name, spec, item, expires)
+
+    def has_work(self, job: str, worker: Worker) -> bool:
+        """Whether :meth:`next_task` would find a task for the worker now. A read: nothing
+        is leased (what a page shows before the worker asks for a task).
+
+        Raises:
+            NotFoundError: No such job.
+            PermissionDenied: The worker is not in the job's team or role.
+        """
+        from loopworks.metadata import READ_ONLY
+
+        now = utcnow()
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
+            row = self.job_row(conn, job)
+            spec = self.spec_of(row)
+            self._check_member(row, spec, worker)
+            if JobStatus(row.status) is not JobStatus.IN_PROGRESS:
+                return False
+            if conn.execute(_Q.candidate, {"b_job": row.id, "b_worker": worker.id}).first():
+                return True
+            # An expired lease of someone else's goes back to the queue on the next request.
+            return conn.execute(sa.select(leases.c.item_id).where(
+                leases.c.job_id == row.id, leases.c.expires_at < now,
+                leases.c.worker_id != worker.id).limit(1)).first() is not None
+
+    def current_task(self, job: str, worker: Worker) -> Task | None:
+        """The worker's live lease in this job, if any (so a page reload shows the same
+        item instead of leasing another). A read: it never waits for the write lock."""
+        from loopworks.metadata import READ_ONLY
+
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
+            row = self.job_row(conn, job)
+            spec = self.spec_of(row)
+            self._check_member(row, spec, worker)
+            found = conn.execute(_Q.held, {"b_job": row.id, "b_worker": worker.id,
+                                           "b_now": utcnow()}).first()
+        if found is None:
+            return None
+        return self._task(job, spec, found, found.expires_at)
+
+    def skip(self, job: str, item_id: int, worker: Worker) -> None:
+        """Give a leased item back: it returns to the queue for others, never to this worker."""
+        with self.transaction() as conn:
+            row = self.job_row(conn, job)
+            self._check_member(row, self.spec_of(row), worker)
+            gone = conn.execute(leases.delete().where(
+                leases.c.item_id == item_id, leases.c.worker_id == worker.id,
+                leases.c.job_id == row.id)).rowcount
+            if not gone:
+                raise self._missing_task(conn, row, item_id, worker)
+            conn.execute(items.update().where(items.c.id == item_id)
+                         .values(leases=items.c.leases - 1))
+            conn.execute(skips.insert().values(item_id=item_id, worker_id=worker.id,
+                                               job_id=row.id))
+            if JobStatus(row.status) is JobStatus.STOPPING:
+                self._maybe_stopped(conn, row, utcnow())
+
+    def image_path(self, job: str, item_id: int, worker: Worker) -> Path:
+        """The image file of an item of an image job, for the worker's page to show.
+
+        Raises:
+            NotFoundError: No such item in the job, or the job is not an image job.
+            PermissionDenied: The worker is not in the job's team.
+        """
+        with self.transaction() as conn:
+            row = self.job_row(conn, job)
+            spec = self.spec_of(row)
+            self._check_member(row, spec, worker)
+            source = conn.execute(sa.select(items.c.source).where(
+                items.c.id == item_id, items.c.job_id == row.id)).scalar()
+        if source is None or not spec.task_type.is_image:
+            raise NotFoundError(f"no image item {item_id} in job {job!r}", job=job,
+                                item_id=item_id)
+        return Path(source)
