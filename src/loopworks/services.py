@@ -150,7 +150,7 @@ def open(home: str | os.PathLike[str] | None = None, *,  # noqa: A001 - loopwork
         features = FeatureStore(settings=resolved)
     engine = features.registry.engine
     labeling = LabelingJobs(engine)
-    review = HumanReview(engine, labeling, home=features.home)
+    review = HumanReview(engine, labeling, home=features.home, features=features)
     auto_label = AutoLabelRounds(labeling, home=features.home)
     labeling.follow_ups.after_answer(review.answered)
     if run_rounds:

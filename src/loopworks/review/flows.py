@@ -1,4 +1,5 @@
-"""Flow definitions and human loops: model predictions that people review.
+"""The review service (:class:`HumanReview`): flow definitions and human loops kept in the
+metadata database, model predictions that people review.
 
 A flow definition (A2I's ``CreateFlowDefinition``) names a team, a task template, how many
 reviewers look at each input, a time limit per task, an availability lifetime per loop, an
@@ -14,22 +15,23 @@ when its availability lifetime has run out. A completed loop's answers are conso
 an output document is written in A2I's layout, ``<output>/<flow>/YYYY/MM/DD/hh/mm/ss/<loop>/
 output.json``. Status changes go to the flow's webhooks through the labeling outbox (signed,
 retried, at least once).
+
+The values live in :mod:`loopworks.review.definitions` (re-exported here), the tables in
+:mod:`loopworks.metadata.tables`, and what a completed loop writes in
+:mod:`loopworks.review.output`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, fields
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -41,159 +43,39 @@ from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.progress import timeline
 from loopworks.labeling.schema import MAX_ID, ItemState, answers, items
 from loopworks.labeling.schema import jobs as label_jobs
-from loopworks.labeling.spec import MAX_TIME_LIMIT_SECONDS
-from loopworks.labeling.tasktypes import TaskType, consolidate_spans
 from loopworks.labeling.transactions import transaction
 from loopworks.labeling.workforce import workers
 from loopworks.metadata.tables import review_flows as flows
 from loopworks.metadata.tables import review_loops as loops
 from loopworks.metadata.tables import review_passes as passes
 from loopworks.review.conditions import ActivationConditions
+from loopworks.review.definitions import (
+    MAX_FLOW_LIFETIME_SECONDS,
+    NAME_PATTERN,
+    OUTPUT_PROTOCOLS,
+    TEMPLATES,
+    FailureCode,
+    FlowDefinition,
+    HumanLoop,
+    LoopStatus,
+    StartResult,
+    check_output,
+    loop_text,
+    prediction_of,
+)
+from loopworks.review.output import (
+    consolidate_review,
+    output_document,
+    write_output_document,
+    write_reviewed_labels,
+)
+
+if TYPE_CHECKING:
+    from loopworks.featurestore import FeatureStore
 
 __all__ = ["MAX_FLOW_LIFETIME_SECONDS", "OUTPUT_PROTOCOLS", "FailureCode", "FlowDefinition",
-           "HumanLoop", "HumanReview", "LoopStatus", "StartResult", "TEMPLATES", "check_output"]
-
-#: The longest a loop may wait for people: one year.
-MAX_FLOW_LIFETIME_SECONDS = 365 * 24 * 3600
-#: Object stores an output document can be written to (fsspec protocols that write).
-OUTPUT_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory")
-
-#: Built-in task templates and the labeling task type each uses.
-TEMPLATES = {"classification-review": TaskType.TEXT_CLASSIFICATION,
-             "span-review": TaskType.NAMED_ENTITY_RECOGNITION}
-_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
-
-
-class LoopStatus(StrEnum):
-    """A2I's human-loop statuses."""
-
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-
-
-class FailureCode(StrEnum):
-    """Why a loop failed."""
-
-    VALIDATION_ERROR = "ValidationError"
-    EXPIRED = "Expired"
-    INTERNAL_ERROR = "InternalError"
-
-
-@dataclass
-class FlowDefinition:
-    """A flow definition: who reviews what, how many times, for how long, where it goes.
-
-    ``activation_conditions`` is A2I's document (see :mod:`loopworks.review.conditions`);
-    None or an empty list sends every input to people. ``template`` is a built-in name
-    (``classification-review``, ``span-review``) or the text of a Jinja2 template (rendered
-    with autoescape by the server). ``output`` is a local folder or an fsspec URL.
-    """
-
-    name: str
-    team: str
-    labels: list[str]
-    output: str
-    title: str = ""
-    description: str = ""
-    template: str = "classification-review"
-    task_count: int = 1
-    time_limit_seconds: int = 300
-    availability_lifetime_seconds: int = 7 * 24 * 3600
-    activation_conditions: dict[str, Any] | None = None
-    webhooks: list[str] = field(default_factory=list)
-    webhook_secret: str = ""
-    created_at: str = ""
-    #: Also write each reviewed label into this feature group, keyed by the input field
-    #: ``id_field`` (the loop's name when empty), with its provenance.
-    feature_group: str = ""
-    id_field: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ConfigurationError(
-                f"invalid flow name {self.name!r}: 1-63 lower-case letters, digits and '-'",
-                setting="name")
-        if isinstance(self.task_count, bool) or not isinstance(self.task_count, int) \
-                or not 1 <= self.task_count <= 100:
-            raise ConfigurationError("task count (reviewers per loop) must be 1-100",
-                                     setting="task_count")
-        for setting, low, high in (("time_limit_seconds", 10, MAX_TIME_LIMIT_SECONDS),
-                                   ("availability_lifetime_seconds", 60,
-                                    MAX_FLOW_LIFETIME_SECONDS)):
-            value = getattr(self, setting)
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or not low <= value <= high:
-                raise ConfigurationError(
-                    f"{setting.replace('_', ' ')} must be a whole number of seconds from "
-                    f"{low:,} to {high:,}; got {value!r}", setting=setting)
-        if not isinstance(self.output, str) or not self.output.strip():
-            raise ConfigurationError("a flow needs an output location", setting="output")
-        # Validated now, with the path of any mistake, not when the first input arrives.
-        ActivationConditions(self.activation_conditions, self.labels)
-
-    @property
-    def job_name(self) -> str:
-        """The streaming labeling job that carries this flow's tasks."""
-        return f"review-{self.name}"
-
-    @property
-    def task_type(self) -> TaskType:
-        return TEMPLATES.get(self.template, TaskType.TEXT_CLASSIFICATION)
-
-    @property
-    def arn(self) -> str:
-        """An ARN-like identifier, as A2I's output documents carry."""
-        return f"loopworks:flow-definition/{self.name}"
-
-
-@dataclass
-class HumanLoop:
-    """One human loop and where it stands."""
-
-    name: str
-    flow: str
-    status: LoopStatus
-    created_at: datetime
-    input_content: dict[str, Any]
-    conditions_fired: list[str]
-    failure_code: str | None = None
-    failure_reason: str | None = None
-    output_uri: str | None = None
-    completed_at: datetime | None = None
-    result: dict[str, Any] | None = None
-    item_id: int | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """A2I's DescribeHumanLoop shape."""
-        out: dict[str, Any] = {
-            "HumanLoopName": self.name, "HumanLoopStatus": self.status.value,
-            "FlowDefinitionArn": f"loopworks:flow-definition/{self.flow}",
-            "HumanLoopArn": f"loopworks:human-loop/{self.flow}/{self.name}",
-            "CreationTime": self.created_at.isoformat(),
-            "ActivationConditionsFired": self.conditions_fired}
-        if self.failure_code:
-            out["FailureCode"] = self.failure_code
-            out["FailureReason"] = self.failure_reason
-        if self.output_uri:
-            out["HumanLoopOutput"] = {"OutputUri": self.output_uri}
-        if self.result is not None:
-            out["ConsolidatedAnswer"] = self.result
-        return out
-
-
-@dataclass
-class StartResult:
-    """What start_human_loop did: started (or found, when repeated) a loop, or not."""
-
-    started: bool
-    loop: HumanLoop | None
-    conditions_fired: list[str]
-    reason: str = ""
-
-
+           "HumanLoop", "HumanReview", "LoopStatus", "StartResult", "TEMPLATES", "check_output",
+           "consolidate_review"]
 
 
 def _hash(content: dict[str, Any]) -> str:
@@ -220,85 +102,25 @@ def _stored_flow(spec: str) -> FlowDefinition:
         return flow
 
 
-def check_output(output: object) -> str:
-    """A flow's output location, checked when the flow is created: a local folder this
-    process can write (made if missing), or an object-store URL (``s3://``, ``gs://``,
-    ``az://``...). ``http://`` and other read-only or unknown schemes are refused.
-
-    Raises:
-        ConfigurationError: Names the location and what is wrong with it.
-    """
-    if not isinstance(output, str) or not output.strip():
-        raise ConfigurationError("a flow needs an output location", setting="output")
-    if "\x00" in output:
-        raise ConfigurationError(f"output {output!r} holds a NUL character", setting="output")
-    if "://" in output and not output.startswith("file://"):
-        scheme = output.split("://", 1)[0].lower()
-        if scheme not in OUTPUT_PROTOCOLS or not output.split("://", 1)[1].strip("/"):
-            raise ConfigurationError(
-                f"output {output!r} cannot hold output documents: use a local folder or "
-                f"an object-store URL ({', '.join(p + '://' for p in OUTPUT_PROTOCOLS)})",
-                setting="output")
-        return output
-    folder = Path(output.removeprefix("file://"))
-    try:
-        folder = folder.expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".loopworks-write-check-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: ~name of no user
-        raise ConfigurationError(f"output folder {str(folder)!r} is not writable: "
-                                 f"{getattr(exc, 'strerror', None) or exc}",
-                                 setting="output") from None
-    return output
-
-
-def loop_text(content: dict[str, Any]) -> str:
-    """The text people review: ``source``, ``text`` or ``taskObject`` of the input."""
-    for key in ("source", "text", "taskObject"):
-        value = content.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-    raise InputError("the input content needs the text to review under 'source', 'text' or "
-                     "'taskObject'", field="input_content")
-
-
-def prediction_of(content: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
-    """The model's prediction carried by the input: ``probabilities`` {class: p} (or a list
-    in class order); label and confidence are derived from them."""
-    probs = content.get("probabilities")
-    if isinstance(probs, dict):
-        missing = [c for c in labels if c not in probs]
-        if missing or set(probs) - set(labels):
-            raise InputError(f"probabilities must name exactly the flow's classes {list(labels)}"
-                             f" (got {sorted(probs)})", field="probabilities")
-        vector = [probs[c] for c in labels]
-    elif isinstance(probs, list) and len(probs) == len(labels):
-        vector = probs
-    else:
-        raise InputError(f"the input content needs the model's 'probabilities' for the "
-                         f"classes {list(labels)}", field="probabilities")
-    try:
-        values = np.asarray(vector, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError("probabilities must be numbers", field="probabilities") from None
-    if not np.isfinite(values).all() or (values < 0).any() or abs(values.sum() - 1) > 1e-3:
-        raise InputError("probabilities must be non-negative and sum to 1",
-                         field="probabilities")
-    best = int(values.argmax())
-    return {"label": labels[best], "confidence": float(values[best]),
-            "probabilities": dict(zip(labels, values.tolist(), strict=True))}
-
-
 class HumanReview:
     """Flow definitions and human loops in the metadata database."""
 
     def __init__(self, engine: sa.Engine, jobs: LabelingJobs | None = None, *,
-                 home: str | Path | None = None) -> None:
+                 home: str | Path | None = None, features: FeatureStore | None = None
+                 ) -> None:
         self.engine = engine
         self.jobs = jobs or LabelingJobs(engine)
         self.home = home  # the feature store's home, for flows that write a feature group
+        self._features = features
+
+    @property
+    def features(self) -> FeatureStore:
+        """The feature store reviewed labels go to (the home's, opened on first use)."""
+        if self._features is None:
+            from loopworks.featurestore import FeatureStore
+
+            self._features = FeatureStore(home=self.home, engine=self.engine)
+        return self._features
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -386,7 +208,7 @@ class HumanReview:
         conditions, one transaction for the loops that start."""
         spec = self.flow(flow)
         for name, content in inputs:
-            if not isinstance(name, str) or not _NAME.match(name):
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
                 raise ConfigurationError(f"invalid human loop name {name!r}: 1-63 lower-case "
                                          "letters, digits and '-'", setting="name")
             if not isinstance(content, dict):
@@ -621,7 +443,8 @@ class HumanReview:
             given = self._answers([r.item_id for r in done])
             finished = [self._complete(spec, r, given.get(r.item_id, []), now) for r in done]
             if spec.feature_group:
-                self._to_feature_group(spec, [f for f in finished if f is not None], now)
+                write_reviewed_labels(self.features, spec,
+                                      [f for f in finished if f is not None], now)
         return {"completed": len(done), "expired": len(expired), "failed": len(failed)}
 
     def _answers(self, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -651,14 +474,10 @@ class HumanReview:
         if "label" in result:
             result["agreesWithModel"] = result["label"] == prediction["label"]
         created = row.created_at
-        document = {
-            "flowDefinitionArn": spec.arn, "humanLoopName": row.name,
-            "humanLoopArn": f"loopworks:human-loop/{spec.name}/{row.name}",
-            "inputContent": content, "humanAnswers": given, "consolidatedAnswer": result,
-            "activationConditionsFired": json.loads(row.conditions_fired),
-            "creationTime": created.isoformat(), "completionTime": now.isoformat()}
+        document = output_document(spec, row.name, content, given, result,
+                                   json.loads(row.conditions_fired), created, now)
         try:
-            uri = _write_output(spec, row.name, created, document)
+            uri = write_output_document(spec, row.name, created, document)
         except Exception as exc:  # noqa: BLE001 - any failure: the answers stay, the loop
             # says why it has no output, and reading other loops goes on
             self._set(spec.name, row.name, LoopStatus.FAILED, now,
@@ -673,43 +492,6 @@ class HumanReview:
             return None  # another process completed it first
         return {"loop": row.name, "content": content, "result": result,
                 "reviewers": [g["workerId"] for g in given]}
-
-    def _to_feature_group(self, spec: FlowDefinition, finished: list[dict[str, Any]],
-                          now: datetime) -> None:
-        """Reviewed labels as time-stamped records with provenance: a training set can
-        prefer them over the model's labels, and a later review is a newer event."""
-        from loopworks.featurestore import (
-            FeatureStore,
-            LabelEvent,
-            LabelSource,
-            ingest_label_events,
-        )
-
-        events = []
-        for f in finished:
-            result = f["result"]
-            if "label" not in result:
-                continue  # span reviews have no single label to store
-            ident = f["content"].get(spec.id_field) if spec.id_field else f["loop"]
-            if ident in (None, ""):
-                raise InputError(f"loop {f['loop']}: the input has no {spec.id_field!r} to key "
-                                 f"the feature group {spec.feature_group!r} by",
-                                 field=spec.id_field)
-            events.append(LabelEvent(
-                str(ident), now, result["label"], spec.labels.index(result["label"]),
-                float(result["confidence"]), LabelSource.FLOW, spec.job_name,
-                annotators=tuple(str(r) for r in f["reviewers"]),
-                agreement=float(result["agreement"]), method=result["method"], flow=spec.name,
-                human_loop=f["loop"], model_label=result["modelLabel"],
-                model_confidence=float(result["modelConfidence"])))
-        if not events:
-            return
-        with FeatureStore(home=self.home) as store:
-            ingest_label_events(
-                store, spec.feature_group, events, record_id=spec.id_field or "human_loop",
-                event_time="reviewed_at",
-                description="Reviewed labels with provenance (loopworks review)",
-                tags={"source": "loopworks review", "flow": spec.name})
 
     # -------------------------------------------------------------- dashboard
     def summary(self, flow: str) -> dict[str, Any]:
@@ -736,33 +518,3 @@ class HumanReview:
             "human_labels": dict(human),
             "agree": agree, "corrected": len(judged) - agree,
             "timeline": timeline([r.completed_at for r in completed if r.completed_at])}
-
-
-def consolidate_review(task_type: TaskType, given: list[Any], model_label: str
-                       ) -> dict[str, Any]:
-    """The reviewers' answer: majority vote for classification (ties go to the model's
-    label when it is among the tied, else to the first answered); spans kept by majority."""
-    if not given:
-        return {"method": "none", "answers": 0}
-    if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
-        spans = consolidate_spans(given)
-        return {"method": "span-majority", "answers": len(given), "entities": spans}
-    votes = Counter(a for a in given if isinstance(a, str))
-    top = max(votes.values())
-    tied = [label for label in dict.fromkeys(given) if votes[label] == top]
-    label = model_label if model_label in tied else tied[0]
-    return {"method": "majority-vote", "answers": len(given), "label": label,
-            "confidence": round(top / len(given), 6),
-            "agreement": round(top / len(given), 6)}
-
-
-def _write_output(spec: FlowDefinition, loop: str, created: datetime,
-                  document: dict[str, Any]) -> str:
-    """Write ``output.json`` under A2I's dated layout, atomically (local or remote)."""
-    from loopworks.files import atomic_write, is_local, local_path
-
-    relative = f"{spec.name}/{created:%Y/%m/%d/%H/%M/%S}/{loop}/output.json"
-    body = json.dumps(document, ensure_ascii=False, indent=2).encode()
-    if is_local(spec.output):
-        return atomic_write(local_path(spec.output) / relative, body)
-    return atomic_write(f"{spec.output.rstrip('/')}/{relative}", body)
