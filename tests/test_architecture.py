@@ -1,6 +1,6 @@
 """The architecture holds: layers import only downwards (import-linter, configured in
 pyproject.toml and pictured in docs/architecture.md), and no module reaches into another's
-private members or imports a private helper from another package."""
+private members or imports another module's private helper."""
 
 from __future__ import annotations
 
@@ -24,11 +24,6 @@ def _modules() -> list[tuple[str, ast.Module]]:
     return found
 
 
-def _package(module: str) -> str:
-    parts = module.split(".")
-    return ".".join(parts[:2])
-
-
 def test_layers_import_only_downwards() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     done = subprocess.run([str(lint)], cwd=SRC.parents[1], capture_output=True, text=True)
@@ -36,7 +31,7 @@ def test_layers_import_only_downwards() -> None:
     assert "1 kept, 0 broken" in done.stdout
 
 
-def test_no_private_member_of_another_object_or_package() -> None:
+def test_no_private_member_of_another_object_or_module() -> None:
     reaches = []
     for module, tree in _modules():
         for node in ast.walk(tree):
@@ -48,8 +43,7 @@ def test_no_private_member_of_another_object_or_package() -> None:
             if isinstance(node, ast.ImportFrom) and node.module \
                     and node.module.startswith("loopworks."):
                 for alias in node.names:
-                    private = alias.name.startswith("_") and not alias.name.startswith("__")
-                    if private and _package(node.module) != _package(module):
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
                         reaches.append(f"{module}:{node.lineno} imports {node.module}."
                                        f"{alias.name}")
     assert reaches == []

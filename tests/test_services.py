@@ -88,3 +88,18 @@ def test_an_sdk_answer_that_closes_a_round_starts_the_next(tmp_path: Path) -> No
         assert report.sent_to_people == 100
         assert lw.labeling.job("auto").status is JobStatus.IN_PROGRESS
         assert lw.labeling.next_task("auto", ana) is not None  # the next batch is open
+
+
+def test_a_one_shot_command_starts_no_thread(tmp_path: Path) -> None:
+    """`label status` opens the services, reads and ends: no webhook or round thread."""
+    import threading
+
+    home = str(tmp_path / "home")
+    with loopworks.open(home) as lw:
+        lw.workforce.add_team("nlp")
+        lw.labeling.create_job(JobSpec("j", "nlp", LABELS), ["a", "b"])
+    before = {t.name for t in threading.enumerate()}
+    shown = CliRunner().invoke(main, ["label", "status", "j", "--home", home])
+    assert shown.exit_code == 0, shown.output
+    started = {t.name for t in threading.enumerate()} - before
+    assert not any(name.startswith("loopworks-") for name in started), started

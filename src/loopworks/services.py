@@ -26,6 +26,7 @@ from loopworks.featurestore import FeatureStore
 from loopworks.labeling.jobs import LabelingJobs
 from loopworks.labeling.rounds import AutoLabelRounds
 from loopworks.labeling.workforce import Workforce
+from loopworks.metadata import database_url, open_engine
 from loopworks.review.flows import HumanReview
 from loopworks.settings import Settings, load_settings
 
@@ -147,7 +148,10 @@ def open(home: str | os.PathLike[str] | None = None, *,  # noqa: A001 - loopwork
     else:
         resolved = load_settings(home=os.fspath(home) if home is not None else None,
                                  **settings)
-        features = FeatureStore(settings=resolved)
+        # The one place the database is opened (and created or upgraded): the services'
+        # constructors below do no I/O and start no thread.
+        engine = open_engine(database_url(resolved.home, resolved.database_url))
+        features = FeatureStore(settings=resolved, engine=engine)
     engine = features.registry.engine
     labeling = LabelingJobs(engine)
     review = HumanReview(engine, labeling, home=features.home, features=features)

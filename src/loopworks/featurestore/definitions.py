@@ -145,7 +145,7 @@ def load_feature_definitions(data: pd.DataFrame | pa.Table) -> list[FeatureDefin
     Raises:
         ConfigurationError: A column's type has no feature type (names the column).
     """
-    table = _to_arrow(data)
+    table = to_arrow_table(data)
     definitions = []
     for field in table.schema:
         definition = _definition_for(field.name, field.type)
@@ -160,7 +160,7 @@ def load_feature_definitions(data: pd.DataFrame | pa.Table) -> list[FeatureDefin
     return definitions
 
 
-def _to_arrow(data: pd.DataFrame | pa.Table | pa.RecordBatch) -> pa.Table:
+def to_arrow_table(data: pd.DataFrame | pa.Table | pa.RecordBatch) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -181,7 +181,7 @@ def conform_table(data: pd.DataFrame | pa.Table, definitions: list[FeatureDefini
         ValidationError: Names the feature group, the row (0-based within the batch) and the
             feature, and what was wrong.
     """
-    table = _to_arrow(data)
+    table = to_arrow_table(data)
     known = {d.name: d for d in definitions}
     unknown = [n for n in table.column_names if n not in known]
     if unknown:

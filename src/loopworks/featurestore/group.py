@@ -27,9 +27,9 @@ from loopworks.errors import ConfigurationError, ConflictError, InputError
 from loopworks.featurestore.definitions import (
     EVENT_TIME_TYPE,
     FeatureDefinition,
-    _to_arrow,
     conform_table,
     load_feature_definitions,
+    to_arrow_table,
 )
 from loopworks.featurestore.journal import (
     JournalRecord,
@@ -390,6 +390,6 @@ def load_table(data: pd.DataFrame | pa.Table | str) -> pa.Table:
     if isinstance(data, str):
         return read_table(data)
     if isinstance(data, pd.DataFrame | pa.Table | pa.RecordBatch):
-        return _to_arrow(data)
+        return to_arrow_table(data)
     raise InputError(f"cannot ingest {type(data).__name__}; pass a DataFrame, Arrow table or "
                      "a file/folder path")

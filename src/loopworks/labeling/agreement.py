@@ -16,7 +16,7 @@ import pandas as pd
 from loopworks.errors import ConfigurationError, InputError, ValidationError
 
 # One validation path for every answer table in the labeling package.
-from loopworks.labeling.consolidation import _code
+from loopworks.labeling.consolidation import code_answers
 
 __all__ = ["LEVELS", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha"]
 
@@ -159,7 +159,7 @@ def _difference(level: str, classes: pd.Index, marginals: np.ndarray) -> np.ndar
 def _pairable_counts(answers: pd.DataFrame, item: str, worker: str, label: str,
                      measure: str) -> tuple[np.ndarray, pd.Index]:
     """Items x labels count table, keeping only items with two or more answers."""
-    coded = _code(answers, item, worker, label, classes=None)
+    coded = code_answers(answers, item, worker, label, classes=None)
     counts = coded.votes()
     counts = counts[counts.sum(axis=1) >= 2]
     if len(counts) == 0:

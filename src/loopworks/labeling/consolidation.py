@@ -95,7 +95,7 @@ class MultilabelResult:
 
 
 @dataclass(frozen=True)
-class _Coded:
+class CodedAnswers:
     """An answer table as integer codes, one entry per answer."""
 
     item: np.ndarray
@@ -182,7 +182,7 @@ def consolidate(answers: pd.DataFrame, method: str = "dawid-skene", *, item: str
     if max_iter < 1 or tol <= 0 or smoothing < 0:
         raise ConfigurationError("max_iter must be >= 1, tol > 0 and smoothing >= 0",
                                  setting="max_iter/tol/smoothing")
-    coded = _code(answers, item, worker, label, classes)
+    coded = code_answers(answers, item, worker, label, classes)
     votes = coded.votes()
     n_answers = votes.sum(axis=1)
     iterations, converged = 0, True
@@ -223,7 +223,7 @@ def consolidate(answers: pd.DataFrame, method: str = "dawid-skene", *, item: str
         gold_accuracy=gold_accuracy, confusion=confusion)
 
 
-def _dawid_skene(coded: _Coded, posterior: np.ndarray, smoothing: float, tol: float,
+def _dawid_skene(coded: CodedAnswers, posterior: np.ndarray, smoothing: float, tol: float,
                  max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """EM for the Dawid-Skene model, started from the majority-vote shares."""
     n_workers, k = len(coded.workers), len(coded.classes)
@@ -250,7 +250,7 @@ def _dawid_skene(coded: _Coded, posterior: np.ndarray, smoothing: float, tol: fl
     return posterior, accuracy, conf, iteration, converged
 
 
-def _one_coin(coded: _Coded, posterior: np.ndarray, smoothing: float, tol: float,
+def _one_coin(coded: CodedAnswers, posterior: np.ndarray, smoothing: float, tol: float,
               max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """EM for one-coin Dawid-Skene: a worker is right with probability p, else uniform."""
     n_workers, k = len(coded.workers), len(coded.classes)
@@ -279,7 +279,7 @@ def _normalise_logs(log_lik: np.ndarray) -> np.ndarray:
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
-def _crowdkit(coded: _Coded, method: str) -> tuple[np.ndarray, int]:
+def _crowdkit(coded: CodedAnswers, method: str) -> tuple[np.ndarray, int]:
     """Run crowd-kit's GLAD or MACE on the coded answers; posteriors in class order."""
     try:
         from crowdkit import aggregation
@@ -299,7 +299,7 @@ def _crowdkit(coded: _Coded, method: str) -> tuple[np.ndarray, int]:
     return probas.to_numpy(dtype=float), iterations
 
 
-def _confusion_frame(conf: np.ndarray, coded: _Coded, worker: str) -> pd.DataFrame:
+def _confusion_frame(conf: np.ndarray, coded: CodedAnswers, worker: str) -> pd.DataFrame:
     """Long table of the confusion matrices: worker, true label, answer, probability."""
     n_workers, k = len(coded.workers), len(coded.classes)
     w, answer, true = np.unravel_index(np.arange(n_workers * k * k), (n_workers, k, k))
@@ -308,7 +308,7 @@ def _confusion_frame(conf: np.ndarray, coded: _Coded, worker: str) -> pd.DataFra
                          "probability": conf.reshape(-1)})
 
 
-def _score_gold(gold: pd.DataFrame, coded: _Coded, labels: pd.DataFrame,
+def _score_gold(gold: pd.DataFrame, coded: CodedAnswers, labels: pd.DataFrame,
                 quality: pd.DataFrame, item: str, label: str) -> float | None:
     """Add gold columns to ``quality``; return the accuracy of ``labels`` on gold items."""
     _require_columns(gold, [item, label], source="gold")
@@ -354,8 +354,8 @@ def _check_answers(answers: pd.DataFrame, columns: list[str], *, allow_null: str
                              file="answers", column=column)
 
 
-def _code(answers: pd.DataFrame, item: str, worker: str, label: str,
-          classes: Sequence[Any] | None) -> _Coded:
+def code_answers(answers: pd.DataFrame, item: str, worker: str, label: str,
+                 classes: Sequence[Any] | None) -> CodedAnswers:
     """Validate an answer table and turn it into integer codes."""
     _check_answers(answers, [item, worker, label])
     duplicated = answers.duplicated([item, worker])
@@ -382,7 +382,7 @@ def _code(answers: pd.DataFrame, item: str, worker: str, label: str,
             raise ValidationError(f"answer label {unknown!r} is not one of the classes "
                                   f"{list(classes)!r}", label=unknown,
                                   valid_values=list(classes))
-    return _Coded(item_codes, worker_codes, np.asarray(label_codes), pd.Index(items),
+    return CodedAnswers(item_codes, worker_codes, np.asarray(label_codes), pd.Index(items),
                   pd.Index(workers), pd.Index(class_index))
 
 

@@ -5,7 +5,7 @@ Every word here was written for loopworks; no review text is copied from anywher
 
 from __future__ import annotations
 
-_CATALOG = {
+CATALOG = {
     "Knits": ("Tops", ("Tee", "Tunic", "Henley", "Tank"), ("Jersey", "Slub", "Ribbed", "Pima")),
     "Blouses": ("Tops", ("Blouse", "Button-Down", "Shell"), ("Silky", "Voile", "Poplin", "Crêpe")),
     "Sweaters": ("Tops", ("Cardigan", "Pullover", "Turtleneck"), ("Merino", "Cable", "Mohair")),
@@ -26,14 +26,14 @@ _CATALOG = {
     "Legwear": ("Intimate", ("Leggings", "Tights"), ("Sculpting", "Opaque")),
     "Trend": ("Trend", ("Jumpsuit", "Poncho", "Cape"), ("Velvet", "Fringed", "Metallic")),
 }
-_CLASS_W = (12, 9, 8, 4, 16, 8, 6, 5, 3, 4, 4, 4, 3, 3, 3, 2, 2)
-_LINES = ("Meadow", "Harbor", "Juniper", "Solstice", "Willow", "Cove", "Aster", "Birch",
+CLASS_WEIGHTS = (12, 9, 8, 4, 16, 8, 6, 5, 3, 4, 4, 4, 3, 3, 3, 2, 2)
+LINES = ("Meadow", "Harbor", "Juniper", "Solstice", "Willow", "Cove", "Aster", "Birch",
           "Marlowe", "Seaside", "Everyday", "Weekend", "Café", "Lark", "Ember", "Tidal")
 
 # The phrase book. "[pool]" starts a pool, " ~ " separates templates, line breaks are spaces;
 # {a|b|c} are alternatives. Every template expands to all its variants, and a draw picks a
 # template uniformly, then one of its variants.
-_PHRASES = """
+PHRASES = """
 [pos] The {fabric|material|knit} is {so soft|buttery soft|thick but soft|light and breathable} and
 {drapes beautifully|feels expensive|barely wrinkles|holds its shape}. ~ {I love|Absolutely
 love|Really love} the {colour|color|shade}; it's {even prettier in person|exactly like the photos|a

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopworks.errors import ConfigurationError
-from loopworks.samples.phrases import _CATALOG, _CLASS_W, _LINES, _PHRASES
+from loopworks.samples.phrases import CATALOG, CLASS_WEIGHTS, LINES, PHRASES
 
 __all__ = ["BROKEN_KINDS", "broken_counts", "generate_reviews", "output_format", "write_reviews"]
 
@@ -88,7 +88,7 @@ def _vocab() -> _Vocab:
     tpl_count: list[int] = []
     pool_start: list[int] = []
     pool_count: list[int] = []
-    for section in re.split(r"^\[", _PHRASES.strip(), flags=re.M)[1:]:
+    for section in re.split(r"^\[", PHRASES.strip(), flags=re.M)[1:]:
         name, text = section.split("]", 1)
         templates = [t.strip() for t in text.replace("\n", " ").split(" ~ ")]
         names.append(name)
@@ -104,18 +104,18 @@ def _vocab() -> _Vocab:
 
 
 def _catalog(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    classes = list(_CATALOG)
-    weights = np.array(_CLASS_W, dtype=float)
+    classes = list(CATALOG)
+    weights = np.array(CLASS_WEIGHTS, dtype=float)
     cls = rng.choice(len(classes), size=n, p=weights / weights.sum())
     petite = rng.random(n) < 0.35
-    line = rng.integers(len(_LINES), size=n)
+    line = rng.integers(len(LINES), size=n)
     pick_noun, pick_mat, use_mat = rng.random(n), rng.random(n), rng.random(n) < 0.7
     names, nouns, divisions, departments = [], [], [], []
     for i in range(n):
-        department, item_nouns, materials = _CATALOG[classes[cls[i]]]
+        department, item_nouns, materials = CATALOG[classes[cls[i]]]
         noun = item_nouns[int(pick_noun[i] * len(item_nouns))]
         material = materials[int(pick_mat[i] * len(materials))] + " " if use_mat[i] else ""
-        names.append(f"{_LINES[line[i]]} {material}{noun}")
+        names.append(f"{LINES[line[i]]} {material}{noun}")
         nouns.append(noun.lower())
         departments.append(department)
         divisions.append("Intimates" if department == "Intimate"

@@ -58,7 +58,7 @@ def secret_key(home: Path, settings: Settings | None = None) -> str:
     path = home / "secret_key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_name(f".secret_key.{secrets.token_hex(6)}.tmp")  # one per writer
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from loopworks.errors import ConfigurationError
 from loopworks.featurestore.definitions import FeatureDefinition
-from loopworks.featurestore.online.encoding import Record, _redact
+from loopworks.featurestore.online.encoding import Record, redact_url
 from loopworks.featurestore.online.redis import RedisOnlineStore
 from loopworks.featurestore.online.sqlite import SQLiteOnlineStore
 
@@ -125,6 +125,6 @@ def open_online_store(url: str | None, home: Path) -> OnlineStore:
     if url.startswith(("redis://", "rediss://")):
         return RedisOnlineStore(url)
     raise ConfigurationError(
-        f"unsupported online store URL {_redact(url)!r}; use sqlite:///PATH (default: "
+        f"unsupported online store URL {redact_url(url)!r}; use sqlite:///PATH (default: "
         "online.sqlite in the loopworks home) or redis://HOST:PORT/DB (rediss:// for TLS)",
         setting="online_store_url", valid_values=["sqlite:///", "redis://", "rediss://"])

@@ -52,7 +52,7 @@ _ARRAY_CODES: dict[int, str] = {} if sys.byteorder != "little" else {
     if array(code).itemsize == size}
 
 
-def _micros(when: datetime) -> int:
+def to_micros(when: datetime) -> int:
     """Exact microseconds since the epoch; naive datetimes are taken as UTC."""
     return (as_utc(when) - _EPOCH) // timedelta(microseconds=1)
 
@@ -61,7 +61,7 @@ def _datetime(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
 
 
-def _check_names(group: str, definitions: list[FeatureDefinition]) -> None:
+def check_feature_names(group: str, definitions: list[FeatureDefinition]) -> None:
     seen: set[str] = set()
     for definition in definitions:
         lowered = definition.name.lower()  # SQLite column names ignore case
@@ -73,8 +73,8 @@ def _check_names(group: str, definitions: list[FeatureDefinition]) -> None:
         seen.add(lowered)
 
 
-def _latest_per_id(table: pa.Table, record_id: str, event_time: str
-                   ) -> tuple[pa.Table, list[str], list[int]]:
+def latest_per_id(table: pa.Table, record_id: str, event_time: str
+                  ) -> tuple[pa.Table, list[str], list[int]]:
     """Keep, per id, the row with the greatest event time (ties: the last row)."""
     ids = _array(table.column(record_id))
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
@@ -94,7 +94,7 @@ def _array(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _column_values(table: pa.Table, definition: FeatureDefinition, group: str) -> list[Any]:
+def column_values(table: pa.Table, definition: FeatureDefinition, group: str) -> list[Any]:
     """Python values of one column: ints for timestamps (µs), bytes for lists, None for null."""
     if definition.name not in table.column_names:
         return [None] * table.num_rows
@@ -241,8 +241,8 @@ def _unpack_strings(blob: bytes) -> list[str]:
     return out
 
 
-def _assemble(chosen: list[FeatureDefinition], hits: Sequence[Sequence[Any] | None], start: int,
-              *, redis: bool) -> list[Record | None]:
+def assemble_records(chosen: list[FeatureDefinition], hits: Sequence[Sequence[Any] | None],
+                     start: int, *, redis: bool) -> list[Record | None]:
     """Records from raw rows (``None``: no record), decoded a column at a time."""
     present = [hit for hit in hits if hit is not None]
     if not present:
@@ -275,7 +275,7 @@ def _decode_column(values: list[Any], definition: FeatureDefinition, *, redis: b
     return values
 
 
-def _decoder(definition: FeatureDefinition) -> Callable[[Any], Any] | None:
+def decoder_for(definition: FeatureDefinition) -> Callable[[Any], Any] | None:
     """Decoder of one non-null SQLite value of a feature (``None``: stored as is)."""
     kind = definition.type
     if kind is FeatureType.LIST:
@@ -309,8 +309,8 @@ def _decode_lists(blobs: list[bytes | None], definition: FeatureDefinition) -> l
     return [None if b is None else np.frombuffer(b, dtype).tolist() for b in blobs]
 
 
-def _selected(definitions: list[FeatureDefinition], features: Sequence[str] | None,
-              always: Sequence[str], group: str) -> list[FeatureDefinition]:
+def selected_features(definitions: list[FeatureDefinition], features: Sequence[str] | None,
+                      always: Sequence[str], group: str) -> list[FeatureDefinition]:
     if features is None:
         return definitions
     names = {d.name for d in definitions}
@@ -323,7 +323,7 @@ def _selected(definitions: list[FeatureDefinition], features: Sequence[str] | No
     return [d for d in definitions if d.name in wanted]
 
 
-def _conflict(group: str, record_id: str, stored: int, asked: int) -> ConflictError:
+def version_conflict(group: str, record_id: str, stored: int, asked: int) -> ConflictError:
     stored_at, asked_at = _datetime(stored).isoformat(), _datetime(asked).isoformat()
     return ConflictError(
         f"feature group {group!r}: record {record_id!r} has a newer event time ({stored_at}) "
@@ -332,11 +332,11 @@ def _conflict(group: str, record_id: str, stored: int, asked: int) -> ConflictEr
         stored_event_time=stored_at)
 
 
-def _check_ttl(ttl_seconds: float | None) -> None:
+def check_ttl(ttl_seconds: float | None) -> None:
     if ttl_seconds is not None and not ttl_seconds > 0:
         raise ConfigurationError(f"ttl_seconds must be positive or None, got {ttl_seconds!r}",
                                  setting="ttl_seconds")
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)

@@ -21,15 +21,15 @@ from loopworks.errors import ConfigurationError, MissingDependencyError
 from loopworks.featurestore.definitions import FeatureDefinition, FeatureType
 from loopworks.featurestore.online.encoding import (
     Record,
-    _assemble,
-    _check_names,
-    _check_ttl,
-    _column_values,
-    _conflict,
-    _latest_per_id,
-    _micros,
-    _redact,
-    _selected,
+    assemble_records,
+    check_feature_names,
+    check_ttl,
+    column_values,
+    latest_per_id,
+    redact_url,
+    selected_features,
+    to_micros,
+    version_conflict,
 )
 
 __all__ = ["RedisOnlineStore"]
@@ -125,7 +125,7 @@ class RedisOnlineStore:
         self._names: dict[str, tuple[str, ...]] = {}
 
     def __repr__(self) -> str:
-        return f"RedisOnlineStore({_redact(self.url)!r})"
+        return f"RedisOnlineStore({redact_url(self.url)!r})"
 
     @staticmethod
     def _prefix(group: str) -> str:
@@ -137,7 +137,7 @@ class RedisOnlineStore:
             yield
         except (self._redis.ConnectionError, self._redis.TimeoutError) as exc:
             raise ConfigurationError(
-                f"cannot reach the Redis online store at {_redact(self.url)}: {exc}; check "
+                f"cannot reach the Redis online store at {redact_url(self.url)}: {exc}; check "
                 "the server and LOOPWORKS_ONLINE_STORE_URL", setting="online_store_url"
             ) from None
 
@@ -145,12 +145,12 @@ class RedisOnlineStore:
               record_id: str, event_time: str, ttl_seconds: float | None = None,
               before_commit: Callable[[], object] | None = None) -> int:
         """Upsert-if-newer all rows in one MULTI/EXEC; see :meth:`OnlineStore.write`."""
-        _check_ttl(ttl_seconds)
-        _check_names(group, definitions)
+        check_ttl(ttl_seconds)
+        check_feature_names(group, definitions)
         if table.num_rows == 0:
             return 0
-        table, ids, times = _latest_per_id(table, record_id, event_time)
-        columns = [_redis_values(_column_values(table, d, group), d) for d in definitions]
+        table, ids, times = latest_per_id(table, record_id, event_time)
+        columns = [_redis_values(column_values(table, d, group), d) for d in definitions]
         stamps = [str(t).encode() for t in times]
         prefix = self._prefix(group) + "r:"
         head = [len(definitions), *(d.name for d in definitions)]
@@ -188,7 +188,7 @@ class RedisOnlineStore:
         prefix = self._prefix(group)
         with self._errors():
             always = self._key_names(group) if features is not None else ()
-            chosen = _selected(definitions, features, always, group)
+            chosen = selected_features(definitions, features, always, group)
             fields = ["_lw_et", "_lw_del", *(d.name for d in chosen)]
             if len(ids) == 1:
                 rows = [self._client.hmget(prefix + "r:" + ids[0], fields)]
@@ -198,7 +198,7 @@ class RedisOnlineStore:
                     pipe.hmget(prefix + "r:" + record_id, fields)
                 rows = pipe.execute()
         hits = [row if row[0] is not None and row[1] is None else None for row in rows]
-        return _assemble(chosen, hits, 2, redis=True)
+        return assemble_records(chosen, hits, 2, redis=True)
 
     def _key_names(self, group: str) -> tuple[str, ...]:
         if group not in self._names:
@@ -213,7 +213,7 @@ class RedisOnlineStore:
                definitions: list[FeatureDefinition], record_id_name: str,
                event_time_name: str) -> bool:
         """Soft or hard delete as of ``event_time``; see :meth:`OnlineStore.delete`."""
-        asked = _micros(event_time)
+        asked = to_micros(event_time)
         prefix = self._prefix(group)
         with self._errors():
             if self._names.get(group) != (record_id_name, event_time_name):
@@ -225,7 +225,7 @@ class RedisOnlineStore:
         if applied:
             return True
         if hard:
-            raise _conflict(group, record_id, int(stored), asked)
+            raise version_conflict(group, record_id, int(stored), asked)
         return False
 
     def drop(self, group: str) -> None:

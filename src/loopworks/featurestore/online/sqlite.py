@@ -21,15 +21,15 @@ from loopworks.errors import ConfigurationError
 from loopworks.featurestore.definitions import FeatureDefinition, FeatureType
 from loopworks.featurestore.online.encoding import (
     Record,
-    _assemble,
-    _check_names,
-    _check_ttl,
-    _column_values,
-    _conflict,
-    _decoder,
-    _latest_per_id,
-    _micros,
-    _selected,
+    assemble_records,
+    check_feature_names,
+    check_ttl,
+    column_values,
+    decoder_for,
+    latest_per_id,
+    selected_features,
+    to_micros,
+    version_conflict,
 )
 
 __all__ = ["SQLiteOnlineStore"]
@@ -75,7 +75,7 @@ class _ReadPlan:
         columns = ", ".join(_q(d.name) if d.name in existing else "NULL" for d in chosen)
         self.one = f"SELECT {columns} FROM {table} WHERE _lw_id = ? AND {_ALIVE}"
         self.many = f"SELECT _lw_id, {columns} FROM {table} WHERE _lw_id IN "
-        self._decoders = [(d.name, _decoder(d)) for d in chosen]
+        self._decoders = [(d.name, decoder_for(d)) for d in chosen]
 
     def record(self, row: Sequence[Any]) -> Record:
         """One stored row (the chosen columns) as a record."""
@@ -159,7 +159,7 @@ class SQLiteOnlineStore:
     def _ensure(self, group: str, definitions: list[FeatureDefinition], record_id: str,
                 event_time: str) -> None:
         """Create the group's table, add new feature columns, record the key names."""
-        _check_names(group, definitions)
+        check_feature_names(group, definitions)
         existing = self._existing(group, refresh=True)
         if not existing:
             columns = "".join(f", {_q(d.name)} {_SQL_TYPES[d.type]}" for d in definitions)
@@ -185,11 +185,11 @@ class SQLiteOnlineStore:
               record_id: str, event_time: str, ttl_seconds: float | None = None,
               before_commit: Callable[[], object] | None = None) -> int:
         """Upsert-if-newer all rows in one transaction; see :meth:`OnlineStore.write`."""
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         if table.num_rows == 0:
             return 0
-        table, ids, times = _latest_per_id(_by_id(table, record_id), record_id, event_time)
-        columns = [self._sql_values(_column_values(table, d, group), d) for d in definitions]
+        table, ids, times = latest_per_id(_by_id(table, record_id), record_id, event_time)
+        columns = [self._sql_values(column_values(table, d, group), d) for d in definitions]
         names = "".join(f", {_q(d.name)}" for d in definitions)
         updates = "".join(f", {_q(d.name)} = excluded.{_q(d.name)}" for d in definitions)
         name = _table(group)
@@ -236,7 +236,7 @@ class SQLiteOnlineStore:
                 if self._existing(group, refresh=True):  # not dropped by another process
                     raise
                 return [None] * len(ids)
-        return _assemble(plan.chosen, [found.get(i) for i in ids], 1, redis=False)
+        return assemble_records(plan.chosen, [found.get(i) for i in ids], 1, redis=False)
 
     def _plan(self, group: str, definitions: list[FeatureDefinition],
               features: Sequence[str] | None) -> _ReadPlan | None:
@@ -255,7 +255,7 @@ class SQLiteOnlineStore:
             existing = self._existing(group, refresh=True)
         if not existing:
             return None
-        chosen = _selected(definitions, features, self._key_names(group), group)
+        chosen = selected_features(definitions, features, self._key_names(group), group)
         plan = _ReadPlan(_table(group), definitions, chosen, existing)
         if plan.complete:
             if len(self._plans) >= 256:
@@ -287,7 +287,7 @@ class SQLiteOnlineStore:
                definitions: list[FeatureDefinition], record_id_name: str,
                event_time_name: str) -> bool:
         """Soft or hard delete as of ``event_time``; see :meth:`OnlineStore.delete`."""
-        asked = _micros(event_time)
+        asked = to_micros(event_time)
         name = _table(group)
         with self._transaction() as db:
             self._ensure(group, definitions, record_id_name, event_time_name)
@@ -297,7 +297,7 @@ class SQLiteOnlineStore:
                              (record_id, now)).fetchone()
             if row is not None and row[0] > asked:
                 if hard:
-                    raise _conflict(group, record_id, row[0], asked)
+                    raise version_conflict(group, record_id, row[0], asked)
                 return False
             if hard:
                 db.execute(f"DELETE FROM {name} WHERE _lw_id = ?", (record_id,))
