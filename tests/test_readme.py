@@ -44,3 +44,19 @@ def test_sdk_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["Completed"]
     assert len(list((tmp_path / "review-output").rglob("output.json"))) == 1
+
+
+def test_models_walkthrough_runs(tmp_path: Path) -> None:
+    """The README's models block, command by command, as a user types it."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Models and predictions", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, LOOPWORKS_HOME=str(tmp_path / "home"),
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "home" / "models" / "sentiment" / "1" / "model.json").is_file()
+    assert (tmp_path / "predictions.parquet").is_file()
+    assert "sentiment-check" in result.stdout and "InProgress" in result.stdout
