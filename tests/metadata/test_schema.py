@@ -211,3 +211,15 @@ def test_an_empty_home_is_reported_then_created(tmp_path: Path) -> None:
     assert shown.exit_code == 1 and "empty" in shown.output
     assert runner.invoke(main, ["team", "add", "nlp", "--home", str(tmp_path)]).exit_code == 0
     assert runner.invoke(main, ["db", "status", "--home", str(tmp_path)]).exit_code == 0
+
+
+def test_serve_refuses_a_newer_database_before_starting(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'loopworks.db'}"
+    engine = open_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    dispose_engine(url)
+    refused = CliRunner().invoke(main, ["serve", "--home", str(tmp_path), "--port", "1"])
+    assert refused.exit_code == 2
+    assert "newer loopworks upgraded it" in refused.output
+    assert "serving on" not in refused.output

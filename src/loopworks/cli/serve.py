@@ -37,6 +37,11 @@ def serve(host: str, port: int, home: str | None, workers: int, **options: Any) 
 
     given = {"home": home, **options}
     settings = load_settings(**given)  # a bad setting stops here, before any server starts
+    # The metadata database is brought to this release's schema once, here, before the
+    # server processes start (a database a newer loopworks wrote stops here, with a message).
+    from loopworks.metadata import database_url, open_engine
+
+    open_engine(database_url(settings.home, settings.database_url))
     if not settings.api_token:
         given["api_token"] = new_token()
         click.echo("API token (set LOOPWORKS_API_TOKEN to choose your own): "
