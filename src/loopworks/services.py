@@ -31,6 +31,7 @@ from loopworks.review.flows import HumanReview
 from loopworks.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from loopworks.labeling.accesskeys import AccessKeys
     from loopworks.models.registry import ModelRegistry
     from loopworks.processing.runner import JobRunner
 
@@ -59,6 +60,7 @@ class Loopworks:
     auto_label: AutoLabelRounds
     _models: ModelRegistry | None = field(default=None, repr=False)
     _jobs: JobRunner | None = field(default=None, repr=False)
+    _access_keys: AccessKeys | None = field(default=None, repr=False)
 
     @property
     def home(self) -> Path:
@@ -69,6 +71,16 @@ class Loopworks:
     def workforce(self) -> Workforce:
         """Workers, teams, API tokens and sessions."""
         return self.labeling.workforce
+
+    @property
+    def access_keys(self) -> AccessKeys:
+        """Workers' AWS access keys (boto3's credentials against ``/aws``)."""
+        if self._access_keys is None:
+            from loopworks.labeling.accesskeys import AccessKeys
+            from loopworks.settings import server_secret
+
+            self._access_keys = AccessKeys(self.workforce, server_secret(self.settings))
+        return self._access_keys
 
     @property
     def models(self) -> ModelRegistry:

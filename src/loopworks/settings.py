@@ -28,7 +28,8 @@ from typing import Any
 from loopworks.errors import ConfigurationError
 
 __all__ = ["DEFAULT_HOME", "ENV_PREFIX", "TEST_HOOK_VARIABLES", "SettingSpec", "SettingValue",
-           "Settings", "config_path", "explain_settings", "load_settings", "setting_specs"]
+           "Settings", "config_path", "explain_settings", "load_settings", "server_secret",
+           "setting_specs"]
 
 #: Environment variables of settings are this prefix and the setting's name in capitals.
 ENV_PREFIX = "LOOPWORKS_"
@@ -104,6 +105,10 @@ class Settings:
         "", help="Address people reach the server at, e.g. https://label.example.com "
                  "(https:// marks session cookies Secure).",
         default_text="none")
+    aws_account_id: str = _setting(
+        "000000000000", help="The 12-digit account id in the ARNs the AWS-compatible "
+                             "endpoint (/aws) gives out.",
+        default_text="000000000000")
     secure_cookies: bool = _setting(
         False, help="Mark the session cookie Secure, so browsers send it over HTTPS only.",
         default_text="true when public_url starts with https://")
@@ -396,3 +401,31 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}",
             file=str(path))
     return data
+
+
+def server_secret(settings: Settings) -> str:
+    """The server's own secret: the ``secret_key`` setting, else a random key made once and
+    kept in ``<home>/secret_key`` (mode 0600), so every process of one home shares it.
+
+    It signs session cookies, and AWS secret access keys are derived from it
+    (:mod:`loopworks.labeling.accesskeys`): changing it ends every session and key.
+    """
+    import secrets
+
+    if settings.secret_key:
+        return settings.secret_key
+    home = settings.home
+    path = home / "secret_key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret_key.{secrets.token_hex(6)}.tmp")  # one per writer
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # the first process to get here wins; others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

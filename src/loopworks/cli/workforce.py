@@ -85,6 +85,41 @@ def add_worker(name: str, role: str, teams: tuple[str, ...], password: str | Non
     click.echo(f"login link (one use, 7 days): {url.rstrip('/')}/login/{link}")
 
 
+@worker.command("aws-keys")
+@click.argument("name")
+@click.option("--revoke", "revoke_id", default=None, metavar="KEY_ID",
+              help="End the key pair with this access key id at once.")
+@click.option("--list", "listing", is_flag=True, help="List the worker's key ids instead.")
+@home_option
+@handle_errors
+def aws_keys(name: str, revoke_id: str | None, listing: bool, home: str | None) -> None:
+    """Issue an AWS access key pair for worker NAME, printed as shell exports.
+
+    boto3, the AWS CLI and the SageMaker SDK then sign requests as this worker, with its
+    role, against the server's /aws endpoint:
+
+    \b
+      eval "$(loopworks worker aws-keys lead)"
+      export AWS_ENDPOINT_URL=http://127.0.0.1:8000/aws AWS_DEFAULT_REGION=us-east-1
+
+    The secret is shown once and never stored (it is derived from the server's secret key
+    setting, so changing that ends every key). --revoke KEY_ID ends a pair.
+    """
+    keys = services(home).access_keys
+    if revoke_id:
+        keys.revoke(name, revoke_id)
+        click.echo(f"revoked access key {revoke_id} of {name!r}")
+        return
+    if listing:
+        for key in keys.keys(name):
+            click.echo(f"{key.key_id}  created {key.created_at.isoformat(timespec='seconds')}")
+        return
+    key_id, secret = keys.issue(name)
+    click.echo(f"# AWS access key {key_id} of {name!r} (the secret is shown once)", err=True)
+    click.echo(f"export AWS_ACCESS_KEY_ID={key_id}")
+    click.echo(f"export AWS_SECRET_ACCESS_KEY={secret}")
+
+
 @worker.command("token")
 @click.argument("name")
 @click.option("--new", "issue", is_flag=True, help="Issue a new API token (shown once).")

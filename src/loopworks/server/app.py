@@ -164,4 +164,7 @@ def create_app(store: FeatureStore | None = None, *, services: Loopworks | None 
     from loopworks.server.review import router as review_router
 
     app.include_router(review_router)
+    from loopworks.server.aws import AwsRouter
+
+    app.add_middleware(AwsRouter)  # /aws: boto3 and the SageMaker SDK (AWS_ENDPOINT_URL)
     return app

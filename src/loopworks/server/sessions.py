@@ -17,7 +17,6 @@ it in constant time.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from fastapi import Request
 from loopworks.errors import NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import SESSION_LIFETIME, Worker
 from loopworks.server.state import services
-from loopworks.settings import Settings, load_settings
+from loopworks.settings import Settings, load_settings, server_secret
 
 __all__ = ["LoginRequired", "check_csrf", "csrf_token", "page_worker", "secret_key",
            "secure_cookies", "sign_in", "sign_out"]
@@ -52,23 +51,7 @@ def secret_key(home: Path, settings: Settings | None = None) -> str:
     Returns:
         The key.
     """
-    configured = (settings or load_settings(home=home)).secret_key
-    if configured:
-        return configured
-    path = home / "secret_key"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".secret_key.{secrets.token_hex(6)}.tmp")  # one per writer
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-        try:
-            os.link(tmp, path)  # the first process to get here wins; others read its key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
+    return server_secret(settings or load_settings(home=home))
 
 
 def secure_cookies(settings: Settings | None = None) -> bool:

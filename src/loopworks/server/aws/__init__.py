@@ -1,0 +1,224 @@
+"""The AWS-compatible endpoint: ``loopworks serve`` answers AWS's wire protocols under /aws.
+
+``export AWS_ENDPOINT_URL=http://HOST:PORT/aws`` and a key pair from ``loopworks worker
+aws-keys NAME`` point unmodified boto3 code at loopworks. Each request is routed by its
+protocol (``X-Amz-Target`` for JSON 1.1, the method and path for rest-json, ``Action`` for
+query) and the service of its SigV4 scope, authenticated (:mod:`.sigv4`, with the worker's
+derived secret), authorized by the worker's role, and answered in the shapes of botocore's
+service models (:mod:`.protocols`). The operations themselves live beside: the Feature Store
+in :mod:`.featurestore`, STS here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+from xml.sax.saxutils import escape
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from loopworks.errors import LoopworksError, PermissionDenied
+from loopworks.server.aws import featurestore
+from loopworks.server.aws.featurestore import Call
+from loopworks.server.aws.protocols import (
+    AwsError,
+    Protocol,
+    auth_error,
+    domain_error,
+    error_body,
+    request_id,
+)
+from loopworks.server.aws.sigv4 import (
+    Failure,
+    SignatureError,
+    SignedRequest,
+    parse_authorization,
+    verify,
+)
+from loopworks.server.state import services_of
+
+__all__ = ["MAX_BODY_BYTES", "PREFIX", "AwsRouter", "aws_endpoint"]
+
+log = logging.getLogger(__name__)
+#: Where the endpoint is mounted.
+PREFIX = "/aws"
+#: The largest request body the JSON and query protocols take (AWS's own limits are lower).
+MAX_BODY_BYTES = 16 << 20
+_SERVICE = {Protocol.JSON: "sagemaker", Protocol.REST_JSON: "sagemaker", Protocol.QUERY: "sts"}
+_STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+def _protocol(request: Request) -> Protocol:
+    if request.headers.get("x-amz-target"):
+        return Protocol.JSON
+    if request.method == "POST" and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return Protocol.QUERY
+    return Protocol.REST_JSON
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise AwsError("ValidationException", f"the request body is larger than "
+                       f"{MAX_BODY_BYTES >> 20} MB", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise AwsError("ValidationException", f"the request body is larger than "
+                           f"{MAX_BODY_BYTES >> 20} MB", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _route_path(request: Request) -> str:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = unquote(raw.decode("latin-1"))
+    return path[len(PREFIX):] if path.startswith(PREFIX) else path
+
+
+def _json_params(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        params = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise AwsError("SerializationException", "the request body is not valid JSON") \
+            from None
+    if not isinstance(params, dict):
+        raise AwsError("SerializationException", "the request body must be a JSON object")
+    return params
+
+
+def _runtime_call(request: Request, body: bytes
+                  ) -> tuple[Callable[[Call], dict[str, Any]], dict[str, Any]]:
+    path = _route_path(request).rstrip("/")
+    query = parse_qsl(request.url.query, keep_blank_values=True)
+    params: dict[str, Any] = {}
+    for key, value in query:
+        if key in ("FeatureName", "TargetStores"):
+            params.setdefault("FeatureNames" if key == "FeatureName" else key, []).append(value)
+        else:
+            params[key] = value
+    parts = path.split("/")
+    if len(parts) == 3 and parts[1] == "FeatureGroup" and parts[2]:
+        params["FeatureGroupName"] = parts[2]
+        handler = featurestore.RUNTIME.get((request.method, "record"))
+        if handler is not None:
+            if request.method == "PUT":
+                params.update(_json_params(body))
+            return handler, params
+    if path == "/BatchGetRecord" and request.method == "POST":
+        return featurestore.RUNTIME[("POST", "batch-get")], _json_params(body)
+    raise AwsError("UnknownOperationException", f"{request.method} {path} is not an "
+                   "operation this server supports", status=404)
+
+
+def _sts(call: Call, key_id: str) -> str:
+    action = call.params.get("Action")
+    if action != "GetCallerIdentity":
+        raise AwsError("InvalidAction", f"Could not find operation {action} for version "
+                       f"{call.params.get('Version', '')}")
+    account = call.lw.settings.aws_account_id
+    return (f'<GetCallerIdentityResponse xmlns="{_STS_NS}"><GetCallerIdentityResult>'
+            f"<Arn>arn:aws:iam::{account}:user/{escape(call.worker.name)}</Arn>"
+            f"<UserId>{key_id}</UserId><Account>{account}</Account>"
+            "</GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId>"
+            "</ResponseMetadata></GetCallerIdentityResponse>")
+
+
+async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
+    lw = services_of(request.app)
+    body = await _body(request)
+    signed = SignedRequest(
+        request.method, (request.scope.get("raw_path") or b"").decode("latin-1"),
+        request.scope.get("query_string", b"").decode("latin-1"),
+        tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+              for k, v in request.scope["headers"]), body)
+    try:
+        credential = parse_authorization(request.headers.get("authorization"))
+        expected = _SERVICE[protocol]
+        if credential.service != expected:
+            raise SignatureError(Failure.MISMATCH, f"Credential should be scoped to correct "
+                                 f"service: '{expected}'.")
+        try:
+            worker, secret = await run_in_threadpool(lw.access_keys.resolve,
+                                                     credential.key_id)
+        except PermissionDenied:
+            raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
+        verify(signed, credential, secret)
+    except SignatureError as exc:
+        raise auth_error(protocol, exc.failure, exc.message) from None
+    headers = {"x-amzn-RequestId": rid}
+    if protocol is Protocol.QUERY:
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        call = Call(lw, worker, credential.region, form)
+        xml = await run_in_threadpool(_sts, call, credential.key_id)
+        return Response(xml.replace("{rid}", rid), media_type="text/xml", headers=headers)
+    if protocol is Protocol.JSON:
+        target = request.headers.get("x-amz-target", "")
+        prefix, _, operation = target.partition(".")
+        found = featurestore.CONTROL_PLANE.get(operation) if prefix == "SageMaker" else None
+        if found is None:
+            raise AwsError("UnknownOperationException", f"{target} is not an operation this "
+                           "server supports")
+        handler: Callable[[Call], dict[str, Any]] = found
+        params = _json_params(body)
+        media = "application/x-amz-json-1.1"
+    else:
+        handler, params = _runtime_call(request, body)
+        media = "application/json"
+    result = await run_in_threadpool(handler, Call(lw, worker, credential.region, params))
+    return Response(json.dumps(result, separators=(",", ":")), media_type=media,
+                    headers=headers)
+
+
+async def aws_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app mounted at :data:`PREFIX`: every answer in the protocol's own shape,
+    errors included (never a framework error page)."""
+    if scope["type"] != "http":
+        return
+    request = Request(scope, receive)
+    protocol = _protocol(request)
+    rid = request_id()
+    try:
+        response = await _answer(request, protocol, rid)
+    except AwsError as exc:
+        response = _error(protocol, exc, rid)
+    except LoopworksError as exc:
+        response = _error(protocol, domain_error(exc, protocol), rid)
+    except Exception:  # a bug: logged with its request id, answered in the client's shape
+        log.exception("AWS request %s failed", rid)
+        response = _error(protocol, AwsError("InternalFailure", "The request processing has "
+                                             "failed because of an unknown error.",
+                                             status=500), rid)
+    await response(scope, receive, send)
+
+
+class AwsRouter:
+    """Sends /aws and everything under it to :func:`aws_endpoint`, ahead of the app's own
+    routes and page middleware (sessions, page headers): AWS clients post to the prefix
+    itself, which a mounted sub-application would answer with a redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == PREFIX or path.startswith(PREFIX + "/"):
+            await aws_endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _error(protocol: Protocol, error: AwsError, rid: str) -> Response:
+    body, media, headers = error_body(protocol, error, rid)
+    return Response(body, status_code=error.status, media_type=media,
+                    headers={**headers, "x-amzn-RequestId": rid})

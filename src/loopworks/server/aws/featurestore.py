@@ -1,0 +1,491 @@
+"""SageMaker Feature Store over the wire: the ``sagemaker`` control-plane operations on
+feature groups and the ``sagemaker-featurestore-runtime`` record operations, translated to
+and from loopworks' :class:`~loopworks.featurestore.FeatureStore`.
+
+SageMaker's types are kept beside the group: a group made here remembers how its event time
+was declared (``String`` in ISO 8601, or ``Fractional`` epoch seconds) and its store
+configuration, so Describe gives back what Create was given and GetRecord answers in the
+form PutRecord took. Every value travels as ``ValueAsString`` and is typed by the group's
+definitions; a value that does not parse is a ValidationError naming the feature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from loopworks.clock import as_utc
+from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
+from loopworks.featurestore import FeatureDefinition, FeatureGroup
+from loopworks.featurestore.definitions import FeatureType
+from loopworks.featurestore.registry import FeatureGroupSpec
+from loopworks.labeling.workforce import Role, Worker
+from loopworks.server.aws.protocols import AwsError
+from loopworks.services import Loopworks
+
+__all__ = ["CONTROL_PLANE", "RUNTIME", "Call", "Handler"]
+
+_SAGEMAKER_KEY = "sagemaker"
+_SCALAR_TO_SAGEMAKER = {FeatureType.STRING: "String", FeatureType.INTEGRAL: "Integral",
+                        FeatureType.FRACTIONAL: "Fractional", FeatureType.BOOLEAN: "Integral",
+                        FeatureType.TIMESTAMP: "String"}
+_ELEMENT_TO_SAGEMAKER = {"int32": "Integral", "int64": "Integral", "float32": "Fractional",
+                         "float64": "Fractional", "string": "String", "bool": "Integral"}
+_SAGEMAKER_ELEMENT = {"Integral": "int64", "Fractional": "float64", "String": "string"}
+_TTL_SECONDS = {"Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86400, "Weeks": 604800}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One operation call: the services, who signed it, the scope's region, the input."""
+
+    lw: Loopworks
+    worker: Worker
+    region: str
+    params: dict[str, Any]
+
+    def arn(self, name: str) -> str:
+        """The ARN of a feature group, in AWS's form."""
+        account = self.lw.settings.aws_account_id
+        return f"arn:aws:sagemaker:{self.region}:{account}:feature-group/{name.lower()}"
+
+
+def _require(call: Call, *, write: bool) -> None:
+    """Feature data is for admins (as on the JSON API): annotators and reviewers may not
+    read it, and only admins change groups or records."""
+    if call.worker.role is not Role.ADMIN:
+        verb = "change" if write else "read"
+        raise PermissionDenied(f"worker {call.worker.name!r} ({call.worker.role.value}) may "
+                               f"not {verb} feature groups", worker=call.worker.name)
+
+
+def _string(params: dict[str, Any], name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise AwsError("ValidationException", f"1 validation error detected: Value at "
+                       f"'{name[0].lower() + name[1:]}' failed to satisfy constraint: Member "
+                       "must not be null")
+    return value
+
+
+def _group(call: Call, name: str) -> FeatureGroup:
+    try:
+        return call.lw.features.feature_group(name)
+    except NotFoundError:
+        raise AwsError("ResourceNotFound", f"Resource Not Found: Amazon SageMaker can't find "
+                       f"a FeatureGroup with name {name}", status=404) from None
+
+
+def _sagemaker_meta(spec: FeatureGroupSpec) -> dict[str, Any]:
+    meta = spec.transformation.get(_SAGEMAKER_KEY)
+    return meta if isinstance(meta, dict) else {}
+
+
+# ------------------------------------------------------------------ definitions
+def _to_definition(item: Any, event_time: str) -> tuple[FeatureDefinition, str]:
+    if not isinstance(item, dict) or not isinstance(item.get("FeatureName"), str):
+        raise AwsError("ValidationException", "each FeatureDefinitions entry needs a "
+                       "FeatureName and a FeatureType")
+    name, kind = item["FeatureName"], item.get("FeatureType")
+    if kind not in ("Integral", "Fractional", "String"):
+        raise AwsError("ValidationException", f"feature {name!r}: FeatureType must be "
+                       f"Integral, Fractional or String, not {kind!r}")
+    if name == event_time:
+        return FeatureDefinition(name, FeatureType.TIMESTAMP), kind
+    collection = item.get("CollectionType")
+    if collection is not None:
+        if collection not in ("List", "Vector"):
+            raise AwsError("ValidationException", f"feature {name!r}: CollectionType "
+                           f"{collection!r} is not supported here (List or Vector)")
+        size = (item.get("CollectionConfig") or {}).get("VectorConfig", {}).get("Dimension")
+        return FeatureDefinition(name, FeatureType.LIST, element=_SAGEMAKER_ELEMENT[kind],
+                                 length=int(size) if size else None), kind
+    scalar = {"Integral": FeatureType.INTEGRAL, "Fractional": FeatureType.FRACTIONAL,
+              "String": FeatureType.STRING}[kind]
+    return FeatureDefinition(name, scalar), kind
+
+
+def _from_definition(definition: FeatureDefinition, meta: dict[str, Any]) -> dict[str, Any]:
+    declared = meta.get("types", {}).get(definition.name)
+    if definition.type is FeatureType.LIST:
+        out: dict[str, Any] = {"FeatureName": definition.name,
+                               "FeatureType": _ELEMENT_TO_SAGEMAKER[definition.element or
+                                                                    "string"],
+                               "CollectionType": "Vector" if definition.length else "List"}
+        if definition.length:
+            out["CollectionConfig"] = {"VectorConfig": {"Dimension": definition.length}}
+        return out
+    return {"FeatureName": definition.name,
+            "FeatureType": declared or _SCALAR_TO_SAGEMAKER[definition.type]}
+
+
+def _ttl_seconds(ttl: Any) -> float | None:
+    if ttl is None:
+        return None
+    if not isinstance(ttl, dict) or ttl.get("Unit") not in _TTL_SECONDS \
+            or not isinstance(ttl.get("Value"), int) or ttl["Value"] < 1:
+        raise AwsError("ValidationException", "TtlDuration needs a Unit (Seconds, Minutes, "
+                       "Hours, Days or Weeks) and a positive Value")
+    return float(ttl["Value"] * _TTL_SECONDS[ttl["Unit"]])
+
+
+def _ttl_duration(seconds: float | None) -> dict[str, Any] | None:
+    if seconds is None:
+        return None
+    for unit in ("Weeks", "Days", "Hours", "Minutes"):
+        if seconds % _TTL_SECONDS[unit] == 0:
+            return {"Unit": unit, "Value": int(seconds // _TTL_SECONDS[unit])}
+    return {"Unit": "Seconds", "Value": max(1, int(seconds))}
+
+
+# ---------------------------------------------------------------- control plane
+def create_feature_group(call: Call) -> dict[str, Any]:
+    """CreateFeatureGroup: the group, its definitions typed, its store configuration kept."""
+    _require(call, write=True)
+    p = call.params
+    name = _string(p, "FeatureGroupName")
+    record_id = _string(p, "RecordIdentifierFeatureName")
+    event_time = _string(p, "EventTimeFeatureName")
+    items = p.get("FeatureDefinitions")
+    if not isinstance(items, list) or not items:
+        raise AwsError("ValidationException", "FeatureDefinitions must list the features")
+    typed = [_to_definition(item, event_time) for item in items]
+    kinds = {d.name: kind for d, kind in typed}
+    if kinds.get(event_time) not in (None, "String", "Fractional"):
+        raise AwsError("ValidationException", f"the event time feature {event_time!r} must "
+                       f"be String or Fractional, not {kinds[event_time]}")
+    online = p.get("OnlineStoreConfig") or {}
+    offline = p.get("OfflineStoreConfig")
+    if not online.get("EnableOnlineStore") and not offline:
+        raise AwsError("ValidationException", "a feature group needs an online store "
+                       "(OnlineStoreConfig.EnableOnlineStore), an offline store "
+                       "(OfflineStoreConfig) or both")
+    meta = {"types": kinds, "online": bool(online.get("EnableOnlineStore")),
+            "offline": offline, "role_arn": p.get("RoleArn"),
+            "created": datetime.now(UTC).isoformat()}
+    tags = {t["Key"]: t.get("Value", "") for t in p.get("Tags") or []
+            if isinstance(t, dict) and isinstance(t.get("Key"), str)}
+    try:
+        call.lw.features.create_feature_group(
+            name, record_id=record_id, event_time=event_time,
+            definitions=[d for d, _ in typed], description=str(p.get("Description") or ""),
+            tags=tags, ttl_seconds=_ttl_seconds(online.get("TtlDuration")),
+            transformation={_SAGEMAKER_KEY: meta})
+    except ConflictError:
+        raise AwsError("ResourceInUse", f"Resource Already Exists: FeatureGroup with name "
+                       f"{name} already exists. Choose a different name.") from None
+    return {"FeatureGroupArn": call.arn(name)}
+
+
+def _epoch(text: str | None) -> float:
+    if not text:
+        return 0.0
+    return as_utc(text).timestamp()
+
+
+def describe_feature_group(call: Call) -> dict[str, Any]:
+    """DescribeFeatureGroup: what Create was given, statuses, ARNs, resolved S3 URI."""
+    _require(call, write=False)
+    spec = _group(call, _string(call.params, "FeatureGroupName")).spec
+    meta = _sagemaker_meta(spec)
+    out: dict[str, Any] = {
+        "FeatureGroupArn": call.arn(spec.name), "FeatureGroupName": spec.name,
+        "RecordIdentifierFeatureName": spec.record_id, "EventTimeFeatureName": spec.event_time,
+        "FeatureDefinitions": [_from_definition(d, meta) for d in spec.definitions],
+        "CreationTime": _epoch(spec.created_at), "LastModifiedTime": _epoch(spec.updated_at),
+        "FeatureGroupStatus": "Created", "Description": spec.description, "NextToken": ""}
+    if meta.get("online", True):
+        config: dict[str, Any] = {"EnableOnlineStore": True}
+        ttl = _ttl_duration(spec.ttl_seconds)
+        if ttl:
+            config["TtlDuration"] = ttl
+        out["OnlineStoreConfig"] = config
+    offline = meta.get("offline") if meta else {"S3StorageConfig": {"S3Uri": ""}}
+    if offline:
+        storage = dict(offline.get("S3StorageConfig") or {})
+        storage["ResolvedOutputS3Uri"] = call.lw.features.offline.uri(spec.name) \
+            if hasattr(call.lw.features.offline, "uri") else storage.get("S3Uri", "")
+        out["OfflineStoreConfig"] = {**offline, "S3StorageConfig": storage}
+        out["OfflineStoreStatus"] = {"Status": "Active"}
+    if meta.get("role_arn"):
+        out["RoleArn"] = meta["role_arn"]
+    return out
+
+
+def _page(items: list[Any], params: dict[str, Any], default: int = 10
+          ) -> tuple[list[Any], str | None]:
+    limit = params.get("MaxResults", default)
+    if not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise AwsError("ValidationException", "MaxResults must be between 1 and 100")
+    token = params.get("NextToken")
+    start = 0
+    if token:
+        try:
+            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+        except (ValueError, KeyError, TypeError):
+            raise AwsError("ValidationException", "NextToken is not a token this server "
+                           "gave") from None
+    chunk = items[start:start + limit]
+    following = start + limit
+    if following >= len(items):
+        return chunk, None
+    return chunk, base64.urlsafe_b64encode(json.dumps({"offset": following}).encode()).decode()
+
+
+def list_feature_groups(call: Call) -> dict[str, Any]:
+    """ListFeatureGroups: name filter, creation-time filters, sort, paging."""
+    _require(call, write=False)
+    p = call.params
+    specs = call.lw.features.list_feature_groups()
+    contains = p.get("NameContains")
+    if contains:
+        specs = [s for s in specs if contains in s.name]
+    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
+    if after is not None:
+        specs = [s for s in specs if _epoch(s.created_at) > float(after)]
+    if before is not None:
+        specs = [s for s in specs if _epoch(s.created_at) < float(before)]
+    if p.get("FeatureGroupStatusEquals") not in (None, "Created"):
+        specs = []
+    if p.get("OfflineStoreStatusEquals") not in (None, "Active"):
+        specs = []
+    by = p.get("SortBy", "CreationTime")
+    specs.sort(key=(lambda s: s.name) if by == "Name" else (lambda s: _epoch(s.created_at)),
+               reverse=p.get("SortOrder", "Descending") == "Descending")
+    chunk, token = _page(specs, p)
+    out: dict[str, Any] = {"FeatureGroupSummaries": [
+        {"FeatureGroupName": s.name, "FeatureGroupArn": call.arn(s.name),
+         "CreationTime": _epoch(s.created_at), "FeatureGroupStatus": "Created",
+         "OfflineStoreStatus": {"Status": "Active"}} for s in chunk]}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def delete_feature_group(call: Call) -> dict[str, Any]:
+    """DeleteFeatureGroup: the group with its online and offline data."""
+    _require(call, write=True)
+    name = _string(call.params, "FeatureGroupName")
+    _group(call, name)
+    call.lw.features.delete_feature_group(name)
+    return {}
+
+
+# ---------------------------------------------------------------------- runtime
+def _parse_scalar(text: Any, definition: FeatureDefinition, kind: str | None) -> Any:
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    if definition.type is FeatureType.TIMESTAMP:
+        if kind == "Fractional" or _looks_numeric(text):
+            seconds = float(text)
+            if not math.isfinite(seconds):
+                raise ValueError("not a finite number")
+            return datetime.fromtimestamp(seconds, UTC)
+        return as_utc(text)
+    if definition.type is FeatureType.INTEGRAL:
+        return int(text)
+    if definition.type is FeatureType.FRACTIONAL:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    if definition.type is FeatureType.BOOLEAN:
+        if text.lower() in ("1", "true"):
+            return True
+        if text.lower() in ("0", "false"):
+            return False
+        raise ValueError("not 0, 1, true or false")
+    return text
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_element(text: Any, element: str | None) -> Any:
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    if element in ("int32", "int64"):
+        return int(text)
+    if element in ("float32", "float64"):
+        return float(text)
+    if element == "bool":
+        return text.lower() in ("1", "true")
+    return text
+
+
+def _record_values(spec: FeatureGroupSpec, record: Any) -> dict[str, Any]:
+    if not isinstance(record, list) or not record:
+        raise AwsError("ValidationError", "Record must list at least one feature value",
+                       status=400)
+    meta = _sagemaker_meta(spec)
+    values: dict[str, Any] = {}
+    for item in record:
+        if not isinstance(item, dict) or not isinstance(item.get("FeatureName"), str):
+            raise AwsError("ValidationError", "each Record entry needs a FeatureName",
+                           status=400)
+        name = item["FeatureName"]
+        try:
+            definition = spec.definition(name)
+        except LoopworksError:
+            raise AwsError("ValidationError", f"The feature {name} is not defined in the "
+                           f"feature group {spec.name}", status=400) from None
+        try:
+            if definition.type is FeatureType.LIST:
+                raw = item.get("ValueAsStringList")
+                if not isinstance(raw, list):
+                    raise ValueError("a collection feature takes ValueAsStringList")
+                values[name] = [_parse_element(v, definition.element) for v in raw]
+            else:
+                values[name] = _parse_scalar(item.get("ValueAsString"), definition,
+                                             meta.get("types", {}).get(name))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise AwsError("ValidationError", f"The value of feature {name} cannot be read as "
+                           f"its type {_from_definition(definition, meta)['FeatureType']}: "
+                           f"{exc}", status=400) from None
+    for needed in (spec.record_id, spec.event_time):
+        if needed not in values:
+            role = "record identifier" if needed == spec.record_id else "event time"
+            raise AwsError("ValidationError", f"The record must have the feature {needed} "
+                           f"(the group's {role})", status=400)
+    return values
+
+
+def _runtime_group(call: Call, name: str) -> FeatureGroup:
+    try:
+        return call.lw.features.feature_group(name)
+    except NotFoundError:
+        raise AwsError("ResourceNotFound", f"Resource Not Found: Feature group {name} could "
+                       "not be found", status=404) from None
+
+
+def put_record(call: Call) -> dict[str, Any]:
+    """PutRecord: typed by the definitions; TtlDuration overrides the group's TTL."""
+    _require(call, write=True)
+    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    values = _record_values(group.spec, call.params.get("Record"))
+    ttl = _ttl_seconds(call.params.get("TtlDuration"))
+    group.put_record(values, ttl_seconds=ttl)
+    return {}
+
+
+def _format(value: Any, definition: FeatureDefinition, kind: str | None) -> dict[str, Any]:
+    if definition.type is FeatureType.LIST:
+        return {"FeatureName": definition.name,
+                "ValueAsStringList": [_text(v) for v in value]}
+    if isinstance(value, datetime):
+        moment = as_utc(value)
+        text = (repr(moment.timestamp()) if kind == "Fractional"
+                else moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+        return {"FeatureName": definition.name, "ValueAsString": text}
+    return {"FeatureName": definition.name, "ValueAsString": _text(value)}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _record_out(spec: FeatureGroupSpec, record: dict[str, Any],
+                names: Sequence[str] | None) -> list[dict[str, Any]]:
+    meta = _sagemaker_meta(spec)
+    wanted = list(names) if names else [d.name for d in spec.definitions]
+    out = []
+    for name in wanted:
+        value = record.get(name)
+        if value is None:
+            continue
+        out.append(_format(value, spec.definition(name), meta.get("types", {}).get(name)))
+    return out
+
+
+def get_record(call: Call) -> dict[str, Any]:
+    """GetRecord: the latest record online; an empty answer when there is none."""
+    _require(call, write=False)
+    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    record_id = _string(call.params, "RecordIdentifierValueAsString")
+    names = call.params.get("FeatureNames") or None
+    try:
+        record = group.get_record(record_id, names)
+    except LoopworksError as exc:
+        raise AwsError("ValidationError", str(exc), status=400) from None
+    if record is None:
+        return {}
+    return {"Record": _record_out(group.spec, record, names)}
+
+
+def delete_record(call: Call) -> dict[str, Any]:
+    """DeleteRecord: SoftDelete (default) or HardDelete at the given event time."""
+    _require(call, write=True)
+    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    record_id = _string(call.params, "RecordIdentifierValueAsString")
+    event_time = _string(call.params, "EventTime")
+    mode = call.params.get("DeletionMode") or "SoftDelete"
+    if mode not in ("SoftDelete", "HardDelete"):
+        raise AwsError("ValidationError", "DeletionMode must be SoftDelete or HardDelete",
+                       status=400)
+    try:
+        when = _parse_scalar(event_time, group.spec.definition(group.spec.event_time),
+                             _sagemaker_meta(group.spec).get("types", {}).get(
+                                 group.spec.event_time))
+    except (ValueError, TypeError, OverflowError):
+        raise AwsError("ValidationError", f"EventTime {event_time!r} is not an ISO 8601 time "
+                       "or epoch seconds", status=400) from None
+    group.delete_record(record_id, when, hard=mode == "HardDelete")
+    return {}
+
+
+def batch_get_record(call: Call) -> dict[str, Any]:
+    """BatchGetRecord: records found, an error per missing group, unprocessed: none."""
+    _require(call, write=False)
+    identifiers = call.params.get("Identifiers")
+    if not isinstance(identifiers, list) or not identifiers:
+        raise AwsError("ValidationError", "Identifiers must list at least one feature group",
+                       status=400)
+    records: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for ident in identifiers:
+        name = ident.get("FeatureGroupName", "") if isinstance(ident, dict) else ""
+        ids = ident.get("RecordIdentifiersValueAsString") if isinstance(ident, dict) else None
+        if not isinstance(ids, list):
+            raise AwsError("ValidationError", "each identifier needs "
+                           "RecordIdentifiersValueAsString", status=400)
+        try:
+            group = call.lw.features.feature_group(name)
+        except NotFoundError:
+            errors.extend({"FeatureGroupName": name, "RecordIdentifierValueAsString": str(i),
+                           "ErrorCode": "ResourceNotFound",
+                           "ErrorMessage": f"Feature group {name} could not be found"}
+                          for i in ids)
+            continue
+        names = ident.get("FeatureNames") or None
+        found = group.batch_get_record([str(i) for i in ids], names)
+        for record_id, record in zip(ids, found, strict=True):
+            if record is not None:
+                records.append({"FeatureGroupName": name,
+                                "RecordIdentifierValueAsString": str(record_id),
+                                "Record": _record_out(group.spec, record, names)})
+    return {"Records": records, "Errors": errors, "UnprocessedIdentifiers": []}
+
+
+Handler = Callable[[Call], dict[str, Any]]
+#: ``sagemaker`` operations (JSON 1.1, ``X-Amz-Target: SageMaker.<Operation>``).
+CONTROL_PLANE: dict[str, Handler] = {
+    "CreateFeatureGroup": create_feature_group, "DescribeFeatureGroup": describe_feature_group,
+    "ListFeatureGroups": list_feature_groups, "DeleteFeatureGroup": delete_feature_group}
+#: ``sagemaker-featurestore-runtime`` operations (rest-json) by (method, path shape).
+RUNTIME: dict[tuple[str, str], Handler] = {
+    ("PUT", "record"): put_record, ("GET", "record"): get_record,
+    ("DELETE", "record"): delete_record, ("POST", "batch-get"): batch_get_record}

@@ -1,0 +1,327 @@
+"""boto3, unmodified, against a live `loopworks serve` under /aws: botocore serialises each
+request and parses each answer against its bundled service models (sagemaker,
+sagemaker-featurestore-runtime, sts), so a wrong shape fails here. Keys come from
+`loopworks worker aws-keys`, as a user gets them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import loopworks
+from loopworks.cli import main
+
+from conftest import running_server
+
+boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+REGION = "us-east-1"
+DEFINITIONS = [{"FeatureName": "review_id", "FeatureType": "String"},
+               {"FeatureName": "event_time", "FeatureType": "String"},
+               {"FeatureName": "sentiment", "FeatureType": "Integral"},
+               {"FeatureName": "score", "FeatureType": "Fractional"},
+               {"FeatureName": "review_body", "FeatureType": "String"}]
+
+
+def _keys(home: Path, worker: str) -> tuple[str, str]:
+    shown = CliRunner().invoke(main, ["worker", "aws-keys", worker, "--home", str(home)])
+    assert shown.exit_code == 0, shown.output
+    exports = dict(line.removeprefix("export ").split("=", 1)
+                   for line in shown.stdout.splitlines() if line.startswith("export "))
+    return exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"]
+
+
+class Aws:
+    """boto3 clients signed as one worker, pointed at the server's /aws."""
+
+    def __init__(self, url: str, key: tuple[str, str]) -> None:
+        self.url = url
+        self.session = boto3.session.Session(aws_access_key_id=key[0],
+                                             aws_secret_access_key=key[1],
+                                             region_name=REGION)
+        config = Config(retries={"max_attempts": 1})
+        self.sagemaker = self.session.client("sagemaker", endpoint_url=f"{url}/aws",
+                                             config=config)
+        self.runtime = self.session.client("sagemaker-featurestore-runtime",
+                                           endpoint_url=f"{url}/aws", config=config)
+        self.sts = self.session.client("sts", endpoint_url=f"{url}/aws", config=config)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("aws") / "home"
+    with loopworks.open(home) as lw:
+        lw.workforce.add_worker("lead", role="admin")
+        lw.workforce.add_worker("ann", role="annotator")
+        lw.workforce.add_worker("gone", role="admin")
+    with running_server(home, "operator-token") as url:
+        yield url, home
+
+
+@pytest.fixture(scope="module")
+def lead(server: tuple[str, Path]) -> Aws:
+    return Aws(server[0], _keys(server[1], "lead"))
+
+
+def _create(aws: Aws, name: str, **extra: Any) -> str:
+    return aws.sagemaker.create_feature_group(
+        FeatureGroupName=name, RecordIdentifierFeatureName="review_id",
+        EventTimeFeatureName="event_time", FeatureDefinitions=DEFINITIONS,
+        OnlineStoreConfig={"EnableOnlineStore": True},
+        OfflineStoreConfig={"S3StorageConfig": {"S3Uri": "s3://bucket/offline"}},
+        RoleArn="arn:aws:iam::000000000000:role/loopworks", Description="reviews", **extra,
+    )["FeatureGroupArn"]
+
+
+def test_caller_identity_is_the_worker(lead: Aws) -> None:
+    me = lead.sts.get_caller_identity()
+    assert me["Account"] == "000000000000"
+    assert me["Arn"] == "arn:aws:iam::000000000000:user/lead"
+    assert me["UserId"].startswith("LW")
+
+
+def test_feature_group_lifecycle_and_records(lead: Aws) -> None:
+    arn = _create(lead, "reviews_wire", Tags=[{"Key": "team", "Value": "nlp"}])
+    assert arn == "arn:aws:sagemaker:us-east-1:000000000000:feature-group/reviews_wire"
+    described = lead.sagemaker.describe_feature_group(FeatureGroupName="reviews_wire")
+    assert described["FeatureGroupStatus"] == "Created"
+    assert described["FeatureDefinitions"] == DEFINITIONS  # as given: String event time
+    assert described["OnlineStoreConfig"]["EnableOnlineStore"] is True
+    assert described["OfflineStoreConfig"]["S3StorageConfig"]["S3Uri"] == "s3://bucket/offline"
+    assert described["OfflineStoreConfig"]["S3StorageConfig"]["ResolvedOutputS3Uri"]
+    assert isinstance(described["CreationTime"], datetime)
+
+    with pytest.raises(lead.sagemaker.exceptions.ResourceInUse):
+        _create(lead, "reviews_wire")
+
+    record = [{"FeatureName": "review_id", "ValueAsString": "r1"},
+              {"FeatureName": "event_time", "ValueAsString": "2024-05-01T12:00:00Z"},
+              {"FeatureName": "sentiment", "ValueAsString": "1"},
+              {"FeatureName": "score", "ValueAsString": "0.75"},
+              {"FeatureName": "review_body", "ValueAsString": "Sturdy & light <b>"}]
+    lead.runtime.put_record(FeatureGroupName="reviews_wire", Record=record)
+    got = lead.runtime.get_record(FeatureGroupName="reviews_wire",
+                                  RecordIdentifierValueAsString="r1")
+    values = {f["FeatureName"]: f["ValueAsString"] for f in got["Record"]}
+    assert values == {"review_id": "r1", "event_time": "2024-05-01T12:00:00.000Z",
+                      "sentiment": "1", "score": "0.75", "review_body": "Sturdy & light <b>"}
+    some = lead.runtime.get_record(FeatureGroupName="reviews_wire",
+                                   RecordIdentifierValueAsString="r1",
+                                   FeatureNames=["sentiment"])
+    assert some["Record"] == [{"FeatureName": "sentiment", "ValueAsString": "1"}]
+    assert "Record" not in lead.runtime.get_record(FeatureGroupName="reviews_wire",
+                                                   RecordIdentifierValueAsString="nope")
+
+    batch = lead.runtime.batch_get_record(Identifiers=[
+        {"FeatureGroupName": "reviews_wire", "RecordIdentifiersValueAsString": ["r1", "r9"]},
+        {"FeatureGroupName": "missing_group", "RecordIdentifiersValueAsString": ["r1"]}])
+    assert [r["RecordIdentifierValueAsString"] for r in batch["Records"]] == ["r1"]
+    assert batch["Errors"][0]["ErrorCode"] == "ResourceNotFound"
+    assert batch["UnprocessedIdentifiers"] == []
+
+    lead.runtime.delete_record(FeatureGroupName="reviews_wire",
+                               RecordIdentifierValueAsString="r1",
+                               EventTime="2024-05-02T00:00:00Z")
+    assert "Record" not in lead.runtime.get_record(FeatureGroupName="reviews_wire",
+                                                   RecordIdentifierValueAsString="r1")
+
+    listed = lead.sagemaker.list_feature_groups(NameContains="reviews_wire")
+    assert [g["FeatureGroupName"] for g in listed["FeatureGroupSummaries"]] == ["reviews_wire"]
+    lead.sagemaker.delete_feature_group(FeatureGroupName="reviews_wire")
+    with pytest.raises(lead.sagemaker.exceptions.ResourceNotFound):
+        lead.sagemaker.describe_feature_group(FeatureGroupName="reviews_wire")
+
+
+def test_list_pages_and_sorts(lead: Aws) -> None:
+    for name in ("page_c", "page_a", "page_b"):
+        _create(lead, name)
+    first = lead.sagemaker.list_feature_groups(NameContains="page_", SortBy="Name",
+                                               SortOrder="Ascending", MaxResults=2)
+    assert [g["FeatureGroupName"] for g in first["FeatureGroupSummaries"]] == ["page_a",
+                                                                             "page_b"]
+    rest = lead.sagemaker.list_feature_groups(NameContains="page_", SortBy="Name",
+                                              SortOrder="Ascending", MaxResults=2,
+                                              NextToken=first["NextToken"])
+    assert [g["FeatureGroupName"] for g in rest["FeatureGroupSummaries"]] == ["page_c"]
+    assert "NextToken" not in rest
+    paginator = lead.sagemaker.get_paginator("list_feature_groups")
+    names = [g["FeatureGroupName"] for page in paginator.paginate(
+        NameContains="page_", PaginationConfig={"PageSize": 1}) for g in
+        page["FeatureGroupSummaries"]]
+    assert sorted(names) == ["page_a", "page_b", "page_c"]
+
+
+def test_bad_input_is_a_modelled_error_and_writes_nothing(lead: Aws) -> None:
+    _create(lead, "strict_wire")
+    base = [{"FeatureName": "review_id", "ValueAsString": "r1"},
+            {"FeatureName": "event_time", "ValueAsString": "2024-05-01T12:00:00Z"}]
+    for bad, word in (([*base, {"FeatureName": "sentiment", "ValueAsString": "lots"}],
+                       "sentiment"),
+                      ([*base, {"FeatureName": "colour", "ValueAsString": "red"}], "colour"),
+                      ([base[0], {"FeatureName": "event_time", "ValueAsString": "someday"}],
+                       "event_time"),
+                      ([base[1]], "review_id")):
+        with pytest.raises(lead.runtime.exceptions.ValidationError, match=word):
+            lead.runtime.put_record(FeatureGroupName="strict_wire", Record=bad)
+    assert "Record" not in lead.runtime.get_record(FeatureGroupName="strict_wire",
+                                                   RecordIdentifierValueAsString="r1")
+    with pytest.raises(lead.runtime.exceptions.ResourceNotFound):
+        lead.runtime.put_record(FeatureGroupName="no_such_group", Record=base)
+    with pytest.raises(ClientError) as caught:
+        lead.sagemaker.create_feature_group(
+            FeatureGroupName="bad_event", RecordIdentifierFeatureName="review_id",
+            EventTimeFeatureName="event_time",
+            FeatureDefinitions=[{"FeatureName": "review_id", "FeatureType": "String"},
+                                {"FeatureName": "event_time", "FeatureType": "Integral"}],
+            OnlineStoreConfig={"EnableOnlineStore": True})
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "event time" in caught.value.response["Error"]["Message"]
+
+
+def test_unsupported_operations_answer_in_the_models_shape(lead: Aws) -> None:
+    with pytest.raises(ClientError) as caught:
+        lead.sagemaker.list_training_jobs()
+    assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
+    with pytest.raises(ClientError) as caught:
+        lead.sts.get_session_token()
+    assert caught.value.response["Error"]["Code"] == "InvalidAction"
+
+
+def test_roles_decide_what_a_key_may_do(server: tuple[str, Path], lead: Aws) -> None:
+    _create(lead, "guarded_wire")
+    ann = Aws(server[0], _keys(server[1], "ann"))
+    assert ann.sts.get_caller_identity()["Arn"].endswith("user/ann")
+    with pytest.raises(ClientError) as caught:
+        ann.runtime.get_record(FeatureGroupName="guarded_wire",
+                               RecordIdentifierValueAsString="r1")
+    assert caught.value.response["Error"]["Code"] == "AccessForbidden"
+    with pytest.raises(ClientError) as caught:
+        ann.sagemaker.delete_feature_group(FeatureGroupName="guarded_wire")
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    lead.sagemaker.describe_feature_group(FeatureGroupName="guarded_wire")  # still there
+
+
+def test_signatures_are_checked_as_aws_does(server: tuple[str, Path]) -> None:
+    url, home = server
+    key_id, secret = _keys(home, "gone")
+    good = Aws(url, (key_id, secret))
+    assert good.sts.get_caller_identity()["UserId"] == key_id
+    wrong = Aws(url, (key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B")))
+    with pytest.raises(ClientError) as caught:
+        wrong.sagemaker.list_feature_groups()
+    assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
+    with pytest.raises(ClientError) as caught:
+        wrong.sts.get_caller_identity()
+    assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    unknown = Aws(url, ("LW" + "A" * 18, secret))
+    with pytest.raises(ClientError) as caught:
+        unknown.sagemaker.list_feature_groups()
+    assert caught.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+    # Revoked: the same pair stops working at once.
+    revoked = CliRunner().invoke(main, ["worker", "aws-keys", "gone", "--revoke", key_id,
+                                        "--home", str(home)])
+    assert revoked.exit_code == 0, revoked.output
+    with pytest.raises(ClientError) as caught:
+        good.sts.get_caller_identity()
+    assert caught.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def _signed(url: str, key: tuple[str, str], body: bytes, *, when: datetime,
+            service: str = "sagemaker", sign_body: bytes | None = None,
+            target: str = "SageMaker.ListFeatureGroups", method: str = "POST",
+            path: str = "/aws/") -> httpx.Response:
+    """A request signed by hand (AWS's algorithm) so the test controls the clock, the
+    scope, the body and the operation."""
+    host = url.removeprefix("http://")
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    payload = hashlib.sha256(sign_body if sign_body is not None else body).hexdigest()
+    headers = {"host": host, "x-amz-date": stamp, "x-amz-target": target,
+               "content-type": "application/x-amz-json-1.1"}
+    if not target:
+        del headers["x-amz-target"]
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([method, path, "", "\n".join(
+        f"{k}:{headers[k]}" for k in signed.split(";")) + "\n", signed, payload])
+    scope = f"{stamp[:8]}/{REGION}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    k = f"AWS4{key[1]}".encode()
+    for part in (stamp[:8], REGION, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, "
+                                f"SignedHeaders={signed}, Signature={signature}")
+    return httpx.request(method, f"{url}{path}", content=body, headers=headers)
+
+
+def test_clock_scope_and_body_are_part_of_the_signature(server: tuple[str, Path]) -> None:
+    url, home = server
+    key = _keys(home, "lead")
+    now = datetime.now(UTC)
+    assert _signed(url, key, b"{}", when=now).status_code == 200
+    late = _signed(url, key, b"{}", when=datetime.fromtimestamp(time.time() - 20 * 60, UTC))
+    assert late.status_code == 403
+    assert late.json()["__type"] == "InvalidSignatureException"
+    assert "Signature expired" in late.json()["message"]
+    other = _signed(url, key, b"{}", when=now, service="s3")
+    assert other.json()["__type"] == "InvalidSignatureException"
+    assert "scoped to correct service" in other.json()["message"]
+    tampered = _signed(url, key, b'{"MaxResults": 1}', when=now, sign_body=b"{}")
+    assert tampered.status_code == 403
+    assert tampered.json()["__type"] == "InvalidSignatureException"
+    unsigned = httpx.post(f"{url}/aws/", content=b"{}", headers={
+        "x-amz-target": "SageMaker.ListFeatureGroups"})
+    assert unsigned.json()["__type"] == "MissingAuthenticationTokenException"
+    garbage = _signed(url, key, b"{not json", when=now)
+    assert garbage.status_code == 400 and garbage.json()["__type"] == "SerializationException"
+    huge = httpx.post(f"{url}/aws/", content=b"x" * (17 << 20), headers={
+        "x-amz-target": "SageMaker.ListFeatureGroups"})
+    assert huge.status_code == 413
+    assert json.loads(huge.content)["__type"] == "ValidationException"
+
+
+def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
+        server: tuple[str, Path]) -> None:
+    """Each operation botocore knows for these services reaches its handler, or gets the
+    UnknownOperationException shape: never a framework error page or a 500."""
+    import botocore.session
+
+    from loopworks.server.aws import featurestore
+
+    url, home = server
+    key = _keys(home, "lead")
+    now = datetime.now(UTC)
+    models = botocore.session.get_session()
+    for operation in models.get_service_model("sagemaker").operation_names:
+        reply = _signed(url, key, b"{}", when=now, target=f"SageMaker.{operation}")
+        kind = reply.json().get("__type")
+        if operation in featurestore.CONTROL_PLANE:
+            assert kind != "UnknownOperationException", operation
+        else:
+            assert reply.status_code == 400 and kind == "UnknownOperationException", operation
+    runtime = models.get_service_model("sagemaker-featurestore-runtime")
+    supported = {"PutRecord", "GetRecord", "DeleteRecord", "BatchGetRecord"}
+    for operation in runtime.operation_names:
+        http = runtime.operation_model(operation).http
+        path = "/aws" + http["requestUri"].replace("{FeatureGroupName}", "some_group")
+        reply = _signed(url, key, b"{}", when=now, target="", method=http["method"],
+                        path=path)
+        assert reply.status_code < 500, (operation, reply.text)
+        kind = reply.headers.get("x-amzn-ErrorType")
+        if operation in supported:
+            assert kind != "UnknownOperationException", (operation, reply.text)
+        else:
+            assert kind == "UnknownOperationException", (operation, reply.text)
