@@ -325,3 +325,30 @@ def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
             assert kind != "UnknownOperationException", (operation, reply.text)
         else:
             assert kind == "UnknownOperationException", (operation, reply.text)
+
+
+def test_sagemaker_style_names_and_epoch_event_times(lead: Aws) -> None:
+    name = "reviews-feature-group-1629336103"
+    definitions = [{"FeatureName": "review_id", "FeatureType": "String"},
+                   {"FeatureName": "EventTime", "FeatureType": "Fractional"},
+                   {"FeatureName": "input_ids", "FeatureType": "Integral",
+                    "CollectionType": "Vector",
+                    "CollectionConfig": {"VectorConfig": {"Dimension": 4}}}]
+    lead.sagemaker.create_feature_group(
+        FeatureGroupName=name, RecordIdentifierFeatureName="review_id",
+        EventTimeFeatureName="EventTime", FeatureDefinitions=definitions,
+        OnlineStoreConfig={"EnableOnlineStore": True,
+                           "TtlDuration": {"Unit": "Days", "Value": 30}})
+    described = lead.sagemaker.describe_feature_group(FeatureGroupName=name)
+    assert described["FeatureDefinitions"] == definitions
+    assert described["OnlineStoreConfig"]["TtlDuration"] == {"Unit": "Days", "Value": 30}
+    assert "OfflineStoreConfig" not in described  # online only, as created
+    lead.runtime.put_record(FeatureGroupName=name, Record=[
+        {"FeatureName": "review_id", "ValueAsString": "r1"},
+        {"FeatureName": "EventTime", "ValueAsString": str(time.time())},
+        {"FeatureName": "input_ids", "ValueAsStringList": ["101", "2023", "102", "0"]}])
+    got = lead.runtime.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="r1")
+    values = {f["FeatureName"]: f.get("ValueAsString", f.get("ValueAsStringList"))
+              for f in got["Record"]}
+    assert values["input_ids"] == ["101", "2023", "102", "0"]
+    assert abs(float(values["EventTime"]) - time.time()) < 60

@@ -8,6 +8,7 @@ Needs /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it) and 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,12 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
     sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/boxes")
     page.click("#start")
-    page.wait_for_function("document.getElementById('task-image').naturalWidth > 0")
+    # Polled from Python: wait_for_function's in-page polling evaluates a string, which the
+    # pages' Content Security Policy (no 'unsafe-eval') rightly refuses.
+    deadline = time.monotonic() + 10
+    while not page.evaluate("document.getElementById('task-image').naturalWidth > 0"):
+        assert time.monotonic() < deadline, "the task image never loaded"
+        page.wait_for_timeout(50)
     page.keyboard.press("1")
     stage = page.locator("#overlay").bounding_box()
     scale = page.evaluate("(() => { const i = document.getElementById('task-image');"

@@ -221,6 +221,17 @@ def _cast(column: pa.ChunkedArray, definition: FeatureDefinition, group: str) ->
             return column.cast(target)
         if pa.types.is_date(source):
             return column.cast(pa.timestamp("us")).cast(target)
+        if (pa.types.is_floating(source) or pa.types.is_integer(source)) \
+                and not pa.types.is_boolean(source):
+            # Epoch seconds, as SageMaker's Fractional event times (microseconds kept).
+            seconds = pc.cast(column, pa.float64())
+            if pc.any(pc.invert(pc.is_finite(seconds))).as_py():
+                raise ValidationError(
+                    f"feature group {group!r}: feature {definition.name!r} holds a value "
+                    "that is not a finite number of epoch seconds", feature_group=group,
+                    feature=definition.name)
+            micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000)), pa.int64())
+            return micros.cast(pa.timestamp("us")).cast(target)
         if pa.types.is_string(source):
             try:
                 return pc.cast(pc.strptime(column, "%Y-%m-%dT%H:%M:%S", "us", error_is_null=False),

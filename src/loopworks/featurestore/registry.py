@@ -16,14 +16,19 @@ from loopworks.metadata.tables import feature_groups
 
 __all__ = ["FeatureGroupSpec", "Registry", "validate_name"]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: SageMaker's feature group names in lower case: letters, digits, '-' and '_', starting and
+#: ending with a letter or digit (``reviews-feature-group-1629336103``), at most 63.
+_NAME = re.compile(r"^(?=.{1,63}$)[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+
+
 def validate_name(name: str) -> str:
-    """Feature group names are SQL-friendly: lower case, digits, underscores."""
+    """Feature group names as SageMaker allows them, in lower case (SQL matches names
+    without regard to case, so ``Reviews`` and ``reviews`` could not both be tables)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigurationError(
-            f"invalid feature group name {name!r}: use 1-63 lower-case letters, digits and "
-            "underscores, starting with a letter (it becomes a SQL table name)",
-            feature_group=name)
+            f"invalid feature group name {name!r}: use 1-63 lower-case letters, digits, "
+            "'-' and '_', starting and ending with a letter or digit (in SQL a name with "
+            "'-' is written in double quotes)", feature_group=name)
     return name
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,8 +33,14 @@ if TYPE_CHECKING:
     from loopworks.featurestore.pointintime import EncodedIds
     from loopworks.featurestore.store import FeatureStore
 
-__all__ = ["clear_history_cache", "csv_safe", "query_arrow", "run_query", "training_set",
-           "training_set_from_manifest"]
+__all__ = ["clear_history_cache", "csv_safe", "query_arrow", "run_query", "sql_identifier",
+           "training_set", "training_set_from_manifest"]
+
+
+def sql_identifier(name: str) -> str:
+    """A table or column name as SQL needs it: as is when it is a plain identifier, else in
+    double quotes (``reviews`` but ``"reviews-fg"``)."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else _quote(name)
 
 
 def _quote(name: str) -> str:
@@ -72,10 +79,10 @@ def connect_groups(store: FeatureStore, as_of: datetime | str | None = None
             continue
         con.register(spec.name, store.offline.dataset(spec.name, as_of=when))
         con.execute(
-            f"CREATE VIEW {spec.name}_latest AS SELECT * EXCLUDE (__rn) FROM ("
+            f"CREATE VIEW {_quote(spec.name + '_latest')} AS SELECT * EXCLUDE (__rn) FROM ("
             f"SELECT *, row_number() OVER (PARTITION BY {_quote(spec.record_id)} ORDER BY "
-            f"{_quote(spec.event_time)} DESC, write_time DESC) AS __rn FROM {spec.name}) "
-            "WHERE __rn = 1 AND NOT is_deleted")
+            f"{_quote(spec.event_time)} DESC, write_time DESC) AS __rn FROM "
+            f"{_quote(spec.name)}) WHERE __rn = 1 AND NOT is_deleted")
     return con
 
 

@@ -133,7 +133,8 @@ class FeatureStore:
                                      feature_group=name)
         by_name = {d.name: d for d in definitions}
         for role, feature, allowed in (("record identifier", record_id, {"String", "Integral"}),
-                                       ("event time", event_time, {"Timestamp"})):
+                                       ("event time", event_time,
+                                        {"Timestamp", "String", "Fractional"})):
             if feature not in by_name:
                 raise ConfigurationError(
                     f"feature group {name!r}: {role} feature {feature!r} is not among the "
@@ -146,6 +147,14 @@ class FeatureStore:
         if by_name[record_id].type.value == "Integral":  # ids are strings everywhere
             definitions[names.index(record_id)] = FeatureDefinition(record_id,
                                                                     FeatureType.STRING)
+        declared = by_name[event_time].type.value
+        if declared != "Timestamp":
+            # SageMaker's event times: ISO 8601 text (String) or epoch seconds (Fractional).
+            # Both are kept as timestamps (so time travel and point-in-time joins work) and
+            # the declared type is remembered for clients that speak SageMaker's types.
+            definitions[names.index(event_time)] = FeatureDefinition(
+                event_time, FeatureType.TIMESTAMP, description=by_name[event_time].description)
+            transformation = {**(transformation or {}), "event_time_type": declared}
         spec = FeatureGroupSpec(name=name, record_id=record_id, event_time=event_time,
                                 definitions=definitions, description=description,
                                 tags=dict(tags or {}), ttl_seconds=ttl_seconds,

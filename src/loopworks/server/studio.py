@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from loopworks.errors import ConfigurationError, LoopworksError, PermissionDenied
 from loopworks.featurestore import FeatureStore
 from loopworks.featurestore.console import QueryHistory
+from loopworks.featurestore.sql import sql_identifier
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.processing.config import MAX_SEQ_LENGTH, ProcessingConfig
 from loopworks.processing.report import FileJobStore
@@ -77,17 +78,19 @@ def catalog(request: Request, me: Reader, q: str = "") -> HTMLResponse:
 
 def ready_queries(info: dict[str, Any]) -> list[tuple[str, str]]:
     """Queries worth one click on a group's page, built from its own columns."""
-    name, columns = info["name"], {f["name"] for f in info["features"]}
+    columns = {f["name"] for f in info["features"]}
+    name = sql_identifier(info["name"])
+    latest = sql_identifier(info["name"] + "_latest")
     label = next((c for c in ("sentiment", "label_id", "label") if c in columns), None)
-    queries = [("Recent records", f"SELECT * FROM {name}_latest ORDER BY "
+    queries = [("Recent records", f"SELECT * FROM {latest} ORDER BY "
                 f'"{info["event_time"]}" DESC LIMIT 20')]
     if label and "split_type" in columns:
         queries.append((f"Count by {label} and split",
-                        f"SELECT split_type, {label}, count(*) AS records FROM {name}_latest "
+                        f"SELECT split_type, {label}, count(*) AS records FROM {latest} "
                         "GROUP BY 1, 2 ORDER BY 1, 2"))
     elif label:
         queries.append((f"Count by {label}", f"SELECT {label}, count(*) AS records FROM "
-                        f"{name}_latest GROUP BY 1 ORDER BY 1"))
+                        f"{latest} GROUP BY 1 ORDER BY 1"))
     queries.append(("Writes per day", f'SELECT CAST(write_time AS DATE) AS day, count(*) AS '
                     f'records, sum(CAST(is_deleted AS INT)) AS deletes FROM {name} GROUP BY 1 '
                     "ORDER BY 1"))
@@ -102,7 +105,8 @@ def group_page(request: Request, name: str, me: Reader) -> HTMLResponse:
     info = _store(request).feature_group(name).describe()
     sample = None
     if info.get("offline", {}).get("rows"):
-        sample = readonly_query(_store(request), f"SELECT * FROM {name}_latest LIMIT 5",
+        table = sql_identifier(name + "_latest")
+        sample = readonly_query(_store(request), f"SELECT * FROM {table} LIMIT 5",
                                 limit=5)
     return render(request, "studio_group.html", me=me, info=info, queries=ready_queries(info),
                   sample=sample, sample_rows=_rows(sample.table) if sample else [])
