@@ -352,3 +352,89 @@ def test_sagemaker_style_names_and_epoch_event_times(lead: Aws) -> None:
               for f in got["Record"]}
     assert values["input_ids"] == ["101", "2023", "102", "0"]
     assert abs(float(values["EventTime"]) - time.time()) < 60
+
+
+def test_readme_example_runs_against_the_server(server: tuple[str, Path]) -> None:
+    """The README's "Coming from SageMaker" block, with the two variables set as it says."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    url, home = server
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Coming from SageMaker", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    key_id, secret = _keys(home, "lead")
+    env = dict(os.environ, AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION=REGION,
+               AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["1", "arn:aws:iam::000000000000:user/lead"]
+
+
+def test_update_metadata_and_search(lead: Aws) -> None:
+    _create(lead, "searchable-wire", Tags=[{"Key": "team", "Value": "nlp"}])
+    _create(lead, "other-wire", Tags=[{"Key": "team", "Value": "vision"}])
+    lead.sagemaker.update_feature_group(
+        FeatureGroupName="searchable-wire",
+        FeatureAdditions=[{"FeatureName": "helpful_votes", "FeatureType": "Integral"}],
+        OnlineStoreConfig={"TtlDuration": {"Unit": "Hours", "Value": 6}})
+    described = lead.sagemaker.describe_feature_group(FeatureGroupName="searchable-wire")
+    assert described["FeatureDefinitions"][-1] == {"FeatureName": "helpful_votes",
+                                                   "FeatureType": "Integral"}
+    assert described["OnlineStoreConfig"]["TtlDuration"] == {"Unit": "Hours", "Value": 6}
+
+    lead.sagemaker.update_feature_metadata(
+        FeatureGroupName="searchable-wire", FeatureName="sentiment",
+        Description="-1, 0 or 1 from the star rating",
+        ParameterAdditions=[{"Key": "owner", "Value": "nlp"}, {"Key": "pii", "Value": "no"}])
+    lead.sagemaker.update_feature_metadata(FeatureGroupName="searchable-wire",
+                                           FeatureName="sentiment", ParameterRemovals=["pii"])
+    meta = lead.sagemaker.describe_feature_metadata(FeatureGroupName="searchable-wire",
+                                                    FeatureName="sentiment")
+    assert meta["Description"] == "-1, 0 or 1 from the star rating"
+    assert meta["Parameters"] == [{"Key": "owner", "Value": "nlp"}]
+    assert meta["FeatureType"] == "Integral"
+    with pytest.raises(lead.sagemaker.exceptions.ResourceNotFound):
+        lead.sagemaker.describe_feature_metadata(FeatureGroupName="searchable-wire",
+                                                 FeatureName="colour")
+
+    by_tag = lead.sagemaker.search(Resource="FeatureGroup", SearchExpression={
+        "Filters": [{"Name": "Tags.team", "Operator": "Equals", "Value": "nlp"}]})
+    assert [r["FeatureGroup"]["FeatureGroupName"] for r in by_tag["Results"]] == [
+        "searchable-wire"]
+    nested = lead.sagemaker.search(Resource="FeatureGroup", SearchExpression={
+        "NestedFilters": [{"NestedPropertyName": "FeatureDefinitions", "Filters": [
+            {"Name": "FeatureDefinitions.FeatureName", "Value": "helpful_votes"}]}]})
+    assert [r["FeatureGroup"]["FeatureGroupName"] for r in nested["Results"]] == [
+        "searchable-wire"]
+    either = lead.sagemaker.search(Resource="FeatureGroup", SortBy="FeatureGroupName",
+                                   SortOrder="Ascending", MaxResults=1, SearchExpression={
+        "Operator": "Or", "Filters": [
+            {"Name": "FeatureGroupName", "Value": "other-wire"},
+            {"Name": "FeatureGroupName", "Operator": "Contains", "Value": "SEARCHABLE"}]})
+    assert [r["FeatureGroup"]["FeatureGroupName"] for r in either["Results"]] == ["other-wire"]
+    assert either["TotalHits"] == {"Value": 2, "Relation": "EqualTo"}
+    second = lead.sagemaker.search(Resource="FeatureGroup", SortBy="FeatureGroupName",
+                                   SortOrder="Ascending", MaxResults=1,
+                                   NextToken=either["NextToken"], SearchExpression={
+        "Operator": "Or", "Filters": [
+            {"Name": "FeatureGroupName", "Value": "other-wire"},
+            {"Name": "FeatureGroupName", "Operator": "Contains", "Value": "SEARCHABLE"}]})
+    assert [r["FeatureGroup"]["FeatureGroupName"] for r in second["Results"]] == [
+        "searchable-wire"]
+    features = lead.sagemaker.search(Resource="FeatureMetadata", SearchExpression={
+        "Filters": [{"Name": "Parameters.owner", "Value": "nlp"}]})
+    assert [(r["FeatureMetadata"]["FeatureGroupName"], r["FeatureMetadata"]["FeatureName"])
+            for r in features["Results"]] == [("searchable-wire", "sentiment")]
+    recent = lead.sagemaker.search(Resource="FeatureGroup", SearchExpression={"Filters": [
+        {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "2020-01-01T00:00:00Z"},
+        {"Name": "FeatureGroupName", "Operator": "In", "Value": "other-wire,nope"}]})
+    assert [r["FeatureGroup"]["FeatureGroupName"] for r in recent["Results"]] == ["other-wire"]
+    with pytest.raises(ClientError) as caught:
+        lead.sagemaker.search(Resource="TrainingJob")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"

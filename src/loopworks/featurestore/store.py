@@ -204,6 +204,17 @@ class FeatureStore:
             self._specs[name] = cached
         return FeatureGroup(self, dataclasses.replace(cached[1]))
 
+    def update_spec(self, spec: FeatureGroupSpec) -> FeatureGroupSpec:
+        """Save a group's changed description, TTL, feature descriptions or metadata
+        (its name, record id and event time never change).
+
+        Raises:
+            NotFoundError: No such group.
+        """
+        saved = self.registry.update(spec)
+        self.forget_spec(spec.name)
+        return saved
+
     def forget_spec(self, name: str) -> None:
         """Drop the cached spec of a group that changed (the next read asks the registry)."""
         self._specs.pop(name, None)

@@ -480,11 +480,213 @@ def batch_get_record(call: Call) -> dict[str, Any]:
     return {"Records": records, "Errors": errors, "UnprocessedIdentifiers": []}
 
 
+# ------------------------------------------------------- updates and metadata
+def update_feature_group(call: Call) -> dict[str, Any]:
+    """UpdateFeatureGroup: FeatureAdditions, and the online store's TtlDuration."""
+    _require(call, write=True)
+    group = _group(call, _string(call.params, "FeatureGroupName"))
+    additions = call.params.get("FeatureAdditions") or []
+    if additions:
+        typed = [_to_definition(item, "") for item in additions]
+        meta = _sagemaker_meta(group.spec)
+        group.add_features([d for d, _ in typed])
+        meta.setdefault("types", {}).update({d.name: kind for d, kind in typed})
+        group.spec.transformation[_SAGEMAKER_KEY] = meta
+        call.lw.features.update_spec(group.spec)
+    online = call.params.get("OnlineStoreConfig")
+    if isinstance(online, dict) and "TtlDuration" in online:
+        group.spec.ttl_seconds = _ttl_seconds(online["TtlDuration"])
+        call.lw.features.update_spec(group.spec)
+    return {"FeatureGroupArn": call.arn(group.name)}
+
+
+def _feature_metadata(call: Call, spec: FeatureGroupSpec, definition: FeatureDefinition
+                      ) -> dict[str, Any]:
+    meta = _sagemaker_meta(spec)
+    parameters = meta.get("parameters", {}).get(definition.name, {})
+    modified = meta.get("feature_modified", {}).get(definition.name) or spec.updated_at
+    return {"FeatureGroupArn": call.arn(spec.name), "FeatureGroupName": spec.name,
+            "FeatureName": definition.name,
+            "FeatureType": _from_definition(definition, meta)["FeatureType"],
+            "CreationTime": _epoch(spec.created_at), "LastModifiedTime": _epoch(modified),
+            "Description": definition.description,
+            "Parameters": [{"Key": k, "Value": v} for k, v in sorted(parameters.items())]}
+
+
+def _definition(spec: FeatureGroupSpec, name: str) -> FeatureDefinition:
+    try:
+        return spec.definition(name)
+    except LoopworksError:
+        raise AwsError("ResourceNotFound", f"Resource Not Found: FeatureGroup {spec.name} has "
+                       f"no feature {name}") from None
+
+
+def describe_feature_metadata(call: Call) -> dict[str, Any]:
+    """DescribeFeatureMetadata: a feature's type, description and parameters."""
+    _require(call, write=False)
+    spec = _group(call, _string(call.params, "FeatureGroupName")).spec
+    return _feature_metadata(call, spec, _definition(spec, _string(call.params,
+                                                                   "FeatureName")))
+
+
+def update_feature_metadata(call: Call) -> dict[str, Any]:
+    """UpdateFeatureMetadata: a feature's description, parameters added and removed."""
+    import dataclasses
+
+    _require(call, write=True)
+    group = _group(call, _string(call.params, "FeatureGroupName"))
+    spec = group.spec
+    definition = _definition(spec, _string(call.params, "FeatureName"))
+    meta = _sagemaker_meta(spec)
+    parameters = meta.setdefault("parameters", {}).setdefault(definition.name, {})
+    for item in call.params.get("ParameterAdditions") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
+            raise AwsError("ValidationException", "each ParameterAdditions entry needs a Key")
+        parameters[item["Key"]] = str(item.get("Value", ""))
+    for key in call.params.get("ParameterRemovals") or []:
+        parameters.pop(str(key), None)
+    if "Description" in call.params:
+        spec.definitions = [dataclasses.replace(d, description=str(call.params["Description"]))
+                            if d.name == definition.name else d for d in spec.definitions]
+    meta.setdefault("feature_modified", {})[definition.name] = datetime.now(UTC).isoformat()
+    spec.transformation[_SAGEMAKER_KEY] = meta
+    call.lw.features.update_spec(spec)
+    return {}
+
+
+# ---------------------------------------------------------------------- search
+def _group_document(call: Call, spec: FeatureGroupSpec) -> dict[str, Any]:
+    described = describe_feature_group(Call(call.lw, call.worker, call.region,
+                                            {"FeatureGroupName": spec.name}))
+    described.pop("NextToken", None)
+    described["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
+    return described
+
+
+def _lookup(document: Any, path: str) -> list[Any]:
+    """Every value at a dotted path (lists are searched element by element; ``Tags.k``
+    and ``Parameters.k`` name the value of the entry with that key)."""
+    values = [document]
+    for part in path.split("."):
+        found: list[Any] = []
+        for value in values:
+            if isinstance(value, list):
+                if all(isinstance(v, dict) and "Key" in v for v in value):
+                    found.extend(v.get("Value") for v in value if v.get("Key") == part)
+                else:
+                    found.extend(v[part] for v in value if isinstance(v, dict) and part in v)
+            elif isinstance(value, dict) and part in value:
+                found.append(value[part])
+        values = found
+    return [v for v in values if v is not None]
+
+
+def _matches(value: Any, operator: str, text: str | None) -> bool:
+    if operator == "Exists":
+        return True
+    if text is None:
+        raise AwsError("ValidationException", f"the {operator} operator needs a Value")
+    if operator == "Contains":
+        return text.lower() in str(value).lower()
+    if operator == "In":
+        return str(value) in [t.strip() for t in text.split(",")]
+    left: Any = value
+    right: Any = text
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            right = float(text) if not _looks_time(text) else as_utc(text).timestamp()
+        except ValueError:
+            return False
+    else:
+        left = str(value)
+    outcome = {"Equals": left == right, "NotEquals": left != right,
+               "GreaterThan": left > right, "GreaterThanOrEqualTo": left >= right,
+               "LessThan": left < right, "LessThanOrEqualTo": left <= right}[operator]
+    return bool(outcome)
+
+
+def _looks_time(text: str) -> bool:
+    return len(text) >= 10 and text[4] == "-" and text[7] == "-"
+
+
+_OPERATORS = ("Equals", "NotEquals", "GreaterThan", "GreaterThanOrEqualTo", "LessThan",
+              "LessThanOrEqualTo", "Contains", "Exists", "NotExists", "In")
+
+
+def _filter(document: dict[str, Any], item: Any) -> bool:
+    if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
+        raise AwsError("ValidationException", "each filter needs a Name")
+    operator = item.get("Operator", "Equals")
+    if operator not in _OPERATORS:
+        raise AwsError("ValidationException", f"unknown filter Operator {operator!r}")
+    values = _lookup(document, item["Name"])
+    if operator == "NotExists":
+        return not values
+    return any(_matches(v, operator, item.get("Value")) for v in values)
+
+
+def _expression(document: dict[str, Any], expression: Any) -> bool:
+    if not expression:
+        return True
+    if not isinstance(expression, dict):
+        raise AwsError("ValidationException", "SearchExpression must be an object")
+    results = [_filter(document, f) for f in expression.get("Filters") or []]
+    for nested in expression.get("NestedFilters") or []:
+        prefix = str(nested.get("NestedPropertyName", ""))
+        elements = _lookup(document, prefix)
+        flat = [e for v in elements for e in (v if isinstance(v, list) else [v])]
+        results.append(any(all(_filter({prefix: [element]}, f)
+                               for f in nested.get("Filters") or []) for element in flat))
+    results.extend(_expression(document, sub) for sub in expression.get("SubExpressions")
+                   or [])
+    if not results:
+        return True
+    return any(results) if expression.get("Operator") == "Or" else all(results)
+
+
+def search(call: Call) -> dict[str, Any]:
+    """Search over FeatureGroup and FeatureMetadata: filters, nested filters, sub-expressions,
+    sort and paging, as AWS documents them."""
+    _require(call, write=False)
+    resource = _string(call.params, "Resource")
+    specs = call.lw.features.list_feature_groups()
+    documents: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    if resource == "FeatureGroup":
+        for spec in specs:
+            doc = _group_document(call, spec)
+            documents.append((doc, {"FeatureGroup": doc}))
+    elif resource == "FeatureMetadata":
+        for spec in specs:
+            for definition in spec.definitions:
+                doc = _feature_metadata(call, spec, definition)
+                documents.append((doc, {"FeatureMetadata": doc}))
+    else:
+        raise AwsError("ValidationException", f"Search over {resource} is not supported by "
+                       "this server (FeatureGroup and FeatureMetadata are)")
+    expression = call.params.get("SearchExpression")
+    hits = [(doc, result) for doc, result in documents if _expression(doc, expression)]
+    by = call.params.get("SortBy")
+    if by:
+        def key(pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[int, Any]:
+            found = _lookup(pair[0], str(by))
+            return (0, found[0]) if found else (1, "")
+        hits.sort(key=key, reverse=call.params.get("SortOrder", "Descending") == "Descending")
+    chunk, token = _page(hits, call.params)
+    out: dict[str, Any] = {"Results": [result for _, result in chunk],
+                           "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
 Handler = Callable[[Call], dict[str, Any]]
 #: ``sagemaker`` operations (JSON 1.1, ``X-Amz-Target: SageMaker.<Operation>``).
 CONTROL_PLANE: dict[str, Handler] = {
     "CreateFeatureGroup": create_feature_group, "DescribeFeatureGroup": describe_feature_group,
-    "ListFeatureGroups": list_feature_groups, "DeleteFeatureGroup": delete_feature_group}
+    "ListFeatureGroups": list_feature_groups, "DeleteFeatureGroup": delete_feature_group,
+    "UpdateFeatureGroup": update_feature_group,
+    "DescribeFeatureMetadata": describe_feature_metadata,
+    "UpdateFeatureMetadata": update_feature_metadata, "Search": search}
 #: ``sagemaker-featurestore-runtime`` operations (rest-json) by (method, path shape).
 RUNTIME: dict[tuple[str, str], Handler] = {
     ("PUT", "record"): put_record, ("GET", "record"): get_record,
