@@ -313,7 +313,8 @@ def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
         else:
             assert reply.status_code == 400 and kind == "UnknownOperationException", operation
     runtime = models.get_service_model("sagemaker-featurestore-runtime")
-    supported = {"PutRecord", "GetRecord", "DeleteRecord", "BatchGetRecord"}
+    supported = {"PutRecord", "GetRecord", "DeleteRecord", "BatchGetRecord",
+                 "BatchWriteRecord", "ListRecords", "UpdateRecord"}
     for operation in runtime.operation_names:
         http = runtime.operation_model(operation).http
         path = "/aws" + http["requestUri"].replace("{FeatureGroupName}", "some_group")
@@ -438,3 +439,53 @@ def test_update_metadata_and_search(lead: Aws) -> None:
     with pytest.raises(ClientError) as caught:
         lead.sagemaker.search(Resource="TrainingJob")
     assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_batch_write_list_and_update_records(lead: Aws) -> None:
+    _create(lead, "bulk-wire")
+
+    def record(rid: str, when: str, sentiment: str) -> list[dict[str, str]]:
+        return [{"FeatureName": "review_id", "ValueAsString": rid},
+                {"FeatureName": "event_time", "ValueAsString": when},
+                {"FeatureName": "sentiment", "ValueAsString": sentiment}]
+
+    written = lead.runtime.batch_write_record(Entries=[
+        {"FeatureGroupName": "bulk-wire", "Record": record(f"r{i}", "2024-05-01T00:00:00Z",
+                                                           "1")} for i in range(5)] + [
+        {"FeatureGroupName": "bulk-wire", "Record": record("bad", "2024-05-01T00:00:00Z",
+                                                           "many")},
+        {"FeatureGroupName": "no-such-group", "Record": record("x", "2024-05-01", "1")}])
+    assert [e["ErrorCode"] for e in written["Errors"]] == ["ValidationError",
+                                                           "ResourceNotFound"]
+    assert written["Errors"][0]["Entry"]["Record"][0]["ValueAsString"] == "bad"
+    assert written["UnprocessedEntries"] == []
+
+    first = lead.runtime.list_records(FeatureGroupName="bulk-wire", MaxResults=3)
+    assert first["RecordIdentifiers"] == ["r0", "r1", "r2"]
+    rest = lead.runtime.list_records(FeatureGroupName="bulk-wire", MaxResults=3,
+                                     NextToken=first["NextToken"])
+    assert rest["RecordIdentifiers"] == ["r3", "r4"] and "NextToken" not in rest
+
+    lead.runtime.update_record(FeatureGroupName="bulk-wire", RecordIdentifierValueAsString="r1",
+                               Features=[{"FeatureName": "sentiment", "ValueAsString": "-1"}])
+    got = lead.runtime.get_record(FeatureGroupName="bulk-wire",
+                                  RecordIdentifierValueAsString="r1")
+    values = {f["FeatureName"]: f["ValueAsString"] for f in got["Record"]}
+    assert values["sentiment"] == "-1"
+    assert values["event_time"] == "2024-05-01T00:00:00.000Z"  # kept
+    with pytest.raises(lead.runtime.exceptions.ConflictException):
+        lead.runtime.update_record(
+            FeatureGroupName="bulk-wire", RecordIdentifierValueAsString="r1",
+            Features=[{"FeatureName": "event_time", "ValueAsString": "2023-01-01T00:00:00Z"},
+                      {"FeatureName": "sentiment", "ValueAsString": "0"}])
+    with pytest.raises(lead.runtime.exceptions.ResourceNotFound):
+        lead.runtime.update_record(FeatureGroupName="bulk-wire",
+                                   RecordIdentifierValueAsString="r99",
+                                   Features=[{"FeatureName": "sentiment", "ValueAsString": "0"}])
+    lead.runtime.delete_record(FeatureGroupName="bulk-wire", RecordIdentifierValueAsString="r0",
+                               EventTime="2024-06-01T00:00:00Z")
+    live = lead.runtime.list_records(FeatureGroupName="bulk-wire")["RecordIdentifiers"]
+    assert live == ["r1", "r2", "r3", "r4"]
+    every = lead.runtime.list_records(FeatureGroupName="bulk-wire",
+                                      IncludeSoftDeletedRecords=True)["RecordIdentifiers"]
+    assert every == ["r0", "r1", "r2", "r3", "r4"]

@@ -115,8 +115,15 @@ def _runtime_call(request: Request, body: bytes
             if request.method == "PUT":
                 params.update(_json_params(body))
             return handler, params
-    if path == "/BatchGetRecord" and request.method == "POST":
-        return featurestore.RUNTIME[("POST", "batch-get")], _json_params(body)
+    if len(parts) == 4 and parts[1] == "FeatureGroup" and request.method == "POST" \
+            and parts[3] in ("ListRecords", "Record"):
+        params.update(_json_params(body))
+        params["FeatureGroupName"] = parts[2]
+        return featurestore.RUNTIME[("POST", "list" if parts[3] == "ListRecords"
+                                     else "update")], params
+    if path in ("/BatchGetRecord", "/BatchWriteRecord") and request.method == "POST":
+        kind = "batch-get" if path == "/BatchGetRecord" else "batch-write"
+        return featurestore.RUNTIME[("POST", kind)], _json_params(body)
     raise AwsError("UnknownOperationException", f"{request.method} {path} is not an "
                    "operation this server supports", status=404)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from loopworks.clock import as_utc
 from loopworks.errors import ConflictError, LoopworksError, NotFoundError, PermissionDenied
 from loopworks.featurestore import FeatureDefinition, FeatureGroup
@@ -323,7 +325,8 @@ def _parse_element(text: Any, element: str | None) -> Any:
     return text
 
 
-def _record_values(spec: FeatureGroupSpec, record: Any) -> dict[str, Any]:
+def _record_values(spec: FeatureGroupSpec, record: Any, *, complete: bool = True
+                   ) -> dict[str, Any]:
     if not isinstance(record, list) or not record:
         raise AwsError("ValidationError", "Record must list at least one feature value",
                        status=400)
@@ -352,7 +355,7 @@ def _record_values(spec: FeatureGroupSpec, record: Any) -> dict[str, Any]:
             raise AwsError("ValidationError", f"The value of feature {name} cannot be read as "
                            f"its type {_from_definition(definition, meta)['FeatureType']}: "
                            f"{exc}", status=400) from None
-    for needed in (spec.record_id, spec.event_time):
+    for needed in (spec.record_id, spec.event_time) if complete else ():
         if needed not in values:
             role = "record identifier" if needed == spec.record_id else "event time"
             raise AwsError("ValidationError", f"The record must have the feature {needed} "
@@ -679,6 +682,95 @@ def search(call: Call) -> dict[str, Any]:
     return out
 
 
+def batch_write_record(call: Call) -> dict[str, Any]:
+    """BatchWriteRecord: entries typed and checked one by one (a bad one is an error of its
+    own, the others are written), then written per group in one batch."""
+    _require(call, write=True)
+    entries = call.params.get("Entries")
+    if not isinstance(entries, list) or not entries:
+        raise AwsError("ValidationError", "Entries must list at least one record", status=400)
+    default_ttl = _ttl_seconds(call.params.get("TtlDuration"))
+    errors: list[dict[str, Any]] = []
+    batches: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+    groups: dict[str, FeatureGroup] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise AwsError("ValidationError", "each entry must be an object", status=400)
+        name = str(entry.get("FeatureGroupName", ""))
+        try:
+            if name not in groups:
+                groups[name] = _runtime_group(call, name)
+            values = _record_values(groups[name].spec, entry.get("Record"))
+            ttl = _ttl_seconds(entry["TtlDuration"]) if entry.get("TtlDuration") \
+                else default_ttl
+        except AwsError as exc:
+            errors.append({"Entry": entry, "ErrorCode": exc.code, "ErrorMessage": exc.message})
+            continue
+        batches.setdefault((name, ttl), []).append(values)
+    for (name, ttl), rows in batches.items():
+        group = groups[name]
+        if ttl is None:
+            group.ingest(pa.Table.from_pylist(rows))
+        else:
+            for row in rows:
+                group.put_record(row, ttl_seconds=ttl)
+    return {"Errors": errors, "UnprocessedEntries": []}
+
+
+def list_records(call: Call) -> dict[str, Any]:
+    """ListRecords: the record identifiers of a group's live records, in order, a page at
+    a time (with IncludeSoftDeletedRecords, the soft-deleted ones too)."""
+    from loopworks.featurestore.sql import sql_identifier
+
+    _require(call, write=False)
+    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    spec = group.spec
+    include_deleted = str(call.params.get("IncludeSoftDeletedRecords", "")).lower() == "true"
+    record_id = sql_identifier(spec.record_id)
+    if include_deleted:
+        sql = f"SELECT DISTINCT {record_id} AS id FROM {sql_identifier(spec.name)} ORDER BY 1"
+    else:
+        sql = f"SELECT {record_id} AS id FROM {sql_identifier(spec.name + '_latest')} ORDER BY 1"
+    ids = [str(i) for i in call.lw.features.query(sql)["id"]] \
+        if call.lw.features.offline.exists(spec.name) else []
+    params = dict(call.params)
+    if "MaxResults" in params:
+        params["MaxResults"] = int(params["MaxResults"])
+    chunk, token = _page(ids, params, default=100)
+    out: dict[str, Any] = {"RecordIdentifiers": chunk}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def update_record(call: Call) -> dict[str, Any]:
+    """UpdateRecord: some features of a live record; the event time kept unless given, an
+    older one refused (ConflictException)."""
+    _require(call, write=True)
+    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    spec = group.spec
+    record_id = _string(call.params, "RecordIdentifierValueAsString")
+    current = group.get_record(record_id)
+    if current is None:
+        raise AwsError("ResourceNotFound", f"Record {record_id} was not found in feature group "
+                       f"{spec.name}", status=404)
+    changes = _record_values(spec, call.params.get("Features"), complete=False)
+    if spec.record_id in changes and str(changes[spec.record_id]) != record_id:
+        raise AwsError("ValidationError", "Features may not change the record identifier",
+                       status=400)
+    ttl = _ttl_seconds(call.params.get("TtlDuration"))
+    if ttl is not None and spec.event_time not in changes:
+        raise AwsError("ValidationError", "a TtlDuration needs the EventTime feature among "
+                       "the Features", status=400)
+    new_time = changes.get(spec.event_time)
+    if new_time is not None and as_utc(new_time) < as_utc(current[spec.event_time]):
+        raise AwsError("ConflictException", f"EventTime {new_time.isoformat()} is older than "
+                       f"the record's {as_utc(current[spec.event_time]).isoformat()}",
+                       status=409)
+    group.put_record({**current, **changes}, ttl_seconds=ttl)
+    return {}
+
+
 Handler = Callable[[Call], dict[str, Any]]
 #: ``sagemaker`` operations (JSON 1.1, ``X-Amz-Target: SageMaker.<Operation>``).
 CONTROL_PLANE: dict[str, Handler] = {
@@ -690,4 +782,6 @@ CONTROL_PLANE: dict[str, Handler] = {
 #: ``sagemaker-featurestore-runtime`` operations (rest-json) by (method, path shape).
 RUNTIME: dict[tuple[str, str], Handler] = {
     ("PUT", "record"): put_record, ("GET", "record"): get_record,
-    ("DELETE", "record"): delete_record, ("POST", "batch-get"): batch_get_record}
+    ("DELETE", "record"): delete_record, ("POST", "batch-get"): batch_get_record,
+    ("POST", "batch-write"): batch_write_record, ("POST", "list"): list_records,
+    ("POST", "update"): update_record}
