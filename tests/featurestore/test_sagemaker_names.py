@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from loopworks import FeatureStore
-from loopworks.errors import ConfigurationError
+from loopworks.errors import ConfigurationError, NotFoundError
 
 
 @pytest.fixture
@@ -71,3 +71,48 @@ def test_an_event_time_that_is_no_time_is_refused_by_row(store: FeatureStore) ->
     with pytest.raises(Exception, match="event_time"):
         group.ingest(frame)
     assert group.get_record("r1") is None  # nothing of the batch was written
+
+
+def _history(store: FeatureStore) -> None:
+    frame = pd.DataFrame({
+        "review_id": ["r1", "r1", "r1", "r2", "r3"],
+        "EventTime": [1714564800.0, 1714651200.0, 1714737600.0, 1714564800.0, 1714564800.0],
+        "sentiment": [1, 0, -1, 1, 0]})
+    group = store.create_feature_group("reviews-fg", record_id="review_id",
+                                       event_time="EventTime", df=frame)
+    group.ingest(frame)
+    # A second write of r2 at the same event time (a duplicate), and r3 deleted.
+    group.ingest(pd.DataFrame({"review_id": ["r2"], "EventTime": [1714564800.0],
+                               "sentiment": [-1]}))
+    group.delete_record("r3", datetime(2024, 5, 2, tzinfo=UTC))
+
+
+def test_a_dataset_without_an_entity_table(store: FeatureStore) -> None:
+    _history(store)
+    every = store.dataset("reviews-fg")
+    assert list(zip(every["review_id"], every["sentiment"], strict=True)) == [
+        ("r1", 1), ("r1", 0), ("r1", -1), ("r2", -1)]  # r2's last write; r3 deleted
+    latest = store.dataset("reviews-fg", recent=1, features=["sentiment"])
+    assert list(latest.columns) == ["review_id", "EventTime", "sentiment"]
+    assert list(zip(latest["review_id"], latest["sentiment"], strict=True)) == [
+        ("r1", -1), ("r2", -1)]
+    ranged = store.dataset("reviews-fg", start="2024-05-02T00:00:00Z",
+                           end="2024-05-02T23:59:59Z")
+    assert list(ranged["sentiment"]) == [0]
+    duplicates = store.dataset("reviews-fg", include_duplicates=True)
+    assert sorted(duplicates[duplicates.review_id == "r2"]["sentiment"]) == [-1, 1]
+    with_deleted = store.dataset("reviews-fg", include_deleted=True)
+    assert set(with_deleted.review_id) == {"r1", "r2", "r3"}
+    assert with_deleted.is_deleted.any()
+    with pytest.raises(ConfigurationError, match="recent"):
+        store.dataset("reviews-fg", recent=0)
+    with pytest.raises(NotFoundError, match="colour"):
+        store.dataset("reviews-fg", features=["colour"])
+
+
+def test_training_set_takes_the_groups_event_time_column(store: FeatureStore) -> None:
+    _history(store)
+    examples = pd.DataFrame({"review_id": ["r1"], "EventTime": [
+        datetime(2024, 5, 2, 12, tzinfo=UTC)]})
+    built = store.training_set(examples, ["reviews-fg:sentiment"])
+    assert list(built["sentiment"]) == [0]

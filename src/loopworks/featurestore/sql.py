@@ -87,13 +87,14 @@ def connect_groups(store: FeatureStore, as_of: datetime | str | None = None
 
 
 def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = None,
-              output: str = "pandas", out: str | None = None) -> Any:
+              output: str = "pandas", out: str | None = None,
+              params: list[Any] | None = None) -> Any:
     """Run SQL with every feature group visible as a table (see ``FeatureStore.query``)."""
     if output not in ("pandas", "arrow"):
         raise ConfigurationError("output must be 'pandas' or 'arrow'", setting="output")
     con = connect_groups(store, as_of)
     try:
-        result = query_arrow(con, sql)
+        result = query_arrow(con, sql, params)
     except duckdb.Error as exc:
         raise ValidationError(f"SQL error: {str(exc).strip()}", sql=sql) from None
     finally:
@@ -101,6 +102,43 @@ def run_query(store: FeatureStore, sql: str, *, as_of: datetime | str | None = N
     if out:
         _write_result(result, out)
     return result if output == "arrow" else result.to_pandas()
+
+
+def dataset_query(spec: Any, *, features: Sequence[str] | None, start: datetime | str | None,
+                  end: datetime | str | None, recent: int | None, include_deleted: bool,
+                  include_duplicates: bool) -> tuple[str, list[Any]]:
+    """The SQL (and its parameters) of :meth:`FeatureStore.dataset` over one group."""
+    known = [d.name for d in spec.definitions]
+    wanted = list(features) if features else known
+    for name in wanted:
+        spec.definition(name)  # an unknown feature: ConfigurationError naming it
+    columns = list(dict.fromkeys([spec.record_id, spec.event_time, *wanted]))
+    if include_deleted:
+        columns.append("is_deleted")
+    if recent is not None and (not isinstance(recent, int) or recent < 1):
+        raise ConfigurationError("recent must be a whole number of records, 1 or more",
+                                 setting="recent")
+    rid, when = _quote(spec.record_id), _quote(spec.event_time)
+    where, params = [], []
+    for bound, op in ((start, ">="), (end, "<=")):
+        if bound is not None:
+            where.append(f"{when} {op} ?")
+            params.append(_utc(bound))
+    rows = (f"SELECT *, row_number() OVER (PARTITION BY {rid}, {when} ORDER BY write_time "
+            f"DESC) AS __dup, first_value(is_deleted) OVER (PARTITION BY {rid} ORDER BY "
+            f"{when} DESC, write_time DESC) AS __gone FROM {_quote(spec.name)}"
+            + (f" WHERE {' AND '.join(where)}" if where else ""))
+    keep = [] if include_duplicates else ["__dup = 1"]
+    if not include_deleted:
+        keep += ["NOT is_deleted", "NOT __gone"]
+    ranked = (f"SELECT *, row_number() OVER (PARTITION BY {rid} ORDER BY {when} DESC, "
+              f"write_time DESC) AS __recent FROM ({rows})"
+              + (f" WHERE {' AND '.join(keep)}" if keep else ""))
+    picked = ", ".join(_quote(c) for c in columns)
+    sql = (f"SELECT {picked} FROM ({ranked})"
+           + (f" WHERE __recent <= {int(recent)}" if recent is not None else "")
+           + f" ORDER BY {rid}, {when}")
+    return sql, params
 
 
 def _write_result(table: pa.Table, out: str) -> None:

@@ -280,15 +280,62 @@ class FeatureStore:
         return run_query(self, sql, as_of=as_of, output=output, out=out)
 
     def training_set(self, entity_df: pd.DataFrame | pa.Table, features: Sequence[str], *,
-                     event_time: str = "event_time", **options: Any) -> pd.DataFrame:
+                     event_time: str | None = None, **options: Any) -> pd.DataFrame:
         """Point-in-time correct training set (options: see ``featurestore.sql.training_set``).
 
-        For each entity row (record id + ``event_time``), the latest feature values at or
-        before that time: no leakage from the future.
+        For each entity row (record id + event time), the latest feature values at or before
+        that time: no leakage from the future. The entity rows' time column is
+        ``event_time``, else ``event_time`` when they have one, else the event-time feature
+        of a requested group that they carry (``EventTime`` of a SageMaker group).
         """
         from loopworks.featurestore.sql import training_set
 
+        if event_time is None:
+            columns = list(entity_df.columns) if isinstance(entity_df, pd.DataFrame) \
+                else entity_df.column_names
+            event_time = "event_time"
+            if event_time not in columns:
+                groups = {ref.partition(":")[0] for ref in features}
+                carried = [g.event_time for g in self.list_feature_groups()
+                           if g.name in groups and g.event_time in columns]
+                if carried:
+                    event_time = carried[0]
         return training_set(self, entity_df, features, event_time=event_time, **options)
+
+    def dataset(self, group: str, *, features: Sequence[str] | None = None,
+                start: datetime | str | None = None, end: datetime | str | None = None,
+                recent: int | None = None, include_deleted: bool = False,
+                include_duplicates: bool = False, as_of: datetime | str | None = None,
+                output: str = "pandas") -> Any:
+        """A group's records as a data set, with no entity table (SageMaker's
+        DatasetBuilder; what Feast users asked for in feast#1611).
+
+        Args:
+            group: The feature group.
+            features: The features wanted (default: all); the record id and event time
+                always come along.
+            start, end: Only records whose event time lies in this range (inclusive).
+            recent: Only the N most recent records of each id (after the filters above).
+            include_deleted: Keep deletion rows and the records of deleted ids (default:
+                an id whose latest row is a deletion is left out, and so are deletion rows).
+            include_duplicates: Keep every write of the same id and event time (default: the
+                last one written).
+            as_of: The history as it was at this write time.
+            output: ``pandas`` or ``arrow``.
+
+        Raises:
+            NotFoundError: No such group or feature.
+            ConfigurationError: ``recent`` below 1.
+        """
+        from loopworks.featurestore.sql import dataset_query
+
+        spec = self.feature_group(group).spec
+        sql, params = dataset_query(spec, features=features, start=start, end=end,
+                                    recent=recent, include_deleted=include_deleted,
+                                    include_duplicates=include_duplicates)
+        from loopworks.featurestore.sql import run_query
+
+        return run_query(self, sql, as_of=as_of, output=output, params=params)
 
     get_historical_features = training_set
 
