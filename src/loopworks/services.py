@@ -33,6 +33,7 @@ from loopworks.settings import Settings, load_settings
 if TYPE_CHECKING:
     from loopworks.labeling.accesskeys import AccessKeys
     from loopworks.models.registry import ModelRegistry
+    from loopworks.objectstore import ObjectStore
     from loopworks.processing.runner import JobRunner
 
 __all__ = ["Loopworks", "open"]
@@ -61,6 +62,7 @@ class Loopworks:
     _models: ModelRegistry | None = field(default=None, repr=False)
     _jobs: JobRunner | None = field(default=None, repr=False)
     _access_keys: AccessKeys | None = field(default=None, repr=False)
+    _objects: ObjectStore | None = field(default=None, repr=False)
 
     @property
     def home(self) -> Path:
@@ -81,6 +83,15 @@ class Loopworks:
 
             self._access_keys = AccessKeys(self.workforce, server_secret(self.settings))
         return self._access_keys
+
+    @property
+    def objects(self) -> ObjectStore:
+        """Buckets and objects (what the S3 endpoint serves), under ``<home>/s3``."""
+        if self._objects is None:
+            from loopworks.objectstore import ObjectStore
+
+            self._objects = ObjectStore(self.engine, self.home / "s3")
+        return self._objects
 
     @property
     def models(self) -> ModelRegistry:

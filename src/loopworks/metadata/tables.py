@@ -20,7 +20,8 @@ __all__ = [
     "UtcDateTime", "answers", "auto_items", "auto_rounds", "console_queries", "credentials",
     "feature_groups", "idempotency", "items", "ix_items_open", "jobs", "leases",
     "machine_labels", "metadata", "outbox", "review_flows", "review_loops", "review_passes",
-    "sign_in_failures", "skips", "team_members", "teams", "workers",
+    "s3_buckets", "s3_objects", "s3_parts", "s3_uploads", "sign_in_failures", "skips",
+    "team_members", "teams", "workers",
 ]
 
 
@@ -293,4 +294,45 @@ review_passes = sa.Table(
               primary_key=True),
     sa.Column("name", sa.String(63), primary_key=True),
     sa.Column("content_hash", sa.String(64), nullable=False),
+)
+
+# ----------------------------------------------------------------- object store
+#: S3 keys sort as S3 sorts them, by their UTF-8 bytes: PostgreSQL compares them in the "C"
+#: collation (SQLite's default, BINARY, already does).
+_S3_KEY = sa.String(1024).with_variant(sa.String(1024, collation="C"), "postgresql")
+s3_buckets = sa.Table(
+    "s3_buckets", metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("owner_id", sa.Integer, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+s3_objects = sa.Table(
+    "s3_objects", metadata,
+    sa.Column("bucket", sa.ForeignKey("s3_buckets.name", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("key", _S3_KEY, primary_key=True),
+    sa.Column("blob", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("user_metadata", sa.Text, nullable=False),
+    sa.Column("modified_at", UtcDateTime, nullable=False),
+)
+s3_uploads = sa.Table(
+    "s3_uploads", metadata,
+    sa.Column("upload_id", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.ForeignKey("s3_buckets.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", _S3_KEY, nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("user_metadata", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+s3_parts = sa.Table(
+    "s3_parts", metadata,
+    sa.Column("upload_id", sa.ForeignKey("s3_uploads.upload_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("part_number", sa.Integer, primary_key=True),
+    sa.Column("blob", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(80), nullable=False),
 )

@@ -50,17 +50,25 @@ log = logging.getLogger(__name__)
 PREFIX = "/aws"
 #: The largest request body the JSON and query protocols take (AWS's own limits are lower).
 MAX_BODY_BYTES = 16 << 20
-_SERVICE = {Protocol.JSON: "sagemaker", Protocol.REST_JSON: "sagemaker", Protocol.QUERY: "sts"}
+_SERVICE = {Protocol.JSON: "sagemaker", Protocol.REST_JSON: "sagemaker", Protocol.QUERY: "sts",
+            Protocol.S3: "s3"}
+_RUNTIME_PATHS = ("/FeatureGroup/", "/BatchGetRecord", "/BatchWriteRecord")
 _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
 def _protocol(request: Request) -> Protocol:
     if request.headers.get("x-amz-target"):
         return Protocol.JSON
-    if request.method == "POST" and request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"):
+    authorization = request.headers.get("authorization", "")
+    if "/s3/aws4_request" in authorization:
+        return Protocol.S3
+    if "/sts/aws4_request" in authorization or (
+            request.method == "POST" and request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded")):
         return Protocol.QUERY
-    return Protocol.REST_JSON
+    if _route_path(request).startswith(_RUNTIME_PATHS):
+        return Protocol.REST_JSON
+    return Protocol.S3
 
 
 async def _body(request: Request) -> bytes:
@@ -143,7 +151,8 @@ def _sts(call: Call, key_id: str) -> str:
 
 async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
     lw = services_of(request.app)
-    body = await _body(request)
+    s3 = protocol is Protocol.S3
+    body = b"" if s3 else await _body(request)
     signed = SignedRequest(
         request.method, (request.scope.get("raw_path") or b"").decode("latin-1"),
         request.scope.get("query_string", b"").decode("latin-1"),
@@ -160,10 +169,18 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
                                                      credential.key_id)
         except PermissionDenied:
             raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
-        verify(signed, credential, secret)
+        verify(signed, credential, secret, body_later=s3)
     except SignatureError as exc:
         raise auth_error(protocol, exc.failure, exc.message) from None
     headers = {"x-amzn-RequestId": rid}
+    if s3:
+        from loopworks.server.aws.s3 import handle
+
+        response = await handle(request, lw.objects, worker, _route_path(request),
+                                request.headers.get("x-amz-content-sha256"),
+                                lw.settings.aws_account_id)
+        response.headers["x-amz-request-id"] = rid
+        return response
     if protocol is Protocol.QUERY:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         call = Call(lw, worker, credential.region, form)

@@ -38,6 +38,7 @@ class Protocol(StrEnum):
     JSON = "json"
     REST_JSON = "rest-json"
     QUERY = "query"
+    S3 = "s3"
 
 
 class AwsError(Exception):
@@ -74,13 +75,22 @@ _AUTH_CODES: dict[Protocol, dict[Failure, tuple[str, int]]] = {
         Failure.BODY: ("SignatureDoesNotMatch", 403)},
 }
 _AUTH_CODES[Protocol.REST_JSON] = _AUTH_CODES[Protocol.JSON]
+_AUTH_CODES[Protocol.S3] = {
+    Failure.MISSING: ("AccessDenied", 403),
+    Failure.MALFORMED: ("AuthorizationHeaderMalformed", 400),
+    Failure.UNKNOWN_KEY: ("InvalidAccessKeyId", 403),
+    Failure.MISMATCH: ("SignatureDoesNotMatch", 403),
+    Failure.SKEWED: ("RequestTimeTooSkewed", 403),
+    Failure.BODY: ("XAmzContentSHA256Mismatch", 400)}
 
 
 def auth_error(protocol: Protocol, failure: Failure, message: str) -> AwsError:
     """An authentication failure in the protocol's own words."""
     code, status = _AUTH_CODES[protocol][failure]
     if failure is Failure.UNKNOWN_KEY:
-        message = "The security token included in the request is invalid."
+        message = ("The AWS Access Key Id you provided does not exist in our records."
+                   if protocol is Protocol.S3 else
+                   "The security token included in the request is invalid.")
     return AwsError(code, message, status=status)
 
 
@@ -105,6 +115,11 @@ def domain_error(exc: LoopworksError, protocol: Protocol) -> AwsError:
 def error_body(protocol: Protocol, error: AwsError, rid: str
                ) -> tuple[bytes, str, dict[str, str]]:
     """The body, content type and headers of an error response."""
+    if protocol is Protocol.S3:
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{escape(error.code)}</Code><Message>{escape(error.message)}"
+                f"</Message><RequestId>{rid}</RequestId></Error>")
+        return body.encode(), "application/xml", {}
     if protocol is Protocol.QUERY:
         body = ("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
                 f"<Error><Type>Sender</Type><Code>{escape(error.code)}</Code>"

@@ -170,8 +170,11 @@ def request_time(request: SignedRequest) -> datetime:
 
 
 def verify(request: SignedRequest, credential: Credential, secret: str, *,
-           now: datetime | None = None) -> str:
+           now: datetime | None = None, body_later: bool = False) -> str:
     """Check a request's signature; returns its payload hash as declared or computed.
+
+    With ``body_later`` (S3 streams bodies to disk) the body is not at hand: the declared
+    hash is signed as it stands, and the caller compares it with the body it streams.
 
     Raises:
         SignatureError: How it failed (MALFORMED, SKEWED, BODY or MISMATCH).
@@ -191,7 +194,13 @@ def verify(request: SignedRequest, credential: Credential, secret: str, *,
                              f"Signature not yet current: {stamp} is still later than "
                              f"{(now + MAX_SKEW):%Y%m%dT%H%M%SZ}")
     declared = request.header("x-amz-content-sha256")
-    actual = hashlib.sha256(request.body).hexdigest()
+    if body_later:
+        if declared is None:
+            raise SignatureError(Failure.MALFORMED, "Missing required header for this "
+                                 "request: x-amz-content-sha256")
+        actual = declared.lower()
+    else:
+        actual = hashlib.sha256(request.body).hexdigest()
     if declared is None:
         payload_hash = actual
     elif declared == UNSIGNED_PAYLOAD or declared.startswith(_STREAMING):

@@ -1,0 +1,257 @@
+"""SageMaker Feature Store over boto3: loopworks' /aws endpoint against moto's server, and
+against loopworks' own JSON API, same machine, one run.
+
+boto3 (unmodified, SigV4-signed by botocore) talks to a fresh `loopworks serve` and to
+moto's standalone server (`moto[server]`, what users run to test SageMaker code locally):
+
+* PutRecord records/s from 1 and from 8 threads (a client per thread);
+* GetRecord p50 / p99 from one thread; the same record over loopworks' JSON API with httpx;
+* DescribeFeatureGroup p50 / p99 on both servers.
+
+moto implements the feature-group control plane but not ``sagemaker-featurestore-runtime``
+(no PutRecord or GetRecord): the run records what moto answered instead of a figure.
+
+    python benchmarks/aws_featurestore.py [--records 2000] [--workdir DIR]
+
+Results: ``benchmarks/results/aws-featurestore.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fresh_dir, log, machine_busy_seconds, own_cpu_seconds  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REGION = "us-east-1"
+DEFINITIONS = [{"FeatureName": "review_id", "FeatureType": "String"},
+               {"FeatureName": "EventTime", "FeatureType": "Fractional"},
+               {"FeatureName": "sentiment", "FeatureType": "Integral"},
+               {"FeatureName": "review_body", "FeatureType": "String"}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], url: str, env: dict[str, str], probe: str) -> Iterator[str]:
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + probe, timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[0]} did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def clients(endpoint: str, key: tuple[str, str]) -> tuple[Any, Any]:
+    session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                                    region_name=REGION)
+    config = Config(retries={"max_attempts": 1}, max_pool_connections=16)
+    return (session.client("sagemaker", endpoint_url=endpoint, config=config),
+            session.client("sagemaker-featurestore-runtime", endpoint_url=endpoint,
+                           config=config))
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "calls": len(ordered)}
+
+
+def latencies(call: Callable[[int], Any], n: int) -> dict[str, float]:
+    for i in range(min(50, n)):
+        call(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        call(i)
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples)
+
+
+def record(i: int) -> list[dict[str, str]]:
+    return [{"FeatureName": "review_id", "ValueAsString": f"r{i:06d}"},
+            {"FeatureName": "EventTime", "ValueAsString": f"{1714564800 + i}.5"},
+            {"FeatureName": "sentiment", "ValueAsString": str(i % 3 - 1)},
+            {"FeatureName": "review_body", "ValueAsString": "Sturdy and light. " * 10}]
+
+
+def put_rate(make_runtime: Callable[[], Any], group: str, records: int, threads: int,
+             offset: int) -> dict[str, float]:
+    runtimes = [make_runtime() for _ in range(threads)]
+    share = records // threads
+
+    def work(t: int) -> None:
+        runtime = runtimes[t]
+        for i in range(share):
+            runtime.put_record(FeatureGroupName=group, Record=record(offset + t * share + i))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+    seconds = time.perf_counter() - start
+    return {"records": share * threads, "seconds": round(seconds, 3),
+            "records_per_s": round(share * threads / seconds, 1)}
+
+
+def create(sagemaker: Any, group: str) -> None:
+    sagemaker.create_feature_group(
+        FeatureGroupName=group, RecordIdentifierFeatureName="review_id",
+        EventTimeFeatureName="EventTime", FeatureDefinitions=DEFINITIONS,
+        OnlineStoreConfig={"EnableOnlineStore": True},
+        OfflineStoreConfig={"S3StorageConfig": {"S3Uri": "s3://bench/offline"}},
+        RoleArn="arn:aws:iam::000000000000:role/bench")
+
+
+def run_loopworks(workdir: Path, records: int) -> dict[str, Any]:
+    import loopworks
+
+    home = fresh_dir(workdir / "loopworks") / "home"
+    with loopworks.open(home) as lw:
+        lw.workforce.add_worker("bench", role="admin")
+        key = lw.access_keys.issue("bench")
+        token = lw.workforce.issue_api_token("bench")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN="bench-token")
+    command = [sys.executable, "-m", "loopworks.cli", "serve", "--port", str(port)]
+    out: dict[str, Any] = {}
+    with server(command, url, env, "/healthz"):
+        sagemaker, runtime = clients(f"{url}/aws", key)
+        create(sagemaker, "bench-reviews")
+        log("loopworks: PutRecord from 1 thread")
+        out["put_1_thread"] = put_rate(lambda: clients(f"{url}/aws", key)[1], "bench-reviews",
+                                       records, 1, 0)
+        log("loopworks: PutRecord from 8 threads")
+        out["put_8_threads"] = put_rate(lambda: clients(f"{url}/aws", key)[1],
+                                        "bench-reviews", records * 2, 8, records)
+        log("loopworks: GetRecord through boto3")
+        out["get_boto3"] = latencies(lambda i: runtime.get_record(
+            FeatureGroupName="bench-reviews",
+            RecordIdentifierValueAsString=f"r{i % records:06d}"), records)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            log("loopworks: the same record over the JSON API")
+            out["get_json_api"] = latencies(lambda i: api.get(
+                f"/api/feature-groups/bench-reviews/records/r{i % records:06d}"), records)
+        out["describe"] = latencies(lambda i: sagemaker.describe_feature_group(
+            FeatureGroupName="bench-reviews"), 500)
+    return out
+
+
+def run_moto(workdir: Path, records: int) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, AWS_DEFAULT_REGION=REGION)
+    command = [sys.executable, "-m", "moto.server", "-p", str(port)]
+    out: dict[str, Any] = {}
+    with server(command, url, env, "/moto-api/"):
+        sagemaker, runtime = clients(url, ("testing", "testing"))
+        create(sagemaker, "bench-reviews")
+        out["describe"] = latencies(lambda i: sagemaker.describe_feature_group(
+            FeatureGroupName="bench-reviews"), 500)
+        for operation, call in (("PutRecord", lambda: runtime.put_record(
+                FeatureGroupName="bench-reviews", Record=record(0))),
+                ("GetRecord", lambda: runtime.get_record(
+                    FeatureGroupName="bench-reviews", RecordIdentifierValueAsString="r0"))):
+            try:
+                call()
+                out[operation] = "answered"
+            except ClientError as exc:
+                out[operation] = (f"{exc.response['ResponseMetadata'].get('HTTPStatusCode')} "
+                                  f"{exc.response['Error'].get('Code') or ''}".strip())
+            except Exception as exc:  # noqa: BLE001 - what moto did, recorded as such
+                out[operation] = f"{type(exc).__name__}: {str(exc)[:80]}"
+    return out
+
+
+def report(lw: dict[str, Any], moto: dict[str, Any], meta: dict[str, Any]) -> str:
+    def ratio(ours: float, theirs: float) -> str:
+        return f"{theirs / ours:.1f}×" if ours else "–"
+
+    rows = [
+        ("PutRecord, 1 thread (records/s)", lw["put_1_thread"]["records_per_s"],
+         moto.get("PutRecord", "–"), ""),
+        ("PutRecord, 8 threads (records/s)", lw["put_8_threads"]["records_per_s"],
+         moto.get("PutRecord", "–"), ""),
+        ("GetRecord p50 / p99 (ms)",
+         f"{lw['get_boto3']['p50_ms']} / {lw['get_boto3']['p99_ms']}",
+         moto.get("GetRecord", "–"), ""),
+        ("DescribeFeatureGroup p50 / p99 (ms)",
+         f"{lw['describe']['p50_ms']} / {lw['describe']['p99_ms']}",
+         f"{moto['describe']['p50_ms']} / {moto['describe']['p99_ms']}",
+         ratio(lw["describe"]["p50_ms"], moto["describe"]["p50_ms"])),
+    ]
+    lines = ["# SageMaker Feature Store over boto3: loopworks vs moto", "",
+             f"Run {meta['finished']} on {meta['machine']} ({meta['cpus']} CPUs); other "
+             f"processes kept the machine {meta['others_busy']:.0%} busy during the run.", "",
+             "| operation | loopworks /aws | moto server | moto ÷ loopworks (time) |",
+             "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", f"The same record over loopworks' JSON API (httpx): p50 "
+              f"{lw['get_json_api']['p50_ms']} ms, p99 {lw['get_json_api']['p99_ms']} ms.",
+              "", "moto has no sagemaker-featurestore-runtime: the cells say what it answered.",
+              ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/loopworks-bench-aws"))
+    args = parser.parse_args()
+    busy_before, own_before, wall = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+    lw = run_loopworks(args.workdir, args.records)
+    log("moto")
+    moto = run_moto(args.workdir, args.records)
+    busy_after, seconds = machine_busy_seconds(), time.monotonic() - wall
+    own = own_cpu_seconds() - own_before
+    cpus = os.cpu_count() or 1
+    meta = {"finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": platform.machine(), "cpus": cpus,
+            "others_busy": max(0.0, ((busy_after or 0) - (busy_before or 0) - own)
+                               / (seconds * cpus))}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "aws-featurestore.json").write_text(json.dumps(
+        {"meta": meta, "loopworks": lw, "moto": moto}, indent=2))
+    text = report(lw, moto, meta)
+    (RESULTS / "aws-featurestore.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""loopworks' object store: buckets and objects, as S3 keeps them.
+
+What the S3 endpoint (``/aws``) serves, and where ``s3://`` URIs given to loopworks resolve.
+An object's bytes are a file under ``<home>/s3/blobs/`` named by a random id; its key, size,
+ETag, content type and user metadata are a row in the metadata database, so listing by
+prefix is an ordered range read, and replacing an object is one row update: a reader sees
+the old object or the new one, never a part. A new body is written (and fsynced) under
+``<home>/s3/staging/`` first and moved into place before its row commits; the file an
+update replaced is removed after the commit. Multipart uploads keep each part as a file
+until they complete into one object (ETag: MD5 of the parts' MD5s, ``-N``), as S3 does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from loopworks.clock import utcnow
+from loopworks.errors import ConflictError, NotFoundError, ValidationError
+from loopworks.metadata.tables import s3_buckets, s3_objects, s3_parts, s3_uploads
+
+__all__ = ["BUCKET_PATTERN", "Listing", "ObjectInfo", "ObjectStore", "Staged"]
+
+#: S3's bucket names: 3-63 lower-case letters, digits, '.' and '-', a letter or digit at
+#: each end.
+BUCKET_PATTERN = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+_MAX_KEY_BYTES = 1024
+_LIST_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's key, size, ETag (quoted, as S3 sends it), type, metadata and time."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str
+    metadata: dict[str, str]
+    modified_at: datetime
+    blob: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a bucket listing."""
+
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    truncated: bool
+    next_after: str | None
+
+
+@dataclass
+class Staged:
+    """A body written to the staging area, with what was computed while writing it."""
+
+    path: Path
+    size: int = 0
+    md5: str = ""
+    sha256: str = ""
+
+
+class ObjectStore:
+    """Buckets and objects of one home.
+
+    Args:
+        engine: The metadata database.
+        root: Where bodies are kept (``<home>/s3``).
+    """
+
+    def __init__(self, engine: sa.Engine, root: Path) -> None:
+        self.engine = engine
+        self.root = root
+
+    # ---------------------------------------------------------------- buckets
+    def create_bucket(self, name: str, owner_id: int | None = None) -> None:
+        """Create a bucket.
+
+        Raises:
+            ValidationError: Not a valid bucket name.
+            ConflictError: It exists already.
+        """
+        if not BUCKET_PATTERN.match(name) or ".." in name:
+            raise ValidationError(f"The specified bucket is not valid: {name!r} (3-63 lower-case "
+                                  "letters, digits, '.' and '-')", code="InvalidBucketName")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(s3_buckets.insert().values(name=name, owner_id=owner_id,
+                                                        created_at=utcnow()))
+        except sa.exc.IntegrityError:
+            raise ConflictError("Your previous request to create the named bucket succeeded "
+                                "and you already own it.",
+                                code="BucketAlreadyOwnedByYou") from None
+
+    def buckets(self) -> list[tuple[str, datetime]]:
+        """Every bucket with its creation time, by name."""
+        with self.engine.connect() as conn:
+            return [(r.name, r.created_at) for r in conn.execute(
+                sa.select(s3_buckets.c.name, s3_buckets.c.created_at)
+                .order_by(s3_buckets.c.name))]
+
+    def head_bucket(self, name: str) -> None:
+        """Raises NotFoundError (NoSuchBucket) unless the bucket exists."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(s3_buckets.c.name).where(
+                s3_buckets.c.name == name)).first()
+        if found is None:
+            raise NotFoundError("The specified bucket does not exist", code="NoSuchBucket",
+                                bucket=name)
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (ConflictError BucketNotEmpty otherwise)."""
+        self.head_bucket(name)
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(s3_objects.c.key).where(
+                    s3_objects.c.bucket == name).limit(1)).first() is not None:
+                raise ConflictError("The bucket you tried to delete is not empty",
+                                    code="BucketNotEmpty", bucket=name)
+            blobs = [r.blob for r in conn.execute(
+                sa.select(s3_parts.c.blob).join(s3_uploads,
+                                                s3_uploads.c.upload_id == s3_parts.c.upload_id)
+                .where(s3_uploads.c.bucket == name))]
+            conn.execute(s3_buckets.delete().where(s3_buckets.c.name == name))
+        self._remove(blobs)
+
+    # ------------------------------------------------------------------ bodies
+    def staging(self) -> Staged:
+        """A new file to write a body into (then :meth:`put` or :meth:`put_part`)."""
+        folder = self.root / "staging"
+        folder.mkdir(parents=True, exist_ok=True)
+        return Staged(folder / f"{secrets.token_hex(16)}.part")
+
+    def _blob_path(self, blob: str) -> Path:
+        return self.root / "blobs" / blob[:2] / blob
+
+    def _adopt(self, staged: Staged) -> str:
+        blob = secrets.token_hex(16)
+        target = self._blob_path(blob)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.path, target)
+        return blob
+
+    def _remove(self, blobs: Sequence[str]) -> None:
+        for blob in blobs:
+            self._blob_path(blob).unlink(missing_ok=True)
+
+    @staticmethod
+    def check_key(key: str) -> None:
+        """Raises ValidationError (KeyTooLongError) for an empty or too long key."""
+        if not key or len(key.encode("utf-8")) > _MAX_KEY_BYTES:
+            raise ValidationError("Your key is too long (at most 1024 bytes) or empty",
+                                  code="KeyTooLongError")
+
+    # ----------------------------------------------------------------- objects
+    def put(self, bucket: str, key: str, staged: Staged, *, content_type: str = "",
+            metadata: dict[str, str] | None = None, etag: str | None = None) -> ObjectInfo:
+        """Make a staged body the object at ``key`` (replacing any)."""
+        self.check_key(key)
+        self.head_bucket(bucket)
+        blob = self._adopt(staged)
+        now = utcnow()
+        row = {"bucket": bucket, "key": key, "blob": blob, "size": staged.size,
+               "etag": etag or f'"{staged.md5}"',
+               "content_type": content_type or "binary/octet-stream",
+               "user_metadata": json.dumps(metadata or {}), "modified_at": now}
+        try:
+            with self.engine.begin() as conn:
+                old = conn.execute(sa.select(s3_objects.c.blob).where(
+                    s3_objects.c.bucket == bucket, s3_objects.c.key == key)).scalar()
+                if old is None:
+                    conn.execute(s3_objects.insert().values(**row))
+                else:
+                    conn.execute(s3_objects.update().where(
+                        s3_objects.c.bucket == bucket, s3_objects.c.key == key).values(**row))
+        except BaseException:
+            self._remove([blob])
+            raise
+        if old is not None:
+            self._remove([old])
+        return self._info(row)
+
+    @staticmethod
+    def _info(row: Any) -> ObjectInfo:
+        values: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(row._mapping)
+        return ObjectInfo(values["bucket"], values["key"], int(values["size"]),
+                          values["etag"], values["content_type"],
+                          json.loads(values["user_metadata"] or "{}"), values["modified_at"],
+                          values["blob"])
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        """An object's description (NotFoundError NoSuchKey when missing)."""
+        self.head_bucket(bucket)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(s3_objects).where(
+                s3_objects.c.bucket == bucket, s3_objects.c.key == key)).first()
+        if row is None:
+            raise NotFoundError("The specified key does not exist.", code="NoSuchKey",
+                                bucket=bucket, key=key)
+        return self._info(row)
+
+    def open(self, info: ObjectInfo) -> Path:
+        """The file holding an object's bytes."""
+        return self._blob_path(info.blob)
+
+    def read(self, info: ObjectInfo, start: int = 0, end: int | None = None,
+             chunk: int = 1 << 20) -> Iterator[bytes]:
+        """An object's bytes from ``start`` to ``end`` (inclusive), in chunks."""
+        last = info.size - 1 if end is None else min(end, info.size - 1)
+        with open(self._blob_path(info.blob), "rb") as fh:
+            fh.seek(start)
+            left = last - start + 1
+            while left > 0:
+                data = fh.read(min(chunk, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete an object (nothing happens when it does not exist, as in S3)."""
+        self.head_bucket(bucket)
+        with self.engine.begin() as conn:
+            blob = conn.execute(sa.select(s3_objects.c.blob).where(
+                s3_objects.c.bucket == bucket, s3_objects.c.key == key)).scalar()
+            if blob is not None:
+                conn.execute(s3_objects.delete().where(s3_objects.c.bucket == bucket,
+                                                       s3_objects.c.key == key))
+        if blob is not None:
+            self._remove([blob])
+
+    def copy(self, source: ObjectInfo, bucket: str, key: str, *,
+             metadata: dict[str, str] | None = None, content_type: str | None = None
+             ) -> ObjectInfo:
+        """Copy an object (its metadata kept unless replaced)."""
+        staged = self.staging()
+        shutil.copyfile(self._blob_path(source.blob), staged.path)
+        staged.size = source.size
+        return self.put(bucket, key, staged,
+                        content_type=content_type if content_type is not None
+                        else source.content_type,
+                        metadata=source.metadata if metadata is None else metadata,
+                        etag=source.etag)
+
+    def list(self, bucket: str, *, prefix: str = "", delimiter: str = "", after: str = "",
+             max_keys: int = 1000) -> Listing:
+        """Keys in UTF-8 byte order, after ``after``, under ``prefix``; with a
+        ``delimiter``, keys sharing the next part of their name roll up into one common
+        prefix. At most ``max_keys`` entries (objects plus prefixes); ``next_after`` is the
+        last one given, to resume after."""
+        self.head_bucket(bucket)
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        last = ""
+        if after > prefix:
+            rolled = delimiter and after.endswith(delimiter) and after.startswith(prefix)
+            lower, strict = (after + "\U0010ffff" if rolled else after), True
+        else:
+            lower, strict = prefix, False
+        while True:
+            with self.engine.connect() as conn:
+                query = sa.select(s3_objects).where(
+                    s3_objects.c.bucket == bucket,
+                    s3_objects.c.key > lower if strict else s3_objects.c.key >= lower)
+                rows = conn.execute(query.order_by(s3_objects.c.key).limit(_LIST_PAGE)).all()
+            for row in rows:
+                key = row.key
+                if not key.startswith(prefix):
+                    return Listing(objects, prefixes, False, None)
+                common = None
+                if delimiter:
+                    cut = key.find(delimiter, len(prefix))
+                    if cut >= 0:
+                        common = key[:cut + len(delimiter)]
+                if common is not None and prefixes and prefixes[-1] == common:
+                    continue
+                if len(objects) + len(prefixes) >= max_keys:
+                    return Listing(objects, prefixes, True, last)
+                if common is not None:
+                    prefixes.append(common)
+                    last = common
+                else:
+                    objects.append(self._info(row))
+                    last = key
+            if len(rows) < _LIST_PAGE:
+                return Listing(objects, prefixes, False, None)
+            lower, strict = rows[-1].key, True
+            if prefixes and lower.startswith(prefixes[-1]):
+                lower = prefixes[-1] + "\U0010ffff"  # skip the rest of what rolled up
+
+    # ------------------------------------------------------------- multipart
+    def create_upload(self, bucket: str, key: str, *, content_type: str = "",
+                      metadata: dict[str, str] | None = None) -> str:
+        """Start a multipart upload; returns its id."""
+        self.check_key(key)
+        self.head_bucket(bucket)
+        upload_id = secrets.token_hex(24)
+        with self.engine.begin() as conn:
+            conn.execute(s3_uploads.insert().values(
+                upload_id=upload_id, bucket=bucket, key=key,
+                content_type=content_type or "binary/octet-stream",
+                user_metadata=json.dumps(metadata or {}), created_at=utcnow()))
+        return upload_id
+
+    def _upload(self, conn: sa.Connection, bucket: str, key: str, upload_id: str) -> Any:
+        row = conn.execute(sa.select(s3_uploads).where(
+            s3_uploads.c.upload_id == upload_id, s3_uploads.c.bucket == bucket,
+            s3_uploads.c.key == key)).first()
+        if row is None:
+            raise NotFoundError("The specified upload does not exist. The upload ID may be "
+                                "invalid, or the upload may have been aborted or completed.",
+                                code="NoSuchUpload", upload_id=upload_id)
+        return row
+
+    def put_part(self, bucket: str, key: str, upload_id: str, number: int,
+                 staged: Staged) -> str:
+        """Keep one part of an upload (replacing an earlier one of the same number);
+        returns its ETag."""
+        if not 1 <= number <= 10000:
+            raise ValidationError("Part number must be an integer between 1 and 10000",
+                                  code="InvalidArgument")
+        blob = self._adopt(staged)
+        etag = f'"{staged.md5}"'
+        try:
+            with self.engine.begin() as conn:
+                self._upload(conn, bucket, key, upload_id)
+                old = conn.execute(sa.select(s3_parts.c.blob).where(
+                    s3_parts.c.upload_id == upload_id, s3_parts.c.part_number == number)
+                ).scalar()
+                conn.execute(s3_parts.delete().where(s3_parts.c.upload_id == upload_id,
+                                                     s3_parts.c.part_number == number))
+                conn.execute(s3_parts.insert().values(upload_id=upload_id, part_number=number,
+                                                      blob=blob, size=staged.size, etag=etag))
+        except BaseException:
+            self._remove([blob])
+            raise
+        if old is not None:
+            self._remove([old])
+        return etag
+
+    def complete_upload(self, bucket: str, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]]) -> ObjectInfo:
+        """Join the named parts, in order, into the object (S3's rules: ascending part
+        numbers, ETags that match, every part but the last at least 5 MiB)."""
+        with self.engine.connect() as conn:
+            upload = self._upload(conn, bucket, key, upload_id)
+            stored = {r.part_number: r for r in conn.execute(sa.select(s3_parts).where(
+                s3_parts.c.upload_id == upload_id))}
+        numbers = [n for n, _ in parts]
+        if not parts or numbers != sorted(set(numbers)):
+            raise ValidationError("The list of parts was not in ascending order.",
+                                  code="InvalidPartOrder")
+        chosen = []
+        for number, etag in parts:
+            row = stored.get(number)
+            if row is None or row.etag.strip('"') != etag.strip('"'):
+                raise ValidationError("One or more of the specified parts could not be found. "
+                                      "The part may not have been uploaded, or the specified "
+                                      "entity tag may not match the part's entity tag.",
+                                      code="InvalidPart")
+            chosen.append(row)
+        for row in chosen[:-1]:
+            if row.size < 5 << 20:
+                raise ValidationError("Your proposed upload is smaller than the minimum "
+                                      "allowed object size.", code="EntityTooSmall")
+        staged = self.staging()
+        digests = hashlib.md5(usedforsecurity=False)
+        with open(staged.path, "wb") as out:
+            for row in chosen:
+                with open(self._blob_path(row.blob), "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+                digests.update(bytes.fromhex(row.etag.strip('"')))
+                staged.size += row.size
+            out.flush()
+            os.fsync(out.fileno())
+        info = self.put(bucket, key, staged, content_type=upload.content_type,
+                        metadata=json.loads(upload.user_metadata),
+                        etag=f'"{digests.hexdigest()}-{len(chosen)}"')
+        self.abort_upload(bucket, key, upload_id)
+        return info
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop an upload and its parts."""
+        with self.engine.begin() as conn:
+            self._upload(conn, bucket, key, upload_id)
+            blobs = [r.blob for r in conn.execute(sa.select(s3_parts.c.blob).where(
+                s3_parts.c.upload_id == upload_id))]
+            conn.execute(s3_uploads.delete().where(s3_uploads.c.upload_id == upload_id))
+        self._remove(blobs)

@@ -1,0 +1,187 @@
+"""S3 through boto3, unmodified, against a live `loopworks serve`: buckets, objects,
+ranges, listings with prefixes and delimiters, copies, batch deletes and multipart uploads
+(boto3's own upload_file above its threshold); botocore parses every answer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import loopworks
+from loopworks.cli import main
+
+from conftest import running_server
+
+boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+
+def _client(url: str, home: Path, worker: str) -> object:
+    shown = CliRunner().invoke(main, ["worker", "aws-keys", worker, "--home", str(home)])
+    assert shown.exit_code == 0, shown.output
+    keys = dict(line.removeprefix("export ").split("=", 1)
+                for line in shown.stdout.splitlines() if line.startswith("export "))
+    return boto3.client("s3", endpoint_url=f"{url}/aws", region_name="us-east-1",
+                        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+                        config=Config(retries={"max_attempts": 1},
+                                      s3={"addressing_style": "path"}))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("s3") / "home"
+    with loopworks.open(home) as lw:
+        lw.workforce.add_worker("lead", role="admin")
+        lw.workforce.add_worker("ann", role="annotator")
+    with running_server(home, "operator-token") as url:
+        yield url, home
+
+
+@pytest.fixture(scope="module")
+def s3(server: tuple[str, Path]) -> object:
+    return _client(server[0], server[1], "lead")
+
+
+def test_buckets(s3) -> None:
+    s3.create_bucket(Bucket="datasets")
+    s3.head_bucket(Bucket="datasets")
+    assert "datasets" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    with pytest.raises(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket="datasets")
+    with pytest.raises(ClientError) as caught:
+        s3.create_bucket(Bucket="Not_A_Bucket")
+    assert caught.value.response["Error"]["Code"] == "InvalidBucketName"
+    with pytest.raises(ClientError) as caught:
+        s3.head_bucket(Bucket="nothing-here")
+    assert caught.value.response["Error"]["Code"] == "404"
+    s3.put_object(Bucket="datasets", Key="x", Body=b"1")
+    with pytest.raises(ClientError) as caught:
+        s3.delete_bucket(Bucket="datasets")
+    assert caught.value.response["Error"]["Code"] == "BucketNotEmpty"
+    s3.delete_object(Bucket="datasets", Key="x")
+    s3.delete_bucket(Bucket="datasets")
+    assert "datasets" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_objects_round_trip(s3) -> None:
+    s3.create_bucket(Bucket="objects")
+    body = "Sturdy & light — 5 stars ✓".encode()
+    put = s3.put_object(Bucket="objects", Key="reviews/a b+c.txt", Body=body,
+                        ContentType="text/plain", Metadata={"source": "loopworks"})
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    got = s3.get_object(Bucket="objects", Key="reviews/a b+c.txt")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "text/plain" and got["Metadata"] == {"source": "loopworks"}
+    part = s3.get_object(Bucket="objects", Key="reviews/a b+c.txt", Range="bytes=0-5")
+    assert part["Body"].read() == body[:6] and part["ContentRange"] == f"bytes 0-5/{len(body)}"
+    tail = s3.get_object(Bucket="objects", Key="reviews/a b+c.txt", Range="bytes=-3")
+    assert tail["Body"].read() == body[-3:]
+    head = s3.head_object(Bucket="objects", Key="reviews/a b+c.txt")
+    assert head["ContentLength"] == len(body)
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="objects", Key="missing")
+    s3.copy_object(Bucket="objects", Key="copy.txt",
+                   CopySource={"Bucket": "objects", "Key": "reviews/a b+c.txt"})
+    assert s3.get_object(Bucket="objects", Key="copy.txt")["Body"].read() == body
+    s3.put_object(Bucket="objects", Key="reviews/a b+c.txt", Body=b"replaced")
+    assert s3.get_object(Bucket="objects", Key="reviews/a b+c.txt")["Body"].read() == \
+        b"replaced"
+    s3.delete_object(Bucket="objects", Key="copy.txt")
+    s3.delete_object(Bucket="objects", Key="copy.txt")  # deleting twice is fine, as in S3
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="objects", Key="copy.txt")
+
+
+def test_listing_with_prefixes_delimiters_and_pages(s3) -> None:
+    s3.create_bucket(Bucket="listing")
+    keys = ["a/1.txt", "a/2.txt", "a/b/3.txt", "c.txt", "d/4.txt", "é/5.txt", "z z.txt"]
+    for key in keys:
+        s3.put_object(Bucket="listing", Key=key, Body=key.encode())
+    every = s3.list_objects_v2(Bucket="listing")
+    assert [o["Key"] for o in every["Contents"]] == sorted(keys, key=lambda k: k.encode())
+    top = s3.list_objects_v2(Bucket="listing", Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a/", "d/", "é/"]
+    assert [o["Key"] for o in top["Contents"]] == ["c.txt", "z z.txt"]
+    under_a = s3.list_objects_v2(Bucket="listing", Prefix="a/", Delimiter="/")
+    assert [o["Key"] for o in under_a["Contents"]] == ["a/1.txt", "a/2.txt"]
+    assert [p["Prefix"] for p in under_a["CommonPrefixes"]] == ["a/b/"]
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket="listing", PaginationConfig={"PageSize": 2})
+    seen = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert seen == sorted(keys, key=lambda k: k.encode())
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket="listing", Delimiter="/", PaginationConfig={"PageSize": 2})
+    rolled = [(p.get("CommonPrefixes", []), p.get("Contents", [])) for p in pages]
+    assert [x["Prefix"] for prefixes, _ in rolled for x in prefixes] == ["a/", "d/", "é/"]
+    assert [x["Key"] for _, contents in rolled for x in contents] == ["c.txt", "z z.txt"]
+    gone = s3.delete_objects(Bucket="listing", Delete={"Objects": [
+        {"Key": "a/1.txt"}, {"Key": "c.txt"}, {"Key": "never-was"}]})
+    assert sorted(d["Key"] for d in gone["Deleted"]) == ["a/1.txt", "c.txt", "never-was"]
+    left = s3.list_objects_v2(Bucket="listing", Prefix="a/")
+    assert [o["Key"] for o in left["Contents"]] == ["a/2.txt", "a/b/3.txt"]
+
+
+def test_multipart_upload_of_a_large_file(s3, tmp_path: Path) -> None:
+    s3.create_bucket(Bucket="large")
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(12 << 20))
+    config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    s3.upload_file(str(source), "large", "big.bin", Config=config)
+    head = s3.head_object(Bucket="large", Key="big.bin")
+    assert head["ContentLength"] == 12 << 20 and head["ETag"].endswith('-3"')
+    target = tmp_path / "back.bin"
+    s3.download_file("large", "big.bin", str(target), Config=config)
+    assert hashlib.sha256(target.read_bytes()).digest() == \
+        hashlib.sha256(source.read_bytes()).digest()
+    upload = s3.create_multipart_upload(Bucket="large", Key="abandoned.bin")
+    s3.upload_part(Bucket="large", Key="abandoned.bin", UploadId=upload["UploadId"],
+                   PartNumber=1, Body=b"x" * 10)
+    s3.abort_multipart_upload(Bucket="large", Key="abandoned.bin", UploadId=upload["UploadId"])
+    with pytest.raises(s3.exceptions.NoSuchUpload):
+        s3.upload_part(Bucket="large", Key="abandoned.bin", UploadId=upload["UploadId"],
+                       PartNumber=2, Body=b"y")
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="large", Key="abandoned.bin")
+
+
+def test_a_body_that_is_not_the_signed_one_writes_nothing(server: tuple[str, Path],
+                                                          s3) -> None:
+    import httpx
+
+    s3.create_bucket(Bucket="checked")
+    presented = s3.generate_presigned_url("put_object", Params={"Bucket": "checked",
+                                                                "Key": "k"})
+    assert presented  # presigned URLs are signed in the query: not supported yet, say so
+    reply = httpx.put(presented, content=b"data")
+    assert reply.status_code in (403, 501)
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="checked", Key="k")
+
+    def tamper(request, **_: object) -> None:
+        request.body = b"the signed bodX"  # same length: only the bytes differ
+
+    s3.meta.events.register_first("before-send.s3.PutObject", tamper)
+    try:
+        with pytest.raises(ClientError) as caught:
+            s3.put_object(Bucket="checked", Key="k", Body=b"the signed body")
+    finally:
+        s3.meta.events.unregister("before-send.s3.PutObject", tamper)
+    assert caught.value.response["Error"]["Code"] == "XAmzContentSHA256Mismatch"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="checked", Key="k")
+    assert not list((server[1] / "s3" / "staging").glob("*"))  # nothing left behind
+
+
+def test_only_admins_use_s3(server: tuple[str, Path]) -> None:
+    ann = _client(server[0], server[1], "ann")
+    with pytest.raises(ClientError) as caught:
+        ann.list_buckets()
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
