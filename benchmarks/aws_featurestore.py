@@ -6,12 +6,14 @@ moto's standalone server (`moto[server]`, what users run to test SageMaker code 
 
 * PutRecord records/s from 1 and from 8 threads (a client per thread);
 * GetRecord p50 / p99 from one thread; the same record over loopworks' JSON API with httpx;
-* DescribeFeatureGroup p50 / p99 on both servers.
+* DescribeFeatureGroup p50 / p99 on both servers;
+* S3: ``upload_file`` and ``download_file`` of a 100 MB object (multipart, as boto3 does
+  it above 8 MB), MB/s, against copying the same file on the local disk.
 
 moto implements the feature-group control plane but not ``sagemaker-featurestore-runtime``
 (no PutRecord or GetRecord): the run records what moto answered instead of a figure.
 
-    python benchmarks/aws_featurestore.py [--records 2000] [--workdir DIR]
+    python benchmarks/aws_featurestore.py [--records 2000] [--s3-mb 100] [--workdir DIR]
 
 Results: ``benchmarks/results/aws-featurestore.{md,json}``.
 """
@@ -138,7 +140,44 @@ def create(sagemaker: Any, group: str) -> None:
         RoleArn="arn:aws:iam::000000000000:role/bench")
 
 
-def run_loopworks(workdir: Path, records: int) -> dict[str, Any]:
+def s3_rates(endpoint: str, key: tuple[str, str], source: Path) -> dict[str, float]:
+    """upload_file and download_file of ``source`` through boto3, MB/s."""
+    session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                                    region_name=REGION)
+    s3 = session.client("s3", endpoint_url=endpoint, config=Config(
+        retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+    s3.create_bucket(Bucket="bench")
+    megabytes = source.stat().st_size / 1e6
+    start = time.perf_counter()
+    s3.upload_file(str(source), "bench", "object.bin")
+    up = time.perf_counter() - start
+    target = source.with_suffix(".back")
+    start = time.perf_counter()
+    s3.download_file("bench", "object.bin", str(target))
+    down = time.perf_counter() - start
+    same = target.stat().st_size == source.stat().st_size
+    target.unlink()
+    return {"upload_mb_s": round(megabytes / up, 1), "download_mb_s": round(megabytes / down, 1),
+            "round_trip_intact": same}
+
+
+def disk_rate(source: Path) -> dict[str, float]:
+    """Copying the file on the same disk (read and write, fsynced), MB/s."""
+    import shutil
+
+    target = source.with_suffix(".copy")
+    start = time.perf_counter()
+    with open(source, "rb") as fin, open(target, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+        fout.flush()
+        os.fsync(fout.fileno())
+    seconds = time.perf_counter() - start
+    target.unlink()
+    return {"copy_mb_s": round(source.stat().st_size / 1e6 / seconds, 1)}
+
+
+def run_loopworks(workdir: Path, records: int, source: Path | None = None
+                  ) -> dict[str, Any]:
     import loopworks
 
     home = fresh_dir(workdir / "loopworks") / "home"
@@ -170,10 +209,13 @@ def run_loopworks(workdir: Path, records: int) -> dict[str, Any]:
                 f"/api/feature-groups/bench-reviews/records/r{i % records:06d}"), records)
         out["describe"] = latencies(lambda i: sagemaker.describe_feature_group(
             FeatureGroupName="bench-reviews"), 500)
+        if source is not None:
+            log("loopworks: S3 upload_file / download_file")
+            out["s3"] = s3_rates(f"{url}/aws", key, source)
     return out
 
 
-def run_moto(workdir: Path, records: int) -> dict[str, Any]:
+def run_moto(workdir: Path, records: int, source: Path | None = None) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, AWS_DEFAULT_REGION=REGION)
@@ -192,10 +234,13 @@ def run_moto(workdir: Path, records: int) -> dict[str, Any]:
                 call()
                 out[operation] = "answered"
             except ClientError as exc:
-                out[operation] = (f"{exc.response['ResponseMetadata'].get('HTTPStatusCode')} "
-                                  f"{exc.response['Error'].get('Code') or ''}".strip())
+                status = exc.response["ResponseMetadata"].get("HTTPStatusCode")
+                out[operation] = f"not implemented (HTTP {status})"
             except Exception as exc:  # noqa: BLE001 - what moto did, recorded as such
                 out[operation] = f"{type(exc).__name__}: {str(exc)[:80]}"
+        if source is not None:
+            log("moto: S3 upload_file / download_file")
+            out["s3"] = s3_rates(url, ("testing", "testing"), source)
     return out
 
 
@@ -222,6 +267,15 @@ def report(lw: dict[str, Any], moto: dict[str, Any], meta: dict[str, Any]) -> st
              "| operation | loopworks /aws | moto server | moto ÷ loopworks (time) |",
              "| --- | ---: | ---: | ---: |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if "s3" in lw and "s3" in moto:
+        lines += ["", f"S3, one {meta['s3_mb']} MB object (boto3 upload_file / download_file, "
+                  "multipart):", "",
+                  "| | loopworks /aws | moto server | local disk copy |",
+                  "| --- | ---: | ---: | ---: |",
+                  f"| upload MB/s | {lw['s3']['upload_mb_s']} | {moto['s3']['upload_mb_s']} | "
+                  f"{meta['disk']['copy_mb_s']} |",
+                  f"| download MB/s | {lw['s3']['download_mb_s']} | "
+                  f"{moto['s3']['download_mb_s']} | {meta['disk']['copy_mb_s']} |"]
     lines += ["", f"The same record over loopworks' JSON API (httpx): p50 "
               f"{lw['get_json_api']['p50_ms']} ms, p99 {lw['get_json_api']['p99_ms']} ms.",
               "", "moto has no sagemaker-featurestore-runtime: the cells say what it answered.",
@@ -232,19 +286,29 @@ def report(lw: dict[str, Any], moto: dict[str, Any], meta: dict[str, Any]) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--s3-mb", type=int, default=100)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/loopworks-bench-aws"))
     args = parser.parse_args()
+    source = None
+    if args.s3_mb:
+        fresh_dir(args.workdir)
+        source = args.workdir / "object.bin"
+        with open(source, "wb") as fh:
+            for _ in range(args.s3_mb):
+                fh.write(os.urandom(1 << 20))
     busy_before, own_before, wall = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
-    lw = run_loopworks(args.workdir, args.records)
+    lw = run_loopworks(args.workdir, args.records, source)
     log("moto")
-    moto = run_moto(args.workdir, args.records)
+    moto = run_moto(args.workdir, args.records, source)
+    disk = disk_rate(source) if source is not None else None
     busy_after, seconds = machine_busy_seconds(), time.monotonic() - wall
     own = own_cpu_seconds() - own_before
     cpus = os.cpu_count() or 1
     meta = {"finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": platform.machine(), "cpus": cpus,
             "others_busy": max(0.0, ((busy_after or 0) - (busy_before or 0) - own)
-                               / (seconds * cpus))}
+                               / (seconds * cpus)),
+            "s3_mb": args.s3_mb, "disk": disk}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "aws-featurestore.json").write_text(json.dumps(
         {"meta": meta, "loopworks": lw, "moto": moto}, indent=2))
