@@ -290,8 +290,22 @@ class FeatureGroup:
         ``ttl_seconds`` overrides the group's TTL for this record.
         """
         table = self._conform_batch(pa.Table.from_pylist([record]))
-        written, _ = self._write_batches([table], ttl_seconds)
-        return written == 1
+        # Concurrent single-record writes to this group share one write (group commit).
+        return self._store.record_batcher.put(
+            (self.name, ttl_seconds), table,
+            lambda tables: self._write_records(tables, ttl_seconds))
+
+    def _write_records(self, tables: list[pa.Table], ttl_seconds: float | None) -> list[bool]:
+        """Write single records as one batch; per record, whether it is the one stored."""
+        written, _ = self._write_batches([pa.concat_tables(tables)], ttl_seconds)
+        if written == len(tables):
+            return [True] * len(tables)
+        ids = [str(t.column(self.spec.record_id)[0].as_py()) for t in tables]
+        stored = self.batch_get_record(ids, [self.spec.event_time])
+        return [record is not None and record[self.spec.event_time] is not None
+                and as_utc(record[self.spec.event_time])
+                <= as_utc(t.column(self.spec.event_time)[0].as_py())
+                for t, record in zip(tables, stored, strict=True)]
 
     def delete_record(self, record_id: str, event_time: datetime | str | None = None, *,
                       hard: bool = False) -> bool:

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from loopworks.errors import ConfigurationError, ConflictError, NotFoundError
+from loopworks.featurestore.batching import RecordBatcher
 from loopworks.featurestore.definitions import (
     FeatureDefinition,
     FeatureType,
@@ -73,6 +74,8 @@ class FeatureStore:
         # Specs are read on every online lookup; keep them briefly instead of asking the
         # database each time (changes made through this store drop the cached entry).
         self._specs: dict[str, tuple[float, FeatureGroupSpec]] = {}
+        #: Group commit of single-record writes (``put_record``), per group and TTL.
+        self.record_batcher = RecordBatcher()
         self.spec_cache_seconds = 1.0
 
     @property
