@@ -136,7 +136,7 @@ def _runtime_call(request: Request, body: bytes
                    "operation this server supports", status=404)
 
 
-def _sts(call: Call, key_id: str) -> str:
+def _sts(call: Call, key_id: str, rid: str) -> str:
     action = call.params.get("Action")
     if action != "GetCallerIdentity":
         raise AwsError("InvalidAction", f"Could not find operation {action} for version "
@@ -145,7 +145,7 @@ def _sts(call: Call, key_id: str) -> str:
     return (f'<GetCallerIdentityResponse xmlns="{_STS_NS}"><GetCallerIdentityResult>'
             f"<Arn>arn:aws:iam::{account}:user/{escape(call.worker.name)}</Arn>"
             f"<UserId>{key_id}</UserId><Account>{account}</Account>"
-            "</GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId>"
+            f"</GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId>"
             "</ResponseMetadata></GetCallerIdentityResponse>")
 
 
@@ -184,8 +184,8 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
     if protocol is Protocol.QUERY:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         call = Call(lw, worker, credential.region, form)
-        xml = await run_in_threadpool(_sts, call, credential.key_id)
-        return Response(xml.replace("{rid}", rid), media_type="text/xml", headers=headers)
+        xml = await run_in_threadpool(_sts, call, credential.key_id, rid)
+        return Response(xml, media_type="text/xml", headers=headers)
     if protocol is Protocol.JSON:
         target = request.headers.get("x-amz-target", "")
         prefix, _, operation = target.partition(".")
