@@ -75,12 +75,17 @@ def _string(params: dict[str, Any], name: str) -> str:
     return value
 
 
-def _group(call: Call, name: str) -> FeatureGroup:
+def _group(call: Call, name: str, *, runtime: bool = False) -> FeatureGroup:
+    """The named group, else ResourceNotFound as the service words it (the control plane
+    answers 400, as SageMaker's JSON protocol does; the runtime 404)."""
     try:
         return call.lw.features.feature_group(name)
     except NotFoundError:
-        raise AwsError("ResourceNotFound", f"Resource Not Found: Amazon SageMaker can't find "
-                       f"a FeatureGroup with name {name}", status=404) from None
+        message = (f"Resource Not Found: Feature group {name} could not be found" if runtime
+                   else f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup "
+                   f"with name {name}")
+        raise AwsError("ResourceNotFound", message, status=404 if runtime else 400) \
+            from None
 
 
 def _sagemaker_meta(spec: FeatureGroupSpec) -> dict[str, Any]:
@@ -363,18 +368,10 @@ def _record_values(spec: FeatureGroupSpec, record: Any, *, complete: bool = True
     return values
 
 
-def _runtime_group(call: Call, name: str) -> FeatureGroup:
-    try:
-        return call.lw.features.feature_group(name)
-    except NotFoundError:
-        raise AwsError("ResourceNotFound", f"Resource Not Found: Feature group {name} could "
-                       "not be found", status=404) from None
-
-
 def put_record(call: Call) -> dict[str, Any]:
     """PutRecord: typed by the definitions; TtlDuration overrides the group's TTL."""
     _require(call, write=True)
-    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     values = _record_values(group.spec, call.params.get("Record"))
     ttl = _ttl_seconds(call.params.get("TtlDuration"))
     group.put_record(values, ttl_seconds=ttl)
@@ -417,7 +414,7 @@ def _record_out(spec: FeatureGroupSpec, record: dict[str, Any],
 def get_record(call: Call) -> dict[str, Any]:
     """GetRecord: the latest record online; an empty answer when there is none."""
     _require(call, write=False)
-    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     record_id = _string(call.params, "RecordIdentifierValueAsString")
     names = call.params.get("FeatureNames") or None
     try:
@@ -432,7 +429,7 @@ def get_record(call: Call) -> dict[str, Any]:
 def delete_record(call: Call) -> dict[str, Any]:
     """DeleteRecord: SoftDelete (default) or HardDelete at the given event time."""
     _require(call, write=True)
-    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     record_id = _string(call.params, "RecordIdentifierValueAsString")
     event_time = _string(call.params, "EventTime")
     mode = call.params.get("DeletionMode") or "SoftDelete"
@@ -699,7 +696,7 @@ def batch_write_record(call: Call) -> dict[str, Any]:
         name = str(entry.get("FeatureGroupName", ""))
         try:
             if name not in groups:
-                groups[name] = _runtime_group(call, name)
+                groups[name] = _group(call, name, runtime=True)
             values = _record_values(groups[name].spec, entry.get("Record"))
             ttl = _ttl_seconds(entry["TtlDuration"]) if entry.get("TtlDuration") \
                 else default_ttl
@@ -723,7 +720,7 @@ def list_records(call: Call) -> dict[str, Any]:
     from loopworks.featurestore.sql import sql_identifier
 
     _require(call, write=False)
-    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     spec = group.spec
     include_deleted = str(call.params.get("IncludeSoftDeletedRecords", "")).lower() == "true"
     record_id = sql_identifier(spec.record_id)
@@ -747,7 +744,7 @@ def update_record(call: Call) -> dict[str, Any]:
     """UpdateRecord: some features of a live record; the event time kept unless given, an
     older one refused (ConflictException)."""
     _require(call, write=True)
-    group = _runtime_group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     spec = group.spec
     record_id = _string(call.params, "RecordIdentifierValueAsString")
     current = group.get_record(record_id)
