@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopworks.errors import LoopworksError, PermissionDenied
+from loopworks.labeling.workforce import Worker
 from loopworks.server.aws import featurestore
 from loopworks.server.aws.featurestore import Call
 from loopworks.server.aws.protocols import (
@@ -39,9 +40,13 @@ from loopworks.server.aws.sigv4 import (
     SignatureError,
     SignedRequest,
     parse_authorization,
+    presigned,
+    presigned_v2,
     verify,
+    verify_v2,
 )
 from loopworks.server.state import services_of
+from loopworks.services import Loopworks
 
 __all__ = ["MAX_BODY_BYTES", "PREFIX", "AwsRouter", "aws_endpoint"]
 
@@ -149,6 +154,16 @@ def _sts(call: Call, key_id: str, rid: str) -> str:
             "</ResponseMetadata></GetCallerIdentityResponse>")
 
 
+async def _s3(request: Request, lw: Loopworks, worker: Worker, rid: str) -> Response:
+    from loopworks.server.aws.s3 import handle
+
+    response = await handle(request, lw.objects, worker, _route_path(request),
+                            request.headers.get("x-amz-content-sha256"),
+                            lw.settings.aws_account_id)
+    response.headers["x-amz-request-id"] = rid
+    return response
+
+
 async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
     lw = services_of(request.app)
     s3 = protocol is Protocol.S3
@@ -159,7 +174,21 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
         tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
               for k, v in request.scope["headers"]), body)
     try:
-        credential = parse_authorization(request.headers.get("authorization"))
+        by_query = None if request.headers.get("authorization") else presigned(signed)
+        old_style = None if by_query or request.headers.get("authorization") or not s3 \
+            else presigned_v2(signed, mount=PREFIX)
+        if old_style is not None:  # an S3 URL presigned with Signature Version 2
+            try:
+                worker, secret = await run_in_threadpool(lw.access_keys.resolve,
+                                                         old_style.key_id)
+            except PermissionDenied:
+                raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
+            verify_v2(old_style, secret)
+            return await _s3(request, lw, worker, rid)
+        if by_query is not None:
+            signed, credential = by_query
+        else:
+            credential = parse_authorization(request.headers.get("authorization"))
         expected = _SERVICE[protocol]
         if credential.service != expected:
             raise SignatureError(Failure.MISMATCH, f"Credential should be scoped to correct "
@@ -169,18 +198,12 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
                                                      credential.key_id)
         except PermissionDenied:
             raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
-        verify(signed, credential, secret, body_later=s3)
+        verify(signed, credential, secret, body_later=s3, check_clock=by_query is None)
     except SignatureError as exc:
         raise auth_error(protocol, exc.failure, exc.message) from None
     headers = {"x-amzn-RequestId": rid}
     if s3:
-        from loopworks.server.aws.s3 import handle
-
-        response = await handle(request, lw.objects, worker, _route_path(request),
-                                request.headers.get("x-amz-content-sha256"),
-                                lw.settings.aws_account_id)
-        response.headers["x-amz-request-id"] = rid
-        return response
+        return await _s3(request, lw, worker, rid)
     if protocol is Protocol.QUERY:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         call = Call(lw, worker, credential.region, form)

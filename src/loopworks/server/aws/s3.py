@@ -236,7 +236,10 @@ async def handle(request: Request, store: ObjectStore, worker: Worker, path: str
 async def _dispatch(request: Request, store: ObjectStore, path: str, declared: str | None,
                     account: str) -> Response:
     method = request.method
-    query = dict(parse_qsl(request.url.query, keep_blank_values=True))
+    # A presigned URL's own parameters say who signed it, not what to do.
+    query = {k: v for k, v in parse_qsl(request.url.query, keep_blank_values=True)
+             if k not in ("AWSAccessKeyId", "Signature", "Expires")
+             and not k.startswith("X-Amz-")}
     bucket, key = _split(path)
     if not bucket:
         if method != "GET":

@@ -22,10 +22,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-__all__ = ["ALGORITHM", "MAX_SKEW", "UNSIGNED_PAYLOAD", "Credential", "Failure",
-           "SignatureError", "SignedRequest", "parse_authorization", "verify"]
+__all__ = ["ALGORITHM", "MAX_PRESIGNED_SECONDS", "MAX_SKEW", "UNSIGNED_PAYLOAD", "Credential",
+           "Failure", "PresignedV2", "SignatureError", "SignedRequest", "parse_authorization",
+           "presigned", "presigned_v2", "verify", "verify_v2"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 #: How far a request's time may be from the server's, either way.
@@ -113,6 +114,53 @@ def parse_authorization(value: str | None) -> Credential:
                       headers, found["signature"])
 
 
+#: The longest a presigned URL may be valid: seven days, as AWS allows.
+MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
+
+
+def presigned(request: SignedRequest, now: datetime | None = None
+              ) -> tuple[SignedRequest, Credential] | None:
+    """Read a presigned URL's query (``X-Amz-Algorithm``, ``-Credential``, ``-Date``,
+    ``-Expires``, ``-SignedHeaders``, ``-Signature``): the request as signed (the query
+    without its signature, the date as a header) and its credential; None when the URL is
+    not presigned.
+
+    Raises:
+        SignatureError: MALFORMED when a part is missing or unreadable, SKEWED when the URL
+            has expired.
+    """
+    pairs = [pair.partition("=") for pair in request.raw_query.split("&") if pair]
+    values = {unquote(k): unquote(v) for k, _, v in pairs}
+    if "X-Amz-Signature" not in values and "X-Amz-Algorithm" not in values:
+        return None
+    try:
+        if values["X-Amz-Algorithm"] != ALGORITHM:
+            raise KeyError("X-Amz-Algorithm")
+        scope = _SCOPE.fullmatch(values["X-Amz-Credential"])
+        expires = int(values["X-Amz-Expires"])
+        signature = values["X-Amz-Signature"]
+        stamp = values["X-Amz-Date"]
+        headers = tuple(values["X-Amz-SignedHeaders"].split(";"))
+    except (KeyError, ValueError):
+        raise SignatureError(Failure.MALFORMED, "Query-string authentication requires the "
+                             "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, "
+                             "X-Amz-SignedHeaders, and X-Amz-Expires parameters.") from None
+    if scope is None or not re.fullmatch(r"[0-9a-fA-F]{64}", signature) \
+            or not 1 <= expires <= MAX_PRESIGNED_SECONDS:
+        raise SignatureError(Failure.MALFORMED, "X-Amz-Credential, X-Amz-Signature or "
+                             "X-Amz-Expires is not valid")
+    signed = SignedRequest(
+        request.method, request.raw_path,
+        "&".join(f"{k}={v}" for k, _, v in pairs if unquote(k) != "X-Amz-Signature"),
+        (*request.headers, ("x-amz-date", stamp), ("x-amz-content-sha256", UNSIGNED_PAYLOAD)),
+        request.body)
+    signed_at = request_time(signed)
+    if (now or datetime.now(UTC)) > signed_at + timedelta(seconds=expires):
+        raise SignatureError(Failure.SKEWED, "Request has expired")
+    return signed, Credential(scope["key"], scope["date"], scope["region"], scope["service"],
+                              headers, signature)
+
+
 def _canonical_path(raw_path: str, service: str) -> str:
     if service == "s3":  # S3 signs the path as sent: no normalising, no second encoding
         return raw_path or "/"
@@ -170,11 +218,13 @@ def request_time(request: SignedRequest) -> datetime:
 
 
 def verify(request: SignedRequest, credential: Credential, secret: str, *,
-           now: datetime | None = None, body_later: bool = False) -> str:
+           now: datetime | None = None, body_later: bool = False,
+           check_clock: bool = True) -> str:
     """Check a request's signature; returns its payload hash as declared or computed.
 
     With ``body_later`` (S3 streams bodies to disk) the body is not at hand: the declared
     hash is signed as it stands, and the caller compares it with the body it streams.
+    ``check_clock=False`` is for presigned URLs, whose expiry :func:`presigned` checked.
 
     Raises:
         SignatureError: How it failed (MALFORMED, SKEWED, BODY or MISMATCH).
@@ -187,7 +237,7 @@ def verify(request: SignedRequest, credential: Credential, secret: str, *,
     if "host" not in credential.signed_headers:
         raise SignatureError(Failure.MALFORMED, "'Host' must be a signed header")
     now = now or datetime.now(UTC)
-    if abs(now - signed_at) > MAX_SKEW:
+    if check_clock and abs(now - signed_at) > MAX_SKEW:
         raise SignatureError(Failure.SKEWED, f"Signature expired: {stamp} is now earlier than "
                              f"{(now - MAX_SKEW):%Y%m%dT%H%M%SZ} ({now:%Y%m%dT%H%M%SZ} - 15 min.)"
                              if signed_at < now else
@@ -221,3 +271,74 @@ def verify(request: SignedRequest, credential: Credential, secret: str, *,
                              "match the signature you provided. Check your AWS Secret Access "
                              "Key and signing method.")
     return payload_hash
+
+
+# S3's query parameters that are part of a Signature Version 2 resource.
+_V2_SUBRESOURCES = {
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+    "policy", "requestPayment", "restore", "tagging", "torrent", "uploadId", "uploads",
+    "versionId", "versioning", "versions", "website", "response-cache-control",
+    "response-content-disposition", "response-content-encoding", "response-content-language",
+    "response-content-type", "response-expires"}
+
+
+@dataclass(frozen=True)
+class PresignedV2:
+    """An S3 URL presigned with Signature Version 2 (what boto3's ``generate_presigned_url``
+    makes for S3 unless told ``signature_version="s3v4"``)."""
+
+    key_id: str
+    signature: str
+    expires: int
+    string_to_sign: str
+
+
+def presigned_v2(request: SignedRequest, now: datetime | None = None, *,
+                 mount: str = "") -> PresignedV2 | None:
+    """Read a Signature Version 2 presigned URL (``AWSAccessKeyId``, ``Signature``,
+    ``Expires``); None when the URL is not one. Version 2 signs the path from the bucket
+    on (``/bucket/key``), without the endpoint's own path (``mount``, e.g. ``/aws``).
+
+    Raises:
+        SignatureError: MALFORMED when unreadable, SKEWED when expired.
+    """
+    pairs = [pair.partition("=") for pair in request.raw_query.split("&") if pair]
+    values = {unquote(k): unquote(v) for k, _, v in pairs}
+    if "AWSAccessKeyId" not in values or "Signature" not in values:
+        return None
+    try:
+        expires = int(values["Expires"])
+    except (KeyError, ValueError):
+        raise SignatureError(Failure.MALFORMED, "Query-string authentication requires the "
+                             "Signature, Expires and AWSAccessKeyId parameters") from None
+    if (now or datetime.now(UTC)).timestamp() > expires:
+        raise SignatureError(Failure.SKEWED, "Request has expired")
+    amz = sorted((k.lower(), v.strip()) for k, v in values.items()
+                 if k.lower().startswith("x-amz-"))
+    subresources = sorted((k, v) for k, _, v in pairs if k in _V2_SUBRESOURCES)
+    path = request.raw_path
+    if mount and path.startswith(mount + "/"):
+        path = path[len(mount):]
+    resource = path + ("?" + "&".join(
+        f"{k}={unquote(v)}" if v else k for k, v in subresources) if subresources else "")
+    string_to_sign = "\n".join([
+        request.method.upper(), values.get("content-md5", request.header("content-md5") or ""),
+        values.get("content-type", request.header("content-type") or ""), str(expires),
+        *[f"{k}:{v}" for k, v in amz], resource])
+    return PresignedV2(values["AWSAccessKeyId"], values["Signature"], expires, string_to_sign)
+
+
+def verify_v2(presigned: PresignedV2, secret: str) -> None:
+    """Check a Signature Version 2 presigned URL's signature (HMAC-SHA1, constant time).
+
+    Raises:
+        SignatureError: MISMATCH.
+    """
+    import base64
+
+    expected = base64.b64encode(hmac.new(secret.encode(), presigned.string_to_sign.encode(
+        "utf-8"), hashlib.sha1).digest()).decode()
+    if not hmac.compare_digest(expected, presigned.signature):
+        raise SignatureError(Failure.MISMATCH, "The request signature we calculated does not "
+                             "match the signature you provided. Check your key and signing "
+                             "method.")
