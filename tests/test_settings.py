@@ -324,3 +324,11 @@ def test_new_jobs_and_flows_sign_with_the_webhook_secret_setting(
     jobs = LabelingJobs(open_engine(database_url(home)))
     assert [jobs.job(n).webhook_secret for n in ("config", "env", "option")] == [
         "from-config", "from-env", "given"]
+
+
+def test_the_aws_account_id_is_twelve_digits(tmp_path: Path) -> None:
+    assert load_settings(home=str(tmp_path)).aws_account_id == "000000000000"
+    assert load_settings(home=str(tmp_path), aws_account_id="123456789012").aws_account_id \
+        == "123456789012"
+    with pytest.raises(ConfigurationError, match="aws_account_id' must be twelve digits"):
+        load_settings(home=str(tmp_path), aws_account_id="12345")

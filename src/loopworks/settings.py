@@ -375,8 +375,16 @@ def _http_url(spec: SettingSpec, url: str, source: str, where: str) -> str:
     return url
 
 
+def _account_id(spec: SettingSpec, value: str, source: str, where: str) -> str:
+    """AWS account ids are twelve digits (they appear in every ARN)."""
+    if not re.fullmatch(r"\d{12}", value):
+        raise _bad(spec, value, "twelve digits", source, where)
+    return value
+
+
 _CHECKS: dict[str, Callable[[SettingSpec, Any, str, str], Any]] = {
-    "workers": _at_least_one, "webhook_allow": _webhook_allow, "public_url": _http_url}
+    "workers": _at_least_one, "webhook_allow": _webhook_allow, "public_url": _http_url,
+    "aws_account_id": _account_id}
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def _sts(call: Call, key_id: str, rid: str) -> str:
     account = call.lw.settings.aws_account_id
     return (f'<GetCallerIdentityResponse xmlns="{_STS_NS}"><GetCallerIdentityResult>'
             f"<Arn>arn:aws:iam::{account}:user/{escape(call.worker.name)}</Arn>"
-            f"<UserId>{key_id}</UserId><Account>{account}</Account>"
+            f"<UserId>{escape(key_id)}</UserId><Account>{escape(account)}</Account>"
             f"</GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId>"
             "</ResponseMetadata></GetCallerIdentityResponse>")
 
