@@ -128,6 +128,7 @@ class Loopworks:
         if self._jobs is not None:
             self._jobs.close()
         self.labeling.webhooks.close()
+        self.features.flush_spooled()  # records online whose history append was pending
 
     def __repr__(self) -> str:
         database = self.engine.url.render_as_string(hide_password=True)

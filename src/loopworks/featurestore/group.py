@@ -10,12 +10,14 @@ neither. Deletes go online first, then offline as a tombstone, journaled the sam
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -284,20 +286,82 @@ class FeatureGroup:
                                        self.spec.definitions, features)
 
     # --------------------------------------------------------------- online writes
-    def put_record(self, record: dict[str, Any], *, ttl_seconds: float | None = None) -> bool:
+    def put_record(self, record: dict[str, Any], *, ttl_seconds: float | None = None,
+                   offline_later: bool = False) -> bool:
         """Write one record (validated). Returns False when a newer one is stored.
 
-        ``ttl_seconds`` overrides the group's TTL for this record.
+        ``ttl_seconds`` overrides the group's TTL for this record. With ``offline_later``
+        the call returns once the record is online and kept durably for the history, which
+        takes it within a moment (:class:`~loopworks.featurestore.journal.OfflineSpool`):
+        SageMaker's PutRecord semantics, and many times the throughput.
         """
         table = self._conform_batch(pa.Table.from_pylist([record]))
         # Concurrent single-record writes to this group share one write (group commit).
+        if offline_later:
+            return self._store.record_batcher.put(
+                (self.name, ttl_seconds, "later"), table,
+                lambda tables: self._write_later(tables, ttl_seconds))
         return self._store.record_batcher.put(
             (self.name, ttl_seconds), table,
             lambda tables: self._write_records(tables, ttl_seconds))
 
+    def _write_later(self, tables: list[pa.Table], ttl_seconds: float | None) -> list[bool]:
+        """Spool single records (durably), write them online, and have the history take
+        them on the next flush."""
+        batch = pa.concat_tables(tables)
+        ttl = ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds
+        self._store.spool.add(self.name, batch, ttl)
+        written = self._store.online.write(self.name, batch, self.spec.definitions,
+                                           record_id=self.spec.record_id,
+                                           event_time=self.spec.event_time, ttl_seconds=ttl)
+        self._store.flush_soon(self.name)
+        return self._stored(tables, written)
+
+    def flush_spool(self, *, mine_only: bool = True) -> int:
+        """Append spooled records to the history in one commit: this process's own, or
+        (``mine_only=False``, at open) those of dead processes, which are also written
+        online again. Flushes cut short are finished first. Returns the records appended."""
+        spool = self._store.spool
+        appended = 0
+        with spool.batches(self.name, mine_only=mine_only) as paths:
+            for flush in spool.interrupted(self.name):
+                appended += self._finish_flush(flush, sorted(flush.glob("*.arrow")),
+                                               online=True)
+            if paths:
+                flush = spool.start_flush(self.name, paths)
+                appended += self._finish_flush(flush, [flush / p.name for p in paths],
+                                               online=not mine_only)
+        return appended
+
+    def _finish_flush(self, flush: Path, paths: list[Path], *, online: bool) -> int:
+        from loopworks.featurestore.journal import JournalRecord, OfflineSpool
+
+        batches = [OfflineSpool.read(p) for p in paths]
+        rows = 0
+        if batches:
+            if online:
+                for table, ttl in batches:
+                    self._store.online.write(self.name, table, self.spec.definitions,
+                                             record_id=self.spec.record_id,
+                                             event_time=self.spec.event_time, ttl_seconds=ttl)
+            began = datetime.fromtimestamp(flush.stat().st_mtime, UTC).isoformat()
+            record = JournalRecord(id=flush.name, group=self.name, created_at=began)
+            if not committed_write_times(self._store.offline, record):
+                table = self._conform_batch(pa.concat_tables([t for t, _ in batches]))
+                self._append_offline(table, ingest_id=flush.name)
+                rows = table.num_rows
+            pause_point("spool.offline-committed")
+        shutil.rmtree(flush, ignore_errors=True)
+        return rows
+
     def _write_records(self, tables: list[pa.Table], ttl_seconds: float | None) -> list[bool]:
         """Write single records as one batch; per record, whether it is the one stored."""
         written, _ = self._write_batches([pa.concat_tables(tables)], ttl_seconds)
+        return self._stored(tables, written)
+
+    def _stored(self, tables: list[pa.Table], written: int) -> list[bool]:
+        """Per single-record table, whether it is the record stored now (False: a newer
+        one was); ``written`` rows of the batch went online."""
         if written == len(tables):
             return [True] * len(tables)
         ids = [str(t.column(self.spec.record_id)[0].as_py()) for t in tables]
@@ -361,7 +425,10 @@ class FeatureGroup:
             LoopworksError: A store failed while rolling forward; the journal entry is kept
                 and the next open tries again.
         """
-        return self._store.journal.recover(self.name, self._finish)
+        finished = self._store.journal.recover(self.name, self._finish)
+        if self._store.spool.has_pending(self.name):
+            finished += self.flush_spool(mine_only=False)
+        return finished
 
     def _finish(self, record: JournalRecord) -> None:
         """Roll one interrupted write forward; repeating it changes nothing."""

@@ -58,7 +58,7 @@ from loopworks.errors import NotFoundError
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
 from loopworks.featurestore.registry import FeatureGroupSpec
 
-__all__ = ["IngestJournal", "JournalEntry", "JournalRecord", "commit_metadata",
+__all__ = ["IngestJournal", "JournalEntry", "JournalRecord", "OfflineSpool", "commit_metadata",
            "committed_write_times", "pause_point", "rows_to_replay"]
 
 INGEST_KEY = "loopworks.ingest"
@@ -399,3 +399,138 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class OfflineSpool:
+    """Records already online whose offline append comes later, as SageMaker's PutRecord
+    does it: the online store answers at once and the history catches up within a moment.
+
+    A deferred batch is written here durably (an Arrow file, synced, renamed into place)
+    *before* it goes online, under ``<home>/journal/spool/<group>/``, named by its owner: a
+    random id per process, whose ``owner-<id>.lock`` the process holds (``flock``) while it
+    lives. The owner's flusher appends its batches to the history in one Delta commit per
+    flush: it first moves them into ``flush-<id>/`` (the commit's id, in its metadata), so
+    a flush cut short is finished exactly once: committed already (the id is in the
+    history) means only the folder is left to remove. Batches whose owner died are finished
+    by the next open of the group, which also writes them online again (upsert-if-newer:
+    the owner may have died before its online write).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._owner_fds: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def _own(self, group: str) -> Path:
+        folder = self.folder / group
+        with self._guard:
+            if group not in self._owner_fds:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder / f"owner-{self.owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._owner_fds[group] = fd
+        return folder
+
+    def add(self, group: str, table: pa.Table, ttl_seconds: float | None) -> None:
+        """Keep one batch durably until its offline append."""
+        import pyarrow.ipc as ipc
+
+        folder = self._own(group)
+        name = f"{self.owner}.{time.time_ns():020d}-{secrets.token_hex(4)}"
+        tmp = folder / f".{name}.tmp"
+        meta = {b"loopworks.ttl": json.dumps(ttl_seconds).encode()}
+        with open(tmp, "wb") as fh:
+            with ipc.new_file(fh, table.schema.with_metadata(meta)) as writer:
+                writer.write_table(table)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, folder / f"{name}.arrow")
+        _sync_folder(folder)
+
+    def has_pending(self, group: str) -> bool:
+        """Whether the group has batches not yet in the history (one folder listing)."""
+        try:
+            return any(n.endswith(".arrow") or n.startswith("flush-")
+                       for n in os.listdir(self.folder / group))
+        except FileNotFoundError:
+            return False
+
+    def groups(self) -> list[str]:
+        """Groups with a spool folder."""
+        try:
+            return sorted(os.listdir(self.folder))
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def read(path: Path) -> tuple[pa.Table, float | None]:
+        """A spooled batch and its TTL."""
+        import pyarrow.ipc as ipc
+
+        with ipc.open_file(pa.memory_map(str(path))) as reader:
+            table = reader.read_all()
+        ttl = json.loads((table.schema.metadata or {}).get(b"loopworks.ttl", b"null"))
+        return table.replace_schema_metadata(None), ttl
+
+    @contextmanager
+    def batches(self, group: str, *, mine_only: bool) -> Iterator[list[Path]]:
+        """Under the group's spool lock: the batches to flush, oldest first. ``mine_only``:
+        this process's own; else those whose owner is gone (it holds no lock)."""
+        folder = self.folder / group
+        if not folder.exists():
+            yield []
+            return
+        with _locked(folder / ".flush.lock"):
+            chosen = []
+            for name in sorted(n for n in os.listdir(folder) if n.endswith(".arrow")):
+                owner = name.split(".", 1)[0]
+                if (owner == self.owner) if mine_only else self._dead(folder, owner):
+                    chosen.append(folder / name)
+            yield chosen
+
+    def _dead(self, folder: Path, owner: str) -> bool:
+        if owner == self.owner:
+            return False
+        lock = folder / f"owner-{owner}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+        finally:
+            os.close(fd)
+        lock.unlink(missing_ok=True)
+        return True
+
+    def interrupted(self, group: str) -> list[Path]:
+        """Flushes cut short (their folders), to finish under the spool lock."""
+        folder = self.folder / group
+        try:
+            return sorted(folder / n for n in os.listdir(folder) if n.startswith("flush-"))
+        except FileNotFoundError:
+            return []
+
+    def start_flush(self, group: str, paths: list[Path]) -> Path:
+        """Move batches into a new flush folder (named by the commit to come)."""
+        folder = self.folder / group
+        flush = folder / f"flush-{time.time_ns():020d}-{secrets.token_hex(4)}"
+        flush.mkdir()
+        for path in paths:
+            os.rename(path, flush / path.name)
+        _sync_folder(flush)
+        _sync_folder(folder)
+        return flush
+
+    def forget(self, group: str) -> None:
+        """Drop a group's spool (the group is being deleted)."""
+        with self._guard:
+            fd = self._owner_fds.pop(group, None)
+        if fd is not None:
+            os.close(fd)
+        shutil.rmtree(self.folder / group, ignore_errors=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,7 +22,7 @@ from loopworks.featurestore.definitions import (
     load_feature_definitions,
 )
 from loopworks.featurestore.group import FeatureGroup
-from loopworks.featurestore.journal import IngestJournal
+from loopworks.featurestore.journal import IngestJournal, OfflineSpool
 from loopworks.featurestore.registry import FeatureGroupSpec, Registry, validate_name
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FeatureStore"]
 
+
+log = logging.getLogger(__name__)
 
 class FeatureStore:
     """Feature groups with an online store (latest per id) and an offline history.
@@ -76,6 +80,13 @@ class FeatureStore:
         self._specs: dict[str, tuple[float, FeatureGroupSpec]] = {}
         #: Group commit of single-record writes (``put_record``), per group and TTL.
         self.record_batcher = RecordBatcher()
+        #: Records online whose offline append comes later (``put_record(offline_later=)``).
+        self.spool = OfflineSpool(self.home / "journal" / "spool")
+        self.spool_flush_seconds = 0.5
+        self._flusher: threading.Thread | None = None
+        self._flush_wanted: set[str] = set()
+        self._flush_wake = threading.Condition()
+        self._closing = False
         self.spec_cache_seconds = 1.0
 
     @property
@@ -96,8 +107,56 @@ class FeatureStore:
             self._offline = DeltaOfflineStore(self._offline_url, lock_dir=self.home / "locks")
         return self._offline
 
+    def flush_soon(self, group: str) -> None:
+        """Have the group's spooled records appended to its history within
+        :attr:`spool_flush_seconds` (by this store's flusher thread, started on first use)."""
+        with self._flush_wake:
+            self._flush_wanted.add(group)
+            if self._flusher is None or not self._flusher.is_alive():
+                self._closing = False
+                self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                                 name="loopworks-spool")
+                self._flusher.start()
+
+    def flush_spooled(self) -> int:
+        """Append every spooled record of this process to its history now."""
+        with self._flush_wake:
+            groups, self._flush_wanted = self._flush_wanted, set()
+        return sum(self._flush_group(g) for g in sorted(groups))
+
+    def _flush_group(self, group: str) -> int:
+        try:
+            return FeatureGroup(self, self.registry.get(group)).flush_spool()
+        except NotFoundError:
+            self.spool.forget(group)  # deleted meanwhile
+            return 0
+        except Exception:
+            log.exception("appending the spooled records of %r to its history failed; "
+                          "retrying", group)
+            with self._flush_wake:
+                self._flush_wanted.add(group)
+            return 0
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._flush_wake:
+                if self._closing:
+                    return
+                self._flush_wake.wait(self.spool_flush_seconds)
+                closing = self._closing
+            self.flush_spooled()
+            if closing:
+                return
+
     def close(self) -> None:
-        """Close backend connections."""
+        """Append what is spooled to the history, then close backend connections."""
+        with self._flush_wake:
+            self._closing = True
+            self._flush_wake.notify_all()
+            flusher = self._flusher
+        if flusher is not None:
+            flusher.join(timeout=60)
+        self.flush_spooled()
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -234,6 +293,7 @@ class FeatureStore:
         if self.offline.exists(name):
             self.offline.delete(name)
         self.journal.forget(name)
+        self.spool.forget(name)
         self.registry.delete(name)
 
     def search(self, text: str) -> list[dict[str, Any]]:

@@ -374,7 +374,8 @@ def put_record(call: Call) -> dict[str, Any]:
     group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     values = _record_values(group.spec, call.params.get("Record"))
     ttl = _ttl_seconds(call.params.get("TtlDuration"))
-    group.put_record(values, ttl_seconds=ttl)
+    # As SageMaker: online (and durably spooled) now, in the offline history within a moment.
+    group.put_record(values, ttl_seconds=ttl, offline_later=True)
     return {}
 
 
@@ -723,6 +724,7 @@ def list_records(call: Call) -> dict[str, Any]:
     group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     spec = group.spec
     include_deleted = str(call.params.get("IncludeSoftDeletedRecords", "")).lower() == "true"
+    call.lw.features.flush_spooled()  # the ids come from the history: bring it up to date
     record_id = sql_identifier(spec.record_id)
     if include_deleted:
         sql = f"SELECT DISTINCT {record_id} AS id FROM {sql_identifier(spec.name)} ORDER BY 1"
