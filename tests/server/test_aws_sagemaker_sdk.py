@@ -24,7 +24,9 @@ import pandas as pd
 import sagemaker
 from sagemaker.feature_store.feature_group import FeatureGroup
 
-session = sagemaker.Session(boto_session=boto3.Session())
+# The SDK asks STS for the account at an endpoint of its own making, which the environment
+# does not redirect: name the default bucket instead (what SageMaker users on VPCs do too).
+session = sagemaker.Session(boto_session=boto3.Session(), default_bucket="loopworks-sdk")
 frame = pd.DataFrame({
     "review_id": pd.array([f"r{i}" for i in range(60)], dtype="string"),
     "sentiment": [i % 3 - 1 for i in range(60)],
@@ -42,6 +44,8 @@ runtime = boto3.client("sagemaker-featurestore-runtime")
 record = runtime.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="r7")
 print({f["FeatureName"]: f["ValueAsString"] for f in record["Record"]}["sentiment"])
 print(len(runtime.list_records(FeatureGroupName=name, MaxResults=100)["RecordIdentifiers"]))
+print(session.default_bucket())  # S3 head/create of the bucket
+print(session.upload_string_as_file_body("a,b", session.default_bucket(), "sdk/hello.csv"))
 '''
 
 
@@ -63,5 +67,6 @@ def test_feature_group_create_ingest_and_read_back(tmp_path: Path) -> None:
                               text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [line for line in done.stdout.splitlines() if not line.startswith("sagemaker.")]
-    assert printed == ["Created", "0", "60"]
+    assert printed == ["Created", "0", "60", "loopworks-sdk",
+                       "s3://loopworks-sdk/sdk/hello.csv"]
     assert "telemetry" not in done.stderr.lower()
