@@ -11,10 +11,16 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def readme_block(heading: str, language: str = "python") -> str:
+    """The first fenced block of that language after a README heading."""
+    section = README.read_text(encoding="utf-8").split(heading, 1)[1]
+    found = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert found is not None, f"no {language} block under {heading!r}"
+    return found.group(1)
+
+
 def test_feature_store_walkthrough_runs(tmp_path: Path) -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## The feature store", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = readme_block("## The feature store")
     script = tmp_path / "walkthrough.py"
     script.write_text(code, encoding="utf-8")
     env = dict(os.environ, LOOPWORKS_HOME=str(tmp_path / "home"))
@@ -33,9 +39,7 @@ def test_feature_store_walkthrough_runs(tmp_path: Path) -> None:
 
 
 def test_sdk_example_runs(tmp_path: Path) -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## From Python: one object for a home", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = readme_block("## From Python: one object for a home")
     script = tmp_path / "sdk.py"
     script.write_text(code, encoding="utf-8")
     env = dict(os.environ, LOOPWORKS_HOME=str(tmp_path / "home"))
@@ -48,9 +52,7 @@ def test_sdk_example_runs(tmp_path: Path) -> None:
 
 def test_models_walkthrough_runs(tmp_path: Path) -> None:
     """The README's models block, command by command, as a user types it."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Models and predictions", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    block = readme_block("## Models and predictions", "sh")
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, LOOPWORKS_HOME=str(tmp_path / "home"),
                PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")

@@ -5,8 +5,6 @@ sagemaker-featurestore-runtime, sts), so a wrong shape fails here. Keys come fro
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -21,26 +19,18 @@ from click.testing import CliRunner
 import loopworks
 from loopworks.cli import main
 
+from _aws import REGION, aws_keys, sign_v4
 from conftest import running_server
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-REGION = "us-east-1"
 DEFINITIONS = [{"FeatureName": "review_id", "FeatureType": "String"},
                {"FeatureName": "event_time", "FeatureType": "String"},
                {"FeatureName": "sentiment", "FeatureType": "Integral"},
                {"FeatureName": "score", "FeatureType": "Fractional"},
                {"FeatureName": "review_body", "FeatureType": "String"}]
-
-
-def _keys(home: Path, worker: str) -> tuple[str, str]:
-    shown = CliRunner().invoke(main, ["worker", "aws-keys", worker, "--home", str(home)])
-    assert shown.exit_code == 0, shown.output
-    exports = dict(line.removeprefix("export ").split("=", 1)
-                   for line in shown.stdout.splitlines() if line.startswith("export "))
-    return exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"]
 
 
 class Aws:
@@ -72,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 @pytest.fixture(scope="module")
 def lead(server: tuple[str, Path]) -> Aws:
-    return Aws(server[0], _keys(server[1], "lead"))
+    return Aws(server[0], aws_keys(server[1], "lead"))
 
 
 def _create(aws: Aws, name: str, **extra: Any) -> str:
@@ -201,7 +191,7 @@ def test_unsupported_operations_answer_in_the_models_shape(lead: Aws) -> None:
 
 def test_roles_decide_what_a_key_may_do(server: tuple[str, Path], lead: Aws) -> None:
     _create(lead, "guarded_wire")
-    ann = Aws(server[0], _keys(server[1], "ann"))
+    ann = Aws(server[0], aws_keys(server[1], "ann"))
     assert ann.sts.get_caller_identity()["Arn"].endswith("user/ann")
     with pytest.raises(ClientError) as caught:
         ann.runtime.get_record(FeatureGroupName="guarded_wire",
@@ -215,7 +205,7 @@ def test_roles_decide_what_a_key_may_do(server: tuple[str, Path], lead: Aws) -> 
 
 def test_signatures_are_checked_as_aws_does(server: tuple[str, Path]) -> None:
     url, home = server
-    key_id, secret = _keys(home, "gone")
+    key_id, secret = aws_keys(home, "gone")
     good = Aws(url, (key_id, secret))
     assert good.sts.get_caller_identity()["UserId"] == key_id
     wrong = Aws(url, (key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B")))
@@ -243,33 +233,17 @@ def _signed(url: str, key: tuple[str, str], body: bytes, *, when: datetime,
             service: str = "sagemaker", sign_body: bytes | None = None,
             target: str = "SageMaker.ListFeatureGroups", method: str = "POST",
             path: str = "/aws/") -> httpx.Response:
-    """A request signed by hand (AWS's algorithm) so the test controls the clock, the
-    scope, the body and the operation."""
-    host = url.removeprefix("http://")
-    stamp = when.strftime("%Y%m%dT%H%M%SZ")
-    payload = hashlib.sha256(sign_body if sign_body is not None else body).hexdigest()
-    headers = {"host": host, "x-amz-date": stamp, "x-amz-target": target,
-               "content-type": "application/x-amz-json-1.1"}
-    if not target:
-        del headers["x-amz-target"]
-    signed = ";".join(sorted(headers))
-    canonical = "\n".join([method, path, "", "\n".join(
-        f"{k}:{headers[k]}" for k in signed.split(";")) + "\n", signed, payload])
-    scope = f"{stamp[:8]}/{REGION}/{service}/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                         hashlib.sha256(canonical.encode()).hexdigest()])
-    k = f"AWS4{key[1]}".encode()
-    for part in (stamp[:8], REGION, service, "aws4_request"):
-        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, "
-                                f"SignedHeaders={signed}, Signature={signature}")
-    return httpx.request(method, f"{url}{path}", content=body, headers=headers)
+    """A JSON 1.1 request signed by hand, the test choosing clock, scope, body and operation."""
+    headers = {"content-type": "application/x-amz-json-1.1"}
+    if target:
+        headers["x-amz-target"] = target
+    return sign_v4(url, key, method=method, path=path, headers=headers, body=body,
+                   service=service, when=when, signed_body=sign_body)
 
 
 def test_clock_scope_and_body_are_part_of_the_signature(server: tuple[str, Path]) -> None:
     url, home = server
-    key = _keys(home, "lead")
+    key = aws_keys(home, "lead")
     now = datetime.now(UTC)
     assert _signed(url, key, b"{}", when=now).status_code == 200
     late = _signed(url, key, b"{}", when=datetime.fromtimestamp(time.time() - 20 * 60, UTC))
@@ -302,7 +276,7 @@ def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
     from loopworks.server.aws import featurestore
 
     url, home = server
-    key = _keys(home, "lead")
+    key = aws_keys(home, "lead")
     now = datetime.now(UTC)
     models = botocore.session.get_session()
     for operation in models.get_service_model("sagemaker").operation_names:
@@ -366,7 +340,7 @@ def test_readme_example_runs_against_the_server(server: tuple[str, Path]) -> Non
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Coming from SageMaker", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    key_id, secret = _keys(home, "lead")
+    key_id, secret = aws_keys(home, "lead")
     env = dict(os.environ, AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION=REGION,
                AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import loopworks
-from loopworks.cli import main
 
+from _aws import aws_keys, sign_v4
 from conftest import running_server
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
@@ -24,13 +23,9 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 
 def _client(url: str, home: Path, worker: str) -> object:
-    shown = CliRunner().invoke(main, ["worker", "aws-keys", worker, "--home", str(home)])
-    assert shown.exit_code == 0, shown.output
-    keys = dict(line.removeprefix("export ").split("=", 1)
-                for line in shown.stdout.splitlines() if line.startswith("export "))
+    key_id, secret = aws_keys(home, worker)
     return boto3.client("s3", endpoint_url=f"{url}/aws", region_name="us-east-1",
-                        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
                         config=Config(retries={"max_attempts": 1},
                                       s3={"addressing_style": "path"}))
 
@@ -220,33 +215,11 @@ def test_presigned_urls(server: tuple[str, Path], s3, version: str) -> None:
 
 def _sign(url: str, key: tuple[str, str], method: str, path: str, query: str,
           body: bytes = b"") -> object:
-    """A request signed by hand with Signature Version 4 for S3."""
+    """An S3 request signed by hand (S3 wants the payload's hash as a header)."""
     import hashlib
-    import hmac
-    from datetime import UTC, datetime
 
-    import httpx
-
-    host = url.removeprefix("http://")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    payload = hashlib.sha256(body).hexdigest()
-    headers = {"host": host, "x-amz-date": stamp, "x-amz-content-sha256": payload}
-    signed = ";".join(sorted(headers))
-    pairs = sorted(p.partition("=") for p in query.split("&") if p)
-    canonical_query = "&".join(f"{k}={v}" for k, _, v in pairs)
-    canonical = "\n".join([method, path, canonical_query, "\n".join(
-        f"{k}:{headers[k]}" for k in sorted(headers)) + "\n", signed, payload])
-    scope = f"{stamp[:8]}/us-east-1/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                         hashlib.sha256(canonical.encode()).hexdigest()])
-    k = f"AWS4{key[1]}".encode()
-    for part in (stamp[:8], "us-east-1", "s3", "aws4_request"):
-        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-    headers["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, SignedHeaders={signed}, "
-        f"Signature={hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()}")
-    return httpx.request(method, f"{url}{path}" + (f"?{query}" if query else ""),
-                         content=body, headers=headers)
+    return sign_v4(url, key, method=method, path=path, query=query, body=body, service="s3",
+                   headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
 
 
 def test_every_operation_of_the_s3_model_is_answered_in_shape(
@@ -257,10 +230,7 @@ def test_every_operation_of_the_s3_model_is_answered_in_shape(
     import botocore.session
 
     url, home = server
-    shown = CliRunner().invoke(main, ["worker", "aws-keys", "lead", "--home", str(home)])
-    keys = dict(line.removeprefix("export ").split("=", 1)
-                for line in shown.stdout.splitlines() if line.startswith("export "))
-    key = (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"])
+    key = aws_keys(home, "lead")
     assert _sign(url, key, "PUT", "/aws/enum-bucket", "").status_code == 200
     served = {"location", "delete", "uploads", "list-type=2"}
     model = botocore.session.get_session().get_service_model("s3")

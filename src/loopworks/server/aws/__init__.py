@@ -154,6 +154,15 @@ def _sts(call: Call, key_id: str, rid: str) -> str:
             "</ResponseMetadata></GetCallerIdentityResponse>")
 
 
+async def _resolve(lw: Loopworks, key_id: str) -> tuple[Worker, str]:
+    """The worker a key belongs to and its secret (an unknown, revoked or deactivated
+    worker's key is an authentication failure)."""
+    try:
+        return await run_in_threadpool(lw.access_keys.resolve, key_id)
+    except PermissionDenied:
+        raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
+
+
 async def _s3(request: Request, lw: Loopworks, worker: Worker, rid: str) -> Response:
     from loopworks.server.aws.s3 import handle
 
@@ -178,11 +187,7 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
         old_style = None if by_query or request.headers.get("authorization") or not s3 \
             else presigned_v2(signed, mount=PREFIX)
         if old_style is not None:  # an S3 URL presigned with Signature Version 2
-            try:
-                worker, secret = await run_in_threadpool(lw.access_keys.resolve,
-                                                         old_style.key_id)
-            except PermissionDenied:
-                raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
+            worker, secret = await _resolve(lw, old_style.key_id)
             verify_v2(old_style, secret)
             return await _s3(request, lw, worker, rid)
         if by_query is not None:
@@ -193,11 +198,7 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
         if credential.service != expected:
             raise SignatureError(Failure.MISMATCH, f"Credential should be scoped to correct "
                                  f"service: '{expected}'.")
-        try:
-            worker, secret = await run_in_threadpool(lw.access_keys.resolve,
-                                                     credential.key_id)
-        except PermissionDenied:
-            raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
+        worker, secret = await _resolve(lw, credential.key_id)
         verify(signed, credential, secret, body_later=s3, check_clock=by_query is None)
     except SignatureError as exc:
         raise auth_error(protocol, exc.failure, exc.message) from None
