@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -295,15 +295,43 @@ class FeatureGroup:
         takes it within a moment (:class:`~loopworks.featurestore.journal.OfflineSpool`):
         SageMaker's PutRecord semantics, and many times the throughput.
         """
-        table = self._conform_batch(pa.Table.from_pylist([record]))
         # Concurrent single-record writes to this group share one write (group commit).
         if offline_later:
             return self._store.record_batcher.put(
-                (self.name, ttl_seconds, "later"), table,
-                lambda tables: self._write_later(tables, ttl_seconds))
+                (self.name, ttl_seconds, "later"), record,
+                lambda records: self._checked(records, lambda tables: self._write_later(
+                    tables, ttl_seconds)))
         return self._store.record_batcher.put(
-            (self.name, ttl_seconds), table,
-            lambda tables: self._write_records(tables, ttl_seconds))
+            (self.name, ttl_seconds), record,
+            lambda records: self._checked(records, lambda tables: self._write_records(
+                tables, ttl_seconds)))
+
+    def _checked(self, records: list[dict[str, Any]],
+                 write: Callable[[list[pa.Table]], list[bool]]) -> list[bool | BaseException]:
+        """Check and convert single records, all at once when they are all good (the usual
+        case), one by one otherwise, and write the good ones; a bad record's slot holds its
+        error."""
+        from loopworks.errors import ValidationError
+
+        if all(r.keys() == records[0].keys() for r in records):  # Arrow takes the first's keys
+            try:
+                whole = self._conform_batch(pa.Table.from_pylist(records))
+            except (ValidationError, pa.ArrowInvalid, pa.ArrowTypeError):
+                if len(records) == 1:
+                    raise
+            else:
+                results: list[bool | BaseException] = list(
+                    write([whole.slice(i, 1) for i in range(len(records))]))
+                return results
+        checked: list[pa.Table | BaseException] = []
+        for record in records:
+            try:
+                checked.append(self._conform_batch(pa.Table.from_pylist([record])))
+            except (ValidationError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                checked.append(exc)
+        good = [t for t in checked if isinstance(t, pa.Table)]
+        written = iter(write(good) if good else [])
+        return [next(written) if isinstance(t, pa.Table) else t for t in checked]
 
     def _write_later(self, tables: list[pa.Table], ttl_seconds: float | None) -> list[bool]:
         """Spool single records (durably), write them online, and have the history take

@@ -22,14 +22,23 @@ import sqlalchemy as sa
 
 from loopworks.clock import utcnow
 from loopworks.errors import NotFoundError, PermissionDenied
-from loopworks.labeling.workforce import Worker, Workforce
-from loopworks.metadata.tables import credentials
+from loopworks.labeling.workforce import Role, Worker, Workforce
+from loopworks.metadata import READ_ONLY
+from loopworks.metadata.tables import credentials, team_members, teams, workers
 
 __all__ = ["KEY_ID_PATTERN", "AccessKey", "AccessKeys", "derive_secret"]
 
 #: An access key id: "LW" and 18 base-32 letters and digits (20 characters, as AWS's).
 KEY_ID_PATTERN = re.compile(r"LW[A-Z2-7]{18}")
 _KIND = "aws_key"
+#: One statement per signed request, built once: the key, its worker and the worker's teams,
+#: read fresh each time, so a revocation or a deactivation holds at once in every process.
+_RESOLVE = (sa.select(workers.c.id, workers.c.name, workers.c.role, workers.c.active,
+                      teams.c.name.label("team"))
+            .select_from(credentials.join(workers, workers.c.id == credentials.c.worker_id)
+                         .outerjoin(team_members, team_members.c.worker_id == workers.c.id)
+                         .outerjoin(teams, teams.c.id == team_members.c.team_id))
+            .where(credentials.c.digest == sa.bindparam("key_id"), credentials.c.kind == _KIND))
 
 
 def derive_secret(master_key: str, key_id: str) -> str:
@@ -104,12 +113,13 @@ class AccessKeys:
         """
         if not KEY_ID_PATTERN.fullmatch(key_id or ""):
             raise PermissionDenied("unknown access key")
-        with self.workforce.engine.connect() as conn:
-            worker_id = conn.execute(sa.select(credentials.c.worker_id).where(
-                credentials.c.digest == key_id, credentials.c.kind == _KIND)).scalar()
-        if worker_id is None:
+        with self.workforce.engine.connect().execution_options(**READ_ONLY) as conn:
+            rows = conn.execute(_RESOLVE, {"key_id": key_id}).all()
+        if not rows:
             raise PermissionDenied("unknown access key")
-        worker = self.workforce.worker_by_id(worker_id)
-        if not worker.active:
+        first = rows[0]
+        if not first.active:
             raise PermissionDenied("this worker is deactivated")
+        worker = Worker(first.id, first.name, Role(first.role),
+                        tuple(sorted(r.team for r in rows if r.team is not None)), True)
         return worker, derive_secret(self._master_key, key_id)

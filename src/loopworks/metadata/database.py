@@ -87,7 +87,11 @@ def build_engine(url: str) -> Any:
     except ImportError:
         raise MissingDependencyError("sqlalchemy", "postgres", "the metadata database") from None
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pool as large as the server's busy threads: a connection opened past the pool is
+        # closed again on return, and opening one (its pragmas included) costs more than
+        # most of the statements it runs.
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=16, max_overflow=32)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -165,6 +165,9 @@ def create_app(store: FeatureStore | None = None, *, services: Loopworks | None 
 
     app.include_router(review_router)
     from loopworks.server.aws import AwsRouter
+    from loopworks.server.security import outermost
 
-    app.add_middleware(AwsRouter)  # /aws: boto3 and the SageMaker SDK (AWS_ENDPOINT_URL)
+    # /aws (boto3 and the SageMaker SDK, AWS_ENDPOINT_URL) answers ahead of every layer of
+    # the app: it has its own errors, auth and headers, and its hot calls are per request.
+    outermost(app, AwsRouter)
     return app

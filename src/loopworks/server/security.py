@@ -11,6 +11,7 @@ that lets scripts and styles come from this server only. /redoc is switched off.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopworks.errors import NotFoundError
 
-__all__ = ["DOCS_CSP", "NoSniffMiddleware", "install_security"]
+__all__ = ["DOCS_CSP", "NoSniffMiddleware", "install_security", "outermost"]
 
 #: The /docs page's policy: Swagger UI's script and style and our start-up script from
 #: this server, its inline SVG icons as data: images, "Try it out" calls to this server.
@@ -75,7 +76,7 @@ def install_security(app: FastAPI) -> None:
     Args:
         app: The application, before it serves its first request.
     """
-    _outermost(app, NoSniffMiddleware)
+    outermost(app, NoSniffMiddleware)
     openapi_url = app.openapi_url
     if not openapi_url:  # no schema, nothing to document
         return
@@ -121,9 +122,10 @@ def _swagger_ui_dir() -> Path:
     return Path(str(swagger_ui_path))
 
 
-def _outermost(app: FastAPI, middleware: type[NoSniffMiddleware]) -> None:
+def outermost(app: FastAPI, middleware: Callable[[ASGIApp], ASGIApp]) -> None:
     """Wrap the whole middleware stack. ``app.add_middleware`` would put it inside
-    Starlette's ServerErrorMiddleware, so a 500 page would go out without the header."""
+    Starlette's ServerErrorMiddleware, so a 500 page would go out without the header (and
+    a request it answers alone would still pass every layer)."""
     build = app.build_middleware_stack
 
     def build_wrapped() -> ASGIApp:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 from xml.sax.saxutils import escape
@@ -36,6 +37,7 @@ from loopworks.server.aws.protocols import (
     request_id,
 )
 from loopworks.server.aws.sigv4 import (
+    Credential,
     Failure,
     SignatureError,
     SignedRequest,
@@ -154,64 +156,64 @@ def _sts(call: Call, key_id: str, rid: str) -> str:
             "</ResponseMetadata></GetCallerIdentityResponse>")
 
 
-async def _resolve(lw: Loopworks, key_id: str) -> tuple[Worker, str]:
+def _resolve(lw: Loopworks, key_id: str) -> tuple[Worker, str]:
     """The worker a key belongs to and its secret (an unknown, revoked or deactivated
     worker's key is an authentication failure)."""
     try:
-        return await run_in_threadpool(lw.access_keys.resolve, key_id)
+        return lw.access_keys.resolve(key_id)
     except PermissionDenied:
         raise SignatureError(Failure.UNKNOWN_KEY, "unknown access key") from None
 
 
-async def _s3(request: Request, lw: Loopworks, worker: Worker, rid: str) -> Response:
-    from loopworks.server.aws.s3 import handle
+@dataclass(frozen=True)
+class _Caller:
+    """Who signed a request, and the scope they signed it for (None: S3 Signature V2)."""
 
-    response = await handle(request, lw.objects, worker, _route_path(request),
-                            request.headers.get("x-amz-content-sha256"),
-                            lw.settings.aws_account_id)
-    response.headers["x-amz-request-id"] = rid
-    return response
+    worker: Worker
+    credential: Credential | None
 
 
-async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
-    lw = services_of(request.app)
+def _authenticate(lw: Loopworks, protocol: Protocol, signed: SignedRequest) -> _Caller:
+    """Check the request's signature (header, presigned v4 or, for S3, presigned v2) with
+    its key's secret; an S3 body is checked as it streams in."""
     s3 = protocol is Protocol.S3
-    body = b"" if s3 else await _body(request)
-    signed = SignedRequest(
-        request.method, (request.scope.get("raw_path") or b"").decode("latin-1"),
-        request.scope.get("query_string", b"").decode("latin-1"),
-        tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
-              for k, v in request.scope["headers"]), body)
     try:
-        by_query = None if request.headers.get("authorization") else presigned(signed)
-        old_style = None if by_query or request.headers.get("authorization") or not s3 \
+        by_query = None if signed.header("authorization") else presigned(signed)
+        old_style = None if by_query or signed.header("authorization") or not s3 \
             else presigned_v2(signed, mount=PREFIX)
         if old_style is not None:  # an S3 URL presigned with Signature Version 2
-            worker, secret = await _resolve(lw, old_style.key_id)
+            worker, secret = _resolve(lw, old_style.key_id)
             verify_v2(old_style, secret)
-            return await _s3(request, lw, worker, rid)
+            return _Caller(worker, None)
         if by_query is not None:
             signed, credential = by_query
         else:
-            credential = parse_authorization(request.headers.get("authorization"))
+            credential = parse_authorization(signed.header("authorization"))
         expected = _SERVICE[protocol]
         if credential.service != expected:
             raise SignatureError(Failure.MISMATCH, f"Credential should be scoped to correct "
                                  f"service: '{expected}'.")
-        worker, secret = await _resolve(lw, credential.key_id)
+        worker, secret = _resolve(lw, credential.key_id)
         verify(signed, credential, secret, body_later=s3, check_clock=by_query is None)
     except SignatureError as exc:
         raise auth_error(protocol, exc.failure, exc.message) from None
+    return _Caller(worker, credential)
+
+
+def _operate(lw: Loopworks, protocol: Protocol, signed: SignedRequest, request: Request,
+             rid: str) -> Response:
+    """Authenticate and answer a JSON, rest-json or query request: one trip to a worker
+    thread for the whole call (the database lookups, the signature and the operation)."""
+    caller = _authenticate(lw, protocol, signed)
+    assert caller.credential is not None  # only S3 takes Signature V2
+    credential, body = caller.credential, signed.body
     headers = {"x-amzn-RequestId": rid}
-    if s3:
-        return await _s3(request, lw, worker, rid)
     if protocol is Protocol.QUERY:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        call = Call(lw, worker, credential.region, form)
-        xml = await run_in_threadpool(_sts, call, credential.key_id, rid)
+        xml = _sts(Call(lw, caller.worker, credential.region, form), credential.key_id, rid)
         return Response(xml, media_type="text/xml", headers=headers)
     if protocol is Protocol.JSON:
-        target = request.headers.get("x-amz-target", "")
+        target = signed.header("x-amz-target") or ""
         prefix, _, operation = target.partition(".")
         found = featurestore.CONTROL_PLANE.get(operation) if prefix == "SageMaker" else None
         if found is None:
@@ -223,9 +225,30 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
     else:
         handler, params = _runtime_call(request, body)
         media = "application/json"
-    result = await run_in_threadpool(handler, Call(lw, worker, credential.region, params))
+    result = handler(Call(lw, caller.worker, credential.region, params))
     return Response(json.dumps(result, separators=(",", ":")), media_type=media,
                     headers=headers)
+
+
+async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
+    lw = services_of(request.app)
+    s3 = protocol is Protocol.S3
+    body = b"" if s3 else await _body(request)
+    signed = SignedRequest(
+        request.method, (request.scope.get("raw_path") or b"").decode("latin-1"),
+        request.scope.get("query_string", b"").decode("latin-1"),
+        tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+              for k, v in request.scope["headers"]), body)
+    if not s3:
+        return await run_in_threadpool(_operate, lw, protocol, signed, request, rid)
+    from loopworks.server.aws.s3 import handle
+
+    caller = await run_in_threadpool(_authenticate, lw, protocol, signed)
+    response = await handle(request, lw.objects, caller.worker, _route_path(request),
+                            request.headers.get("x-amz-content-sha256"),
+                            lw.settings.aws_account_id)
+    response.headers["x-amz-request-id"] = rid
+    return response
 
 
 async def aws_endpoint(scope: Scope, receive: Receive, send: Send) -> None:

@@ -59,6 +59,8 @@ class SignatureError(Exception):
         self.failure = failure
         self.message = message
 
+_STAMP = re.compile(r"\d{8}T\d{6}Z")
+
 
 @dataclass(frozen=True)
 class Credential:
@@ -209,9 +211,11 @@ def request_time(request: SignedRequest) -> datetime:
     """
     stamp = request.header("x-amz-date")
     try:
-        if stamp is None:
+        if stamp is None or not _STAMP.fullmatch(stamp):
             raise ValueError
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        # Sliced, not strptime'd: this runs for every request, and strptime is slow.
+        return datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]),
+                        int(stamp[11:13]), int(stamp[13:15]), tzinfo=UTC)
     except ValueError:
         raise SignatureError(Failure.MALFORMED, "Authorization requires an X-Amz-Date header "
                              "in the form YYYYMMDDTHHMMSSZ") from None
