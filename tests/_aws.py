@@ -32,9 +32,29 @@ def sign_v4(url: str, key: tuple[str, str], *, method: str, path: str, query: st
             signed_body: bytes | None = None) -> httpx.Response:
     """Send a request signed as AWS's algorithm says; ``signed_body`` (default ``body``)
     is the body whose hash is signed."""
-    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     payload = hashlib.sha256(body if signed_body is None else signed_body).hexdigest()
-    headers = {"host": url.removeprefix("http://"), "x-amz-date": stamp,
+    signed = v4_headers(url, key, method=method, path=path, query=query, headers=headers,
+                        payload_hash=payload, service=service, when=when)
+    return httpx.request(method, f"{url}{path}" + (f"?{query}" if query else ""),
+                         content=body, headers=signed)
+
+
+def signing_key(secret: str, date: str, service: str) -> bytes:
+    """The key of a day's scope, as AWS's algorithm derives it."""
+    k = f"AWS4{secret}".encode()
+    for part in (date, REGION, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+def v4_headers(url: str, key: tuple[str, str], *, method: str, path: str, query: str = "",
+               headers: dict[str, str] | None = None, payload_hash: str,
+               service: str = "sagemaker", when: datetime | None = None) -> dict[str, str]:
+    """The headers of a request signed with Signature Version 4, ``authorization`` last;
+    ``payload_hash`` is what ``x-amz-content-sha256`` says (a hash or a STREAMING form)."""
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    payload = payload_hash
+    headers = {"host": url.split("://", 1)[-1], "x-amz-date": stamp,
                **{k.lower(): v for k, v in (headers or {}).items()}}
     signed = ";".join(sorted(headers))
     pairs = sorted(p.partition("=") for p in query.split("&") if p)
@@ -44,11 +64,8 @@ def sign_v4(url: str, key: tuple[str, str], *, method: str, path: str, query: st
     scope = f"{stamp[:8]}/{REGION}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
                          hashlib.sha256(canonical.encode()).hexdigest()])
-    k = f"AWS4{key[1]}".encode()
-    for part in (stamp[:8], REGION, service, "aws4_request"):
-        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    k = signing_key(key[1], stamp[:8], service)
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, SignedHeaders={signed}, "
         f"Signature={hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()}")
-    return httpx.request(method, f"{url}{path}" + (f"?{query}" if query else ""),
-                         content=body, headers=headers)
+    return headers

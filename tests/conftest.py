@@ -130,10 +130,11 @@ def redis_url() -> str:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, token: str):
+def running_server(home: Path, token: str, *, tls: tuple[Path, Path] | None = None):
     """A real `loopworks serve` subprocess on a free port; yields its base URL.
 
-    Polls /healthz until ready and shows the server's output if it fails to start.
+    ``tls`` (certificate, key) serves HTTPS. Polls /healthz until ready and shows the
+    server's output if it fails to start.
     """
     import socket
     import subprocess
@@ -146,15 +147,17 @@ def running_server(home: Path, token: str):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=token)
-    proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE,
+    command = [sys.executable, "-m", "loopworks.cli", "serve", "--port", str(port)]
+    if tls is not None:
+        command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
+                if httpx.get(f"{url}/healthz", verify=False).status_code == 200:  # noqa: S501
                     break
             except httpx.TransportError:
                 pass
@@ -165,7 +168,11 @@ def running_server(home: Path, token: str):
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # a client still holding a connection open
+            proc.kill()
+            proc.wait(10)
         proc.stdout.close()
 
 

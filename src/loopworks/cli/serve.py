@@ -21,9 +21,15 @@ SERVER_SETTINGS = ("database_url", "online_store_url", "offline_store_url", "pub
 @click.option("--home", default=None, help="loopworks home folder.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Server processes (set the api_token setting so they share one token).")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this certificate (PEM); needs --ssl-keyfile. Behind a "
+                   "TLS proxy, leave it out and set public_url to the https address.")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's private key (PEM).")
 @setting_options(*SERVER_SETTINGS)
 @handle_errors
-def serve(host: str, port: int, home: str | None, workers: int, **options: Any) -> None:
+def serve(host: str, port: int, home: str | None, workers: int, ssl_certfile: str | None,
+          ssl_keyfile: str | None, **options: Any) -> None:
     """Serve the web pages (labeling, review, dashboards, Studio) and the JSON API.
 
     People sign in with a one-time link (`loopworks worker login-link NAME`) or a password.
@@ -35,6 +41,8 @@ def serve(host: str, port: int, home: str | None, workers: int, **options: Any) 
     from loopworks.server.auth import new_token
     from loopworks.settings import load_settings, setting_specs
 
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
     given = {"home": home, **options}
     settings = load_settings(**given)  # a bad setting stops here, before any server starts
     # The metadata database is brought to this release's schema once, here, before the
@@ -52,8 +60,10 @@ def serve(host: str, port: int, home: str | None, workers: int, **options: Any) 
         if value is not None:
             os.environ[spec.env_var] = ("true" if value else "false") if isinstance(
                 value, bool) else str(value)
-    click.echo(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
+    scheme = "https" if ssl_certfile else "http"
+    click.echo(f"serving on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)",
+               err=True)
     click.echo("people sign in with a one-time link: loopworks worker login-link NAME "
-               f"--url http://{host}:{port}", err=True)
+               f"--url {scheme}://{host}:{port}", err=True)
     uvicorn.run("loopworks.server.asgi:app", host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

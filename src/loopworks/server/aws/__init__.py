@@ -37,6 +37,8 @@ from loopworks.server.aws.protocols import (
     request_id,
 )
 from loopworks.server.aws.sigv4 import (
+    SIGNED_CHUNKS,
+    ChunkChain,
     Credential,
     Failure,
     SignatureError,
@@ -171,6 +173,7 @@ class _Caller:
 
     worker: Worker
     credential: Credential | None
+    chain: ChunkChain | None = None
 
 
 def _authenticate(lw: Loopworks, protocol: Protocol, signed: SignedRequest) -> _Caller:
@@ -194,10 +197,13 @@ def _authenticate(lw: Loopworks, protocol: Protocol, signed: SignedRequest) -> _
             raise SignatureError(Failure.MISMATCH, f"Credential should be scoped to correct "
                                  f"service: '{expected}'.")
         worker, secret = _resolve(lw, credential.key_id)
-        verify(signed, credential, secret, body_later=s3, check_clock=by_query is None)
+        declared = verify(signed, credential, secret, body_later=s3,
+                          check_clock=by_query is None)
     except SignatureError as exc:
         raise auth_error(protocol, exc.failure, exc.message) from None
-    return _Caller(worker, credential)
+    chain = ChunkChain.seeded(signed, credential, secret) \
+        if s3 and by_query is None and declared in SIGNED_CHUNKS else None
+    return _Caller(worker, credential, chain)
 
 
 def _operate(lw: Loopworks, protocol: Protocol, signed: SignedRequest, request: Request,
@@ -241,11 +247,11 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
               for k, v in request.scope["headers"]), body)
     if not s3:
         return await run_in_threadpool(_operate, lw, protocol, signed, request, rid)
-    from loopworks.server.aws.s3 import handle
+    from loopworks.server.aws.s3 import Payload, handle
 
     caller = await run_in_threadpool(_authenticate, lw, protocol, signed)
-    response = await handle(request, lw.objects, caller.worker, _route_path(request),
-                            request.headers.get("x-amz-content-sha256"),
+    payload = Payload(request.headers.get("x-amz-content-sha256"), caller.chain)
+    response = await handle(request, lw.objects, caller.worker, _route_path(request), payload,
                             lw.settings.aws_account_id)
     response.headers["x-amz-request-id"] = rid
     return response

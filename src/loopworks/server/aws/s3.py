@@ -4,19 +4,22 @@
 (with ``Range``), heads, copies and deletes objects (one or many); lists them with
 ListObjectsV2 (prefix, delimiter, continuation, ``encoding-type=url``); and uploads large
 files in parts (what ``upload_file`` does above 8 MB). Bodies stream to disk, never into
-memory; a body whose SHA-256 or Content-MD5 is not the one declared is refused and nothing
-is written. Errors are S3's XML with its codes. Only admins may use S3 (it holds feature
-data and job outputs).
+memory, as sent or aws-chunked (:mod:`.chunked`: boto3 over HTTPS, the other SDKs' signed
+chunks), with their checksums (Content-MD5, CRC32, SHA-256) checked from headers or trailer;
+a body that is not the one declared is refused and nothing is written. Errors are S3's XML
+with its codes. Only admins may use S3 (it holds feature data and job outputs).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import os
 import re
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -31,9 +34,11 @@ from starlette.responses import Response, StreamingResponse
 from loopworks.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.objectstore import ObjectInfo, ObjectStore, Staged
+from loopworks.server.aws.chunked import STREAMING_FORMS, AwsChunkedDecoder
 from loopworks.server.aws.protocols import AwsError
+from loopworks.server.aws.sigv4 import ChunkChain
 
-__all__ = ["S3_NS", "handle", "s3_error"]
+__all__ = ["S3_NS", "Payload", "handle", "s3_error"]
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _XML = "application/xml"
@@ -83,12 +88,56 @@ def _user_metadata(request: Request) -> dict[str, str]:
             if k.lower().startswith("x-amz-meta-")}
 
 
-async def _stream_to(store: ObjectStore, request: Request, declared: str | None) -> Staged:
-    """Write the body to the staging area, hashing it; refuse it (and keep nothing) when
-    it is not the body the client declared."""
-    if declared and declared.startswith("STREAMING-"):
-        raise s3_error("NotImplemented", "aws-chunked payloads (STREAMING-*) are not "
-                       "supported yet; send the body with its SHA-256 or UNSIGNED-PAYLOAD")
+@dataclass(frozen=True)
+class Payload:
+    """How a request declared its body: ``X-Amz-Content-SHA256`` as sent, and for a body in
+    signed aws-chunked form, the signature chain its chunks continue."""
+
+    declared: str | None
+    chain: ChunkChain | None = None
+
+
+def _decoder(request: Request, payload: Payload) -> AwsChunkedDecoder | None:
+    declared = payload.declared
+    if not declared or not declared.startswith("STREAMING-"):
+        return None
+    if declared not in STREAMING_FORMS:
+        raise s3_error("NotImplemented", f"the payload form {declared} is not supported; "
+                       f"this server takes {', '.join(sorted(STREAMING_FORMS))}, a body's "
+                       "SHA-256, or UNSIGNED-PAYLOAD")
+    signed = declared.startswith("STREAMING-AWS4-HMAC-SHA256")
+    if signed and payload.chain is None:
+        raise s3_error("InvalidRequest", "signed aws-chunked bodies need the Authorization "
+                       "header's signature (they cannot be presigned)")
+    length = request.headers.get("x-amz-decoded-content-length")
+    if length is not None and not length.isdigit():
+        raise s3_error("InvalidArgument", "x-amz-decoded-content-length must be a whole number")
+    chain = copy.copy(payload.chain) if signed else None
+    return AwsChunkedDecoder(chain, trailer=STREAMING_FORMS[declared],
+                             decoded_length=int(length) if length is not None else None)
+
+
+def _checksums(request: Request, decoder: AwsChunkedDecoder | None, md5: Any, sha: Any,
+               crc: int) -> None:
+    """Check what the client said the body's checksums are, in headers or in the trailer."""
+    claimed = {k.lower(): v for k, v in request.headers.items()}
+    if decoder is not None:
+        claimed.update(decoder.trailers)
+    content_md5 = claimed.get("content-md5")
+    if content_md5 and base64.b64decode(content_md5) != md5.digest():
+        raise s3_error("BadDigest", "The Content-MD5 you specified did not match what we "
+                       "received.")
+    for name, actual in (("crc32", crc.to_bytes(4, "big")), ("sha256", sha.digest())):
+        value = claimed.get(f"x-amz-checksum-{name}")
+        if value and base64.b64decode(value) != actual:
+            raise s3_error("BadDigest", f"The {name.upper()} you specified did not match the "
+                           "calculated checksum.")
+
+
+async def _stream_to(store: ObjectStore, request: Request, payload: Payload) -> Staged:
+    """Write the body to the staging area (decoding an aws-chunked one), hashing it; refuse
+    it (and keep nothing) when it is not the body the client declared."""
+    decoder = _decoder(request, payload)
     staged = store.staging()
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     crc = [0]
@@ -96,36 +145,34 @@ async def _stream_to(store: ObjectStore, request: Request, declared: str | None)
     def consume(block: bytes, out: Any) -> None:
         # Off the event loop, a megabyte at a time: hashlib and zlib let go of the GIL, so
         # the parts of a multipart upload hash and land on disk side by side.
-        sha.update(block)
-        md5.update(block)
-        crc[0] = zlib.crc32(block, crc[0])
-        out.write(block)
+        for piece in decoder.feed(block) if decoder is not None else (block,):
+            sha.update(piece)
+            md5.update(piece)
+            crc[0] = zlib.crc32(piece, crc[0])
+            out.write(piece)
+            staged.size += len(piece)
 
     try:
         with open(staged.path, "wb") as out:
             pending = bytearray()
             async for chunk in request.stream():
                 pending += chunk
-                staged.size += len(chunk)
                 if len(pending) >= _BLOCK:
                     await run_in_threadpool(consume, bytes(pending), out)
                     pending.clear()
             if pending:
                 await run_in_threadpool(consume, bytes(pending), out)
+            if decoder is not None:
+                decoder.close()
             out.flush()
             await run_in_threadpool(os.fsync, out.fileno())
         staged.md5, staged.sha256 = md5.hexdigest(), sha.hexdigest()
-        if declared and declared != "UNSIGNED-PAYLOAD" and declared.lower() != staged.sha256:
+        declared = payload.declared
+        if declared and declared != "UNSIGNED-PAYLOAD" and decoder is None \
+                and declared.lower() != staged.sha256:
             raise s3_error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' "
                            "header does not match what was computed.")
-        content_md5 = request.headers.get("content-md5")
-        if content_md5 and base64.b64decode(content_md5) != md5.digest():
-            raise s3_error("BadDigest", "The Content-MD5 you specified did not match what we "
-                           "received.")
-        crc32 = request.headers.get("x-amz-checksum-crc32")
-        if crc32 and base64.b64decode(crc32) != crc[0].to_bytes(4, "big"):
-            raise s3_error("BadDigest", "The CRC32 you specified did not match the calculated "
-                           "checksum.")
+        _checksums(request, decoder, md5, sha, crc[0])
     except BaseException:
         staged.path.unlink(missing_ok=True)
         raise
@@ -222,18 +269,18 @@ def _split(path: str) -> tuple[str, str]:
 
 
 async def handle(request: Request, store: ObjectStore, worker: Worker, path: str,
-                 declared: str | None, account: str) -> Response:
+                 payload: Payload, account: str) -> Response:
     """Answer one S3 request (already authenticated) for ``path`` below the prefix."""
     if worker.role is not Role.ADMIN:
         raise s3_error("AccessDenied", f"worker {worker.name!r} ({worker.role.value}) may not "
                        "use S3 (admins only)")
     try:
-        return await _dispatch(request, store, path, declared, account)
+        return await _dispatch(request, store, path, payload, account)
     except (NotFoundError, ConflictError, PermissionDenied, ValidationError) as exc:
         raise _from_domain(exc) from None
 
 
-async def _dispatch(request: Request, store: ObjectStore, path: str, declared: str | None,
+async def _dispatch(request: Request, store: ObjectStore, path: str, payload: Payload,
                     account: str) -> Response:
     method = request.method
     # A presigned URL's own parameters say who signed it, not what to do.
@@ -252,7 +299,7 @@ async def _dispatch(request: Request, store: ObjectStore, path: str, declared: s
                     "</ListAllMyBucketsResult>")
     if not key:
         return await _bucket(request, store, bucket, query, method)
-    return await _object(request, store, bucket, key, query, method, declared)
+    return await _object(request, store, bucket, key, query, method, payload)
 
 
 async def _bucket(request: Request, store: ObjectStore, bucket: str, query: dict[str, str],
@@ -287,12 +334,12 @@ async def _bucket(request: Request, store: ObjectStore, bucket: str, query: dict
 
 
 async def _object(request: Request, store: ObjectStore, bucket: str, key: str,
-                  query: dict[str, str], method: str, declared: str | None) -> Response:
+                  query: dict[str, str], method: str, payload: Payload) -> Response:
     if method == "PUT" and "uploadId" in query:
         number = query.get("partNumber", "")
         if not number.isdigit():
             raise s3_error("InvalidArgument", "partNumber must be a whole number")
-        staged = await _stream_to(store, request, declared)
+        staged = await _stream_to(store, request, payload)
         etag = await run_in_threadpool(store.put_part, bucket, key, query["uploadId"],
                                        int(number), staged)
         return Response(status_code=200, headers={"ETag": etag})
@@ -312,7 +359,7 @@ async def _object(request: Request, store: ObjectStore, bucket: str, key: str,
     if method == "PUT" and not query:
         store.check_key(key)
         await run_in_threadpool(store.head_bucket, bucket)
-        staged = await _stream_to(store, request, declared)
+        staged = await _stream_to(store, request, payload)
         info = await run_in_threadpool(
             lambda: store.put(bucket, key, staged,
                               content_type=request.headers.get("content-type", ""),

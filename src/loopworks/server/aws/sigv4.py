@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from urllib.parse import quote, unquote
 
-__all__ = ["ALGORITHM", "MAX_PRESIGNED_SECONDS", "MAX_SKEW", "UNSIGNED_PAYLOAD", "Credential",
-           "Failure", "PresignedV2", "SignatureError", "SignedRequest", "parse_authorization",
-           "presigned", "presigned_v2", "verify", "verify_v2"]
+__all__ = ["ALGORITHM", "MAX_PRESIGNED_SECONDS", "MAX_SKEW", "SIGNED_CHUNKS", "UNSIGNED_PAYLOAD",
+           "ChunkChain", "Credential", "Failure", "PresignedV2", "SignatureError",
+           "SignedRequest", "parse_authorization", "presigned", "presigned_v2", "verify",
+           "verify_v2"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 #: How far a request's time may be from the server's, either way.
@@ -275,6 +276,50 @@ def verify(request: SignedRequest, credential: Credential, secret: str, *,
                              "match the signature you provided. Check your AWS Secret Access "
                              "Key and signing method.")
     return payload_hash
+
+
+#: The payload hashes that announce an aws-chunked body whose chunks are signed.
+SIGNED_CHUNKS = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass
+class ChunkChain:
+    """The signatures of an aws-chunked body (``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``, with or
+    without ``-TRAILER``): each chunk's signature signs its data's hash and the signature
+    before it, starting from the request's own (the seed), so chunks cannot be changed,
+    dropped or reordered. AWS's "Transferring payload in multiple chunks" guide."""
+
+    key: bytes
+    stamp: str
+    scope: str
+    previous: str
+
+    @classmethod
+    def seeded(cls, request: SignedRequest, credential: Credential, secret: str
+               ) -> ChunkChain:
+        """The chain of a request whose seed signature :func:`verify` accepted."""
+        scope = f"{credential.date}/{credential.region}/{credential.service}/aws4_request"
+        return cls(signing_key(secret, credential), request.header("x-amz-date") or "", scope,
+                   credential.signature)
+
+    def _check(self, to_sign: str, signature: str) -> None:
+        expected = hmac.new(self.key, to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise SignatureError(Failure.MISMATCH, "The chunk signature we calculated does not "
+                                 "match the signature you provided.")
+        self.previous = expected
+
+    def check_chunk(self, data_sha256: str, signature: str) -> None:
+        """Check the next chunk's signature, given the SHA-256 of its data (hex)."""
+        self._check("\n".join(["AWS4-HMAC-SHA256-PAYLOAD", self.stamp, self.scope,
+                               self.previous, _EMPTY_SHA256, data_sha256]), signature)
+
+    def check_trailer(self, canonical: bytes, signature: str) -> None:
+        """Check the trailing headers' signature (``name:value\\n`` per header)."""
+        self._check("\n".join(["AWS4-HMAC-SHA256-TRAILER", self.stamp, self.scope,
+                               self.previous, hashlib.sha256(canonical).hexdigest()]),
+                    signature)
 
 
 # S3's query parameters that are part of a Signature Version 2 resource.
