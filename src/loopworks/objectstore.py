@@ -8,10 +8,16 @@ the old object or the new one, never a part. A new body is written (and fsynced)
 ``<home>/s3/staging/`` first and moved into place before its row commits; the file an
 update replaced is removed after the commit. Multipart uploads keep each part as a file
 until they complete into one object (ETag: MD5 of the parts' MD5s, ``-N``), as S3 does.
+
+A *mount* serves a bucket prefix from a folder loopworks writes itself, read-only: a feature
+group's Delta table at the S3 URI its OfflineStoreConfig names. Its files are listed, headed
+and read in place (so any S3 client, delta-rs included, reads the table where SageMaker would
+put it); writes and deletes under it are refused.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -20,23 +26,24 @@ import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from loopworks.clock import utcnow
-from loopworks.errors import ConflictError, NotFoundError, ValidationError
-from loopworks.metadata.tables import s3_buckets, s3_objects, s3_parts, s3_uploads
+from loopworks.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from loopworks.metadata.tables import s3_buckets, s3_mounts, s3_objects, s3_parts, s3_uploads
 
-__all__ = ["BUCKET_PATTERN", "Listing", "ObjectInfo", "ObjectStore", "Staged"]
+__all__ = ["BUCKET_PATTERN", "Listing", "Mount", "ObjectInfo", "ObjectStore", "Staged"]
 
 #: S3's bucket names: 3-63 lower-case letters, digits, '.' and '-', a letter or digit at
 #: each end.
 BUCKET_PATTERN = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _MAX_KEY_BYTES = 1024
 _LIST_PAGE = 1000
+_MOUNTED = "file:"  # the blob of an object in a mount: its file's path
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,24 @@ class Listing:
     common_prefixes: list[str]
     truncated: bool
     next_after: str | None
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bucket prefix (ending in ``/``) served read-only from a folder."""
+
+    bucket: str
+    prefix: str
+    directory: Path
+    label: str
+
+    def path(self, key: str) -> Path | None:
+        """The file under the folder that ``key`` names, if it stays inside it."""
+        relative = key[len(self.prefix):]
+        if not relative or relative.startswith("/") or any(
+                part in ("", ".", "..") for part in relative.split("/")):
+            return None
+        return self.directory / relative
 
 
 @dataclass
@@ -126,7 +151,9 @@ class ObjectStore:
         self.head_bucket(name)
         with self.engine.begin() as conn:
             if conn.execute(sa.select(s3_objects.c.key).where(
-                    s3_objects.c.bucket == name).limit(1)).first() is not None:
+                    s3_objects.c.bucket == name).limit(1)).first() is not None \
+                    or conn.execute(sa.select(s3_mounts.c.prefix).where(
+                        s3_mounts.c.bucket == name).limit(1)).first() is not None:
                 raise ConflictError("The bucket you tried to delete is not empty",
                                     code="BucketNotEmpty", bucket=name)
             blobs = [r.blob for r in conn.execute(
@@ -144,6 +171,8 @@ class ObjectStore:
         return Staged(folder / f"{secrets.token_hex(16)}.part")
 
     def _blob_path(self, blob: str) -> Path:
+        if blob.startswith(_MOUNTED):
+            return Path(blob[len(_MOUNTED):])
         return self.root / "blobs" / blob[:2] / blob
 
     def _adopt(self, staged: Staged) -> str:
@@ -170,6 +199,7 @@ class ObjectStore:
         """Make a staged body the object at ``key`` (replacing any)."""
         self.check_key(key)
         self.head_bucket(bucket)
+        self.check_writable(bucket, key)
         blob = self._adopt(staged)
         now = utcnow()
         row = {"bucket": bucket, "key": key, "blob": blob, "size": staged.size,
@@ -203,6 +233,13 @@ class ObjectStore:
     def head(self, bucket: str, key: str) -> ObjectInfo:
         """An object's description (NotFoundError NoSuchKey when missing)."""
         self.head_bucket(bucket)
+        mount = self._mount_of(bucket, key)
+        if mount is not None:
+            info = self._mounted_info(mount, key)
+            if info is None:
+                raise NotFoundError("The specified key does not exist.", code="NoSuchKey",
+                                    bucket=bucket, key=key)
+            return info
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(s3_objects).where(
                 s3_objects.c.bucket == bucket, s3_objects.c.key == key)).first()
@@ -232,6 +269,7 @@ class ObjectStore:
     def delete(self, bucket: str, key: str) -> None:
         """Delete an object (nothing happens when it does not exist, as in S3)."""
         self.head_bucket(bucket)
+        self.check_writable(bucket, key)
         with self.engine.begin() as conn:
             blob = conn.execute(sa.select(s3_objects.c.blob).where(
                 s3_objects.c.bucket == bucket, s3_objects.c.key == key)).scalar()
@@ -269,13 +307,20 @@ class ObjectStore:
             lower, strict = (after + "\U0010ffff" if rolled else after), True
         else:
             lower, strict = prefix, False
+        mounted = self._mounted_objects(bucket, prefix)
+        mounted_keys = [info.key for info in mounted]
         while True:
             with self.engine.connect() as conn:
                 query = sa.select(s3_objects).where(
                     s3_objects.c.bucket == bucket,
                     s3_objects.c.key > lower if strict else s3_objects.c.key >= lower)
                 rows = conn.execute(query.order_by(s3_objects.c.key).limit(_LIST_PAGE)).all()
-            for row in rows:
+            # Files of mounts in the same key range, merged in key order.
+            low = (bisect.bisect_right if strict else bisect.bisect_left)(mounted_keys, lower)
+            high = bisect.bisect_right(mounted_keys, rows[-1].key) \
+                if len(rows) == _LIST_PAGE else len(mounted_keys)
+            entries: list[Any] = sorted([*rows, *mounted[low:high]], key=lambda e: e.key)
+            for row in entries:
                 key = row.key
                 if not key.startswith(prefix):
                     return Listing(objects, prefixes, False, None)
@@ -292,7 +337,7 @@ class ObjectStore:
                     prefixes.append(common)
                     last = common
                 else:
-                    objects.append(self._info(row))
+                    objects.append(row if isinstance(row, ObjectInfo) else self._info(row))
                     last = key
             if len(rows) < _LIST_PAGE:
                 return Listing(objects, prefixes, False, None)
@@ -300,12 +345,93 @@ class ObjectStore:
             if prefixes and lower.startswith(prefixes[-1]):
                 lower = prefixes[-1] + "\U0010ffff"  # skip the rest of what rolled up
 
+    # ------------------------------------------------------------------ mounts
+    def mount(self, bucket: str, prefix: str, directory: Path, label: str) -> Mount:
+        """Serve ``s3://bucket/prefix/`` read-only from ``directory`` (kept as given; it may
+        not exist yet). Replaces a mount at the same prefix."""
+        self.head_bucket(bucket)
+        prefix = prefix.strip("/") + "/"
+        self.check_key(prefix)
+        row = {"bucket": bucket, "prefix": prefix, "directory": str(directory),
+               "label": label, "created_at": utcnow()}
+        with self.engine.begin() as conn:
+            conn.execute(s3_mounts.delete().where(s3_mounts.c.bucket == bucket,
+                                                  s3_mounts.c.prefix == prefix))
+            conn.execute(s3_mounts.insert().values(**row))
+        return Mount(bucket, prefix, Path(directory), label)
+
+    def unmount(self, bucket: str, prefix: str) -> None:
+        """Stop serving a mount (its folder is left as it is)."""
+        with self.engine.begin() as conn:
+            conn.execute(s3_mounts.delete().where(s3_mounts.c.bucket == bucket,
+                                                  s3_mounts.c.prefix == prefix.strip("/") + "/"))
+
+    def mounts(self, bucket: str) -> list[Mount]:
+        """The bucket's mounts, by prefix."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(s3_mounts).where(s3_mounts.c.bucket == bucket)
+                                .order_by(s3_mounts.c.prefix)).all()
+        return [Mount(r.bucket, r.prefix, Path(r.directory), r.label) for r in rows]
+
+    def _mount_of(self, bucket: str, key: str) -> Mount | None:
+        return next((m for m in self.mounts(bucket) if key.startswith(m.prefix)), None)
+
+    def check_writable(self, bucket: str, key: str) -> None:
+        """Raises PermissionDenied (AccessDenied) for a key inside a mount."""
+        mount = self._mount_of(bucket, key)
+        if mount is not None:
+            raise PermissionDenied(f"s3://{bucket}/{mount.prefix} holds {mount.label}, which "
+                                   "loopworks writes; it is read-only over S3",
+                                   bucket=bucket, key=key)
+
+    @staticmethod
+    def _file_info(mount: Mount, key: str, path: Path, stat: os.stat_result) -> ObjectInfo:
+        # Not an MD5 of the bytes (that would mean reading every file to list a table): a
+        # hash of the file's identity, with "-1" so clients do not take it for one.
+        tag = hashlib.md5(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode(),
+                          usedforsecurity=False).hexdigest()
+        return ObjectInfo(mount.bucket, key, stat.st_size, f'"{tag}-1"',
+                          "application/octet-stream", {},
+                          datetime.fromtimestamp(stat.st_mtime, UTC), _MOUNTED + str(path))
+
+    def _mounted_info(self, mount: Mount, key: str) -> ObjectInfo | None:
+        path = mount.path(key)
+        if path is None or path.is_symlink():
+            return None
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(path):
+            return None
+        return self._file_info(mount, key, path, stat)
+
+    def _mounted_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        """Every file of the bucket's mounts whose key starts with ``prefix``, by key."""
+        found: list[ObjectInfo] = []
+        for mount in self.mounts(bucket):
+            if not (mount.prefix.startswith(prefix) or prefix.startswith(mount.prefix)):
+                continue
+            for folder, dirs, files in os.walk(mount.directory):
+                dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+                for name in files:
+                    path = Path(folder) / name
+                    key = mount.prefix + path.relative_to(mount.directory).as_posix()
+                    if key.startswith(prefix) and not path.is_symlink():
+                        try:
+                            found.append(self._file_info(mount, key, path, path.stat()))
+                        except FileNotFoundError:  # removed while listing (a vacuum)
+                            continue
+        found.sort(key=lambda info: info.key)
+        return found
+
     # ------------------------------------------------------------- multipart
     def create_upload(self, bucket: str, key: str, *, content_type: str = "",
                       metadata: dict[str, str] | None = None) -> str:
         """Start a multipart upload; returns its id."""
         self.check_key(key)
         self.head_bucket(bucket)
+        self.check_writable(bucket, key)
         upload_id = secrets.token_hex(24)
         with self.engine.begin() as conn:
             conn.execute(s3_uploads.insert().values(

@@ -20,7 +20,8 @@ __all__ = [
     "UtcDateTime", "answers", "auto_items", "auto_rounds", "console_queries", "credentials",
     "feature_groups", "idempotency", "items", "ix_items_open", "jobs", "leases",
     "machine_labels", "metadata", "outbox", "review_flows", "review_loops", "review_passes",
-    "s3_buckets", "s3_objects", "s3_parts", "s3_uploads", "sign_in_failures", "skips",
+    "s3_buckets", "s3_mounts", "s3_objects", "s3_parts", "s3_uploads", "sign_in_failures",
+    "skips",
     "team_members", "teams", "workers",
 ]
 
@@ -317,6 +318,17 @@ s3_objects = sa.Table(
     sa.Column("content_type", sa.String(255), nullable=False),
     sa.Column("user_metadata", sa.Text, nullable=False),
     sa.Column("modified_at", UtcDateTime, nullable=False),
+)
+#: A bucket prefix served read-only from a folder loopworks writes (a feature group's Delta
+#: table at its S3 URI): its objects are the folder's files, listed and read in place.
+s3_mounts = sa.Table(
+    "s3_mounts", metadata,
+    sa.Column("bucket", sa.ForeignKey("s3_buckets.name", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("prefix", _S3_KEY, primary_key=True),
+    sa.Column("directory", sa.Text, nullable=False),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 s3_uploads = sa.Table(
     "s3_uploads", metadata,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +29,7 @@ from loopworks.featurestore import FeatureDefinition, FeatureGroup
 from loopworks.featurestore.definitions import FeatureType
 from loopworks.featurestore.registry import FeatureGroupSpec
 from loopworks.labeling.workforce import Role, Worker
+from loopworks.objectstore import BUCKET_PATTERN
 from loopworks.server.aws.protocols import AwsError
 from loopworks.services import Loopworks
 
@@ -151,6 +154,42 @@ def _ttl_duration(seconds: float | None) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------- control plane
+_S3_URI = re.compile(r"s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?")
+
+
+def _resolved_location(call: Call, name: str, offline: Any) -> tuple[str, str] | None:
+    """Where SageMaker would put the group's offline data under its S3 URI: (bucket, key
+    prefix ``<prefix>/<account>/sagemaker/<region>/offline-store/<group>-<epoch>/data``)."""
+    storage = offline.get("S3StorageConfig") if isinstance(offline, dict) else None
+    if not isinstance(storage, dict):
+        return None
+    uri = storage.get("S3Uri")
+    found = _S3_URI.fullmatch(uri) if isinstance(uri, str) else None
+    if found is None or not BUCKET_PATTERN.match(found["bucket"]):
+        raise AwsError("ValidationException", f"OfflineStoreConfig.S3StorageConfig.S3Uri "
+                       f"{uri!r} is not an s3://bucket/prefix URI")
+    prefix = (found["prefix"] or "").strip("/")
+    parts = [prefix] if prefix else []
+    parts += [call.lw.settings.aws_account_id, "sagemaker", call.region, "offline-store",
+              f"{name}-{int(datetime.now(UTC).timestamp())}", "data"]
+    return found["bucket"], "/".join(parts)
+
+
+def _mount_offline(call: Call, name: str, location: tuple[str, str]) -> None:
+    """Serve the group's Delta table at its resolved S3 location (the bucket is created
+    when missing); an offline store that is not on local disk is not mounted."""
+    directory = call.lw.features.offline.uri(name)
+    if "://" in directory:
+        return
+    bucket, prefix = location
+    try:
+        call.lw.objects.create_bucket(bucket, owner_id=call.worker.id)
+    except ConflictError:
+        pass
+    call.lw.objects.mount(bucket, prefix, Path(directory), f"feature group {name}'s offline "
+                          "store (its Delta table)")
+
+
 def create_feature_group(call: Call) -> dict[str, Any]:
     """CreateFeatureGroup: the group, its definitions typed, its store configuration kept."""
     _require(call, write=True)
@@ -172,9 +211,11 @@ def create_feature_group(call: Call) -> dict[str, Any]:
         raise AwsError("ValidationException", "a feature group needs an online store "
                        "(OnlineStoreConfig.EnableOnlineStore), an offline store "
                        "(OfflineStoreConfig) or both")
+    location = _resolved_location(call, name, offline)
     meta = {"types": kinds, "online": bool(online.get("EnableOnlineStore")),
             "offline": offline, "role_arn": p.get("RoleArn"),
-            "created": datetime.now(UTC).isoformat()}
+            "created": datetime.now(UTC).isoformat(),
+            "resolved": f"s3://{location[0]}/{location[1]}" if location else None}
     tags = {t["Key"]: t.get("Value", "") for t in p.get("Tags") or []
             if isinstance(t, dict) and isinstance(t.get("Key"), str)}
     try:
@@ -186,6 +227,8 @@ def create_feature_group(call: Call) -> dict[str, Any]:
     except ConflictError:
         raise AwsError("ResourceInUse", f"Resource Already Exists: FeatureGroup with name "
                        f"{name} already exists. Choose a different name.") from None
+    if location is not None:
+        _mount_offline(call, name, location)
     return {"FeatureGroupArn": call.arn(name)}
 
 
@@ -215,8 +258,8 @@ def describe_feature_group(call: Call) -> dict[str, Any]:
     offline = meta.get("offline") if meta else {"S3StorageConfig": {"S3Uri": ""}}
     if offline:
         storage = dict(offline.get("S3StorageConfig") or {})
-        storage["ResolvedOutputS3Uri"] = call.lw.features.offline.uri(spec.name) \
-            if hasattr(call.lw.features.offline, "uri") else storage.get("S3Uri", "")
+        storage["ResolvedOutputS3Uri"] = meta.get("resolved") \
+            or call.lw.features.offline.uri(spec.name)
         out["OfflineStoreConfig"] = {**offline, "S3StorageConfig": storage}
         out["OfflineStoreStatus"] = {"Status": "Active"}
     if meta.get("role_arn"):
@@ -278,8 +321,11 @@ def delete_feature_group(call: Call) -> dict[str, Any]:
     """DeleteFeatureGroup: the group with its online and offline data."""
     _require(call, write=True)
     name = _string(call.params, "FeatureGroupName")
-    _group(call, name)
+    resolved = _sagemaker_meta(_group(call, name).spec).get("resolved")
     call.lw.features.delete_feature_group(name)
+    if resolved:
+        bucket, _, prefix = resolved.removeprefix("s3://").partition("/")
+        call.lw.objects.unmount(bucket, prefix)
     return {}
 
 
