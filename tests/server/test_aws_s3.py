@@ -251,3 +251,37 @@ def test_every_operation_of_the_s3_model_is_answered_in_shape(
             assert reply.status_code < 500 or (
                 reply.status_code == 501 and b"NotImplemented" in reply.content), \
                 (operation, reply.status_code, reply.text[:200])
+
+
+def test_virtual_host_addressing(server: tuple[str, Path]) -> None:
+    """boto3 told to address buckets by host name sends ``Host: BUCKET.localhost:PORT``
+    (any ``*.localhost`` name is this machine, RFC 6761). This machine's resolver does not
+    know those names, so the connection is sent to 127.0.0.1 with the Host header as signed."""
+    url, home = server
+    port = url.rsplit(":", 1)[1]
+    key_id, secret = aws_keys(home, "lead")
+    s3 = boto3.client("s3", endpoint_url=f"http://localhost:{port}/aws", region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret,
+                      config=Config(retries={"max_attempts": 1},
+                                    s3={"addressing_style": "virtual"}))
+    hosts: list[str] = []
+
+    def to_loopback(request, **_) -> None:
+        scheme, _, rest = request.url.partition("://")
+        host, _, path = rest.partition("/")
+        hosts.append(host)
+        request.headers["Host"] = host
+        request.url = f"{scheme}://127.0.0.1:{port}/{path}"
+
+    s3.meta.events.register_last("before-send.s3.*", to_loopback)
+    s3.create_bucket(Bucket="by-host")
+    s3.put_object(Bucket="by-host", Key="notes/a.txt", Body=b"virtual")
+    assert s3.get_object(Bucket="by-host", Key="notes/a.txt")["Body"].read() == b"virtual"
+    listed = s3.list_objects_v2(Bucket="by-host", Prefix="notes/")
+    assert [o["Key"] for o in listed["Contents"]] == ["notes/a.txt"]
+    assert f"by-host.localhost:{port}" in hosts
+    path_style = _client(url, home, "lead")  # the same bucket, addressed by path
+    assert path_style.get_object(Bucket="by-host", Key="notes/a.txt")["Body"].read() \
+        == b"virtual"
+    s3.delete_object(Bucket="by-host", Key="notes/a.txt")
+    s3.delete_bucket(Bucket="by-host")

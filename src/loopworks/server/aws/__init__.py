@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopworks.errors import LoopworksError, PermissionDenied
 from loopworks.labeling.workforce import Worker
+from loopworks.objectstore import BUCKET_PATTERN
 from loopworks.server.aws import featurestore
 from loopworks.server.aws.featurestore import Call
 from loopworks.server.aws.protocols import (
@@ -176,14 +177,37 @@ class _Caller:
     chain: ChunkChain | None = None
 
 
-def _authenticate(lw: Loopworks, protocol: Protocol, signed: SignedRequest) -> _Caller:
+def virtual_bucket(host: str | None, bases: tuple[str, ...]) -> str | None:
+    """The bucket of a virtual-host-style S3 request (``Host: BUCKET.BASE[:port]``), where
+    BASE is one of the server's own host names; None for path style."""
+    if not host:
+        return None
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    for base in bases:
+        if name.endswith("." + base):
+            bucket = name[:-len(base) - 1]
+            if BUCKET_PATTERN.match(bucket):
+                return bucket
+    return None
+
+
+def _bases(lw: Loopworks) -> tuple[str, ...]:
+    """Host names under which ``BUCKET.HOST`` addresses a bucket: ``localhost`` (RFC 6761
+    sends every ``*.localhost`` name to this machine) and the public_url's host (which needs
+    a wildcard DNS record, as with any S3 server)."""
+    public = urlsplit(lw.settings.public_url or "").hostname
+    return ("localhost", public) if public and public != "localhost" else ("localhost",)
+
+
+def _authenticate(lw: Loopworks, protocol: Protocol, signed: SignedRequest,
+                  bucket: str | None = None) -> _Caller:
     """Check the request's signature (header, presigned v4 or, for S3, presigned v2) with
     its key's secret; an S3 body is checked as it streams in."""
     s3 = protocol is Protocol.S3
     try:
         by_query = None if signed.header("authorization") else presigned(signed)
         old_style = None if by_query or signed.header("authorization") or not s3 \
-            else presigned_v2(signed, mount=PREFIX)
+            else presigned_v2(signed, mount=PREFIX, bucket=bucket)
         if old_style is not None:  # an S3 URL presigned with Signature Version 2
             worker, secret = _resolve(lw, old_style.key_id)
             verify_v2(old_style, secret)
@@ -249,9 +273,13 @@ async def _answer(request: Request, protocol: Protocol, rid: str) -> Response:
         return await run_in_threadpool(_operate, lw, protocol, signed, request, rid)
     from loopworks.server.aws.s3 import Payload, handle
 
-    caller = await run_in_threadpool(_authenticate, lw, protocol, signed)
+    bucket = virtual_bucket(request.headers.get("host"), _bases(lw))
+    caller = await run_in_threadpool(_authenticate, lw, protocol, signed, bucket)
     payload = Payload(request.headers.get("x-amz-content-sha256"), caller.chain)
-    response = await handle(request, lw.objects, caller.worker, _route_path(request), payload,
+    path = _route_path(request)
+    if bucket is not None:  # virtual-host style: served as the path-style request it means
+        path = f"/{bucket}{path}" if path != "/" else f"/{bucket}"
+    response = await handle(request, lw.objects, caller.worker, path, payload,
                             lw.settings.aws_account_id)
     response.headers["x-amz-request-id"] = rid
     return response

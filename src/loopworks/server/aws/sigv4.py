@@ -343,10 +343,11 @@ class PresignedV2:
 
 
 def presigned_v2(request: SignedRequest, now: datetime | None = None, *,
-                 mount: str = "") -> PresignedV2 | None:
+                 mount: str = "", bucket: str | None = None) -> PresignedV2 | None:
     """Read a Signature Version 2 presigned URL (``AWSAccessKeyId``, ``Signature``,
     ``Expires``); None when the URL is not one. Version 2 signs the path from the bucket
-    on (``/bucket/key``), without the endpoint's own path (``mount``, e.g. ``/aws``).
+    on (``/bucket/key``), without the endpoint's own path (``mount``, e.g. ``/aws``);
+    ``bucket`` is the bucket a virtual-host-style request named in its host.
 
     Raises:
         SignatureError: MALFORMED when unreadable, SKEWED when expired.
@@ -368,6 +369,8 @@ def presigned_v2(request: SignedRequest, now: datetime | None = None, *,
     path = request.raw_path
     if mount and path.startswith(mount + "/"):
         path = path[len(mount):]
+    if bucket is not None:  # virtual-host style: the bucket was in the host name
+        path = f"/{bucket}{path}"
     resource = path + ("?" + "&".join(
         f"{k}={unquote(v)}" if v else k for k, v in subresources) if subresources else "")
     string_to_sign = "\n".join([
