@@ -12,6 +12,7 @@ with its codes. Only admins may use S3 (it holds feature data and job outputs).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -152,14 +153,21 @@ async def _stream_to(store: ObjectStore, request: Request, payload: Payload) -> 
             out.write(piece)
             staged.size += len(piece)
 
+    writing: asyncio.Future[None] | None = None
     try:
         with open(staged.path, "wb") as out:
+            # Double-buffered: one block hashes and lands on disk while the next arrives.
             pending = bytearray()
             async for chunk in request.stream():
                 pending += chunk
                 if len(pending) >= _BLOCK:
-                    await run_in_threadpool(consume, bytes(pending), out)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(
+                        run_in_threadpool(consume, bytes(pending), out))
                     pending.clear()
+            if writing is not None:
+                await writing
             if pending:
                 await run_in_threadpool(consume, bytes(pending), out)
             if decoder is not None:
@@ -174,6 +182,9 @@ async def _stream_to(store: ObjectStore, request: Request, payload: Payload) -> 
                            "header does not match what was computed.")
         _checksums(request, decoder, md5, sha, crc[0])
     except BaseException:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
         staged.path.unlink(missing_ok=True)
         raise
     return staged
