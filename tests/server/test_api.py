@@ -68,6 +68,18 @@ def test_records_and_errors(client: TestClient) -> None:
     assert hits[0]["feature"] == "input_ids"
 
 
+def test_the_fast_read_answers_as_the_route_does(client: TestClient) -> None:
+    """The online read is served ahead of the framework when it succeeds; a request with a
+    parameter the fast path does not take goes through the route: both answer alike."""
+    for query in ("", "?feature=sentiment&feature=input_ids"):
+        fast = client.get(f"/api/feature-groups/reviews/records/a{query}")
+        routed = client.get(f"/api/feature-groups/reviews/records/a{query}"
+                            + ("&" if query else "?") + "unused=1")
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        assert dict(fast.headers) == dict(routed.headers)
+
+
 def test_real_server_serves_records_over_http(home: Path) -> None:
     with running_server(home, TOKEN) as url:
         headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from loopworks.metadata.database import BackgroundCheckpointer
 from loopworks.server.auth import new_token, require_feature_reader
 from loopworks.server.bodies import require_unicode_body
 from loopworks.server.errors import error_responses, install_error_handlers
+from loopworks.server.fastpath import encode_json
 from loopworks.server.security import install_security
 from loopworks.server.state import services_of
 from loopworks.services import Loopworks
@@ -39,16 +39,9 @@ def _encode(value: dict[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
 def _json(value: Any) -> Response:
     """Records straight to JSON: the hot read path skips FastAPI's generic encoder."""
-    return Response(json.dumps(value, default=_default, separators=(",", ":")),
-                    media_type="application/json")
+    return Response(encode_json(value), media_type="application/json")
 
 
 def _install_pages(app: FastAPI) -> None:
@@ -165,7 +158,11 @@ def create_app(store: FeatureStore | None = None, *, services: Loopworks | None 
 
     app.include_router(review_router)
     from loopworks.server.aws import AwsRouter
+    from loopworks.server.fastpath import FeatureReads
     from loopworks.server.security import outermost
+
+    # The online record read, the request sent most, skips the framework when it succeeds.
+    outermost(app, lambda inner: FeatureReads(inner, app))
 
     # /aws (boto3 and the SageMaker SDK, AWS_ENDPOINT_URL) answers ahead of every layer of
     # the app: it has its own errors, auth and headers, and its hot calls are per request.

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 
 from loopworks.services import Loopworks
 
-__all__ = ["api_token", "services", "services_of"]
+__all__ = ["api_token_of", "api_token", "services", "services_of"]
 
 
 def services_of(app: FastAPI) -> Loopworks:
@@ -24,6 +24,11 @@ def services_of(app: FastAPI) -> Loopworks:
 def services(request: Request) -> Loopworks:
     """The services of the app serving ``request``."""
     return cast(Loopworks, request.app.state.loopworks)
+
+
+def api_token_of(app: FastAPI) -> str:
+    """The server's own API token, from the app itself (middleware that runs before routing)."""
+    return cast(str, app.state.api_token)
 
 
 def api_token(request: Request) -> str:
