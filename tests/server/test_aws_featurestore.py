@@ -463,3 +463,72 @@ def test_batch_write_list_and_update_records(lead: Aws) -> None:
     every = lead.runtime.list_records(FeatureGroupName="bulk-wire",
                                       IncludeSoftDeletedRecords=True)["RecordIdentifiers"]
     assert every == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def _record(i: int) -> list[dict[str, str]]:
+    return [{"FeatureName": "review_id", "ValueAsString": f"t{i}"},
+            {"FeatureName": "event_time", "ValueAsString": f"2024-05-0{i}T10:00:00Z"},
+            {"FeatureName": "sentiment", "ValueAsString": "1"}]
+
+
+def _listed(aws: Aws, name: str) -> list[str]:
+    return aws.runtime.list_records(FeatureGroupName=name)["RecordIdentifiers"]
+
+
+def test_target_stores_and_groups_with_one_store(lead: Aws) -> None:
+    """A group writes only the stores it has; TargetStores narrows a write or a delete to
+    one of them, and naming a store the group lacks is a ValidationError."""
+    common = {"RecordIdentifierFeatureName": "review_id", "EventTimeFeatureName": "event_time",
+              "FeatureDefinitions": DEFINITIONS}
+    offline = {"S3StorageConfig": {"S3Uri": "s3://stores/offline"}}
+    lead.sagemaker.create_feature_group(FeatureGroupName="online-only",
+                                        OnlineStoreConfig={"EnableOnlineStore": True}, **common)
+    lead.sagemaker.create_feature_group(FeatureGroupName="offline-only",
+                                        OfflineStoreConfig=offline, **common)
+    lead.sagemaker.create_feature_group(FeatureGroupName="both-stores", OfflineStoreConfig=offline,
+                                        OnlineStoreConfig={"EnableOnlineStore": True}, **common)
+
+    lead.runtime.put_record(FeatureGroupName="online-only", Record=_record(1))
+    assert lead.runtime.get_record(FeatureGroupName="online-only",
+                                   RecordIdentifierValueAsString="t1")["Record"]
+    assert _listed(lead, "online-only") == []  # no history: the group has no offline store
+
+    lead.runtime.put_record(FeatureGroupName="offline-only", Record=_record(1))
+    assert _listed(lead, "offline-only") == ["t1"]
+    with pytest.raises(ClientError) as caught:
+        lead.runtime.get_record(FeatureGroupName="offline-only",
+                                RecordIdentifierValueAsString="t1")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "no online store" in caught.value.response["Error"]["Message"]
+    batch = lead.runtime.batch_get_record(Identifiers=[
+        {"FeatureGroupName": "offline-only", "RecordIdentifiersValueAsString": ["t1"]}])
+    assert batch["Records"] == [] and batch["Errors"][0]["ErrorCode"] == "ValidationError"
+    with pytest.raises(ClientError) as caught:
+        lead.runtime.put_record(FeatureGroupName="offline-only", Record=_record(2),
+                                TargetStores=["OnlineStore"])
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "no online store" in caught.value.response["Error"]["Message"]
+
+    lead.runtime.put_record(FeatureGroupName="both-stores", Record=_record(1),
+                            TargetStores=["OnlineStore"])
+    lead.runtime.put_record(FeatureGroupName="both-stores", Record=_record(2),
+                            TargetStores=["OfflineStore"])
+    lead.runtime.put_record(FeatureGroupName="both-stores", Record=_record(3))
+    got = {i: "Record" in lead.runtime.get_record(FeatureGroupName="both-stores",
+                                                  RecordIdentifierValueAsString=f"t{i}")
+           for i in (1, 2, 3)}
+    assert got == {1: True, 2: False, 3: True}
+    assert _listed(lead, "both-stores") == ["t2", "t3"]
+    lead.runtime.delete_record(FeatureGroupName="both-stores", RecordIdentifierValueAsString="t3",
+                               EventTime="2024-06-01T00:00:00Z", TargetStores=["OnlineStore"])
+    assert "Record" not in lead.runtime.get_record(FeatureGroupName="both-stores",
+                                                   RecordIdentifierValueAsString="t3")
+    assert _listed(lead, "both-stores") == ["t2", "t3"]  # no tombstone in the history
+    lead.runtime.delete_record(FeatureGroupName="both-stores", RecordIdentifierValueAsString="t2",
+                               EventTime="2024-06-01T00:00:00Z", TargetStores=["OfflineStore"])
+    assert _listed(lead, "both-stores") == ["t3"]
+    with pytest.raises(ClientError) as caught:
+        lead.runtime.put_record(FeatureGroupName="both-stores", Record=_record(4),
+                                TargetStores=["ColdStore"])
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "ColdStore" in caught.value.response["Error"]["Message"]

@@ -287,20 +287,25 @@ class FeatureGroup:
 
     # --------------------------------------------------------------- online writes
     def put_record(self, record: dict[str, Any], *, ttl_seconds: float | None = None,
-                   offline_later: bool = False) -> bool:
+                   offline_later: bool = False, online: bool = True,
+                   offline: bool = True) -> bool:
         """Write one record (validated). Returns False when a newer one is stored.
 
         ``ttl_seconds`` overrides the group's TTL for this record. With ``offline_later``
         the call returns once the record is online and kept durably for the history, which
         takes it within a moment (:class:`~loopworks.featurestore.journal.OfflineSpool`):
-        SageMaker's PutRecord semantics, and many times the throughput.
+        SageMaker's PutRecord semantics, and many times the throughput. ``online=False`` or
+        ``offline=False`` (with ``offline_later``) leaves that store out, as PutRecord's
+        TargetStores do.
         """
+        if not (online or offline):
+            raise InputError("a record must go to the online store, the offline store or both")
         # Concurrent single-record writes to this group share one write (group commit).
-        if offline_later:
+        if offline_later or not (online and offline):
             return self._store.record_batcher.put(
-                (self.name, ttl_seconds, "later"), record,
+                (self.name, ttl_seconds, "later", online, offline), record,
                 lambda records: self._checked(records, lambda tables: self._write_later(
-                    tables, ttl_seconds)))
+                    tables, ttl_seconds, online=online, offline=offline)))
         return self._store.record_batcher.put(
             (self.name, ttl_seconds), record,
             lambda records: self._checked(records, lambda tables: self._write_records(
@@ -333,16 +338,22 @@ class FeatureGroup:
         written = iter(write(good) if good else [])
         return [next(written) if isinstance(t, pa.Table) else t for t in checked]
 
-    def _write_later(self, tables: list[pa.Table], ttl_seconds: float | None) -> list[bool]:
+    def _write_later(self, tables: list[pa.Table], ttl_seconds: float | None, *,
+                     online: bool = True, offline: bool = True) -> list[bool]:
         """Spool single records (durably), write them online, and have the history take
-        them on the next flush."""
+        them on the next flush (either store may be left out)."""
         batch = pa.concat_tables(tables)
         ttl = ttl_seconds if ttl_seconds is not None else self.spec.ttl_seconds
-        self._store.spool.add(self.name, batch, ttl)
+        if offline:
+            self._store.spool.add(self.name, batch, ttl, online=online)
+        if not online:
+            self._store.flush_soon(self.name)
+            return [True] * len(tables)
         written = self._store.online.write(self.name, batch, self.spec.definitions,
                                            record_id=self.spec.record_id,
                                            event_time=self.spec.event_time, ttl_seconds=ttl)
-        self._store.flush_soon(self.name)
+        if offline:
+            self._store.flush_soon(self.name)
         return self._stored(tables, written)
 
     def flush_spool(self, *, mine_only: bool = True) -> int:
@@ -368,14 +379,16 @@ class FeatureGroup:
         rows = 0
         if batches:
             if online:
-                for table, ttl in batches:
+                for table, ttl, was_online in batches:
+                    if not was_online:
+                        continue
                     self._store.online.write(self.name, table, self.spec.definitions,
                                              record_id=self.spec.record_id,
                                              event_time=self.spec.event_time, ttl_seconds=ttl)
             began = datetime.fromtimestamp(flush.stat().st_mtime, UTC).isoformat()
             record = JournalRecord(id=flush.name, group=self.name, created_at=began)
             if not committed_write_times(self._store.offline, record):
-                table = self._conform_batch(pa.concat_tables([t for t, _ in batches]))
+                table = self._conform_batch(pa.concat_tables([b[0] for b in batches]))
                 self._append_offline(table, ingest_id=flush.name)
                 rows = table.num_rows
             pause_point("spool.offline-committed")
@@ -400,20 +413,26 @@ class FeatureGroup:
                 for t, record in zip(tables, stored, strict=True)]
 
     def delete_record(self, record_id: str, event_time: datetime | str | None = None, *,
-                      hard: bool = False) -> bool:
+                      hard: bool = False, online: bool = True, offline: bool = True) -> bool:
         """Delete a record as of ``event_time`` (default now).
 
         Soft: no longer served online; hard: gone online. Both append an ``is_deleted``
         tombstone to the offline history. A delete older than the stored record is refused
-        (hard: ConflictError) or kept offline only (soft: returns False).
+        (hard: ConflictError) or kept offline only (soft: returns False). ``online=False``
+        or ``offline=False`` leaves that store as it is (DeleteRecord's TargetStores).
         """
+        if not (online or offline):
+            raise InputError("a delete must reach the online store, the offline store or both")
         when = as_utc(event_time) if event_time is not None else utcnow()
+        if not offline:
+            return self._delete_online(str(record_id), when, hard=hard)
         entry = self._store.journal.begin(
             self.name,
-            delete={"record_id": str(record_id), "event_time": when.isoformat(), "hard": hard})
+            delete={"record_id": str(record_id), "event_time": when.isoformat(), "hard": hard,
+                    "online": online})
         settled = True  # until the online delete is applied, nothing is written anywhere
         try:
-            accepted = self._delete_online(str(record_id), when, hard=hard)
+            accepted = self._delete_online(str(record_id), when, hard=hard) if online else True
             settled = False  # kept if the tombstone fails: the next open commits it
             pause_point("delete.online-applied")
             self._append_tombstone(str(record_id), when, ingest_id=entry.id)
@@ -466,7 +485,8 @@ class FeatureGroup:
                 return  # the tombstone is committed, so the online delete happened before
             record_id, when = record.delete["record_id"], as_utc(record.delete["event_time"])
             try:
-                self._delete_online(record_id, when, hard=bool(record.delete["hard"]))
+                if record.delete.get("online", True):
+                    self._delete_online(record_id, when, hard=bool(record.delete["hard"]))
             except ConflictError:
                 return  # a newer record is stored by now: it is the latest in both stores
             self._append_tombstone(record_id, when, ingest_id=record.id)

@@ -432,14 +432,17 @@ class OfflineSpool:
                 self._owner_fds[group] = fd
         return folder
 
-    def add(self, group: str, table: pa.Table, ttl_seconds: float | None) -> None:
-        """Keep one batch durably until its offline append."""
+    def add(self, group: str, table: pa.Table, ttl_seconds: float | None, *,
+            online: bool = True) -> None:
+        """Keep one batch durably until its offline append (``online``: it was also written
+        online, so a recovery writes it online again)."""
         import pyarrow.ipc as ipc
 
         folder = self._own(group)
         name = f"{self.owner}.{time.time_ns():020d}-{secrets.token_hex(4)}"
         tmp = folder / f".{name}.tmp"
-        meta = {b"loopworks.ttl": json.dumps(ttl_seconds).encode()}
+        meta = {b"loopworks.ttl": json.dumps(ttl_seconds).encode(),
+                b"loopworks.online": b"true" if online else b"false"}
         with open(tmp, "wb") as fh:
             with ipc.new_file(fh, table.schema.with_metadata(meta)) as writer:
                 writer.write_table(table)
@@ -464,14 +467,16 @@ class OfflineSpool:
             return []
 
     @staticmethod
-    def read(path: Path) -> tuple[pa.Table, float | None]:
-        """A spooled batch and its TTL."""
+    def read(path: Path) -> tuple[pa.Table, float | None, bool]:
+        """A spooled batch, its TTL, and whether it was written online too."""
         import pyarrow.ipc as ipc
 
         with ipc.open_file(pa.memory_map(str(path))) as reader:
             table = reader.read_all()
-        ttl = json.loads((table.schema.metadata or {}).get(b"loopworks.ttl", b"null"))
-        return table.replace_schema_metadata(None), ttl
+        meta = table.schema.metadata or {}
+        ttl = json.loads(meta.get(b"loopworks.ttl", b"null"))
+        return (table.replace_schema_metadata(None), ttl,
+                meta.get(b"loopworks.online", b"true") == b"true")
 
     @contextmanager
     def batches(self, group: str, *, mine_only: bool) -> Iterator[list[Path]]:

@@ -414,14 +414,54 @@ def _record_values(spec: FeatureGroupSpec, record: Any, *, complete: bool = True
     return values
 
 
+_STORES = ("OnlineStore", "OfflineStore")
+
+
+def _configured_stores(spec: FeatureGroupSpec) -> tuple[bool, bool]:
+    """(online, offline): the stores the group was created with (both for a group made
+    outside this endpoint)."""
+    meta = _sagemaker_meta(spec)
+    if not meta:
+        return True, True
+    return bool(meta.get("online", True)), bool(meta.get("offline"))
+
+
+def _target_stores(spec: FeatureGroupSpec, requested: Any) -> tuple[bool, bool]:
+    """(online, offline) for a write or delete: its TargetStores, which must be stores the
+    group has, or the group's stores."""
+    online, offline = _configured_stores(spec)
+    if requested is None:
+        return online, offline
+    if not isinstance(requested, list) or not requested \
+            or any(store not in _STORES for store in requested):
+        raise AwsError("ValidationError", "TargetStores must list OnlineStore and/or "
+                       f"OfflineStore, not {requested!r}", status=400)
+    for store, present in zip(_STORES, (online, offline), strict=True):
+        if store in requested and not present:
+            raise AwsError("ValidationError", f"The feature group {spec.name} has no "
+                           f"{'online' if store == 'OnlineStore' else 'offline'} store, so "
+                           f"{store} cannot be a target store", status=400)
+    return "OnlineStore" in requested, "OfflineStore" in requested
+
+
+def _require_online(spec: FeatureGroupSpec) -> None:
+    if not _configured_stores(spec)[0]:
+        raise AwsError("ValidationError", f"The feature group {spec.name} has no online "
+                       "store: its records are read from the offline store (SQL or a data "
+                       "set), not with GetRecord", status=400)
+
+
 def put_record(call: Call) -> dict[str, Any]:
-    """PutRecord: typed by the definitions; TtlDuration overrides the group's TTL."""
+    """PutRecord: typed by the definitions; TtlDuration overrides the group's TTL;
+    TargetStores picks the stores (default: the group's)."""
     _require(call, write=True)
     group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     values = _record_values(group.spec, call.params.get("Record"))
     ttl = _ttl_seconds(call.params.get("TtlDuration"))
+    online, offline = _target_stores(group.spec, call.params.get("TargetStores"))
     # As SageMaker: online (and durably spooled) now, in the offline history within a moment.
-    group.put_record(values, ttl_seconds=ttl, offline_later=True)
+    group.put_record(values, ttl_seconds=ttl, offline_later=True, online=online,
+                     offline=offline)
     return {}
 
 
@@ -464,6 +504,7 @@ def get_record(call: Call) -> dict[str, Any]:
     group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
     record_id = _string(call.params, "RecordIdentifierValueAsString")
     names = call.params.get("FeatureNames") or None
+    _require_online(group.spec)
     try:
         record = group.get_record(record_id, names)
     except LoopworksError as exc:
@@ -490,7 +531,9 @@ def delete_record(call: Call) -> dict[str, Any]:
     except (ValueError, TypeError, OverflowError):
         raise AwsError("ValidationError", f"EventTime {event_time!r} is not an ISO 8601 time "
                        "or epoch seconds", status=400) from None
-    group.delete_record(record_id, when, hard=mode == "HardDelete")
+    online, offline = _target_stores(group.spec, call.params.get("TargetStores"))
+    group.delete_record(record_id, when, hard=mode == "HardDelete", online=online,
+                        offline=offline)
     return {}
 
 
@@ -515,6 +558,12 @@ def batch_get_record(call: Call) -> dict[str, Any]:
             errors.extend({"FeatureGroupName": name, "RecordIdentifierValueAsString": str(i),
                            "ErrorCode": "ResourceNotFound",
                            "ErrorMessage": f"Feature group {name} could not be found"}
+                          for i in ids)
+            continue
+        if not _configured_stores(group.spec)[0]:
+            errors.extend({"FeatureGroupName": name, "RecordIdentifierValueAsString": str(i),
+                           "ErrorCode": "ValidationError",
+                           "ErrorMessage": f"The feature group {name} has no online store"}
                           for i in ids)
             continue
         names = ident.get("FeatureNames") or None
@@ -735,7 +784,7 @@ def batch_write_record(call: Call) -> dict[str, Any]:
         raise AwsError("ValidationError", "Entries must list at least one record", status=400)
     default_ttl = _ttl_seconds(call.params.get("TtlDuration"))
     errors: list[dict[str, Any]] = []
-    batches: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+    batches: dict[tuple[str, float | None, bool, bool], list[dict[str, Any]]] = {}
     groups: dict[str, FeatureGroup] = {}
     for entry in entries:
         if not isinstance(entry, dict):
@@ -747,17 +796,19 @@ def batch_write_record(call: Call) -> dict[str, Any]:
             values = _record_values(groups[name].spec, entry.get("Record"))
             ttl = _ttl_seconds(entry["TtlDuration"]) if entry.get("TtlDuration") \
                 else default_ttl
+            online, offline = _target_stores(groups[name].spec, entry.get("TargetStores"))
         except AwsError as exc:
             errors.append({"Entry": entry, "ErrorCode": exc.code, "ErrorMessage": exc.message})
             continue
-        batches.setdefault((name, ttl), []).append(values)
-    for (name, ttl), rows in batches.items():
+        batches.setdefault((name, ttl, online, offline), []).append(values)
+    for (name, ttl, online, offline), rows in batches.items():
         group = groups[name]
-        if ttl is None:
+        if ttl is None and online and offline:
             group.ingest(pa.Table.from_pylist(rows))
         else:
             for row in rows:
-                group.put_record(row, ttl_seconds=ttl)
+                group.put_record(row, ttl_seconds=ttl, offline_later=True, online=online,
+                                 offline=offline)
     return {"Errors": errors, "UnprocessedEntries": []}
 
 
