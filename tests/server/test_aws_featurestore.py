@@ -329,8 +329,12 @@ def test_sagemaker_style_names_and_epoch_event_times(lead: Aws) -> None:
     assert abs(float(values["EventTime"]) - time.time()) < 60
 
 
-def test_readme_example_runs_against_the_server(server: tuple[str, Path]) -> None:
-    """The README's "Coming from SageMaker" block, with the two variables set as it says."""
+@pytest.mark.parametrize("variables", ["one endpoint", "per service"])
+def test_readme_example_runs_against_the_server(server: tuple[str, Path],
+                                                variables: str) -> None:
+    """The README's "Coming from SageMaker" block, with the two variables set as it says,
+    or with the per-service ones (AWS_ENDPOINT_URL_<SERVICE>), which win over a global
+    AWS_ENDPOINT_URL that here points nowhere."""
     import os
     import re
     import subprocess
@@ -343,6 +347,11 @@ def test_readme_example_runs_against_the_server(server: tuple[str, Path]) -> Non
     key_id, secret = aws_keys(home, "lead")
     env = dict(os.environ, AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION=REGION,
                AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret)
+    if variables == "per service":
+        env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9/nothing-listens-here"
+        for service in ("SAGEMAKER", "SAGEMAKER_FEATURESTORE_RUNTIME", "STS"):
+            env[f"AWS_ENDPOINT_URL_{service}"] = f"{url}/aws"
+        code = code.replace("reviews-feature-group-", "reviews-per-service-")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
