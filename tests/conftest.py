@@ -130,11 +130,12 @@ def redis_url() -> str:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, token: str, *, tls: tuple[Path, Path] | None = None):
+def running_server(home: Path, token: str, *, tls: tuple[Path, Path] | None = None,
+                   env: dict[str, str] | None = None):
     """A real `loopworks serve` subprocess on a free port; yields its base URL.
 
-    ``tls`` (certificate, key) serves HTTPS. Polls /healthz until ready and shows the
-    server's output if it fails to start.
+    ``tls`` (certificate, key) serves HTTPS; ``env`` adds environment variables (settings).
+    Polls /healthz until ready and shows the server's output if it fails to start.
     """
     import socket
     import subprocess
@@ -146,7 +147,7 @@ def running_server(home: Path, token: str, *, tls: tuple[Path, Path] | None = No
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=token)
+    env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN=token, **(env or {}))
     command = [sys.executable, "-m", "loopworks.cli", "serve", "--port", str(port)]
     if tls is not None:
         command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]

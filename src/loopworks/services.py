@@ -86,11 +86,15 @@ class Loopworks:
 
     @property
     def objects(self) -> ObjectStore:
-        """Buckets and objects (what the S3 endpoint serves), under ``<home>/s3``."""
+        """Buckets and objects (what the S3 endpoint serves): staged under ``<home>/s3``,
+        bodies where the ``object_store_url`` setting says."""
         if self._objects is None:
             from loopworks.objectstore import ObjectStore
+            from loopworks.objectstore.blobs import open_blobs
 
-            self._objects = ObjectStore(self.engine, self.home / "s3")
+            blobs = open_blobs(self.home / "s3", self.settings.object_store_url,
+                               self.settings.object_store_endpoint)
+            self._objects = ObjectStore(self.engine, self.home / "s3", blobs)
         return self._objects
 
     @property

@@ -91,6 +91,15 @@ class Settings:
         "", help="Offline store of the feature store (Delta tables): a folder or an "
                  "object-store URL such as s3://BUCKET/PREFIX.",
         default_text="$LOOPWORKS_HOME/offline")
+    object_store_url: str = _setting(
+        "", help="Where the object store (the S3 endpoint's buckets) keeps object bodies: a "
+                 "folder, or s3://BUCKET/PREFIX on a real S3 service (credentials from the "
+                 "usual AWS sources). Keys and metadata stay in the metadata database.",
+        default_text="$LOOPWORKS_HOME/s3/blobs")
+    object_store_endpoint: str = _setting(
+        "", help="The S3 service of an s3:// object_store_url when it is not AWS, e.g. "
+                 "http://minio:9000.",
+        default_text="AWS (or AWS_ENDPOINT_URL_S3)")
     api_token: str = _setting(
         "", secret=True,
         help="The server's own API token (Authorization: Bearer TOKEN on /api); every "

@@ -78,6 +78,21 @@ def test_the_fast_read_answers_as_the_route_does(client: TestClient) -> None:
         assert fast.status_code == routed.status_code == 200
         assert fast.content == routed.content
         assert dict(fast.headers) == dict(routed.headers)
+    body = {"ids": ["b", "zz", "a"], "features": ["sentiment", "input_ids"]}
+    fast = client.post("/api/feature-groups/reviews/records/batch-get", json=body)
+    routed = client.post("/api/feature-groups/reviews/records/batch-get",
+                         json={**body, "unused": 1})
+    assert fast.status_code == routed.status_code == 200
+    assert fast.content == routed.content and dict(fast.headers) == dict(routed.headers)
+    assert fast.json()["records"][1] is None
+    # What the fast path does not take, the route answers as it always has.
+    assert client.post("/api/feature-groups/reviews/records/batch-get",
+                       json={"ids": [1, 2]}).status_code == 422
+    assert client.post("/api/feature-groups/reviews/records/batch-get",
+                       content=b'{"ids": ["\\ud800"]}',
+                       headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/api/feature-groups/nope/records/batch-get",
+                       json={"ids": ["a"]}).status_code == 404
 
 
 def test_real_server_serves_records_over_http(home: Path) -> None:

@@ -11,8 +11,9 @@ from loopworks.cli import handle_errors
 from loopworks.cli.config import setting_options
 
 #: Settings a server reads, each also an option of ``loopworks serve``.
-SERVER_SETTINGS = ("database_url", "online_store_url", "offline_store_url", "public_url",
-                   "secure_cookies", "secret_key", "api_token", "webhook_allow")
+SERVER_SETTINGS = ("database_url", "online_store_url", "offline_store_url", "object_store_url",
+                   "object_store_endpoint", "public_url", "secure_cookies", "secret_key",
+                   "api_token", "webhook_allow")
 
 
 @click.command()

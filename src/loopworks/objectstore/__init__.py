@@ -18,12 +18,12 @@ put it); writes and deletes under it are refused.
 from __future__ import annotations
 
 import bisect
+import builtins
 import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from loopworks.clock import utcnow
 from loopworks.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from loopworks.metadata.tables import s3_buckets, s3_mounts, s3_objects, s3_parts, s3_uploads
+from loopworks.objectstore.blobs import MOUNTED, Blobs, LocalBlobs, read_file
 
 __all__ = ["BUCKET_PATTERN", "Listing", "Mount", "ObjectInfo", "ObjectStore", "Staged"]
 
@@ -43,7 +44,6 @@ __all__ = ["BUCKET_PATTERN", "Listing", "Mount", "ObjectInfo", "ObjectStore", "S
 BUCKET_PATTERN = re.compile(r"^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _MAX_KEY_BYTES = 1024
 _LIST_PAGE = 1000
-_MOUNTED = "file:"  # the blob of an object in a mount: its file's path
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,14 @@ class ObjectStore:
 
     Args:
         engine: The metadata database.
-        root: Where bodies are kept (``<home>/s3``).
+        root: The home's object-store folder (``<home>/s3``): bodies are staged here.
+        blobs: Where bodies are kept (default: files under ``root/blobs``).
     """
 
-    def __init__(self, engine: sa.Engine, root: Path) -> None:
+    def __init__(self, engine: sa.Engine, root: Path, blobs: Blobs | None = None) -> None:
         self.engine = engine
         self.root = root
+        self.blobs: Blobs = blobs if blobs is not None else LocalBlobs(root / "blobs")
 
     # ---------------------------------------------------------------- buckets
     def create_bucket(self, name: str, owner_id: int | None = None) -> None:
@@ -130,7 +132,7 @@ class ObjectStore:
                                 "and you already own it.",
                                 code="BucketAlreadyOwnedByYou") from None
 
-    def buckets(self) -> list[tuple[str, datetime]]:
+    def buckets(self) -> builtins.list[tuple[str, datetime]]:
         """Every bucket with its creation time, by name."""
         with self.engine.connect() as conn:
             return [(r.name, r.created_at) for r in conn.execute(
@@ -170,21 +172,14 @@ class ObjectStore:
         folder.mkdir(parents=True, exist_ok=True)
         return Staged(folder / f"{secrets.token_hex(16)}.part")
 
-    def _blob_path(self, blob: str) -> Path:
-        if blob.startswith(_MOUNTED):
-            return Path(blob[len(_MOUNTED):])
-        return self.root / "blobs" / blob[:2] / blob
-
     def _adopt(self, staged: Staged) -> str:
-        blob = secrets.token_hex(16)
-        target = self._blob_path(blob)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged.path, target)
-        return blob
+        try:
+            return self.blobs.adopt(staged.path)
+        finally:
+            staged.path.unlink(missing_ok=True)
 
     def _remove(self, blobs: Sequence[str]) -> None:
-        for blob in blobs:
-            self._blob_path(blob).unlink(missing_ok=True)
+        self.blobs.remove(blobs)
 
     @staticmethod
     def check_key(key: str) -> None:
@@ -201,11 +196,15 @@ class ObjectStore:
         self.head_bucket(bucket)
         self.check_writable(bucket, key)
         blob = self._adopt(staged)
-        now = utcnow()
-        row = {"bucket": bucket, "key": key, "blob": blob, "size": staged.size,
-               "etag": etag or f'"{staged.md5}"',
+        return self._commit(bucket, key, blob, staged.size, etag or f'"{staged.md5}"',
+                            content_type, metadata)
+
+    def _commit(self, bucket: str, key: str, blob: str, size: int, etag: str,
+                content_type: str, metadata: dict[str, str] | None) -> ObjectInfo:
+        """Point ``key`` at a stored blob in one row write; the blob it replaced goes."""
+        row = {"bucket": bucket, "key": key, "blob": blob, "size": size, "etag": etag,
                "content_type": content_type or "binary/octet-stream",
-               "user_metadata": json.dumps(metadata or {}), "modified_at": now}
+               "user_metadata": json.dumps(metadata or {}), "modified_at": utcnow()}
         try:
             with self.engine.begin() as conn:
                 old = conn.execute(sa.select(s3_objects.c.blob).where(
@@ -248,23 +247,15 @@ class ObjectStore:
                                 bucket=bucket, key=key)
         return self._info(row)
 
-    def open(self, info: ObjectInfo) -> Path:
-        """The file holding an object's bytes."""
-        return self._blob_path(info.blob)
-
     def read(self, info: ObjectInfo, start: int = 0, end: int | None = None,
              chunk: int = 1 << 20) -> Iterator[bytes]:
         """An object's bytes from ``start`` to ``end`` (inclusive), in chunks."""
         last = info.size - 1 if end is None else min(end, info.size - 1)
-        with open(self._blob_path(info.blob), "rb") as fh:
-            fh.seek(start)
-            left = last - start + 1
-            while left > 0:
-                data = fh.read(min(chunk, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
+        if last < start:
+            return iter(())
+        if info.blob.startswith(MOUNTED):
+            return read_file(Path(info.blob[len(MOUNTED):]), start, last, chunk)
+        return self.blobs.read(info.blob, start, last, chunk)
 
     def delete(self, bucket: str, key: str) -> None:
         """Delete an object (nothing happens when it does not exist, as in S3)."""
@@ -283,14 +274,13 @@ class ObjectStore:
              metadata: dict[str, str] | None = None, content_type: str | None = None
              ) -> ObjectInfo:
         """Copy an object (its metadata kept unless replaced)."""
-        staged = self.staging()
-        shutil.copyfile(self._blob_path(source.blob), staged.path)
-        staged.size = source.size
-        return self.put(bucket, key, staged,
-                        content_type=content_type if content_type is not None
-                        else source.content_type,
-                        metadata=source.metadata if metadata is None else metadata,
-                        etag=source.etag)
+        self.check_key(key)
+        self.head_bucket(bucket)
+        self.check_writable(bucket, key)
+        blob = self.blobs.copy(source.blob)
+        return self._commit(bucket, key, blob, source.size, source.etag,
+                            content_type if content_type is not None else source.content_type,
+                            source.metadata if metadata is None else metadata)
 
     def list(self, bucket: str, *, prefix: str = "", delimiter: str = "", after: str = "",
              max_keys: int = 1000) -> Listing:
@@ -299,8 +289,8 @@ class ObjectStore:
         prefix. At most ``max_keys`` entries (objects plus prefixes); ``next_after`` is the
         last one given, to resume after."""
         self.head_bucket(bucket)
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
+        objects: builtins.list[ObjectInfo] = []
+        prefixes: builtins.list[str] = []
         last = ""
         if after > prefix:
             rolled = delimiter and after.endswith(delimiter) and after.startswith(prefix)
@@ -319,7 +309,7 @@ class ObjectStore:
             low = (bisect.bisect_right if strict else bisect.bisect_left)(mounted_keys, lower)
             high = bisect.bisect_right(mounted_keys, rows[-1].key) \
                 if len(rows) == _LIST_PAGE else len(mounted_keys)
-            entries: list[Any] = sorted([*rows, *mounted[low:high]], key=lambda e: e.key)
+            entries: builtins.list[Any] = sorted([*rows, *mounted[low:high]], key=lambda e: e.key)
             for row in entries:
                 key = row.key
                 if not key.startswith(prefix):
@@ -366,7 +356,7 @@ class ObjectStore:
             conn.execute(s3_mounts.delete().where(s3_mounts.c.bucket == bucket,
                                                   s3_mounts.c.prefix == prefix.strip("/") + "/"))
 
-    def mounts(self, bucket: str) -> list[Mount]:
+    def mounts(self, bucket: str) -> builtins.list[Mount]:
         """The bucket's mounts, by prefix."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(s3_mounts).where(s3_mounts.c.bucket == bucket)
@@ -392,7 +382,7 @@ class ObjectStore:
                           usedforsecurity=False).hexdigest()
         return ObjectInfo(mount.bucket, key, stat.st_size, f'"{tag}-1"',
                           "application/octet-stream", {},
-                          datetime.fromtimestamp(stat.st_mtime, UTC), _MOUNTED + str(path))
+                          datetime.fromtimestamp(stat.st_mtime, UTC), MOUNTED + str(path))
 
     def _mounted_info(self, mount: Mount, key: str) -> ObjectInfo | None:
         path = mount.path(key)
@@ -406,9 +396,9 @@ class ObjectStore:
             return None
         return self._file_info(mount, key, path, stat)
 
-    def _mounted_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+    def _mounted_objects(self, bucket: str, prefix: str) -> builtins.list[ObjectInfo]:
         """Every file of the bucket's mounts whose key starts with ``prefix``, by key."""
-        found: list[ObjectInfo] = []
+        found: builtins.list[ObjectInfo] = []
         for mount in self.mounts(bucket):
             if not (mount.prefix.startswith(prefix) or prefix.startswith(mount.prefix)):
                 continue
@@ -501,19 +491,14 @@ class ObjectStore:
             if row.size < 5 << 20:
                 raise ValidationError("Your proposed upload is smaller than the minimum "
                                       "allowed object size.", code="EntityTooSmall")
-        staged = self.staging()
         digests = hashlib.md5(usedforsecurity=False)
-        with open(staged.path, "wb") as out:
-            for row in chosen:
-                with open(self._blob_path(row.blob), "rb") as part:
-                    shutil.copyfileobj(part, out, 1 << 20)
-                digests.update(bytes.fromhex(row.etag.strip('"')))
-                staged.size += row.size
-            out.flush()
-            os.fsync(out.fileno())
-        info = self.put(bucket, key, staged, content_type=upload.content_type,
-                        metadata=json.loads(upload.user_metadata),
-                        etag=f'"{digests.hexdigest()}-{len(chosen)}"')
+        for row in chosen:
+            digests.update(bytes.fromhex(row.etag.strip('"')))
+        self.check_writable(bucket, key)
+        blob = self.blobs.join([row.blob for row in chosen])
+        info = self._commit(bucket, key, blob, sum(row.size for row in chosen),
+                            f'"{digests.hexdigest()}-{len(chosen)}"', upload.content_type,
+                            json.loads(upload.user_metadata))
         self.abort_upload(bucket, key, upload_id)
         return info
 
