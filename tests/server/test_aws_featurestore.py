@@ -273,7 +273,7 @@ def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
     UnknownOperationException shape: never a framework error page or a 500."""
     import botocore.session
 
-    from loopworks.server.aws import featurestore
+    from loopworks.server.aws import CONTROL_PLANE
 
     url, home = server
     key = aws_keys(home, "lead")
@@ -282,7 +282,7 @@ def test_every_operation_of_the_models_is_routed_or_refused_in_shape(
     for operation in models.get_service_model("sagemaker").operation_names:
         reply = _signed(url, key, b"{}", when=now, target=f"SageMaker.{operation}")
         kind = reply.json().get("__type")
-        if operation in featurestore.CONTROL_PLANE:
+        if operation in CONTROL_PLANE:
             assert kind != "UnknownOperationException", operation
         else:
             assert reply.status_code == 400 and kind == "UnknownOperationException", operation

@@ -20,8 +20,8 @@ __all__ = [
     "UtcDateTime", "answers", "auto_items", "auto_rounds", "console_queries", "credentials",
     "feature_groups", "idempotency", "items", "ix_items_open", "jobs", "leases",
     "machine_labels", "metadata", "outbox", "review_flows", "review_loops", "review_passes",
-    "s3_buckets", "s3_mounts", "s3_objects", "s3_parts", "s3_uploads", "sign_in_failures",
-    "skips",
+    "s3_buckets", "s3_mounts", "s3_objects", "s3_parts", "s3_uploads", "sagemaker_resources",
+    "sign_in_failures", "skips",
     "team_members", "teams", "workers",
 ]
 
@@ -329,6 +329,16 @@ s3_mounts = sa.Table(
     sa.Column("directory", sa.Text, nullable=False),
     sa.Column("label", sa.String(255), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+#: What the /aws endpoint keeps of SageMaker's own resources beyond the feature store (work
+#: teams, human task UIs): one JSON document per kind and name.
+sagemaker_resources = sa.Table(
+    "sagemaker_resources", metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 s3_uploads = sa.Table(
     "s3_uploads", metadata,

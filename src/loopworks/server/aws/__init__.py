@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loopworks.errors import LoopworksError, PermissionDenied
 from loopworks.labeling.workforce import Worker
 from loopworks.objectstore import BUCKET_PATTERN
-from loopworks.server.aws import featurestore
+from loopworks.server.aws import featurestore, humanloop
 from loopworks.server.aws.featurestore import Call
 from loopworks.server.aws.protocols import (
     AwsError,
@@ -53,7 +53,7 @@ from loopworks.server.aws.sigv4 import (
 from loopworks.server.state import services_of
 from loopworks.services import Loopworks
 
-__all__ = ["MAX_BODY_BYTES", "PREFIX", "AwsRouter", "aws_endpoint"]
+__all__ = ["CONTROL_PLANE", "MAX_BODY_BYTES", "PREFIX", "AwsRouter", "aws_endpoint"]
 
 log = logging.getLogger(__name__)
 #: Where the endpoint is mounted.
@@ -64,6 +64,9 @@ _SERVICE = {Protocol.JSON: "sagemaker", Protocol.REST_JSON: "sagemaker", Protoco
             Protocol.S3: "s3"}
 _RUNTIME_PATHS = ("/FeatureGroup/", "/BatchGetRecord", "/BatchWriteRecord")
 _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+#: The ``SageMaker.*`` operations this server answers, by name.
+CONTROL_PLANE: dict[str, featurestore.Handler] = {**featurestore.CONTROL_PLANE,
+                                                  **humanloop.CONTROL_PLANE}
 
 
 def _protocol(request: Request) -> Protocol:
@@ -245,7 +248,7 @@ def _operate(lw: Loopworks, protocol: Protocol, signed: SignedRequest, request: 
     if protocol is Protocol.JSON:
         target = signed.header("x-amz-target") or ""
         prefix, _, operation = target.partition(".")
-        found = featurestore.CONTROL_PLANE.get(operation) if prefix == "SageMaker" else None
+        found = CONTROL_PLANE.get(operation) if prefix == "SageMaker" else None
         if found is None:
             raise AwsError("UnknownOperationException", f"{target} is not an operation this "
                            "server supports")
@@ -255,7 +258,8 @@ def _operate(lw: Loopworks, protocol: Protocol, signed: SignedRequest, request: 
     else:
         handler, params = _runtime_call(request, body)
         media = "application/json"
-    result = handler(Call(lw, caller.worker, credential.region, params))
+    result = handler(Call(lw, caller.worker, credential.region, params,
+                          signed.header("host") or ""))
     return Response(json.dumps(result, separators=(",", ":")), media_type=media,
                     headers=headers)
 

@@ -11,8 +11,6 @@ definitions; a value that does not parse is a ValidationError naming the feature
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -30,7 +28,7 @@ from loopworks.featurestore.definitions import FeatureType
 from loopworks.featurestore.registry import FeatureGroupSpec
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.objectstore import BUCKET_PATTERN
-from loopworks.server.aws.protocols import AwsError
+from loopworks.server.aws.protocols import AwsError, page, required_string
 from loopworks.services import Loopworks
 
 __all__ = ["CONTROL_PLANE", "RUNTIME", "Call", "Handler"]
@@ -53,6 +51,7 @@ class Call:
     worker: Worker
     region: str
     params: dict[str, Any]
+    host: str = ""  # the Host the request was sent to
 
     def arn(self, name: str) -> str:
         """The ARN of a feature group, in AWS's form."""
@@ -67,15 +66,6 @@ def _require(call: Call, *, write: bool) -> None:
         verb = "change" if write else "read"
         raise PermissionDenied(f"worker {call.worker.name!r} ({call.worker.role.value}) may "
                                f"not {verb} feature groups", worker=call.worker.name)
-
-
-def _string(params: dict[str, Any], name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise AwsError("ValidationException", f"1 validation error detected: Value at "
-                       f"'{name[0].lower() + name[1:]}' failed to satisfy constraint: Member "
-                       "must not be null")
-    return value
 
 
 def _group(call: Call, name: str, *, runtime: bool = False) -> FeatureGroup:
@@ -194,9 +184,9 @@ def create_feature_group(call: Call) -> dict[str, Any]:
     """CreateFeatureGroup: the group, its definitions typed, its store configuration kept."""
     _require(call, write=True)
     p = call.params
-    name = _string(p, "FeatureGroupName")
-    record_id = _string(p, "RecordIdentifierFeatureName")
-    event_time = _string(p, "EventTimeFeatureName")
+    name = required_string(p, "FeatureGroupName")
+    record_id = required_string(p, "RecordIdentifierFeatureName")
+    event_time = required_string(p, "EventTimeFeatureName")
     items = p.get("FeatureDefinitions")
     if not isinstance(items, list) or not items:
         raise AwsError("ValidationException", "FeatureDefinitions must list the features")
@@ -241,7 +231,7 @@ def _epoch(text: str | None) -> float:
 def describe_feature_group(call: Call) -> dict[str, Any]:
     """DescribeFeatureGroup: what Create was given, statuses, ARNs, resolved S3 URI."""
     _require(call, write=False)
-    spec = _group(call, _string(call.params, "FeatureGroupName")).spec
+    spec = _group(call, required_string(call.params, "FeatureGroupName")).spec
     meta = _sagemaker_meta(spec)
     out: dict[str, Any] = {
         "FeatureGroupArn": call.arn(spec.name), "FeatureGroupName": spec.name,
@@ -267,26 +257,6 @@ def describe_feature_group(call: Call) -> dict[str, Any]:
     return out
 
 
-def _page(items: list[Any], params: dict[str, Any], default: int = 10
-          ) -> tuple[list[Any], str | None]:
-    limit = params.get("MaxResults", default)
-    if not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise AwsError("ValidationException", "MaxResults must be between 1 and 100")
-    token = params.get("NextToken")
-    start = 0
-    if token:
-        try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-        except (ValueError, KeyError, TypeError):
-            raise AwsError("ValidationException", "NextToken is not a token this server "
-                           "gave") from None
-    chunk = items[start:start + limit]
-    following = start + limit
-    if following >= len(items):
-        return chunk, None
-    return chunk, base64.urlsafe_b64encode(json.dumps({"offset": following}).encode()).decode()
-
-
 def list_feature_groups(call: Call) -> dict[str, Any]:
     """ListFeatureGroups: name filter, creation-time filters, sort, paging."""
     _require(call, write=False)
@@ -307,7 +277,7 @@ def list_feature_groups(call: Call) -> dict[str, Any]:
     by = p.get("SortBy", "CreationTime")
     specs.sort(key=(lambda s: s.name) if by == "Name" else (lambda s: _epoch(s.created_at)),
                reverse=p.get("SortOrder", "Descending") == "Descending")
-    chunk, token = _page(specs, p)
+    chunk, token = page(specs, p)
     out: dict[str, Any] = {"FeatureGroupSummaries": [
         {"FeatureGroupName": s.name, "FeatureGroupArn": call.arn(s.name),
          "CreationTime": _epoch(s.created_at), "FeatureGroupStatus": "Created",
@@ -320,7 +290,7 @@ def list_feature_groups(call: Call) -> dict[str, Any]:
 def delete_feature_group(call: Call) -> dict[str, Any]:
     """DeleteFeatureGroup: the group with its online and offline data."""
     _require(call, write=True)
-    name = _string(call.params, "FeatureGroupName")
+    name = required_string(call.params, "FeatureGroupName")
     resolved = _sagemaker_meta(_group(call, name).spec).get("resolved")
     call.lw.features.delete_feature_group(name)
     if resolved:
@@ -455,7 +425,7 @@ def put_record(call: Call) -> dict[str, Any]:
     """PutRecord: typed by the definitions; TtlDuration overrides the group's TTL;
     TargetStores picks the stores (default: the group's)."""
     _require(call, write=True)
-    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
+    group = _group(call, required_string(call.params, "FeatureGroupName"), runtime=True)
     values = _record_values(group.spec, call.params.get("Record"))
     ttl = _ttl_seconds(call.params.get("TtlDuration"))
     online, offline = _target_stores(group.spec, call.params.get("TargetStores"))
@@ -501,8 +471,8 @@ def _record_out(spec: FeatureGroupSpec, record: dict[str, Any],
 def get_record(call: Call) -> dict[str, Any]:
     """GetRecord: the latest record online; an empty answer when there is none."""
     _require(call, write=False)
-    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
-    record_id = _string(call.params, "RecordIdentifierValueAsString")
+    group = _group(call, required_string(call.params, "FeatureGroupName"), runtime=True)
+    record_id = required_string(call.params, "RecordIdentifierValueAsString")
     names = call.params.get("FeatureNames") or None
     _require_online(group.spec)
     try:
@@ -517,9 +487,9 @@ def get_record(call: Call) -> dict[str, Any]:
 def delete_record(call: Call) -> dict[str, Any]:
     """DeleteRecord: SoftDelete (default) or HardDelete at the given event time."""
     _require(call, write=True)
-    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
-    record_id = _string(call.params, "RecordIdentifierValueAsString")
-    event_time = _string(call.params, "EventTime")
+    group = _group(call, required_string(call.params, "FeatureGroupName"), runtime=True)
+    record_id = required_string(call.params, "RecordIdentifierValueAsString")
+    event_time = required_string(call.params, "EventTime")
     mode = call.params.get("DeletionMode") or "SoftDelete"
     if mode not in ("SoftDelete", "HardDelete"):
         raise AwsError("ValidationError", "DeletionMode must be SoftDelete or HardDelete",
@@ -580,7 +550,7 @@ def batch_get_record(call: Call) -> dict[str, Any]:
 def update_feature_group(call: Call) -> dict[str, Any]:
     """UpdateFeatureGroup: FeatureAdditions, and the online store's TtlDuration."""
     _require(call, write=True)
-    group = _group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, required_string(call.params, "FeatureGroupName"))
     additions = call.params.get("FeatureAdditions") or []
     if additions:
         typed = [_to_definition(item, "") for item in additions]
@@ -620,8 +590,8 @@ def _definition(spec: FeatureGroupSpec, name: str) -> FeatureDefinition:
 def describe_feature_metadata(call: Call) -> dict[str, Any]:
     """DescribeFeatureMetadata: a feature's type, description and parameters."""
     _require(call, write=False)
-    spec = _group(call, _string(call.params, "FeatureGroupName")).spec
-    return _feature_metadata(call, spec, _definition(spec, _string(call.params,
+    spec = _group(call, required_string(call.params, "FeatureGroupName")).spec
+    return _feature_metadata(call, spec, _definition(spec, required_string(call.params,
                                                                    "FeatureName")))
 
 
@@ -630,9 +600,9 @@ def update_feature_metadata(call: Call) -> dict[str, Any]:
     import dataclasses
 
     _require(call, write=True)
-    group = _group(call, _string(call.params, "FeatureGroupName"))
+    group = _group(call, required_string(call.params, "FeatureGroupName"))
     spec = group.spec
-    definition = _definition(spec, _string(call.params, "FeatureName"))
+    definition = _definition(spec, required_string(call.params, "FeatureName"))
     meta = _sagemaker_meta(spec)
     parameters = meta.setdefault("parameters", {}).setdefault(definition.name, {})
     for item in call.params.get("ParameterAdditions") or []:
@@ -744,7 +714,7 @@ def search(call: Call) -> dict[str, Any]:
     """Search over FeatureGroup and FeatureMetadata: filters, nested filters, sub-expressions,
     sort and paging, as AWS documents them."""
     _require(call, write=False)
-    resource = _string(call.params, "Resource")
+    resource = required_string(call.params, "Resource")
     specs = call.lw.features.list_feature_groups()
     documents: list[tuple[dict[str, Any], dict[str, Any]]] = []
     if resource == "FeatureGroup":
@@ -767,7 +737,7 @@ def search(call: Call) -> dict[str, Any]:
             found = _lookup(pair[0], str(by))
             return (0, found[0]) if found else (1, "")
         hits.sort(key=key, reverse=call.params.get("SortOrder", "Descending") == "Descending")
-    chunk, token = _page(hits, call.params)
+    chunk, token = page(hits, call.params)
     out: dict[str, Any] = {"Results": [result for _, result in chunk],
                            "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}
     if token:
@@ -818,7 +788,7 @@ def list_records(call: Call) -> dict[str, Any]:
     from loopworks.featurestore.sql import sql_identifier
 
     _require(call, write=False)
-    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
+    group = _group(call, required_string(call.params, "FeatureGroupName"), runtime=True)
     spec = group.spec
     include_deleted = str(call.params.get("IncludeSoftDeletedRecords", "")).lower() == "true"
     call.lw.features.flush_spooled()  # the ids come from the history: bring it up to date
@@ -832,7 +802,7 @@ def list_records(call: Call) -> dict[str, Any]:
     params = dict(call.params)
     if "MaxResults" in params:
         params["MaxResults"] = int(params["MaxResults"])
-    chunk, token = _page(ids, params, default=100)
+    chunk, token = page(ids, params, default=100)
     out: dict[str, Any] = {"RecordIdentifiers": chunk}
     if token:
         out["NextToken"] = token
@@ -843,9 +813,9 @@ def update_record(call: Call) -> dict[str, Any]:
     """UpdateRecord: some features of a live record; the event time kept unless given, an
     older one refused (ConflictException)."""
     _require(call, write=True)
-    group = _group(call, _string(call.params, "FeatureGroupName"), runtime=True)
+    group = _group(call, required_string(call.params, "FeatureGroupName"), runtime=True)
     spec = group.spec
-    record_id = _string(call.params, "RecordIdentifierValueAsString")
+    record_id = required_string(call.params, "RecordIdentifierValueAsString")
     current = group.get_record(record_id)
     if current is None:
         raise AwsError("ResourceNotFound", f"Record {record_id} was not found in feature group "

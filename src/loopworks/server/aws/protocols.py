@@ -11,6 +11,7 @@ operation, and how a result or an error is written so that the client's parser (
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from enum import StrEnum
@@ -29,7 +30,8 @@ from loopworks.errors import (
 )
 from loopworks.server.aws.sigv4 import Failure
 
-__all__ = ["AwsError", "Protocol", "auth_error", "domain_error", "error_body", "request_id"]
+__all__ = ["AwsError", "Protocol", "auth_error", "domain_error", "error_body", "page",
+           "request_id", "required_string"]
 
 
 class Protocol(StrEnum):
@@ -132,3 +134,35 @@ def error_body(protocol: Protocol, error: AwsError, rid: str
     media = ("application/x-amz-json-1.1" if protocol is Protocol.JSON
              else "application/json")
     return json.dumps(payload).encode(), media, {"x-amzn-ErrorType": error.code}
+
+
+def required_string(params: dict[str, Any], name: str) -> str:
+    """A required, non-empty string parameter (ValidationException otherwise)."""
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise AwsError("ValidationException", f"1 validation error detected: Value at "
+                       f"'{name[0].lower() + name[1:]}' failed to satisfy constraint: Member "
+                       "must not be null")
+    return value
+
+
+def page(items: list[Any], params: dict[str, Any], default: int = 10
+         ) -> tuple[list[Any], str | None]:
+    """One page of ``items`` by ``MaxResults`` (1-100) and ``NextToken`` (an opaque offset
+    this server gave), and the token of the next page (None at the end)."""
+    limit = params.get("MaxResults", default)
+    if not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise AwsError("ValidationException", "MaxResults must be between 1 and 100")
+    token = params.get("NextToken")
+    start = 0
+    if token:
+        try:
+            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+        except (ValueError, KeyError, TypeError):
+            raise AwsError("ValidationException", "NextToken is not a token this server "
+                           "gave") from None
+    chunk = items[start:start + limit]
+    following = start + limit
+    if following >= len(items):
+        return chunk, None
+    return chunk, base64.urlsafe_b64encode(json.dumps({"offset": following}).encode()).decode()

@@ -1,0 +1,320 @@
+"""SageMaker's human-in-the-loop control plane over the wire: the private workforce, work
+teams and human task UIs (what Ground Truth labeling jobs and Augmented AI flows name).
+
+* The workforce is the server's people: one private workforce, ``default``, whose SubDomain
+  is the address people sign in at (the ``public_url`` setting, else the request's host).
+* A work team's MemberDefinitions name loopworks teams: a Cognito ``UserGroup`` or each of
+  the OIDC ``Groups`` is the team whose members work for it (created when missing). The rest
+  of the definition (description, notifications, access) is kept as given.
+* A human task UI is a Liquid template with crowd-html elements; it is parsed when given, so
+  one that does not parse is refused naming its line and column.
+
+Only admins manage these (as labeling jobs and review flows on the JSON API).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from loopworks.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from loopworks.labeling.resources import Resource, Resources
+from loopworks.labeling.templates import check_template
+from loopworks.labeling.workforce import Role
+from loopworks.server.aws.featurestore import Call, Handler
+from loopworks.server.aws.protocols import AwsError, page, required_string
+
+__all__ = ["CONTROL_PLANE"]
+
+WORKFORCE = "default"
+_WORKTEAM, _TASK_UI = "workteam", "human-task-ui"
+_WORKTEAM_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_TASK_UI_NAME = re.compile(r"[a-z0-9](-*[a-z0-9]){0,62}")
+_TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _admin(call: Call) -> None:
+    if call.worker.role is not Role.ADMIN:
+        raise PermissionDenied(f"worker {call.worker.name!r} ({call.worker.role.value}) may "
+                               "not manage workforces, work teams or task UIs",
+                               worker=call.worker.name)
+
+
+def _arn(call: Call, kind: str, name: str) -> str:
+    return (f"arn:aws:sagemaker:{call.region}:{call.lw.settings.aws_account_id}:"
+            f"{kind}/{name}")
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _resources(call: Call) -> Resources:
+    return Resources(call.lw.engine)
+
+
+def _not_found(kind: str, name: str) -> AwsError:
+    return AwsError("ResourceNotFound", f"{kind} {name} does not exist.")
+
+
+def _named(params: dict[str, Any], field: str, pattern: re.Pattern[str]) -> str:
+    name = required_string(params, field)
+    if not pattern.fullmatch(name):
+        raise AwsError("ValidationException", f"1 validation error detected: Value "
+                       f"'{name}' at '{field[0].lower() + field[1:]}' failed to satisfy "
+                       f"constraint: Member must satisfy regular expression pattern: "
+                       f"{pattern.pattern}")
+    return name
+
+
+def _sorted_page(items: list[Resource], params: dict[str, Any], *, key_field: str,
+                 default_sort: str = "CreationTime") -> tuple[list[Resource], str | None]:
+    sort_by = params.get("SortBy") or default_sort
+    order = params.get("SortOrder") or "Ascending"
+    if order not in ("Ascending", "Descending"):
+        raise AwsError("ValidationException", "SortOrder must be Ascending or Descending")
+    if sort_by == "Name":
+        items = sorted(items, key=lambda r: r.name)
+    elif sort_by in ("CreateDate", "CreationTime"):
+        items = sorted(items, key=lambda r: (r.created_at, r.name))
+    else:
+        raise AwsError("ValidationException", f"SortBy must be Name or {default_sort}")
+    if order == "Descending":
+        items.reverse()
+    contains = params.get(key_field)
+    if isinstance(contains, str) and contains:
+        items = [r for r in items if contains.lower() in r.name.lower()]
+    return page(items, params)
+
+
+# ------------------------------------------------------------------- workforce
+def _subdomain(call: Call) -> str:
+    public = call.lw.settings.public_url
+    return urlsplit(public).netloc if public else call.host
+
+
+def _workforce(call: Call) -> dict[str, Any]:
+    return {"WorkforceName": WORKFORCE, "WorkforceArn": _arn(call, "workforce", WORKFORCE),
+            "SubDomain": _subdomain(call), "Status": "Active",
+            "SourceIpConfig": {"Cidrs": []}}
+
+
+def describe_workforce(call: Call) -> dict[str, Any]:
+    """DescribeWorkforce: the one private workforce."""
+    _admin(call)
+    name = required_string(call.params, "WorkforceName")
+    if name != WORKFORCE:
+        raise _not_found("Workforce", name)
+    return {"Workforce": _workforce(call)}
+
+
+def list_workforces(call: Call) -> dict[str, Any]:
+    """ListWorkforces: the one private workforce (NameContains filters it)."""
+    _admin(call)
+    contains = call.params.get("NameContains")
+    found = [] if isinstance(contains, str) and contains not in WORKFORCE \
+        else [_workforce(call)]
+    return {"Workforces": found}
+
+
+# ------------------------------------------------------------------ work teams
+def _teams_of(definitions: Any) -> list[str]:
+    """The loopworks teams a work team's MemberDefinitions name."""
+    if not isinstance(definitions, list) or not 1 <= len(definitions) <= 10:
+        raise AwsError("ValidationException", "MemberDefinitions must list 1 to 10 members")
+    kinds = {next(iter(d), "") for d in definitions if isinstance(d, dict)}
+    if len(kinds) != 1 or not kinds <= {"CognitoMemberDefinition", "OidcMemberDefinition"}:
+        raise AwsError("ValidationException", "MemberDefinitions must all be "
+                       "CognitoMemberDefinition or all OidcMemberDefinition")
+    names: list[str] = []
+    for definition in definitions:
+        if "CognitoMemberDefinition" in definition:
+            group = definition["CognitoMemberDefinition"].get("UserGroup")
+            names += [group] if isinstance(group, str) else []
+        else:
+            groups = definition["OidcMemberDefinition"].get("Groups")
+            names += [g for g in groups if isinstance(g, str)] if isinstance(groups, list) \
+                else []
+    for name in names:
+        if not _TEAM_NAME.fullmatch(name):
+            raise AwsError("ValidationException", f"{name!r} cannot name a loopworks team "
+                           "(letters, digits, '_', '.' and '-', at most 63)")
+    if not names:
+        raise AwsError("ValidationException", "MemberDefinitions name no group")
+    return sorted(set(names))
+
+
+def _ensure_teams(call: Call, names: list[str]) -> None:
+    known = {t.name for t in call.lw.workforce.teams()}
+    for name in names:
+        if name not in known:
+            try:
+                call.lw.workforce.add_team(name, "made for a SageMaker work team")
+            except ConflictError:  # made meanwhile
+                pass
+
+
+def _workteam(call: Call, resource: Resource) -> dict[str, Any]:
+    doc = resource.document
+    out: dict[str, Any] = {
+        "WorkteamName": resource.name, "MemberDefinitions": doc["MemberDefinitions"],
+        "WorkteamArn": _arn(call, "workteam/private-crowd", resource.name),
+        "WorkforceArn": _arn(call, "workforce", WORKFORCE), "ProductListingIds": [],
+        "Description": doc["Description"], "SubDomain": _subdomain(call),
+        "CreateDate": _epoch(resource.created_at),
+        "LastUpdatedDate": _epoch(resource.updated_at)}
+    for optional in ("NotificationConfiguration", "WorkerAccessConfiguration"):
+        if doc.get(optional):
+            out[optional] = doc[optional]
+    return out
+
+
+def create_workteam(call: Call) -> dict[str, Any]:
+    """CreateWorkteam: its member groups become (or are) loopworks teams."""
+    _admin(call)
+    p = call.params
+    name = _named(p, "WorkteamName", _WORKTEAM_NAME)
+    description = required_string(p, "Description")
+    if p.get("WorkforceName") not in (None, WORKFORCE):
+        raise _not_found("Workforce", str(p["WorkforceName"]))
+    teams = _teams_of(p.get("MemberDefinitions"))
+    document = {"MemberDefinitions": p["MemberDefinitions"], "Description": description,
+                "NotificationConfiguration": p.get("NotificationConfiguration"),
+                "WorkerAccessConfiguration": p.get("WorkerAccessConfiguration"),
+                "teams": teams, "tags": p.get("Tags") or []}
+    try:
+        _resources(call).create(_WORKTEAM, name, document)
+    except ConflictError:
+        raise AwsError("ResourceInUse", f"Workteam {name} already exists.") from None
+    _ensure_teams(call, teams)
+    return {"WorkteamArn": _arn(call, "workteam/private-crowd", name)}
+
+
+def _get(call: Call, kind: str, label: str, name: str) -> Resource:
+    try:
+        return _resources(call).get(kind, name)
+    except NotFoundError:
+        raise _not_found(label, name) from None
+
+
+def describe_workteam(call: Call) -> dict[str, Any]:
+    """DescribeWorkteam."""
+    _admin(call)
+    name = required_string(call.params, "WorkteamName")
+    return {"Workteam": _workteam(call, _get(call, _WORKTEAM, "Workteam", name))}
+
+
+def list_workteams(call: Call) -> dict[str, Any]:
+    """ListWorkteams: sorted by Name (default) or CreateDate, NameContains, paging."""
+    _admin(call)
+    chunk, token = _sorted_page(_resources(call).list(_WORKTEAM), call.params,
+                                key_field="NameContains", default_sort="Name")
+    out: dict[str, Any] = {"Workteams": [_workteam(call, r) for r in chunk]}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def update_workteam(call: Call) -> dict[str, Any]:
+    """UpdateWorkteam: members, description, notifications, access."""
+    _admin(call)
+    p = call.params
+    name = required_string(p, "WorkteamName")
+    current = _get(call, _WORKTEAM, "Workteam", name)
+    document = dict(current.document)
+    if "MemberDefinitions" in p:
+        document["teams"] = _teams_of(p["MemberDefinitions"])
+        document["MemberDefinitions"] = p["MemberDefinitions"]
+    for field in ("Description", "NotificationConfiguration", "WorkerAccessConfiguration"):
+        if field in p:
+            document[field] = p[field]
+    updated = _resources(call).update(_WORKTEAM, name, document)
+    _ensure_teams(call, document["teams"])
+    return {"Workteam": _workteam(call, updated)}
+
+
+def delete_workteam(call: Call) -> dict[str, Any]:
+    """DeleteWorkteam: the work team goes; its loopworks teams and people stay."""
+    _admin(call)
+    name = required_string(call.params, "WorkteamName")
+    try:
+        _resources(call).delete(_WORKTEAM, name)
+    except NotFoundError:
+        raise _not_found("Workteam", name) from None
+    return {"Success": True}
+
+
+# ------------------------------------------------------------------- task UIs
+def create_human_task_ui(call: Call) -> dict[str, Any]:
+    """CreateHumanTaskUi: a Liquid template, parsed now (line and column when it fails)."""
+    _admin(call)
+    p = call.params
+    name = _named(p, "HumanTaskUiName", _TASK_UI_NAME)
+    template = p.get("UiTemplate")
+    content = template.get("Content") if isinstance(template, dict) else None
+    if not isinstance(content, str):
+        raise AwsError("ValidationException", "UiTemplate.Content must be the template")
+    try:
+        check_template(content, name="UiTemplate.Content")
+    except ValidationError as exc:
+        raise AwsError("ValidationException", str(exc)) from None
+    try:
+        _resources(call).create(_TASK_UI, name, {"content": content,
+                                                 "tags": p.get("Tags") or []})
+    except ConflictError:
+        raise AwsError("ResourceInUse", f"HumanTaskUi {name} already exists.") from None
+    return {"HumanTaskUiArn": _arn(call, "human-task-ui", name)}
+
+
+def describe_human_task_ui(call: Call) -> dict[str, Any]:
+    """DescribeHumanTaskUi: status, time and the template's SHA-256."""
+    _admin(call)
+    name = required_string(call.params, "HumanTaskUiName")
+    resource = _get(call, _TASK_UI, "HumanTaskUi", name)
+    content = resource.document["content"]
+    return {"HumanTaskUiArn": _arn(call, "human-task-ui", name), "HumanTaskUiName": name,
+            "HumanTaskUiStatus": "Active", "CreationTime": _epoch(resource.created_at),
+            "UiTemplate": {"ContentSha256": hashlib.sha256(content.encode()).hexdigest()}}
+
+
+def list_human_task_uis(call: Call) -> dict[str, Any]:
+    """ListHumanTaskUis: creation-time window, sort order, paging."""
+    _admin(call)
+    p = call.params
+    items = _resources(call).list(_TASK_UI)
+    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
+    if isinstance(after, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) > after]
+    if isinstance(before, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) < before]
+    chunk, token = _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+    out: dict[str, Any] = {"HumanTaskUiSummaries": [
+        {"HumanTaskUiName": r.name, "HumanTaskUiArn": _arn(call, "human-task-ui", r.name),
+         "CreationTime": _epoch(r.created_at)} for r in chunk]}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def delete_human_task_ui(call: Call) -> dict[str, Any]:
+    """DeleteHumanTaskUi."""
+    _admin(call)
+    name = required_string(call.params, "HumanTaskUiName")
+    try:
+        _resources(call).delete(_TASK_UI, name)
+    except NotFoundError:
+        raise _not_found("HumanTaskUi", name) from None
+    return {}
+
+
+CONTROL_PLANE: dict[str, Handler] = {
+    "DescribeWorkforce": describe_workforce, "ListWorkforces": list_workforces,
+    "CreateWorkteam": create_workteam, "DescribeWorkteam": describe_workteam,
+    "ListWorkteams": list_workteams, "UpdateWorkteam": update_workteam,
+    "DeleteWorkteam": delete_workteam,
+    "CreateHumanTaskUi": create_human_task_ui, "DescribeHumanTaskUi": describe_human_task_ui,
+    "ListHumanTaskUis": list_human_task_uis, "DeleteHumanTaskUi": delete_human_task_ui,
+}
