@@ -327,6 +327,21 @@ def test_ttl_expires_records_after_write_time(store: OnlineStore, group: str) ->
         write(store, group, [small("c", 1, 1)], ttl_seconds=0)
 
 
+def test_expiry_time_of_a_live_record(store: OnlineStore, group: str) -> None:
+    """What GetRecord's ExpirationTimeResponse reports: the TTL's end, for live records."""
+    before = datetime.now(UTC)
+    write(store, group, [small("a", 20, 1)], ttl_seconds=3600)
+    write(store, group, [small("b", 20, 1)])
+    expires = store.expires_at(group, "a")
+    assert expires is not None
+    assert abs((expires - before).total_seconds() - 3600) < 60
+    assert store.expires_at(group, "b") is None  # no TTL
+    assert store.expires_at(group, "missing") is None
+    delete(store, group, "a", 30, hard=False)
+    assert store.expires_at(group, "a") is None  # deleted
+    assert store.expires_at("never_written", "a") is None
+
+
 def test_drop_removes_only_that_group(store: OnlineStore, groups: Callable[[], str]) -> None:
     first, second = groups(), groups()
     write(store, first, [small("a", 1, 1), small("b", 1, 1)])

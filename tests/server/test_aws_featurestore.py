@@ -327,6 +327,21 @@ def test_sagemaker_style_names_and_epoch_event_times(lead: Aws) -> None:
               for f in got["Record"]}
     assert values["input_ids"] == ["101", "2023", "102", "0"]
     assert abs(float(values["EventTime"]) - time.time()) < 60
+    assert "ExpiresAt" not in got  # only when asked for
+    timed = lead.runtime.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="r1",
+                                    ExpirationTimeResponse="Enabled")
+    expires = datetime.fromisoformat(timed["ExpiresAt"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (time.time() + 30 * 86400)) < 120
+    lead.runtime.put_record(FeatureGroupName=name, TtlDuration={"Unit": "Hours", "Value": 1},
+                            Record=[{"FeatureName": "review_id", "ValueAsString": "r2"},
+                                    {"FeatureName": "EventTime",
+                                     "ValueAsString": str(time.time())},
+                                    {"FeatureName": "input_ids",
+                                     "ValueAsStringList": ["1", "2", "3", "4"]}])
+    timed = lead.runtime.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="r2",
+                                    ExpirationTimeResponse="Enabled")
+    expires = datetime.fromisoformat(timed["ExpiresAt"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (time.time() + 3600)) < 120
 
 
 @pytest.mark.parametrize("variables", ["one endpoint", "per service"])

@@ -285,6 +285,10 @@ class FeatureGroup:
         return self._store.online.read(self.name, [str(i) for i in record_ids],
                                        self.spec.definitions, features)
 
+    def expires_at(self, record_id: str) -> datetime | None:
+        """When the live record's TTL runs out (UTC); None without a TTL or a record."""
+        return self._store.online.expires_at(self.name, str(record_id))
+
     # --------------------------------------------------------------- online writes
     def put_record(self, record: dict[str, Any], *, ttl_seconds: float | None = None,
                    offline_later: bool = False, online: bool = True,

@@ -78,6 +78,10 @@ class OnlineStore(Protocol):
         """
         ...
 
+    def expires_at(self, group: str, record_id: str) -> datetime | None:
+        """When a live record's TTL runs out (UTC); None without a TTL or a record."""
+        ...
+
     def delete(self, group: str, record_id: str, event_time: datetime, *, hard: bool,
                definitions: list[FeatureDefinition], record_id_name: str,
                event_time_name: str) -> bool:

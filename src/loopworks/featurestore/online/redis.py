@@ -11,7 +11,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -208,6 +208,18 @@ class RedisOnlineStore:
             self._names[group] = tuple(v.decode() if isinstance(v, bytes) else str(v)
                                        for v in stored)
         return self._names[group]
+
+    def expires_at(self, group: str, record_id: str) -> datetime | None:
+        """When a live record's TTL runs out; see :meth:`OnlineStore.expires_at`."""
+        key = self._prefix(group) + "r:" + record_id
+        with self._errors():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(key, ["_lw_et", "_lw_del"])
+            pipe.pttl(key)
+            (event_time, deleted), left = pipe.execute()
+        if event_time is None or deleted is not None or left is None or left < 0:
+            return None
+        return datetime.now(UTC) + timedelta(milliseconds=int(left))
 
     def delete(self, group: str, record_id: str, event_time: datetime, *, hard: bool,
                definitions: list[FeatureDefinition], record_id_name: str,

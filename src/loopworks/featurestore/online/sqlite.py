@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -282,6 +282,18 @@ class SQLiteOnlineStore:
                 return ()
             self._names[group] = (row[0], row[1])
         return self._names[group]
+
+    def expires_at(self, group: str, record_id: str) -> datetime | None:
+        """When a live record's TTL runs out; see :meth:`OnlineStore.expires_at`."""
+        with self._lock:
+            if not self._existing(group):
+                return None
+            now = time.time_ns() // 1000
+            row = self._db.execute(f"SELECT _lw_expires_at FROM {_table(group)} WHERE "
+                                   f"_lw_id = ? AND {_ALIVE}", (record_id, now)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return datetime.fromtimestamp(row[0] / 1e6, UTC)
 
     def delete(self, group: str, record_id: str, event_time: datetime, *, hard: bool,
                definitions: list[FeatureDefinition], record_id_name: str,

@@ -481,7 +481,13 @@ def get_record(call: Call) -> dict[str, Any]:
         raise AwsError("ValidationError", str(exc), status=400) from None
     if record is None:
         return {}
-    return {"Record": _record_out(group.spec, record, names)}
+    out: dict[str, Any] = {"Record": _record_out(group.spec, record, names)}
+    if call.params.get("ExpirationTimeResponse") == "Enabled":
+        expires = group.expires_at(record_id)
+        if expires is not None:
+            out["ExpiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%S.") \
+                + f"{expires.microsecond // 1000:03d}Z"
+    return out
 
 
 def delete_record(call: Call) -> dict[str, Any]:
