@@ -215,7 +215,18 @@ def run_loopworks(workdir: Path, records: int, source: Path | None = None
     return out
 
 
-def run_ceiling(records: int) -> dict[str, Any]:
+def upload_rate(endpoint: str, key: tuple[str, str], source: Path) -> float:
+    """boto3's upload_file of ``source`` to a bucket that exists, MB/s."""
+    session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                                    region_name=REGION)
+    s3 = session.client("s3", endpoint_url=endpoint, config=Config(
+        retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+    start = time.perf_counter()
+    s3.upload_file(str(source), "bench-transfer", "object.bin")
+    return round(source.stat().st_size / 1e6 / (time.perf_counter() - start), 1)
+
+
+def run_ceiling(records: int, source: Path | None = None) -> dict[str, Any]:
     """boto3 against a server that answers ``200 {}`` at once: what the client side alone
     allows from one process (its signing, serialising and parsing, under the GIL)."""
     port = free_port()
@@ -232,6 +243,8 @@ def run_ceiling(records: int) -> dict[str, Any]:
         runtime = clients(url, key)[1]
         out["get_boto3"] = latencies(lambda i: runtime.get_record(
             FeatureGroupName="bench-reviews", RecordIdentifierValueAsString=f"r{i}"), records)
+        if source is not None:
+            out["upload_mb_s"] = upload_rate(url, key, source)
     return out
 
 
@@ -299,12 +312,16 @@ def report(lw: dict[str, Any], moto: dict[str, Any], ceiling: dict[str, Any],
     if "s3" in lw and "s3" in moto:
         lines += ["", f"S3, one {meta['s3_mb']} MB object (boto3 upload_file / download_file, "
                   "multipart):", "",
-                  "| | loopworks /aws | moto server | local disk copy |",
-                  "| --- | ---: | ---: | ---: |",
+                  "| | loopworks /aws | moto server | local disk copy | loopworks ÷ disk | "
+                  "boto3 alone (null server) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |",
                   f"| upload MB/s | {lw['s3']['upload_mb_s']} | {moto['s3']['upload_mb_s']} | "
-                  f"{meta['disk']['copy_mb_s']} |",
+                  f"{meta['disk']['copy_mb_s']} | "
+                  f"{share(lw['s3']['upload_mb_s'], meta['disk']['copy_mb_s'])} | "
+                  f"{ceiling.get('upload_mb_s', '–')} |",
                   f"| download MB/s | {lw['s3']['download_mb_s']} | "
-                  f"{moto['s3']['download_mb_s']} | {meta['disk']['copy_mb_s']} |"]
+                  f"{moto['s3']['download_mb_s']} | {meta['disk']['copy_mb_s']} | "
+                  f"{share(lw['s3']['download_mb_s'], meta['disk']['copy_mb_s'])} | – |"]
     lines += ["", f"The same record over loopworks' JSON API (httpx): p50 "
               f"{lw['get_json_api']['p50_ms']} ms, p99 {lw['get_json_api']['p99_ms']} ms.",
               "", "moto has no sagemaker-featurestore-runtime: the cells say what it answered.",
@@ -333,7 +350,7 @@ def main() -> None:
     log("moto")
     moto = run_moto(args.workdir, args.records, source)
     log("boto3 against a null server")
-    ceiling = run_ceiling(args.records)
+    ceiling = run_ceiling(args.records, source)
     # The disk's figure varies run to run (page cache, writeback): the median of three.
     disk = sorted((disk_rate(source) for _ in range(3)), key=lambda d: d["copy_mb_s"])[1] \
         if source is not None else None
