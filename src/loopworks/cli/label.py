@@ -132,9 +132,15 @@ def _task_types() -> list[Any]:
 @click.option("--limit", type=int, default=None,
               help="Only the first N rows of a CSV/Parquet or query.")
 @click.option("--team", required=True, help="Team whose workers label it.")
-@click.option("--labels", required=True, help="Comma-separated label set, e.g. neg,neu,pos.")
+@click.option("--labels", default="", help="Comma-separated label set, e.g. neg,neu,pos "
+              "(needed by every task type but custom).")
 @click.option("--task-type", type=click.Choice([t.value for t in _task_types()]),
-              default="text-classification", show_default=True, help="What workers do.")
+              default="text-classification", show_default=True,
+              help="What workers do; custom: the form of --template.")
+@click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="A custom job's task template: Liquid with crowd-html "
+              "elements, as Ground Truth's custom templates (task.input.taskObject is the "
+              "item's source or source-ref; the manifest line's fields are there too).")
 @click.option("--multi-label", is_flag=True,
               help="Shorthand for --task-type text-classification-multilabel.")
 @click.option("--workers-per-item", type=int, default=1, show_default=True,
@@ -202,7 +208,8 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                webhook_urls: tuple[str, ...], webhook_secret: str | None, auto_label: bool,
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
-               assurance: float, model_features: str, roles: str, home: str | None) -> None:
+               assurance: float, model_features: str, roles: str, template_file: str | None,
+               home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -211,6 +218,10 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
         raise ConfigurationError("give either --manifest or --query", setting="manifest")
 
     kind = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label else TaskType(task_type)
+    if (kind is TaskType.CUSTOM) != (template_file is not None):
+        raise ConfigurationError("a custom job needs --template, and only a custom job "
+                                 "takes one", setting="template")
+    template = Path(template_file).read_text(encoding="utf-8") if template_file else ""
     examples: list[Any] = []
     if examples_file:
         try:
@@ -231,6 +242,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    adaptive=adaptive, webhooks=list(webhook_urls),
                    webhook_secret=webhook_secret,
                    roles=[r.strip() for r in roles.split(",") if r.strip()],
+                   template=template,
                    auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
                                "budget": budget, "diversity": diversity,
                                "seed": auto_label_seed,

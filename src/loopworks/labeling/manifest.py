@@ -150,6 +150,8 @@ def read_manifest(path: str | Path, task_type: TaskType | str = TaskType.TEXT_CL
                     raise InputError(exc.message, file=str(path), line=number) from None
             elif isinstance(record.get("source"), str) and record["source"].strip():
                 yield record["source"], record
+            elif task_type is TaskType.CUSTOM and isinstance(ref, str) and ref.strip():
+                yield ref, record  # the template shows it (an image URL, an s3:// object...)
             elif isinstance(ref, str):
                 file = (path.parent / ref).resolve() if "://" not in ref else None
                 if file is None or not file.is_file():

@@ -38,7 +38,12 @@ from loopworks.files import atomic_write
 from loopworks.labeling.consolidation import consolidate
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.schema import ItemState, items, machine_labels
-from loopworks.labeling.tasktypes import TaskType, consolidate_boxes, consolidate_spans
+from loopworks.labeling.tasktypes import (
+    TaskType,
+    consolidate_boxes,
+    consolidate_spans,
+    majority_share,
+)
 
 __all__ = ["write_output"]
 
@@ -135,9 +140,17 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
 
 def _structured(spec: JobSpec, given: list[Any], source: str
                 ) -> tuple[Any, dict[str, Any]]:
-    """Label attribute value and metadata for multi-label, span and box answers, in
-    Ground Truth's shapes."""
+    """Label attribute value and metadata for multi-label, span, box and custom-form
+    answers, in Ground Truth's shapes."""
     n = len(given)
+    if spec.task_type is TaskType.CUSTOM:
+        # No consolidation function was named: the answer most workers gave (as a whole),
+        # with every worker's answer beside it, as a post-annotation hook would see them.
+        keys = Counter(json.dumps(a, sort_keys=True) for a in given)
+        chosen = next(a for a in given if json.dumps(a, sort_keys=True)
+                      == keys.most_common(1)[0][0])
+        return chosen, {"agreement": round(majority_share(given), 4),
+                        "worker-answers": given}
     if spec.task_type is TaskType.TEXT_CLASSIFICATION_MULTILABEL:
         votes = Counter(label for answer in given for label in set(answer))
         chosen = sorted((spec.labels.index(label) for label, c in votes.items() if c * 2 >= n))

@@ -127,6 +127,9 @@ class JobSpec:
     #: Who takes the job's tasks besides admins: ``annotator`` and/or ``reviewer``. Default:
     #: annotators; a review flow's job is for reviewers.
     roles: list[str] | None = None
+    #: The Liquid task template of a ``custom`` job (crowd-html elements; ``task.input`` is
+    #: the item: ``taskObject`` and the manifest line's fields).
+    template: str = ""
 
     def __post_init__(self) -> None:
         validate_job_name(self.name, streaming=self.streaming)
@@ -141,9 +144,20 @@ class JobSpec:
                 f"roles must name who takes the tasks: {' and/or '.join(WORKER_ROLES)} "
                 f"(admins always may); got {self.roles!r}", setting="roles",
                 valid_values=list(WORKER_ROLES))
-        if not self.labels or len(set(self.labels)) != len(self.labels) \
+        custom = self.task_type is TaskType.CUSTOM
+        if (not self.labels and not custom) or len(set(self.labels)) != len(self.labels) \
                 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigurationError("a job needs distinct labels", setting="labels")
+        if custom:
+            from loopworks.errors import ValidationError
+            from loopworks.labeling.templates import check_template
+
+            try:
+                check_template(self.template, name="template")
+            except ValidationError as exc:
+                raise ConfigurationError(str(exc), setting="template") from None
+        elif self.template:
+            raise ConfigurationError("only a custom job takes a template", setting="template")
         if not 1 <= self.workers_per_item <= 100:
             raise ConfigurationError("workers per item must be 1-100", setting="workers")
         _check_seconds(self.time_limit_seconds, 10, MAX_TIME_LIMIT_SECONDS, "time_limit")
@@ -268,7 +282,7 @@ class Task:
 SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
                 "time_limit_seconds", "label_attribute", "created_at", "examples",
                 "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret", "streaming", "auto_label", "roles")
+                "webhook_secret", "streaming", "auto_label", "roles", "template")
 
 
 def may_work_on(worker: Any, spec: JobSpec) -> bool:

@@ -37,6 +37,9 @@ class TaskType(StrEnum):
     NAMED_ENTITY_RECOGNITION = "named-entity-recognition"
     IMAGE_CLASSIFICATION = "image-classification"
     BOUNDING_BOX = "bounding-box"
+    #: A job with its own Liquid task template (crowd-html elements), as Ground Truth's
+    #: custom labeling workflows: the answer is the form's JSON as the elements record it.
+    CUSTOM = "custom"
 
     @property
     def is_image(self) -> bool:
@@ -85,6 +88,8 @@ def validate_answer(task_type: TaskType, labels: Sequence[str], answer: Any,
         ConfigurationError: The answer does not fit; ``setting`` names the offending field
             (``answer``, ``answer.entities[1].end``, ...).
     """
+    if task_type is TaskType.CUSTOM:
+        return _validate_form(answer)
     if task_type.single_label or task_type is TaskType.TEXT_CLASSIFICATION_MULTILABEL:
         if isinstance(answer, str):
             chosen = [answer]
@@ -103,6 +108,22 @@ def validate_answer(task_type: TaskType, labels: Sequence[str], answer: Any,
     if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
         return _validate_spans(labels, answer, source or "")
     return _validate_boxes(labels, answer)
+
+
+#: The largest answer a custom template's form may send (JSON characters).
+MAX_FORM_ANSWER_CHARS = 256_000
+
+
+def _validate_form(answer: Any) -> dict[str, Any]:
+    """A custom template's answer: the crowd-form's JSON object, kept as it is."""
+    if not isinstance(answer, dict):
+        raise _bad(f"a custom task's answer is the form's JSON object, got "
+                   f"{type(answer).__name__}", "answer")
+    size = len(json.dumps(answer))
+    if size > MAX_FORM_ANSWER_CHARS:
+        raise _bad(f"the answer has {size:,} characters of JSON; at most "
+                   f"{MAX_FORM_ANSWER_CHARS:,}", "answer")
+    return answer
 
 
 def _objects(answer: Any, key: str) -> list[Any]:
