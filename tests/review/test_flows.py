@@ -170,3 +170,49 @@ def test_list_filters_and_pages(review: HumanReview, tmp_path: Path) -> None:
     assert future == []
     with pytest.raises(ConfigurationError, match="unknown status"):
         review.list_human_loops(status="Done")
+
+
+TASK_UI = """<crowd-form>
+  <crowd-classifier name="verdict" categories="['keep', 'remove']" header="Keep it?">
+    <classification-target>{{ task.input.product.title }}: {{ task.input.comment }}
+    </classification-target>
+  </crowd-classifier>
+</crowd-form>
+"""
+
+
+def test_a_task_ui_takes_any_input_and_its_form_answers(review: HumanReview,
+                                                        tmp_path: Path) -> None:
+    """A2I's semantics with a human task UI: InputContent is any JSON document (no text or
+    probabilities needed), the reviewers' answers are their forms' JSON, and the output
+    document carries them as answerContent with the worker's identity."""
+    review.create_flow(flow(tmp_path, name="moderation", labels=[], task_ui=TASK_UI,
+                            activation_conditions=None))
+    document = {"product": {"title": "Lamp", "id": 7}, "comment": "<b>spam</b> link"}
+    started = review.start_human_loop("mod-1", "moderation", document)
+    assert started.started and started.loop.input_content == document
+    for worker, verdict in (("rita", "remove"), ("rob", "remove")):
+        me = review.jobs.workforce.worker(worker)
+        task = review.jobs.next_task("review-moderation", me)
+        assert task.task_type == "custom" and task.data["input"] == document
+        with pytest.raises(ConfigurationError):
+            review.jobs.submit("review-moderation", task.item_id, me, verdict)  # not a form
+        review.jobs.submit("review-moderation", task.item_id, me,
+                           {"verdict": {"label": verdict}})
+    loop = review.describe_human_loop("mod-1", "moderation")
+    assert loop.status is LoopStatus.COMPLETED
+    assert loop.result["answer"] == {"verdict": {"label": "remove"}}
+    assert loop.result["agreement"] == 1.0 and "modelLabel" not in loop.result
+    output = json.loads(Path(loop.output_uri).read_text())
+    assert output["inputContent"] == document
+    assert [a["answerContent"] for a in output["humanAnswers"]] == \
+        [{"verdict": {"label": "remove"}}] * 2
+    assert {a["workerMetadata"]["identityData"]["sub"] for a in output["humanAnswers"]} == \
+        {"rita", "rob"}
+    # With activation conditions, the model's probabilities over the labels are needed.
+    review.create_flow(flow(tmp_path, name="moderation-gated", task_ui=TASK_UI))
+    with pytest.raises(InputError):
+        review.start_human_loop("gated-1", "moderation-gated", document)
+    with pytest.raises(ConfigurationError) as caught:
+        flow(tmp_path, name="broken-ui", labels=[], task_ui="<p>{{ task.input.x | </p>")
+    assert caught.value.fields["setting"] == "task_ui"

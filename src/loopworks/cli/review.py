@@ -89,9 +89,9 @@ def flow() -> None:
 @flow.command("create")
 @click.argument("name")
 @click.option("--team", required=True, help="Team whose workers review the loops.")
-@click.option("--labels", required=True,
+@click.option("--labels", default="",
               help="Comma-separated classes, in the model's order, e.g. negative,neutral,"
-                   "positive (entity types for span-review).")
+                   "positive (entity types for span-review; optional with --task-ui).")
 @click.option("--output", required=True,
               help="Folder or fsspec URL (s3://...) for the output documents.")
 @click.option("--title", default="", help="Short title reviewers see.")
@@ -108,6 +108,10 @@ def flow() -> None:
 @click.option("--template", default="classification-review", show_default=True,
               help="classification-review, span-review, or @FILE.html (a Jinja2 template, "
                    "rendered with autoescape).")
+@click.option("--task-ui", "task_ui", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="A human task UI, as A2I's: a Liquid template with "
+              "crowd-html elements over task.input (the loop's input content as given). The "
+              "input then needs no particular field and --labels may be left out.")
 @click.option("--webhook", "webhook_urls", multiple=True,
               help="URL receiving human-loop status changes (repeatable).")
 @setting_options("webhook_secret")
@@ -121,14 +125,15 @@ def flow() -> None:
 @handle_errors
 def create_flow(name: str, team: str, labels: str, output: str, title: str, description: str,
                 task_count: int, time_limit: int, lifetime: int, conditions: str | None,
-                template: str, webhook_urls: tuple[str, ...], webhook_secret: str | None,
-                feature_group: str, id_field: str, home: str | None) -> None:
+                template: str, task_ui: str | None, webhook_urls: tuple[str, ...],
+                webhook_secret: str | None, feature_group: str, id_field: str,
+                home: str | None) -> None:
     """Create flow definition NAME (and the streaming job its reviewers work in)."""
     from loopworks.files import is_local, local_path
     from loopworks.review.flows import FlowDefinition
 
     classes = [x.strip() for x in labels.split(",") if x.strip()]
-    if not classes:
+    if not classes and task_ui is None:
         raise ConfigurationError("--labels names no class", setting="labels")
     if is_local(output):
         # Loops complete in whichever process settles them (CLI, server): not a relative path.
@@ -140,7 +145,8 @@ def create_flow(name: str, team: str, labels: str, output: str, title: str, desc
         template=_template(template), task_count=task_count, time_limit_seconds=time_limit,
         availability_lifetime_seconds=lifetime, activation_conditions=document,
         webhooks=list(webhook_urls), webhook_secret=webhook_secret,
-        feature_group=feature_group, id_field=id_field)
+        feature_group=feature_group, id_field=id_field,
+        task_ui=Path(task_ui).read_text(encoding="utf-8") if task_ui else "")
     created = _review(home).create_flow(spec)
     rule = "every input" if not document or not document.get("Conditions") \
         else f"{len(document['Conditions'])} activation condition(s)"

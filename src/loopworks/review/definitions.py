@@ -7,6 +7,7 @@ their statuses and failure codes, and the checks a flow passes before it is stor
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -85,6 +86,11 @@ class FlowDefinition:
     #: ``id_field`` (the loop's name when empty), with its provenance.
     feature_group: str = ""
     id_field: str = ""
+    #: A human task UI (A2I's): a Liquid template with crowd-html elements over
+    #: ``task.input``, the loop's input content as given. With one, the input needs no
+    #: particular field, the answer is the form's JSON, and ``labels`` may be empty
+    #: (activation conditions then need none, or ``probabilities`` over the labels).
+    task_ui: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -106,6 +112,14 @@ class FlowDefinition:
                     f"{low:,} to {high:,}; got {value!r}", setting=setting)
         if not isinstance(self.output, str) or not self.output.strip():
             raise ConfigurationError("a flow needs an output location", setting="output")
+        if self.task_ui:
+            from loopworks.errors import ValidationError
+            from loopworks.labeling.templates import check_template
+
+            try:
+                check_template(self.task_ui, name="task_ui")
+            except ValidationError as exc:
+                raise ConfigurationError(str(exc), setting="task_ui") from None
         # Validated now, with the path of any mistake, not when the first input arrives.
         ActivationConditions(self.activation_conditions, self.labels)
 
@@ -116,6 +130,8 @@ class FlowDefinition:
 
     @property
     def task_type(self) -> TaskType:
+        if self.task_ui:
+            return TaskType.CUSTOM
         return TEMPLATES.get(self.template, TaskType.TEXT_CLASSIFICATION)
 
     @property
@@ -205,12 +221,15 @@ def check_output(output: object) -> str:
     return output
 
 
-def loop_text(content: dict[str, Any]) -> str:
-    """The text people review: ``source``, ``text`` or ``taskObject`` of the input."""
+def loop_text(content: dict[str, Any], *, required: bool = True) -> str:
+    """The text people review: ``source``, ``text`` or ``taskObject`` of the input (without
+    ``required``, for a task UI that shows the input its own way: else the input's JSON)."""
     for key in ("source", "text", "taskObject"):
         value = content.get(key)
         if isinstance(value, str) and value.strip():
             return value
+    if not required:
+        return json.dumps(content, ensure_ascii=False, sort_keys=True)[:10_000]
     raise InputError("the input content needs the text to review under 'source', 'text' or "
                      "'taskObject'", field="input_content")
 

@@ -48,7 +48,7 @@ from loopworks.labeling.workforce import workers
 from loopworks.metadata.tables import review_flows as flows
 from loopworks.metadata.tables import review_loops as loops
 from loopworks.metadata.tables import review_passes as passes
-from loopworks.review.conditions import ActivationConditions
+from loopworks.review.conditions import ActivationConditions, Evaluation
 from loopworks.review.definitions import (
     MAX_FLOW_LIFETIME_SECONDS,
     NAME_PATTERN,
@@ -146,7 +146,7 @@ class HumanReview:
                        time_limit_seconds=flow.time_limit_seconds,
                        availability_lifetime_seconds=100 * 365 * 24 * 3600,
                        webhooks=flow.webhooks, webhook_secret=flow.webhook_secret,
-                       streaming=True, roles=["reviewer"])
+                       streaming=True, roles=["reviewer"], template=flow.task_ui)
         self.jobs.create_streaming_job(spec)
         with self._tx() as conn:
             conn.execute(flows.insert().values(name=flow.name, spec=json.dumps(asdict(flow)),
@@ -218,13 +218,25 @@ class HumanReview:
             repeated = sorted(n for n, k in Counter(n for n, _ in inputs).items() if k > 1)
             raise ConfigurationError(f"human loop names must differ within one call; "
                                      f"repeated: {', '.join(repeated[:10])}", setting="name")
-        predictions = [prediction_of(c, spec.labels) for _, c in inputs]
-        texts = [loop_text(c) for _, c in inputs]
-        probs = np.array([[p["probabilities"][c] for c in spec.labels] for p in predictions])
-        conditions = ActivationConditions(spec.activation_conditions, spec.labels)
-        evaluation = conditions.evaluate(probs.reshape(len(inputs), len(spec.labels)),
-                                         spec.labels, flow=flow,
-                                         contents=[c for _, c in inputs])
+        custom = bool(spec.task_ui)
+        # A task UI shows the input as it likes: the model's probabilities are needed only
+        # by activation conditions, and then over the flow's labels.
+        conditioned = bool(spec.activation_conditions and
+                           spec.activation_conditions.get("Conditions"))
+        predictions: list[dict[str, Any] | None] = [
+            prediction_of(c, spec.labels) if not custom or conditioned
+            or (spec.labels and "probabilities" in c) else None for _, c in inputs]
+        texts = [loop_text(c, required=not custom) for _, c in inputs]
+        if all(p is not None for p in predictions):
+            probs = np.array([[p["probabilities"][c] for c in spec.labels]
+                              for p in predictions if p is not None])
+            conditions = ActivationConditions(spec.activation_conditions, spec.labels)
+            evaluation = conditions.evaluate(probs.reshape(len(inputs), len(spec.labels)),
+                                             spec.labels, flow=flow,
+                                             contents=[c for _, c in inputs])
+        else:  # no conditions: every input goes to people
+            evaluation = Evaluation(np.ones(len(inputs), dtype=bool),
+                                    [["(no conditions: always)"] for _ in inputs])
         hashes = [_hash(c) for _, c in inputs]
         now = utcnow()
         results: list[StartResult | None] = [None] * len(inputs)
@@ -458,6 +470,9 @@ class HumanReview:
             accepted, submitted = r.accepted_at, r.submitted_at
             out.setdefault(r.item_id, []).append({
                 "answerContent": json.loads(r.answer), "workerId": r.worker_name,
+                "workerMetadata": {"identityData": {"identityProviderType": "loopworks",
+                                                    "issuer": "loopworks",
+                                                    "sub": r.worker_name}},
                 "acceptanceTime": accepted.isoformat(),
                 "submissionTime": submitted.isoformat(),
                 "timeSpentInSeconds": round((submitted - accepted).total_seconds(), 3)})
@@ -466,13 +481,15 @@ class HumanReview:
     def _complete(self, spec: FlowDefinition, row: Any, given: list[dict[str, Any]],
                   now: datetime) -> dict[str, Any] | None:
         content = json.loads(row.input_content)
-        prediction = prediction_of(content, spec.labels)
+        prediction = prediction_of(content, spec.labels) \
+            if not spec.task_ui or (spec.labels and "probabilities" in content) else None
         result = consolidate_review(spec.task_type, [g["answerContent"] for g in given],
-                                    prediction["label"])
-        result["modelLabel"] = prediction["label"]
-        result["modelConfidence"] = round(prediction["confidence"], 6)
-        if "label" in result:
-            result["agreesWithModel"] = result["label"] == prediction["label"]
+                                    prediction["label"] if prediction else "")
+        if prediction is not None:
+            result["modelLabel"] = prediction["label"]
+            result["modelConfidence"] = round(prediction["confidence"], 6)
+            if "label" in result:
+                result["agreesWithModel"] = result["label"] == prediction["label"]
         created = row.created_at
         document = output_document(spec, row.name, content, given, result,
                                    json.loads(row.conditions_fired), created, now)

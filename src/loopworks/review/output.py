@@ -28,6 +28,12 @@ def consolidate_review(task_type: TaskType, given: list[Any], model_label: str
     label when it is among the tied, else to the first answered); spans kept by majority."""
     if not given:
         return {"method": "none", "answers": 0}
+    if task_type is TaskType.CUSTOM:  # a task UI's form: the answer most gave, as a whole
+        keys = Counter(json.dumps(a, sort_keys=True) for a in given)
+        top_key, top = keys.most_common(1)[0]
+        chosen = next(a for a in given if json.dumps(a, sort_keys=True) == top_key)
+        return {"method": "majority-answer", "answers": len(given), "answer": chosen,
+                "agreement": round(top / len(given), 6)}
     if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
         spans = consolidate_spans(given)
         return {"method": "span-majority", "answers": len(given), "entities": spans}
