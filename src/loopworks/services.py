@@ -182,13 +182,16 @@ def open(home: str | os.PathLike[str] | None = None, *,  # noqa: A001 - loopwork
         features = FeatureStore(settings=resolved, engine=engine)
     engine = features.registry.engine
     labeling = LabelingJobs(engine)
-    review = HumanReview(engine, labeling, home=features.home, features=features)
+    made: list[Loopworks] = []  # the object store opens on first use, from the services
+    review = HumanReview(engine, labeling, home=features.home, features=features,
+                         objects=lambda: made[0].objects)
     auto_label = AutoLabelRounds(labeling, home=features.home)
     labeling.follow_ups.after_answer(review.answered)
     if run_rounds:
         labeling.follow_ups.after_answer(auto_label.answered)
         labeling.follow_ups.when_no_task(auto_label.start)
     services = Loopworks(resolved, engine, features, labeling, review, auto_label)
+    made.append(services)
     if resume:
         services.resume()
     return services

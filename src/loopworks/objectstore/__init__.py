@@ -199,6 +199,22 @@ class ObjectStore:
         return self._commit(bucket, key, blob, staged.size, etag or f'"{staged.md5}"',
                             content_type, metadata)
 
+    def put_bytes(self, bucket: str, key: str, data: bytes, *,
+                  content_type: str = "application/octet-stream") -> ObjectInfo:
+        """Store a small body written by loopworks itself (an output document)."""
+        staged = self.staging()
+        try:
+            with open(staged.path, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            staged.path.unlink(missing_ok=True)
+            raise
+        staged.size = len(data)
+        staged.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return self.put(bucket, key, staged, content_type=content_type)
+
     def _commit(self, bucket: str, key: str, blob: str, size: int, etag: str,
                 content_type: str, metadata: dict[str, str] | None) -> ObjectInfo:
         """Point ``key`` at a stored blob in one row write; the blob it replaced goes."""

@@ -91,6 +91,9 @@ class FlowDefinition:
     #: particular field, the answer is the form's JSON, and ``labels`` may be empty
     #: (activation conditions then need none, or ``probabilities`` over the labels).
     task_ui: str = ""
+    #: Where ``output`` is: ``""`` a folder or an fsspec URL; ``"objects"`` an
+    #: ``s3://BUCKET/PREFIX`` of loopworks' own object store (flows made over /aws).
+    output_store: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -112,6 +115,9 @@ class FlowDefinition:
                     f"{low:,} to {high:,}; got {value!r}", setting=setting)
         if not isinstance(self.output, str) or not self.output.strip():
             raise ConfigurationError("a flow needs an output location", setting="output")
+        if self.output_store not in ("", "objects"):
+            raise ConfigurationError(f"output_store {self.output_store!r}: use '' or "
+                                     "'objects'", setting="output_store")
         if self.task_ui:
             from loopworks.errors import ValidationError
             from loopworks.labeling.templates import check_template

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, fields
 from datetime import datetime, timedelta
@@ -72,6 +72,7 @@ from loopworks.review.output import (
 
 if TYPE_CHECKING:
     from loopworks.featurestore import FeatureStore
+    from loopworks.objectstore import ObjectStore
 
 __all__ = ["MAX_FLOW_LIFETIME_SECONDS", "OUTPUT_PROTOCOLS", "FailureCode", "FlowDefinition",
            "HumanLoop", "HumanReview", "LoopStatus", "StartResult", "TEMPLATES", "check_output",
@@ -106,12 +107,13 @@ class HumanReview:
     """Flow definitions and human loops in the metadata database."""
 
     def __init__(self, engine: sa.Engine, jobs: LabelingJobs | None = None, *,
-                 home: str | Path | None = None, features: FeatureStore | None = None
-                 ) -> None:
+                 home: str | Path | None = None, features: FeatureStore | None = None,
+                 objects: Callable[[], ObjectStore] | None = None) -> None:
         self.engine = engine
         self.jobs = jobs or LabelingJobs(engine)
         self.home = home  # the feature store's home, for flows that write a feature group
         self._features = features
+        self._objects = objects  # the object store, for flows that write their outputs there
 
     @property
     def features(self) -> FeatureStore:
@@ -134,7 +136,8 @@ class HumanReview:
             raise ConfigurationError(
                 f"template {flow.template[:40]!r} is neither a built-in "
                 f"({', '.join(TEMPLATES)}) nor a Jinja2 template", setting="template")
-        check_output(flow.output)
+        if flow.output_store != "objects":  # the object store's bucket is the caller's care
+            check_output(flow.output)
         flow.created_at = utcnow().isoformat()
         with self._tx() as conn:
             if conn.execute(sa.select(flows.c.id).where(flows.c.name == flow.name)).first():
@@ -359,6 +362,14 @@ class HumanReview:
         token = str(rows[-1].id) if more and rows else None
         return [self._loop(r, r.flow_name) for r in rows], token
 
+    def flows_of_loop(self, name: str) -> list[str]:
+        """The flows that have a loop of this name (A2I names loops uniquely per account,
+        so a loop started over /aws is found by its name alone)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(flows.c.name).join(
+                loops, loops.c.flow_id == flows.c.id).where(loops.c.name == name)
+                .order_by(flows.c.name)).scalars())
+
     def stop_human_loop(self, name: str, flow: str) -> HumanLoop:
         """Stop a loop in progress: Stopping, its task withdrawn, then Stopped."""
         loop = self.describe_human_loop(name, flow)
@@ -494,7 +505,9 @@ class HumanReview:
         document = output_document(spec, row.name, content, given, result,
                                    json.loads(row.conditions_fired), created, now)
         try:
-            uri = write_output_document(spec, row.name, created, document)
+            uri = write_output_document(
+                spec, row.name, created, document,
+                self._objects() if self._objects is not None else None)
         except Exception as exc:  # noqa: BLE001 - any failure: the answers stay, the loop
             # says why it has no output, and reading other loops goes on
             self._set(spec.name, row.name, LoopStatus.FAILED, now,

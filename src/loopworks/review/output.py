@@ -17,6 +17,7 @@ from loopworks.review.definitions import FlowDefinition
 
 if TYPE_CHECKING:
     from loopworks.featurestore import FeatureStore
+    from loopworks.objectstore import ObjectStore
 
 __all__ = ["consolidate_review", "output_document", "write_output_document",
            "write_reviewed_labels"]
@@ -60,12 +61,21 @@ def output_document(spec: FlowDefinition, loop: str, content: dict[str, Any],
 
 
 def write_output_document(spec: FlowDefinition, loop: str, created: datetime,
-                          document: dict[str, Any]) -> str:
-    """Write ``output.json`` under A2I's dated layout, atomically (local or remote)."""
+                          document: dict[str, Any], objects: ObjectStore | None = None) -> str:
+    """Write ``output.json`` under A2I's dated layout, atomically (local, remote, or in
+    loopworks' object store for a flow whose ``output_store`` says so)."""
     from loopworks.files import atomic_write, is_local, local_path
 
     relative = f"{spec.name}/{created:%Y/%m/%d/%H/%M/%S}/{loop}/output.json"
     body = json.dumps(document, ensure_ascii=False, indent=2).encode()
+    if spec.output_store == "objects":
+        if objects is None:
+            raise InputError("this flow writes to loopworks' object store, which this "
+                             "process has not opened", field="output")
+        bucket, _, prefix = spec.output.removeprefix("s3://").partition("/")
+        key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+        objects.put_bytes(bucket, key, body, content_type="application/json")
+        return f"s3://{bucket}/{key}"
     if is_local(spec.output):
         return atomic_write(local_path(spec.output) / relative, body)
     return atomic_write(f"{spec.output.rstrip('/')}/{relative}", body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -70,9 +71,10 @@ Me = Annotated[Worker, Depends(page_worker)]
 
 
 def render(request: Request, name: str, status_code: int = 200, *, notice: str | None = None,
-           **context: Any) -> HTMLResponse:
+           nonce: str | None = None, **context: Any) -> HTMLResponse:
     """Render a template with the request, the CSRF token and any flash message (a
-    ``notice`` is shown after it)."""
+    ``notice`` is shown after it). A ``nonce`` also lets the scripts and styles that carry
+    it run (a custom task template's own)."""
     flash = request.session.pop("flash", None) if "session" in request.scope else None
     if notice:
         flash = f"{flash} {notice}" if flash else notice
@@ -80,7 +82,11 @@ def render(request: Request, name: str, status_code: int = 200, *, notice: str |
         request=request, csrf=csrf_token(request), flash=flash, **context)
     return HTMLResponse(html, status_code=status_code,
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "Content-Security-Policy": _CSP})
+                                 "Content-Security-Policy": _CSP if nonce is None else
+                                 _CSP.replace("script-src 'self'",
+                                              f"script-src 'self' 'nonce-{nonce}'")
+                                 .replace("style-src 'self'",
+                                          f"style-src 'self' 'nonce-{nonce}'")})
 
 
 # Scripts and styles come only from this server; no inline script runs (data blocks are JSON).
@@ -183,6 +189,8 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
         if jobs.has_work(job, me):
             return render(request, "start.html", **context)
         return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
+    if task.task_type == TaskType.CUSTOM.value:
+        return _custom_form_page(request, spec, task, context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
     flow = services(request).review.flow_for_job(job)
     prediction = task.data.get("prediction") if flow is not None else None
@@ -192,6 +200,42 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
                   task_data={"source": "" if image else task.source,
                              "labels": spec.labels, "type": task.task_type},
                   flow=flow, prediction=prediction, custom=custom,
+                  idempotency_key=secrets.token_urlsafe(16), **context)
+
+
+#: Where the crowd-html elements are served from (a template's script tag for Amazon's copy
+#: is pointed here: nothing loads from outside).
+CROWD_ELEMENTS_URL = "/static/crowd/crowd-html-elements.js"
+_TEMPLATE_TAGS = re.compile(r"<(script|style)\b", re.IGNORECASE)
+
+
+def _custom_form_page(request: Request, spec: JobSpec, task: Task,
+                      context: dict[str, Any]) -> HTMLResponse:
+    """A custom job's task: its Liquid template rendered with the item as ``task.input``.
+
+    The template is admin content and may carry scripts and styles (Ground Truth's do):
+    each tag of the *template's own text* gets this page's nonce before rendering, so they
+    run and nothing else does; task input is escaped, and input a template prints raw
+    (``skip_autoescape``) never carries the nonce."""
+    from loopworks.errors import ValidationError
+    from loopworks.labeling.templates import render_template
+
+    nonce = secrets.token_urlsafe(16)
+    text = _TEMPLATE_TAGS.sub(lambda m: f'<{m.group(1)} nonce="{nonce}"', spec.template)
+    # A review loop's task UI sees the loop's input content as given (A2I's task.input); a
+    # labeling job's sees the item: taskObject (its source or source-ref) and its fields.
+    loop_input = task.data.get("input") if "human-loop" in task.data else None
+    task_input = loop_input if isinstance(loop_input, dict) else \
+        {**task.data, "taskObject": task.source}
+    try:
+        form = Markup(render_template(text, task_input, elements_url=CROWD_ELEMENTS_URL))
+        problem = None
+    except ValidationError as exc:
+        form, problem = None, str(exc)
+    return render(request, "task.html", nonce=nonce, custom_form=form,
+                  template_problem=problem, shortcuts=[], image=False, flow=None,
+                  prediction=None, custom=None,
+                  task_data={"source": "", "labels": spec.labels, "type": task.task_type},
                   idempotency_key=secrets.token_urlsafe(16), **context)
 
 

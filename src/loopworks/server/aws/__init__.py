@@ -62,7 +62,7 @@ PREFIX = "/aws"
 MAX_BODY_BYTES = 16 << 20
 _SERVICE = {Protocol.JSON: "sagemaker", Protocol.REST_JSON: "sagemaker", Protocol.QUERY: "sts",
             Protocol.S3: "s3"}
-_RUNTIME_PATHS = ("/FeatureGroup/", "/BatchGetRecord", "/BatchWriteRecord")
+_RUNTIME_PATHS = ("/FeatureGroup/", "/BatchGetRecord", "/BatchWriteRecord", "/human-loops")
 _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 #: The ``SageMaker.*`` operations this server answers, by name.
 CONTROL_PLANE: dict[str, featurestore.Handler] = {**featurestore.CONTROL_PLANE,
@@ -142,11 +142,33 @@ def _runtime_call(request: Request, body: bytes
         params["FeatureGroupName"] = parts[2]
         return featurestore.RUNTIME[("POST", "list" if parts[3] == "ListRecords"
                                      else "update")], params
+    if path == "/human-loops" or path.startswith("/human-loops/"):
+        return _a2i_call(request, path, params, body)
     if path in ("/BatchGetRecord", "/BatchWriteRecord") and request.method == "POST":
         kind = "batch-get" if path == "/BatchGetRecord" else "batch-write"
         return featurestore.RUNTIME[("POST", kind)], _json_params(body)
     raise AwsError("UnknownOperationException", f"{request.method} {path} is not an "
                    "operation this server supports", status=404)
+
+
+def _a2i_call(request: Request, path: str, params: dict[str, Any], body: bytes
+              ) -> tuple[Callable[[Call], dict[str, Any]], dict[str, Any]]:
+    """sagemaker-a2i-runtime's routes: /human-loops[/stop | /NAME]."""
+    rest = path[len("/human-loops"):].strip("/")
+    method = request.method
+    if not rest and method in ("POST", "GET"):
+        kind = "start" if method == "POST" else "list"
+    elif rest == "stop" and method == "POST":
+        kind = "stop"
+    elif rest and "/" not in rest and method in ("GET", "DELETE"):
+        kind = "describe" if method == "GET" else "delete"
+        params["HumanLoopName"] = rest
+    else:
+        raise AwsError("UnknownOperationException", f"{method} {path} is not an operation "
+                       "this server supports", status=404)
+    if method == "POST":
+        params.update(_json_params(body))
+    return humanloop.A2I_RUNTIME[(method, kind)], params
 
 
 def _sts(call: Call, key_id: str, rid: str) -> str:

@@ -15,19 +15,26 @@ Only admins manage these (as labeling jobs and review flows on the JSON API).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from loopworks.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from loopworks.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+)
 from loopworks.labeling.resources import Resource, Resources
 from loopworks.labeling.templates import check_template
 from loopworks.labeling.workforce import Role
 from loopworks.server.aws.featurestore import Call, Handler
 from loopworks.server.aws.protocols import AwsError, page, required_string
 
-__all__ = ["CONTROL_PLANE"]
+__all__ = ["A2I_RUNTIME", "CONTROL_PLANE"]
 
 WORKFORCE = "default"
 _WORKTEAM, _TASK_UI = "workteam", "human-task-ui"
@@ -317,4 +324,301 @@ CONTROL_PLANE: dict[str, Handler] = {
     "DeleteWorkteam": delete_workteam,
     "CreateHumanTaskUi": create_human_task_ui, "DescribeHumanTaskUi": describe_human_task_ui,
     "ListHumanTaskUis": list_human_task_uis, "DeleteHumanTaskUi": delete_human_task_ui,
+}
+
+
+# ----------------------------------------------------------- flow definitions
+_FLOW = "flow-definition"
+_S3_PATH = re.compile(r"s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?")
+
+
+def _arn_name(arn: Any, kind: str, field: str) -> str:
+    """The name at the end of an ARN of ``kind`` (``workteam``, ``human-task-ui``...)."""
+    if not isinstance(arn, str) or f":{kind}/" not in arn:
+        raise AwsError("ValidationException", f"{field} {arn!r} is not a {kind} ARN")
+    return arn.rsplit("/", 1)[-1]
+
+
+def _seconds(config: dict[str, Any], field: str, default: int) -> int:
+    value = config.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AwsError("ValidationException", f"HumanLoopConfig.{field} must be a whole "
+                       "number of seconds")
+    return value
+
+
+def create_flow_definition(call: Call) -> dict[str, Any]:
+    """CreateFlowDefinition: a review flow on the work team's loopworks team, its task UI
+    the human task UI's template; outputs go to OutputConfig.S3OutputPath in loopworks'
+    object store (the bucket is made when missing)."""
+    from loopworks.review.definitions import FlowDefinition
+
+    _admin(call)
+    p = call.params
+    name = _named(p, "FlowDefinitionName", _TASK_UI_NAME)
+    required_string(p, "RoleArn")
+    if p.get("HumanLoopRequestSource"):
+        raise AwsError("ValidationException", "built-in integrations (HumanLoopRequestSource: "
+                       "Amazon Textract, Amazon Rekognition) are not supported; give a "
+                       "HumanLoopConfig with a HumanTaskUiArn")
+    output = p.get("OutputConfig")
+    path = output.get("S3OutputPath") if isinstance(output, dict) else None
+    found = _S3_PATH.fullmatch(path) if isinstance(path, str) else None
+    if found is None or not isinstance(path, str):
+        raise AwsError("ValidationException", f"OutputConfig.S3OutputPath {path!r} is not an "
+                       "s3://bucket/prefix URI")
+    config = p.get("HumanLoopConfig")
+    if not isinstance(config, dict):
+        raise AwsError("ValidationException", "HumanLoopConfig is required")
+    team_name = _arn_name(config.get("WorkteamArn"), "workteam", "WorkteamArn")
+    ui_name = _arn_name(config.get("HumanTaskUiArn"), "human-task-ui", "HumanTaskUiArn")
+    workteam = _get(call, _WORKTEAM, "Workteam", team_name)
+    task_ui = _get(call, _TASK_UI, "HumanTaskUi", ui_name)
+    conditions = None
+    activation = p.get("HumanLoopActivationConfig")
+    if isinstance(activation, dict):
+        text = (activation.get("HumanLoopActivationConditionsConfig") or {}).get(
+            "HumanLoopActivationConditions")
+        try:
+            conditions = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            raise AwsError("ValidationException", "HumanLoopActivationConditions is not "
+                           "valid JSON") from None
+    count = config.get("TaskCount")
+    try:
+        flow = FlowDefinition(
+            name, workteam.document["teams"][0], [], path, title=str(config.get("TaskTitle", "")),
+            description=str(config.get("TaskDescription", "")),
+            task_count=count if isinstance(count, int) else 1,
+            time_limit_seconds=_seconds(config, "TaskTimeLimitInSeconds", 3600),
+            availability_lifetime_seconds=_seconds(
+                config, "TaskAvailabilityLifetimeInSeconds", 864_000),
+            activation_conditions=conditions, task_ui=task_ui.document["content"],
+            output_store="objects")
+    except ConfigurationError as exc:
+        raise AwsError("ValidationException", str(exc)) from None
+    try:
+        call.lw.objects.create_bucket(found["bucket"], owner_id=call.worker.id)
+    except ConflictError:
+        pass
+    try:
+        _resources(call).create(_FLOW, name, {key: p[key] for key in (
+            "HumanLoopConfig", "OutputConfig", "RoleArn", "HumanLoopActivationConfig")
+            if key in p})
+    except ConflictError:
+        raise AwsError("ResourceInUse", f"FlowDefinition {name} already exists.") from None
+    try:
+        call.lw.review.create_flow(flow)
+    except BaseException:
+        _resources(call).delete(_FLOW, name)
+        raise
+    return {"FlowDefinitionArn": _arn(call, "flow-definition", name)}
+
+
+def describe_flow_definition(call: Call) -> dict[str, Any]:
+    """DescribeFlowDefinition: what Create was given, Active once made."""
+    _admin(call)
+    name = required_string(call.params, "FlowDefinitionName")
+    resource = _get(call, _FLOW, "FlowDefinition", name)
+    return {"FlowDefinitionArn": _arn(call, "flow-definition", name),
+            "FlowDefinitionName": name, "FlowDefinitionStatus": "Active",
+            "CreationTime": _epoch(resource.created_at), **resource.document}
+
+
+def list_flow_definitions(call: Call) -> dict[str, Any]:
+    """ListFlowDefinitions: creation-time window, sort order, paging."""
+    _admin(call)
+    p = call.params
+    items = _resources(call).list(_FLOW)
+    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
+    if isinstance(after, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) > after]
+    if isinstance(before, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) < before]
+    chunk, token = _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+    out: dict[str, Any] = {"FlowDefinitionSummaries": [
+        {"FlowDefinitionName": r.name, "FlowDefinitionArn": _arn(call, "flow-definition",
+                                                                   r.name),
+         "FlowDefinitionStatus": "Active", "CreationTime": _epoch(r.created_at)}
+        for r in chunk]}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def delete_flow_definition(call: Call) -> dict[str, Any]:
+    """DeleteFlowDefinition: the flow and its loops (their outputs stay)."""
+    _admin(call)
+    name = required_string(call.params, "FlowDefinitionName")
+    _get(call, _FLOW, "FlowDefinition", name)
+    try:
+        call.lw.review.delete_flow(name)
+    except NotFoundError:
+        pass
+    _resources(call).delete(_FLOW, name)
+    return {}
+
+
+CONTROL_PLANE.update({
+    "CreateFlowDefinition": create_flow_definition,
+    "DescribeFlowDefinition": describe_flow_definition,
+    "ListFlowDefinitions": list_flow_definitions,
+    "DeleteFlowDefinition": delete_flow_definition,
+})
+
+
+# ------------------------------------------------------- sagemaker-a2i-runtime
+#: A2I's largest InputContent.
+MAX_INPUT_CHARS = 3_145_728
+_LOOP_NAME = re.compile(r"[a-z0-9](-*[a-z0-9]){0,62}")
+
+
+def _a2i_error(code: str, message: str, status: int = 400) -> AwsError:
+    return AwsError(code, message, status=status)
+
+
+def _loop_flow(call: Call, name: str) -> str:
+    found = call.lw.review.flows_of_loop(name)
+    if not found:
+        raise _a2i_error("ResourceNotFoundException", f"Human loop {name} does not exist.",
+                         404)
+    return found[0]
+
+
+def _loop_out(call: Call, loop: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "CreationTime": loop.created_at.timestamp(), "HumanLoopStatus": loop.status.value,
+        "HumanLoopName": loop.name, "HumanLoopArn": _arn(call, "human-loop", loop.name),
+        "FlowDefinitionArn": _arn(call, "flow-definition", loop.flow)}
+    if loop.failure_code:
+        out["FailureCode"] = loop.failure_code
+        out["FailureReason"] = loop.failure_reason or ""
+    if loop.output_uri:
+        out["HumanLoopOutput"] = {"OutputS3Uri": loop.output_uri}
+    return out
+
+
+def start_human_loop(call: Call) -> dict[str, Any]:
+    """StartHumanLoop: InputContent is any JSON object (the task UI's task.input); a name
+    is unique on the server: the same name and content again is the same loop."""
+    _admin(call)
+    p = call.params
+    name = required_string(p, "HumanLoopName")
+    if not _LOOP_NAME.fullmatch(name):
+        raise _a2i_error("ValidationException", f"HumanLoopName {name!r} must be 1-63 "
+                         "lower-case letters, digits and hyphens")
+    flow = _arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
+    given = p.get("HumanLoopInput")
+    text = given.get("InputContent") if isinstance(given, dict) else None
+    if not isinstance(text, str):
+        raise _a2i_error("ValidationException", "HumanLoopInput.InputContent is required")
+    if len(text) > MAX_INPUT_CHARS:
+        raise _a2i_error("ValidationException", f"InputContent has {len(text):,} characters;"
+                         f" at most {MAX_INPUT_CHARS:,}")
+    try:
+        content = json.loads(text)
+    except ValueError:
+        raise _a2i_error("ValidationException", "InputContent is not valid JSON") from None
+    if not isinstance(content, dict):
+        raise _a2i_error("ValidationException", "InputContent must be a JSON object")
+    elsewhere = [f for f in call.lw.review.flows_of_loop(name) if f != flow]
+    if elsewhere:
+        raise _a2i_error("ConflictException", f"a human loop named {name} exists already "
+                         f"(flow definition {elsewhere[0]})", 409)
+    try:
+        call.lw.review.flow(flow)
+    except NotFoundError:
+        raise _a2i_error("ResourceNotFoundException", f"Flow definition {flow} does not "
+                         "exist.", 404) from None
+    try:
+        call.lw.review.start_human_loop(name, flow, content)
+    except ConflictError:
+        raise _a2i_error("ConflictException", f"Human loop {name} exists with other input "
+                         "content.", 409) from None
+    except (ConfigurationError, ValidationError) as exc:
+        raise _a2i_error("ValidationException", str(exc)) from None
+    return {"HumanLoopArn": _arn(call, "human-loop", name)}
+
+
+def describe_human_loop(call: Call) -> dict[str, Any]:
+    """DescribeHumanLoop: by name alone."""
+    _admin(call)
+    name = required_string(call.params, "HumanLoopName")
+    return _loop_out(call, call.lw.review.describe_human_loop(name, _loop_flow(call, name)))
+
+
+def _when(value: Any, field: str) -> datetime | None:
+    from loopworks.clock import as_utc
+
+    if value in (None, ""):
+        return None
+    try:
+        return as_utc(value)
+    except (ValueError, TypeError):
+        raise _a2i_error("ValidationException", f"{field} {value!r} is not a time") from None
+
+
+def list_human_loops(call: Call) -> dict[str, Any]:
+    """ListHumanLoops: one flow's loops, creation-time window, sort order, paging."""
+    _admin(call)
+    p = call.params
+    flow = _arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
+    order = p.get("SortOrder") or "Ascending"
+    if order not in ("Ascending", "Descending"):
+        raise _a2i_error("ValidationException", "SortOrder must be Ascending or Descending")
+    limit = p.get("MaxResults", "100")
+    if not str(limit).isdigit() or not 1 <= int(limit) <= 100:
+        raise _a2i_error("ValidationException", "MaxResults must be 1-100")
+    try:
+        loops, token = call.lw.review.list_human_loops(
+            flow, created_after=_when(p.get("CreationTimeAfter"), "CreationTimeAfter"),
+            created_before=_when(p.get("CreationTimeBefore"), "CreationTimeBefore"),
+            max_results=int(limit), next_token=p.get("NextToken") or None,
+            newest_first=order == "Descending")
+    except NotFoundError:
+        raise _a2i_error("ResourceNotFoundException", f"Flow definition {flow} does not "
+                         "exist.", 404) from None
+    except ConfigurationError as exc:
+        raise _a2i_error("ValidationException", str(exc)) from None
+    summaries = []
+    for loop in loops:
+        summary = {"HumanLoopName": loop.name, "HumanLoopStatus": loop.status.value,
+                   "CreationTime": loop.created_at.timestamp(),
+                   "FlowDefinitionArn": _arn(call, "flow-definition", loop.flow)}
+        if loop.failure_reason:
+            summary["FailureReason"] = loop.failure_reason
+        summaries.append(summary)
+    out: dict[str, Any] = {"HumanLoopSummaries": summaries}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def stop_human_loop(call: Call) -> dict[str, Any]:
+    """StopHumanLoop."""
+    _admin(call)
+    name = required_string(call.params, "HumanLoopName")
+    try:
+        call.lw.review.stop_human_loop(name, _loop_flow(call, name))
+    except ConflictError as exc:
+        raise _a2i_error("ValidationException", str(exc)) from None
+    return {}
+
+
+def delete_human_loop(call: Call) -> dict[str, Any]:
+    """DeleteHumanLoop."""
+    _admin(call)
+    name = required_string(call.params, "HumanLoopName")
+    try:
+        call.lw.review.delete_human_loop(name, _loop_flow(call, name))
+    except ConflictError as exc:
+        raise _a2i_error("ValidationException", str(exc)) from None
+    return {}
+
+
+#: The sagemaker-a2i-runtime operations: (method, route) → handler.
+A2I_RUNTIME: dict[tuple[str, str], Handler] = {
+    ("POST", "start"): start_human_loop, ("GET", "describe"): describe_human_loop,
+    ("GET", "list"): list_human_loops, ("POST", "stop"): stop_human_loop,
+    ("DELETE", "delete"): delete_human_loop,
 }

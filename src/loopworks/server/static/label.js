@@ -5,6 +5,16 @@
   const task = document.getElementById("task");
   if (!task) return;
   const kind = task.dataset.kind;
+  if (kind === "custom") {
+    // A custom template's crowd-form hands its answer over in a crowd-submit event: it is
+    // sent with this page's form (CSRF token, idempotency key), as any other answer.
+    document.addEventListener("crowd-submit", (event) => {
+      event.preventDefault();
+      document.getElementById("answer-json").value = JSON.stringify(event.detail.answer);
+      document.getElementById("answer-form").submit();
+    });
+    return;
+  }
   const data = JSON.parse(document.getElementById("task-data").textContent);
   const form = document.getElementById("answer-form");
   const skipForm = document.getElementById("skip-form");

@@ -1,0 +1,75 @@
+"""A custom labeling job in a real browser: the job's own Liquid template with crowd-html
+elements (Ground Truth's custom workflows), rendered by `loopworks serve` with loopworks'
+own elements; a person picks with the keyboard and submits; the answer is the form's JSON.
+The template's own script and style run (the page's nonce); task input never becomes markup.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopworks.labeling.jobs import JobSpec, LabelingJobs, TaskType
+from loopworks.metadata import database_url, open_engine
+
+from _browser import needs_browser, sign_in, snap
+from conftest import running_server
+
+pytestmark = needs_browser
+
+TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<style>.shop-note { font-style: italic; }</style>
+<script>window.templateRan = true;</script>
+<crowd-form>
+  <p class="shop-note">Shop: {{ task.input.shop }}</p>
+  <crowd-classifier name="sentiment" categories="['-1', '0', '1']"
+                    header="What does the review say about the product?">
+    <classification-target>{{ task.input.taskObject }}</classification-target>
+    <short-instructions>Negative (-1), neutral (0) or positive (1).</short-instructions>
+  </crowd-classifier>
+</crowd-form>
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = LabelingJobs(open_engine(database_url(home)))
+    jobs.workforce.add_team("nlp")
+    jobs.workforce.add_worker("ana", teams_=["nlp"])
+    with running_server(home, "operator-token") as url:
+        yield url, jobs
+
+
+def test_a_custom_template_is_answered_with_the_keyboard(page, site) -> None:
+    url, jobs = site
+    jobs.create_job(JobSpec("custom-sent", "nlp", [], TaskType.CUSTOM, template=TEMPLATE),
+                    [("I love this dress", {"source": "I love this dress", "shop": "North"}),
+                     ('<img src=x onerror="window.pwned=1">Broke in a day',
+                      {"source": "x", "shop": "<b>South</b>"})])
+    sign_in(page, url, jobs.workforce, "ana")
+    page.click("text=custom-sent")
+    page.keyboard.press("Enter")  # Start: lease a task
+    page.wait_for_selector("crowd-classifier")
+    assert "I love this dress" in page.inner_text("#custom-form")
+    assert page.inner_text(".shop-note") == "Shop: North"
+    assert page.evaluate("window.templateRan") is True  # the template's script, by nonce
+    snap(page, "custom-template-task")
+    page.keyboard.press("3")  # the third category, "1"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Saved.")
+    assert [a["answer"] for a in jobs.answers("custom-sent")] == [{"sentiment": {"label": "1"}}]
+
+    # The second task's input is shown as text: no image element, no script ran.
+    page.wait_for_selector("crowd-classifier")
+    text = page.inner_text("#custom-form")
+    assert '<img src=x onerror="window.pwned=1">Broke in a day' in text
+    assert "Shop: <b>South</b>" in text
+    assert page.locator("#custom-form img, #custom-form b").count() == 0
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nothing-left")
+    answers = sorted(a["answer"]["sentiment"]["label"] for a in jobs.answers("custom-sent"))
+    assert answers == ["-1", "1"]
