@@ -73,3 +73,58 @@ def test_a_custom_template_is_answered_with_the_keyboard(page, site) -> None:
     page.wait_for_selector("#nothing-left")
     answers = sorted(a["answer"]["sentiment"]["label"] for a in jobs.answers("custom-sent"))
     assert answers == ["-1", "1"]
+
+
+def _png(width: int, height: int) -> bytes:
+    """A small solid PNG, made here."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x20\x80\xc0" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                             0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+IMAGE_TEMPLATE = """<crowd-form>
+  <img id="photo" src="{{ task.input.taskObject | grant_read_access }}" alt="the photo">
+  <crowd-classifier name="animal" categories="['cat', 'dog']" header="Which animal?">
+    <classification-target>{{ task.input.taskObject }}</classification-target>
+  </crowd-classifier>
+</crowd-form>
+"""
+
+
+def test_grant_read_access_shows_an_object_of_the_store_to_the_tasks_holder(page, site
+                                                                            ) -> None:
+    import loopworks
+
+    url, jobs = site
+    home = Path(jobs.engine.url.database).parent
+    with loopworks.open(home) as lw:
+        lw.objects.create_bucket("photos")
+        lw.objects.put_bytes("photos", "cat.png", _png(40, 30), content_type="image/png")
+        lw.objects.put_bytes("photos", "secret.png", _png(2, 2), content_type="image/png")
+    jobs.create_job(JobSpec("custom-photos", "nlp", [], TaskType.CUSTOM,
+                            template=IMAGE_TEMPLATE), ["s3://photos/cat.png"])
+    sign_in(page, url, jobs.workforce, "ana")
+    page.goto(f"{url}/jobs/custom-photos")
+    page.click("#start-form button")
+    page.wait_for_selector("crowd-classifier")
+    page.wait_for_function("document.getElementById('photo').complete")
+    assert page.evaluate("document.getElementById('photo').naturalWidth") == 40
+    task = jobs.current_task("custom-photos", jobs.workforce.worker("ana"))
+    base = f"{url}/jobs/custom-photos/tasks/{task.item_id}/object?uri="
+    assert page.request.get(base + "s3%3A%2F%2Fphotos%2Fcat.png").status == 200
+    # Only what the task's input names, and only for the worker who holds it.
+    assert page.request.get(base + "s3%3A%2F%2Fphotos%2Fsecret.png").status == 403
+    assert page.request.get(f"{url}/jobs/custom-photos/tasks/{task.item_id + 1}/object?uri="
+                            "s3%3A%2F%2Fphotos%2Fcat.png").status == 404
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Saved.")
+    assert jobs.answers("custom-photos")[0]["answer"] == {"animal": {"label": "cat"}}

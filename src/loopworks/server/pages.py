@@ -15,16 +15,23 @@ import mimetypes
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from jinja2 import Environment, PackageLoader, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from loopworks.errors import (
     ConflictError,
@@ -227,8 +234,13 @@ def _custom_form_page(request: Request, spec: JobSpec, task: Task,
     loop_input = task.data.get("input") if "human-loop" in task.data else None
     task_input = loop_input if isinstance(loop_input, dict) else \
         {**task.data, "taskObject": task.source}
+    def grant(uri: str) -> str:  # grant_read_access: a link only this task's holder can open
+        return (f"/jobs/{quote(spec.name)}/tasks/{task.item_id}/object?uri="
+                f"{quote(uri, safe='')}")
+
     try:
-        form = Markup(render_template(text, task_input, elements_url=CROWD_ELEMENTS_URL))
+        form = Markup(render_template(text, task_input, elements_url=CROWD_ELEMENTS_URL,
+                                      grant_read_access=grant))
         problem = None
     except ValidationError as exc:
         form, problem = None, str(exc)
@@ -357,6 +369,51 @@ def task_image(request: Request, job: str, item_id: ItemId, me: Me) -> Response:
     if not path.is_file() or not media_type.startswith("image/"):
         raise NotFoundError(f"the image of task {item_id} is missing", job=job, item_id=item_id)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+#: Object types a task page may show inline; anything else is a download (an HTML or SVG
+#: object must never run as a page of this site).
+_INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
+                 "audio/", "video/", "text/plain", "application/pdf")
+
+
+@router.get("/jobs/{job}/tasks/{item_id}/object")
+def task_object(request: Request, job: str, item_id: ItemId, me: Me, uri: str) -> Response:
+    """An ``s3://`` object of loopworks' object store that the task's input names (what a
+    template's ``grant_read_access`` links to): only for the worker holding the task, and
+    only objects its input names."""
+    task = _jobs(request).current_task(job, me)
+    if task is None or task.item_id != item_id:
+        raise NotFoundError(f"no task {item_id} held by you in job {job!r}", job=job,
+                            item_id=item_id)
+    if uri not in {task.source, *_strings(task.data)} or not uri.startswith("s3://"):
+        raise PermissionDenied("this task's input does not name that object", job=job,
+                               item_id=item_id)
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    objects = services(request).objects
+    info = objects.head(bucket, key)
+    inline = info.content_type.startswith(_INLINE_TYPES) or (
+        info.content_type in ("binary/octet-stream", "application/octet-stream")
+        and (mimetypes.guess_type(key)[0] or "").startswith(_INLINE_TYPES))
+    media = info.content_type if info.content_type.startswith(_INLINE_TYPES) else (
+        mimetypes.guess_type(key)[0] if inline else "application/octet-stream")
+    headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "sandbox", "Content-Length": str(info.size),
+               "Content-Disposition": "inline" if inline else "attachment"}
+    return StreamingResponse(iterate_in_threadpool(objects.read(info)),
+                             media_type=media or "application/octet-stream", headers=headers)
 
 
 # ----------------------------------------------------------------------- admin
