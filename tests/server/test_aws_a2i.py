@@ -173,3 +173,23 @@ def test_a_reviewer_answers_on_the_task_ui_and_the_output_lands_in_s3(
     assert answer["workerId"] == "rita"
     assert answer["workerMetadata"]["identityData"]["sub"] == "rita"
     assert answer["timeSpentInSeconds"] >= 0 and answer["submissionTime"]
+
+
+def test_every_a2i_runtime_operation_is_routed(aws: dict) -> None:
+    """Each operation of botocore's sagemaker-a2i-runtime model reaches a handler here (a
+    missing loop is ResourceNotFoundException, never UnknownOperationException)."""
+    import botocore.session
+
+    from _aws import sign_v4
+
+    key = aws_keys(aws["home"], "lead")
+    model = botocore.session.get_session().get_service_model("sagemaker-a2i-runtime")
+    for operation in model.operation_names:
+        http = model.operation_model(operation).http
+        path = "/aws" + http["requestUri"].replace("{HumanLoopName}", "no-such-loop")
+        reply = sign_v4(aws["url"], key, method=http["method"], path=path,
+                        body=b"{}" if http["method"] == "POST" else b"",
+                        headers={"content-type": "application/json"})
+        assert reply.status_code < 500, (operation, reply.text)
+        assert reply.headers.get("x-amzn-ErrorType") != "UnknownOperationException", \
+            (operation, reply.text)
