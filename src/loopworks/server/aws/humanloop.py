@@ -24,10 +24,12 @@ from urllib.parse import urlsplit
 from loopworks.errors import (
     ConfigurationError,
     ConflictError,
+    InputError,
     NotFoundError,
     PermissionDenied,
     ValidationError,
 )
+from loopworks.featurestore.batching import RecordBatcher
 from loopworks.labeling.resources import Resource, Resources
 from loopworks.labeling.templates import check_template
 from loopworks.labeling.workforce import Role
@@ -531,13 +533,38 @@ def start_human_loop(call: Call) -> dict[str, Any]:
         raise _a2i_error("ResourceNotFoundException", f"Flow definition {flow} does not "
                          "exist.", 404) from None
     try:
-        call.lw.review.start_human_loop(name, flow, content)
+        # Concurrent starts on one flow share one transaction (group commit, as PutRecord).
+        _STARTS.put(flow, (name, content), lambda batch: _start_batch(call, flow, batch))
     except ConflictError:
         raise _a2i_error("ConflictException", f"Human loop {name} exists with other input "
                          "content.", 409) from None
-    except (ConfigurationError, ValidationError) as exc:
+    except (ConfigurationError, ValidationError, InputError) as exc:
         raise _a2i_error("ValidationException", str(exc)) from None
     return {"HumanLoopArn": _arn(call, "human-loop", name)}
+
+
+_STARTS = RecordBatcher()
+_REFUSALS = (ConflictError, ConfigurationError, ValidationError, InputError)
+
+
+def _start_batch(call: Call, flow: str, batch: list[tuple[str, dict[str, Any]]]
+                 ) -> list[bool | BaseException]:
+    """Start a batch of loops in one call; when the batch is refused (a conflict, a bad
+    input, one name twice), one by one, so only the refused loops fail."""
+    try:
+        call.lw.review.start_human_loops(flow, batch)
+        return [True] * len(batch)
+    except _REFUSALS:
+        if len(batch) == 1:
+            raise
+    results: list[bool | BaseException] = []
+    for name, content in batch:
+        try:
+            call.lw.review.start_human_loop(name, flow, content)
+            results.append(True)
+        except _REFUSALS as exc:
+            results.append(exc)
+    return results
 
 
 def describe_human_loop(call: Call) -> dict[str, Any]:
