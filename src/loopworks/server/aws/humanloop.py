@@ -99,6 +99,19 @@ def _sorted_page(items: list[Resource], params: dict[str, Any], *, key_field: st
     return page(items, params)
 
 
+def _created_page(call: Call, kind: str) -> tuple[list[Resource], str | None]:
+    """A page of a kind's resources in a CreationTimeAfter/Before window, by creation time
+    (SortOrder), as SageMaker's List* calls without SortBy take them."""
+    p = call.params
+    items = _resources(call).list(kind)
+    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
+    if isinstance(after, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) > after]
+    if isinstance(before, (int, float)):
+        items = [r for r in items if _epoch(r.created_at) < before]
+    return _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+
+
 # ------------------------------------------------------------------- workforce
 def _subdomain(call: Call) -> str:
     public = call.lw.settings.public_url
@@ -292,14 +305,7 @@ def describe_human_task_ui(call: Call) -> dict[str, Any]:
 def list_human_task_uis(call: Call) -> dict[str, Any]:
     """ListHumanTaskUis: creation-time window, sort order, paging."""
     _admin(call)
-    p = call.params
-    items = _resources(call).list(_TASK_UI)
-    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
-    if isinstance(after, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) > after]
-    if isinstance(before, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) < before]
-    chunk, token = _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+    chunk, token = _created_page(call, _TASK_UI)
     out: dict[str, Any] = {"HumanTaskUiSummaries": [
         {"HumanTaskUiName": r.name, "HumanTaskUiArn": _arn(call, "human-task-ui", r.name),
          "CreationTime": _epoch(r.created_at)} for r in chunk]}
@@ -430,14 +436,7 @@ def describe_flow_definition(call: Call) -> dict[str, Any]:
 def list_flow_definitions(call: Call) -> dict[str, Any]:
     """ListFlowDefinitions: creation-time window, sort order, paging."""
     _admin(call)
-    p = call.params
-    items = _resources(call).list(_FLOW)
-    after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
-    if isinstance(after, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) > after]
-    if isinstance(before, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) < before]
-    chunk, token = _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+    chunk, token = _created_page(call, _FLOW)
     out: dict[str, Any] = {"FlowDefinitionSummaries": [
         {"FlowDefinitionName": r.name, "FlowDefinitionArn": _arn(call, "flow-definition",
                                                                    r.name),
