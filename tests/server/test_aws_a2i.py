@@ -168,6 +168,10 @@ def test_a_reviewer_answers_on_the_task_ui_and_the_output_lands_in_s3(
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     output = json.loads(aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read())
     assert output["inputContent"]["review"]["body"] == "Great <b>lamp</b>!"
+    assert output["flowDefinitionArn"] == flow_arn
+    assert output["humanLoopArn"] == "arn:aws:sagemaker:us-east-1:000000000000:human-loop/" \
+                                     "loop-review"
+    assert output["humanLoopName"] == "loop-review"
     answer = output["humanAnswers"][0]
     assert answer["answerContent"] == {"sentiment": {"label": "1"}}
     assert answer["workerId"] == "rita"

@@ -94,6 +94,9 @@ class FlowDefinition:
     #: Where ``output`` is: ``""`` a folder or an fsspec URL; ``"objects"`` an
     #: ``s3://BUCKET/PREFIX`` of loopworks' own object store (flows made over /aws).
     output_store: str = ""
+    #: The flow's ARN as SageMaker writes it (``arn:aws:sagemaker:REGION:ACCOUNT:
+    #: flow-definition/NAME``), for flows made over /aws: their output documents carry it.
+    aws_arn: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -142,8 +145,15 @@ class FlowDefinition:
 
     @property
     def arn(self) -> str:
-        """An ARN-like identifier, as A2I's output documents carry."""
-        return f"loopworks:flow-definition/{self.name}"
+        """The flow's ARN in output documents: SageMaker's for a flow made over /aws, else
+        an ARN-like identifier."""
+        return self.aws_arn or f"loopworks:flow-definition/{self.name}"
+
+    def loop_arn(self, loop: str) -> str:
+        """A loop's ARN, in the same form as :attr:`arn`."""
+        if self.aws_arn:
+            return self.aws_arn.replace(f":flow-definition/{self.name}", f":human-loop/{loop}")
+        return f"loopworks:human-loop/{self.name}/{loop}"
 
 
 @dataclass

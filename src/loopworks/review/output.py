@@ -54,7 +54,7 @@ def output_document(spec: FlowDefinition, loop: str, content: dict[str, Any],
     """A completed loop's output document, with A2I's field names."""
     return {
         "flowDefinitionArn": spec.arn, "humanLoopName": loop,
-        "humanLoopArn": f"loopworks:human-loop/{spec.name}/{loop}",
+        "humanLoopArn": spec.loop_arn(loop),
         "inputContent": content, "humanAnswers": given, "consolidatedAnswer": result,
         "activationConditionsFired": conditions_fired,
         "creationTime": created.isoformat(), "completionTime": completed.isoformat()}

@@ -402,7 +402,7 @@ def create_flow_definition(call: Call) -> dict[str, Any]:
             availability_lifetime_seconds=_seconds(
                 config, "TaskAvailabilityLifetimeInSeconds", 864_000),
             activation_conditions=conditions, task_ui=task_ui.document["content"],
-            output_store="objects")
+            output_store="objects", aws_arn=_arn(call, "flow-definition", name))
     except ConfigurationError as exc:
         raise AwsError("ValidationException", str(exc)) from None
     try:
