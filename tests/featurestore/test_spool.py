@@ -119,3 +119,24 @@ def test_a_newer_record_wins_either_way(tmp_path: Path, later: bool) -> None:
                             offline_later=later) is False
     assert group.get_record("x")["sentiment"] == 1
     store.close()
+
+
+def test_flush_spooled_waits_for_a_flush_under_way(tmp_path) -> None:
+    """A caller that flushes before reading the history (ListRecords) sees every record
+    acknowledged before it, even while the flusher thread is in the middle of a flush."""
+    from datetime import UTC, datetime
+
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    with FeatureStore(home=tmp_path / "home") as store:
+        store.spool_flush_seconds = 0.01  # the flusher runs all the time
+        group = store.create_feature_group("g", record_id="id", event_time="t", df=pd.DataFrame(
+            {"id": ["a"], "t": [when], "x": [1]}))
+        missing = []
+        for i in range(60):
+            group.put_record({"id": f"r{i}", "t": when, "x": i}, offline_later=True)
+            time.sleep(0.009)
+            store.flush_spooled()
+            seen = int(store.query('SELECT count(*) AS n FROM "g"')["n"][0])
+            if seen != i + 1:
+                missing.append((i + 1, seen))
+        assert missing == []

@@ -86,6 +86,9 @@ class FeatureStore:
         self._flusher: threading.Thread | None = None
         self._flush_wanted: set[str] = set()
         self._flush_wake = threading.Condition()
+        # Held through each flush: a caller that needs the history up to date (ListRecords)
+        # waits for a flush the flusher thread has begun, rather than finding nothing to do.
+        self._flushing = threading.RLock()
         self._closing = False
         self.spec_cache_seconds = 1.0
 
@@ -119,10 +122,12 @@ class FeatureStore:
                 self._flusher.start()
 
     def flush_spooled(self) -> int:
-        """Append every spooled record of this process to its history now."""
-        with self._flush_wake:
-            groups, self._flush_wanted = self._flush_wanted, set()
-        return sum(self._flush_group(g) for g in sorted(groups))
+        """Append every spooled record of this process to its history now (after a flush
+        already under way, whose records are then in the history too)."""
+        with self._flushing:
+            with self._flush_wake:
+                groups, self._flush_wanted = self._flush_wanted, set()
+            return sum(self._flush_group(g) for g in sorted(groups))
 
     def _flush_group(self, group: str) -> int:
         try:
