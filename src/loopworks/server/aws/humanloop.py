@@ -258,14 +258,19 @@ def update_workteam(call: Call) -> dict[str, Any]:
     return {"Workteam": _workteam(call, updated)}
 
 
+def _delete(call: Call, kind: str, label: str, field: str) -> None:
+    """Delete the resource a request names (ResourceNotFound when there is none)."""
+    _admin(call)
+    name = required_string(call.params, field)
+    try:
+        _resources(call).delete(kind, name)
+    except NotFoundError:
+        raise _not_found(label, name) from None
+
+
 def delete_workteam(call: Call) -> dict[str, Any]:
     """DeleteWorkteam: the work team goes; its loopworks teams and people stay."""
-    _admin(call)
-    name = required_string(call.params, "WorkteamName")
-    try:
-        _resources(call).delete(_WORKTEAM, name)
-    except NotFoundError:
-        raise _not_found("Workteam", name) from None
+    _delete(call, _WORKTEAM, "Workteam", "WorkteamName")
     return {"Success": True}
 
 
@@ -316,12 +321,7 @@ def list_human_task_uis(call: Call) -> dict[str, Any]:
 
 def delete_human_task_ui(call: Call) -> dict[str, Any]:
     """DeleteHumanTaskUi."""
-    _admin(call)
-    name = required_string(call.params, "HumanTaskUiName")
-    try:
-        _resources(call).delete(_TASK_UI, name)
-    except NotFoundError:
-        raise _not_found("HumanTaskUi", name) from None
+    _delete(call, _TASK_UI, "HumanTaskUi", "HumanTaskUiName")
     return {}
 
 
@@ -620,26 +620,25 @@ def list_human_loops(call: Call) -> dict[str, Any]:
     return out
 
 
-def stop_human_loop(call: Call) -> dict[str, Any]:
-    """StopHumanLoop."""
+def _on_loop(call: Call, act: Any) -> dict[str, Any]:
+    """Apply ``act(name, flow)`` to the loop a request names (by its name alone)."""
     _admin(call)
     name = required_string(call.params, "HumanLoopName")
     try:
-        call.lw.review.stop_human_loop(name, _loop_flow(call, name))
+        act(name, _loop_flow(call, name))
     except ConflictError as exc:
         raise _a2i_error("ValidationException", str(exc)) from None
     return {}
+
+
+def stop_human_loop(call: Call) -> dict[str, Any]:
+    """StopHumanLoop."""
+    return _on_loop(call, call.lw.review.stop_human_loop)
 
 
 def delete_human_loop(call: Call) -> dict[str, Any]:
     """DeleteHumanLoop."""
-    _admin(call)
-    name = required_string(call.params, "HumanLoopName")
-    try:
-        call.lw.review.delete_human_loop(name, _loop_flow(call, name))
-    except ConflictError as exc:
-        raise _a2i_error("ValidationException", str(exc)) from None
-    return {}
+    return _on_loop(call, call.lw.review.delete_human_loop)
 
 
 #: The sagemaker-a2i-runtime operations: (method, route) → handler.
