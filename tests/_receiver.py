@@ -18,11 +18,12 @@ class Receiver:
         headers: Headers sent with every answer (a redirect's ``Location``...).
         gate: When given, each request is answered only once the test sets it.
         tls: Serve https with this server-side context.
+        body: The body of the other requests' answers (default: none); a hook's answer.
     """
 
     def __init__(self, failures: int = 0, port: int = 0, status: int = 204,
                  headers: dict[str, str] | None = None, gate: threading.Event | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, body: bytes | None = None) -> None:
         self.failures = failures
         self.requests: list[dict] = []
         self.arrived = threading.Event()  # set on the first request
@@ -30,6 +31,7 @@ class Receiver:
         self.most_in_flight = 0  # requests seen at the same time
         lock = threading.Lock()
         outer = self
+        answer = body
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -48,7 +50,11 @@ class Receiver:
                 self.send_response(500 if failing else status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
+                if answer is not None and not failing:
+                    self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                if answer is not None and not failing:
+                    self.wfile.write(answer)
 
             def log_message(self, *args: object) -> None:
                 pass

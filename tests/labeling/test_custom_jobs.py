@@ -37,11 +37,11 @@ def test_a_custom_job_needs_a_template_that_parses() -> None:
     assert "line 2" in str(caught.value)
     with pytest.raises(ConfigurationError):
         JobSpec("custom-none", "nlp", [], TaskType.CUSTOM)
-    with pytest.raises(ConfigurationError) as caught:  # a built-in task type takes none
-        JobSpec("text", "nlp", ["a", "b"], template=TEMPLATE)
-    assert "only a custom job" in str(caught.value)
-    with pytest.raises(ConfigurationError):  # and still needs its labels
-        JobSpec("text", "nlp", [])
+    with pytest.raises(ConfigurationError) as caught:  # a built-in type's template is checked
+        JobSpec("text", "nlp", ["a", "b"], template="{% if %}")
+    assert caught.value.fields["setting"] == "template"
+    with pytest.raises(ConfigurationError):  # and it still needs its labels
+        JobSpec("text", "nlp", [], template=TEMPLATE)
 
 
 def test_answers_are_the_forms_json_and_the_output_keeps_them(
@@ -103,3 +103,42 @@ def test_the_cli_makes_a_custom_job(tmp_path: Path) -> None:
                                    str(items), "--team", "nlp", "--task-type", "custom",
                                    "--home", home])
     assert refused.exit_code != 0 and "--template" in refused.output
+
+
+BUILT_IN_TEMPLATES = {
+    TaskType.TEXT_CLASSIFICATION: ("""<crowd-form><crowd-classifier name="sentiment"
+        categories="{{ task.input.labels | to_json | escape }}" header="Sentiment?">
+        <classification-target>{{ task.input.taskObject }}</classification-target>
+        </crowd-classifier><crowd-input name="note"></crowd-input></crowd-form>""",
+        {"sentiment": {"label": "pos"}, "note": "clear"}, "pos"),
+    TaskType.TEXT_CLASSIFICATION_MULTILABEL: ("""<crowd-form><crowd-classifier-multi-select
+        name="topics" categories="{{ task.input.labels | to_json | escape }}">
+        <classification-target>{{ task.input.taskObject }}</classification-target>
+        </crowd-classifier-multi-select></crowd-form>""",
+        {"topics": {"labels": ["pos", "neg"]}}, ["pos", "neg"]),
+    TaskType.NAMED_ENTITY_RECOGNITION: ("""<crowd-form><crowd-entity-annotation name="spans"
+        labels="[{'label': 'pos'}, {'label': 'neg'}]" text="{{ task.input.taskObject }}">
+        </crowd-entity-annotation></crowd-form>""",
+        {"spans": {"entities": [{"label": "pos", "startOffset": 0, "endOffset": 5}]}},
+        {"entities": [{"start": 0, "end": 5, "label": "pos"}]}),
+}
+
+
+@pytest.mark.parametrize("task_type", list(BUILT_IN_TEMPLATES))
+def test_a_built_in_job_with_a_template_reads_its_answer_from_the_form(
+        labeling_jobs: LabelingJobs, task_type: TaskType) -> None:
+    """Ground Truth's built-in task types are templates too: the element of the type's kind
+    gives the answer in loopworks' shape, and the form is kept as the worker sent it."""
+    template, form, expected = BUILT_IN_TEMPLATES[task_type]
+    jobs = labeling_jobs
+    jobs.create_job(JobSpec("built-in", "nlp", ["pos", "neg"], task_type, template=template),
+                    ["Great fit, lovely"])
+    worker = jobs.workforce.add_worker("ann", teams_=["nlp"])
+    task = jobs.next_task("built-in", worker)
+    assert task is not None
+    with pytest.raises(ConfigurationError) as caught:  # no element of the type's kind
+        jobs.submit("built-in", task.item_id, worker, {"note": {"text": "x"}})
+    assert "exactly one" in str(caught.value)
+    jobs.submit("built-in", task.item_id, worker, form)
+    [answer] = jobs.answers("built-in")
+    assert answer["answer"] == expected and answer["form"] == form

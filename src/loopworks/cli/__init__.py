@@ -44,6 +44,7 @@ def _register() -> None:
     from loopworks.cli import config as config_cli
     from loopworks.cli import db as db_cli
     from loopworks.cli import embed, fs, jobs, label, process, profile, sample, serve, workforce
+    from loopworks.cli import hooks as hooks_cli
     from loopworks.cli import model as model_cli
     from loopworks.cli import predict as predict_cli
     from loopworks.cli import review as review_cli
@@ -58,6 +59,7 @@ def _register() -> None:
     main.add_command(workforce.team)
     main.add_command(workforce.worker)
     main.add_command(label.label)
+    main.add_command(hooks_cli.hooks)
     main.add_command(model_cli.model)
     main.add_command(predict_cli.predict)
     main.add_command(review_cli.review)

@@ -30,7 +30,12 @@ from loopworks.labeling.schema import (
 )
 from loopworks.labeling.spec import JobSpec, JobStatus, Task
 from loopworks.labeling.statements import Q as _Q
-from loopworks.labeling.tasktypes import TaskType, majority_share, validate_answer
+from loopworks.labeling.tasktypes import (
+    TaskType,
+    from_crowd_form,
+    majority_share,
+    validate_answer,
+)
 from loopworks.labeling.workforce import Worker
 
 __all__ = ["AnswerReceipt", "Answers"]
@@ -140,12 +145,17 @@ class Answers(Leases):
             if spec.task_type is TaskType.NAMED_ENTITY_RECOGNITION:
                 source = conn.execute(_Q.item_source, {"b_item": item_id,
                                                        "b_job": row.id}).scalar()
+            form = None
+            if spec.template and spec.task_type is not TaskType.CUSTOM \
+                    and isinstance(answer, dict) and not _native(spec.task_type, answer):
+                form = validate_answer(TaskType.CUSTOM, spec.labels, answer)
+                answer = from_crowd_form(spec.task_type, form)
             stored_answer = validate_answer(spec.task_type, spec.labels, answer, source)
             conn.execute(_Q.lease_delete, mine)
             conn.execute(_Q.answer_insert, {
                 "item_id": item_id, "job_id": row.id, "worker_id": worker.id,
                 "answer": json.dumps(stored_answer), "accepted_at": lease.accepted_at,
-                "submitted_at": now})
+                "submitted_at": now, "form": None if form is None else json.dumps(form)})
             n, wanted, seq, state = conn.execute(_Q.answered, {
                 "b_item": item_id, "b_final": spec.adaptive is None}).one()
             if n >= wanted:
@@ -194,6 +204,7 @@ class Answers(Leases):
         names = {w.id: w.name for w in self.workforce.workers()}
         return [{"item": r.seq, "item_id": r.item_id, "worker": names.get(r.worker_id),
                  "answer": json.loads(r.answer), "accepted_at": r.accepted_at,
+                 "form": json.loads(r.form) if r.form is not None else None,
                  "submitted_at": r.submitted_at,
                  "seconds": (r.submitted_at - r.accepted_at).total_seconds()}
                 for r in rows]
@@ -223,3 +234,11 @@ class Answers(Leases):
             entry["gold_accuracy"] = (entry["gold_correct"] / entry["gold_answers"]
                                       if entry["gold_answers"] else None)
         return sorted(scores.values(), key=lambda e: e["worker"])
+
+
+def _native(task_type: TaskType, answer: dict[str, Any]) -> bool:
+    """A structured answer already in the task type's own shape (``{"entities": [...]}``,
+    ``{"boundingBoxes": [...]}``), not a crowd form holding one."""
+    key = {TaskType.NAMED_ENTITY_RECOGNITION: "entities",
+           TaskType.BOUNDING_BOX: "boundingBoxes"}.get(task_type)
+    return key is not None and set(answer) == {key} and isinstance(answer[key], list)

@@ -197,7 +197,8 @@ class JobLifecycle:
         else:
             key = "source-ref" if spec.task_type.is_image else "source"
             records = check_items([(m, {key: m}) if isinstance(m, str) else m
-                                   for m in manifest], spec.task_type)
+                                   for m in manifest], spec.task_type,
+                                  objects_ok=bool(spec.template))
         if not records:
             raise InputError("the manifest holds no items", file=str(manifest))
         return records

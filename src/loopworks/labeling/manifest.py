@@ -17,11 +17,15 @@ from typing import Any
 from loopworks.errors import InputError
 from loopworks.labeling.tasktypes import IMAGE_SUFFIXES, TaskType
 
-__all__ = ["GOLD_FIELD", "check_image", "gold_label", "read_manifest", "read_table_items"]
+__all__ = ["GOLD_FIELD", "TASK_INPUT_FIELD", "check_image", "gold_label", "read_manifest",
+           "read_table_items"]
 
 
 #: The manifest field that carries an item's known answer (a label or its index).
 GOLD_FIELD = "gold"
+#: Where an item keeps the task input a pre-annotation hook made for it (what its template
+#: sees as ``task.input``); never written to outputs.
+TASK_INPUT_FIELD = "loopworks:taskInput"
 
 def gold_label(data: dict[str, Any], labels: Sequence[str],
                field: str = GOLD_FIELD) -> str | None:
@@ -163,16 +167,23 @@ def read_manifest(path: str | Path, task_type: TaskType | str = TaskType.TEXT_CL
                                  file=str(path), line=number)
 
 
-def check_items(records: Sequence[tuple[str, dict[str, Any]]], task_type: TaskType
-                ) -> list[tuple[str, dict[str, Any]]]:
+def check_items(records: Sequence[tuple[str, dict[str, Any]]], task_type: TaskType, *,
+                objects_ok: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """Items given in memory, checked like a manifest's lines (images exist, text not empty).
+
+    With ``objects_ok`` an image may be an ``s3://`` object of loopworks' object store (a
+    job whose page is a template shows it through ``grant_read_access``); the caller has
+    checked that it exists.
 
     Raises:
         InputError: Names the item by its position (1-based).
     """
     out = []
     for number, (source, data) in enumerate(records, start=1):
-        if task_type.is_image:
+        if task_type.is_image and objects_ok and isinstance(source, str) \
+                and source.startswith("s3://"):
+            pass
+        elif task_type.is_image:
             source = check_image(source, None, f"item {number}")
         elif not isinstance(source, str) or not source.strip():
             raise InputError(f"item {number}: empty text", row=number)

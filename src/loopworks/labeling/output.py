@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from loopworks.errors import ConfigurationError
 from loopworks.files import atomic_write
 from loopworks.labeling.consolidation import consolidate
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
+from loopworks.labeling.manifest import TASK_INPUT_FIELD
 from loopworks.labeling.schema import ItemState, items, machine_labels
 from loopworks.labeling.tasktypes import (
     TaskType,
@@ -45,28 +47,29 @@ from loopworks.labeling.tasktypes import (
     majority_share,
 )
 
-__all__ = ["write_output"]
+__all__ = ["OutputRecords", "output_records", "write_output"]
 
 
-def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
-                 method: str = "dawid-skene", feature_group: str | None = None,
-                 id_field: str | None = None, home: str | Path | None = None
-                 ) -> dict[str, Any]:
-    """Consolidate the job's answers and write the augmented manifest and raw answers.
+@dataclass
+class OutputRecords:
+    """A job's output manifest as records (one per input line, in order), the raw answers,
+    and what went into them (see :func:`output_records`)."""
 
-    Items without answers keep their input fields only. With ``feature_group``, every
-    consolidated label also lands there as a time-stamped record with its provenance
-    (label, label index, confidence, agreement, workers, method, job), keyed by the
-    manifest field ``id_field``: a relabel is a new event, so training sets can take the
-    labels as they were at any time. Returns a summary with paths.
-    """
+    spec: JobSpec
+    records: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    labeled: int
+    rows: list[Any]
+    consolidated: dict[int, dict[str, Any]]
+    machine: dict[int, Any]
+
+
+def output_records(jobs: LabelingJobs, job: str, *, method: str = "dawid-skene"
+                   ) -> OutputRecords:
+    """Consolidate the job's answers into its output manifest's records: each input line
+    with the label attribute and its metadata (Ground Truth's shapes, see the module)."""
     spec = jobs.job(job)
     raw = jobs.answers(job)
-    out = Path(out)
-    if feature_group and not spec.task_type.single_label:
-        raise ConfigurationError(f"labels of a {spec.task_type.value} job cannot go into a "
-                                 "feature group yet (single-label jobs only)",
-                                 setting="feature_group")
     with jobs.engine.connect() as conn:
         job_id = jobs.job_row(conn, job).id
         rows = conn.execute(sa.select(items.c.id, items.c.seq, items.c.data, items.c.source,
@@ -90,16 +93,17 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
     attribute = spec.label_attribute
     common = {"type": spec.task_type.output_type, "job-name": f"labeling-job/{job}",
               "human-annotated": "yes", "creation-date": created}
-    lines = []
+    records = []
     n_labeled = 0
     for row in rows:
         record = json.loads(row.data)
+        record.pop(TASK_INPUT_FIELD, None)
+        records.append(record)
         if row.state == ItemState.FAILED:
             record[f"{attribute}-metadata"] = {
                 "failure-reason": row.failure_reason, "type": common["type"],
                 "job-name": common["job-name"], "human-annotated": "no",
                 "creation-date": created}
-            lines.append(json.dumps(record, ensure_ascii=False))
             continue
         given = per_item.get(row.id)
         made = machine.get(row.id)
@@ -121,20 +125,43 @@ def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
             record[attribute] = value
             record[f"{attribute}-metadata"] = {**meta, **common, "worker-count": len(given)}
         else:
-            lines.append(json.dumps(record, ensure_ascii=False))
             continue
         n_labeled += 1
-        lines.append(json.dumps(record, ensure_ascii=False))
+    return OutputRecords(spec, records, raw, n_labeled, list(rows), labeled, machine)
+
+
+def write_output(jobs: LabelingJobs, job: str, out: str | Path, *,
+                 method: str = "dawid-skene", feature_group: str | None = None,
+                 id_field: str | None = None, home: str | Path | None = None
+                 ) -> dict[str, Any]:
+    """Consolidate the job's answers and write the augmented manifest and raw answers.
+
+    Items without answers keep their input fields only. With ``feature_group``, every
+    consolidated label also lands there as a time-stamped record with its provenance
+    (label, label index, confidence, agreement, workers, method, job), keyed by the
+    manifest field ``id_field``: a relabel is a new event, so training sets can take the
+    labels as they were at any time. Returns a summary with paths.
+    """
+    spec = jobs.job(job)
+    if feature_group and not spec.task_type.single_label:
+        raise ConfigurationError(f"labels of a {spec.task_type.value} job cannot go into a "
+                                 "feature group yet (single-label jobs only)",
+                                 setting="feature_group")
+    built = output_records(jobs, job, method=method)
+    out = Path(out)
     manifest = out / "manifests" / "output" / "output.manifest"
-    atomic_write(manifest, "".join(line + "\n" for line in lines))
+    atomic_write(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                   for r in built.records))
     answers_file = out / "annotations" / "answers.jsonl"
-    atomic_write(answers_file, "".join(json.dumps(a, default=str) + "\n" for a in raw))
+    atomic_write(answers_file, "".join(json.dumps(a, default=str) + "\n"
+                                       for a in built.answers))
     summary: dict[str, Any] = {"manifest": str(manifest), "answers": str(answers_file),
-                               "items": len(rows), "labeled": n_labeled, "method": method}
+                               "items": len(built.rows), "labeled": built.labeled,
+                               "method": method}
     if feature_group:
         summary["feature_group"] = _to_feature_group(
-            rows, labeled, raw, spec.labels, job, method, feature_group, id_field, home,
-            machine)
+            built.rows, built.consolidated, built.answers, spec.labels, job, method,
+            feature_group, id_field, home, built.machine)
     return summary
 
 

@@ -127,8 +127,10 @@ class JobSpec:
     #: Who takes the job's tasks besides admins: ``annotator`` and/or ``reviewer``. Default:
     #: annotators; a review flow's job is for reviewers.
     roles: list[str] | None = None
-    #: The Liquid task template of a ``custom`` job (crowd-html elements; ``task.input`` is
-    #: the item: ``taskObject`` and the manifest line's fields).
+    #: The Liquid task template (crowd-html elements; ``task.input`` is the item:
+    #: ``taskObject`` and the manifest line's fields). A ``custom`` job needs one; a built-in
+    #: task type with one shows it instead of the built-in page and reads its answer from the
+    #: form (:func:`~loopworks.labeling.tasktypes.from_crowd_form`).
     template: str = ""
 
     def __post_init__(self) -> None:
@@ -148,7 +150,7 @@ class JobSpec:
         if (not self.labels and not custom) or len(set(self.labels)) != len(self.labels) \
                 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigurationError("a job needs distinct labels", setting="labels")
-        if custom:
+        if custom or self.template:
             from loopworks.errors import ValidationError
             from loopworks.labeling.templates import check_template
 
@@ -156,8 +158,6 @@ class JobSpec:
                 check_template(self.template, name="template")
             except ValidationError as exc:
                 raise ConfigurationError(str(exc), setting="template") from None
-        elif self.template:
-            raise ConfigurationError("only a custom job takes a template", setting="template")
         if not 1 <= self.workers_per_item <= 100:
             raise ConfigurationError("workers per item must be 1-100", setting="workers")
         _check_seconds(self.time_limit_seconds, 10, MAX_TIME_LIMIT_SECONDS, "time_limit")

@@ -23,7 +23,7 @@ from typing import Any
 from loopworks.errors import ConfigurationError
 
 __all__ = ["IMAGE_SUFFIXES", "TaskType", "consolidate_boxes", "consolidate_spans",
-           "majority_share", "validate_answer"]
+           "from_crowd_form", "majority_share", "validate_answer"]
 
 #: Image files an image task accepts (checked when the job is created).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -108,6 +108,45 @@ def validate_answer(task_type: TaskType, labels: Sequence[str], answer: Any,
     if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
         return _validate_spans(labels, answer, source or "")
     return _validate_boxes(labels, answer)
+
+
+def from_crowd_form(task_type: TaskType, form: dict[str, Any]) -> Any:
+    """A built-in task type's answer read from a crowd form's JSON, when the job's page is
+    a Liquid template (Ground Truth's built-in templates are such pages).
+
+    The form maps element names to what each element recorded; the one element of the task
+    type's kind gives the answer: ``{"label"}`` (crowd-classifier, crowd-image-classifier)
+    for single-label types, ``{"labels"}`` (crowd-classifier-multi-select) for multi-label,
+    ``{"entities": [{"startOffset", "endOffset", "label"}]}`` (crowd-entity-annotation)
+    for named entities, ``{"boundingBoxes": [...]}`` (crowd-bounding-box) for boxes. The
+    result still goes through :func:`validate_answer`.
+
+    Raises:
+        ConfigurationError: No element, or more than one, gives this task type's answer.
+    """
+    if task_type is TaskType.CUSTOM:
+        return form
+    key = {TaskType.TEXT_CLASSIFICATION_MULTILABEL: "labels",
+           TaskType.NAMED_ENTITY_RECOGNITION: "entities",
+           TaskType.BOUNDING_BOX: "boundingBoxes"}.get(task_type, "label")
+    found = [(name, value) for name, value in form.items()
+             if isinstance(value, dict) and key in value]
+    if len(found) != 1:
+        what = "no element" if not found else \
+            f"{len(found)} elements ({', '.join(name for name, _ in found)})"
+        raise _bad(f"the task form sent {what} with a {key!r} answer; a {task_type.value} "
+                   f"template needs exactly one", "answer")
+    name, value = found[0]
+    if task_type is TaskType.NAMED_ENTITY_RECOGNITION:
+        entities = value["entities"]
+        if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+            raise _bad(f"answer.{name}.entities must be a list of objects",
+                       f"answer.{name}.entities")
+        return {"entities": [{"start": e.get("startOffset"), "end": e.get("endOffset"),
+                              "label": e.get("label")} for e in entities]}
+    if task_type is TaskType.BOUNDING_BOX:
+        return {"boundingBoxes": value["boundingBoxes"]}
+    return value[key]
 
 
 #: The largest answer a custom template's form may send (JSON characters).

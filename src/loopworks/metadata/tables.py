@@ -165,6 +165,8 @@ answers = sa.Table(
     sa.Column("answer", sa.Text, nullable=False),
     sa.Column("accepted_at", UtcDateTime, nullable=False),
     sa.Column("submitted_at", UtcDateTime, nullable=False),
+    #: The crowd form's JSON when a built-in job's page was a template (else null).
+    sa.Column("form", sa.Text, nullable=True),
     sa.UniqueConstraint("item_id", "worker_id", name="uq_answer_item_worker"),
     sa.Index("ix_label_answers_worker", "job_id", "worker_id"),
 )

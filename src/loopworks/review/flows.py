@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from loopworks.clock import utcnow
 from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
 from loopworks.labeling import webhooks
+from loopworks.labeling.groundtruth import human_answer
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.labeling.progress import timeline
 from loopworks.labeling.schema import MAX_ID, ItemState, answers, items
@@ -478,15 +479,8 @@ class HumanReview:
                 .where(answers.c.item_id.in_(item_ids)).order_by(answers.c.id)).all()
         out: dict[int, list[dict[str, Any]]] = {}
         for r in rows:
-            accepted, submitted = r.accepted_at, r.submitted_at
-            out.setdefault(r.item_id, []).append({
-                "answerContent": json.loads(r.answer), "workerId": r.worker_name,
-                "workerMetadata": {"identityData": {"identityProviderType": "loopworks",
-                                                    "issuer": "loopworks",
-                                                    "sub": r.worker_name}},
-                "acceptanceTime": accepted.isoformat(),
-                "submissionTime": submitted.isoformat(),
-                "timeSpentInSeconds": round((submitted - accepted).total_seconds(), 3)})
+            out.setdefault(r.item_id, []).append(human_answer(
+                json.loads(r.answer), r.worker_name, r.accepted_at, r.submitted_at))
         return out
 
     def _complete(self, spec: FlowDefinition, row: Any, given: list[dict[str, Any]],

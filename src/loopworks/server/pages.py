@@ -41,6 +41,7 @@ from loopworks.errors import (
     RateLimited,
 )
 from loopworks.labeling.jobs import JobSpec, LabelingJobs, Task
+from loopworks.labeling.manifest import TASK_INPUT_FIELD
 from loopworks.labeling.tasktypes import TaskType
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.review.flows import FlowDefinition
@@ -196,7 +197,7 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
         if jobs.has_work(job, me):
             return render(request, "start.html", **context)
         return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
-    if task.task_type == TaskType.CUSTOM.value:
+    if spec.template:  # a custom job, or a built-in one whose page is a template
         return _custom_form_page(request, spec, task, context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
     flow = services(request).review.flow_for_job(job)
@@ -230,10 +231,12 @@ def _custom_form_page(request: Request, spec: JobSpec, task: Task,
     nonce = secrets.token_urlsafe(16)
     text = _TEMPLATE_TAGS.sub(lambda m: f'<{m.group(1)} nonce="{nonce}"', spec.template)
     # A review loop's task UI sees the loop's input content as given (A2I's task.input); a
-    # labeling job's sees the item: taskObject (its source or source-ref) and its fields.
-    loop_input = task.data.get("input") if "human-loop" in task.data else None
+    # labeling job's item the task input its pre-annotation hook made, else the item:
+    # taskObject (its source or source-ref), the job's labels and the item's fields.
+    loop_input = task.data.get("input") if "human-loop" in task.data else \
+        task.data.get(TASK_INPUT_FIELD)
     task_input = loop_input if isinstance(loop_input, dict) else \
-        {**task.data, "taskObject": task.source}
+        {"labels": spec.labels, **task.data, "taskObject": task.source}
     def grant(uri: str) -> str:  # grant_read_access: a link only this task's holder can open
         return (f"/jobs/{quote(spec.name)}/tasks/{task.item_id}/object?uri="
                 f"{quote(uri, safe='')}")

@@ -36,28 +36,30 @@ from loopworks.labeling.workforce import Role
 from loopworks.server.aws.featurestore import Call, Handler
 from loopworks.server.aws.protocols import AwsError, page, required_string
 
-__all__ = ["A2I_RUNTIME", "CONTROL_PLANE"]
+__all__ = ["A2I_RUNTIME", "CONTROL_PLANE", "S3_PATH", "TASK_UI_KIND", "WORKTEAM_KIND",
+           "arn_name", "created_page", "epoch", "get_resource", "named_param", "not_found",
+           "require_admin", "sagemaker_arn", "sorted_page"]
 
 WORKFORCE = "default"
-_WORKTEAM, _TASK_UI = "workteam", "human-task-ui"
+WORKTEAM_KIND, TASK_UI_KIND = "workteam", "human-task-ui"
 _WORKTEAM_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _TASK_UI_NAME = re.compile(r"[a-z0-9](-*[a-z0-9]){0,62}")
 _TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def _admin(call: Call) -> None:
+def require_admin(call: Call) -> None:
     if call.worker.role is not Role.ADMIN:
         raise PermissionDenied(f"worker {call.worker.name!r} ({call.worker.role.value}) may "
                                "not manage workforces, work teams or task UIs",
                                worker=call.worker.name)
 
 
-def _arn(call: Call, kind: str, name: str) -> str:
+def sagemaker_arn(call: Call, kind: str, name: str) -> str:
     return (f"arn:aws:sagemaker:{call.region}:{call.lw.settings.aws_account_id}:"
             f"{kind}/{name}")
 
 
-def _epoch(moment: datetime) -> float:
+def epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
@@ -65,11 +67,11 @@ def _resources(call: Call) -> Resources:
     return Resources(call.lw.engine)
 
 
-def _not_found(kind: str, name: str) -> AwsError:
+def not_found(kind: str, name: str) -> AwsError:
     return AwsError("ResourceNotFound", f"{kind} {name} does not exist.")
 
 
-def _named(params: dict[str, Any], field: str, pattern: re.Pattern[str]) -> str:
+def named_param(params: dict[str, Any], field: str, pattern: re.Pattern[str]) -> str:
     name = required_string(params, field)
     if not pattern.fullmatch(name):
         raise AwsError("ValidationException", f"1 validation error detected: Value "
@@ -79,7 +81,7 @@ def _named(params: dict[str, Any], field: str, pattern: re.Pattern[str]) -> str:
     return name
 
 
-def _sorted_page(items: list[Resource], params: dict[str, Any], *, key_field: str,
+def sorted_page(items: list[Resource], params: dict[str, Any], *, key_field: str,
                  default_sort: str = "CreationTime") -> tuple[list[Resource], str | None]:
     sort_by = params.get("SortBy") or default_sort
     order = params.get("SortOrder") or "Ascending"
@@ -99,17 +101,17 @@ def _sorted_page(items: list[Resource], params: dict[str, Any], *, key_field: st
     return page(items, params)
 
 
-def _created_page(call: Call, kind: str) -> tuple[list[Resource], str | None]:
+def created_page(call: Call, kind: str) -> tuple[list[Resource], str | None]:
     """A page of a kind's resources in a CreationTimeAfter/Before window, by creation time
     (SortOrder), as SageMaker's List* calls without SortBy take them."""
     p = call.params
     items = _resources(call).list(kind)
     after, before = p.get("CreationTimeAfter"), p.get("CreationTimeBefore")
     if isinstance(after, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) > after]
+        items = [r for r in items if epoch(r.created_at) > after]
     if isinstance(before, (int, float)):
-        items = [r for r in items if _epoch(r.created_at) < before]
-    return _sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
+        items = [r for r in items if epoch(r.created_at) < before]
+    return sorted_page(items, {**p, "SortBy": "CreationTime"}, key_field="")
 
 
 # ------------------------------------------------------------------- workforce
@@ -119,23 +121,23 @@ def _subdomain(call: Call) -> str:
 
 
 def _workforce(call: Call) -> dict[str, Any]:
-    return {"WorkforceName": WORKFORCE, "WorkforceArn": _arn(call, "workforce", WORKFORCE),
+    return {"WorkforceName": WORKFORCE, "WorkforceArn": sagemaker_arn(call, "workforce", WORKFORCE),
             "SubDomain": _subdomain(call), "Status": "Active",
             "SourceIpConfig": {"Cidrs": []}}
 
 
 def describe_workforce(call: Call) -> dict[str, Any]:
     """DescribeWorkforce: the one private workforce."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "WorkforceName")
     if name != WORKFORCE:
-        raise _not_found("Workforce", name)
+        raise not_found("Workforce", name)
     return {"Workforce": _workforce(call)}
 
 
 def list_workforces(call: Call) -> dict[str, Any]:
     """ListWorkforces: the one private workforce (NameContains filters it)."""
-    _admin(call)
+    require_admin(call)
     contains = call.params.get("NameContains")
     found = [] if isinstance(contains, str) and contains not in WORKFORCE \
         else [_workforce(call)]
@@ -183,11 +185,11 @@ def _workteam(call: Call, resource: Resource) -> dict[str, Any]:
     doc = resource.document
     out: dict[str, Any] = {
         "WorkteamName": resource.name, "MemberDefinitions": doc["MemberDefinitions"],
-        "WorkteamArn": _arn(call, "workteam/private-crowd", resource.name),
-        "WorkforceArn": _arn(call, "workforce", WORKFORCE), "ProductListingIds": [],
+        "WorkteamArn": sagemaker_arn(call, "workteam/private-crowd", resource.name),
+        "WorkforceArn": sagemaker_arn(call, "workforce", WORKFORCE), "ProductListingIds": [],
         "Description": doc["Description"], "SubDomain": _subdomain(call),
-        "CreateDate": _epoch(resource.created_at),
-        "LastUpdatedDate": _epoch(resource.updated_at)}
+        "CreateDate": epoch(resource.created_at),
+        "LastUpdatedDate": epoch(resource.updated_at)}
     for optional in ("NotificationConfiguration", "WorkerAccessConfiguration"):
         if doc.get(optional):
             out[optional] = doc[optional]
@@ -196,43 +198,43 @@ def _workteam(call: Call, resource: Resource) -> dict[str, Any]:
 
 def create_workteam(call: Call) -> dict[str, Any]:
     """CreateWorkteam: its member groups become (or are) loopworks teams."""
-    _admin(call)
+    require_admin(call)
     p = call.params
-    name = _named(p, "WorkteamName", _WORKTEAM_NAME)
+    name = named_param(p, "WorkteamName", _WORKTEAM_NAME)
     description = required_string(p, "Description")
     if p.get("WorkforceName") not in (None, WORKFORCE):
-        raise _not_found("Workforce", str(p["WorkforceName"]))
+        raise not_found("Workforce", str(p["WorkforceName"]))
     teams = _teams_of(p.get("MemberDefinitions"))
     document = {"MemberDefinitions": p["MemberDefinitions"], "Description": description,
                 "NotificationConfiguration": p.get("NotificationConfiguration"),
                 "WorkerAccessConfiguration": p.get("WorkerAccessConfiguration"),
                 "teams": teams, "tags": p.get("Tags") or []}
     try:
-        _resources(call).create(_WORKTEAM, name, document)
+        _resources(call).create(WORKTEAM_KIND, name, document)
     except ConflictError:
         raise AwsError("ResourceInUse", f"Workteam {name} already exists.") from None
     _ensure_teams(call, teams)
-    return {"WorkteamArn": _arn(call, "workteam/private-crowd", name)}
+    return {"WorkteamArn": sagemaker_arn(call, "workteam/private-crowd", name)}
 
 
-def _get(call: Call, kind: str, label: str, name: str) -> Resource:
+def get_resource(call: Call, kind: str, label: str, name: str) -> Resource:
     try:
         return _resources(call).get(kind, name)
     except NotFoundError:
-        raise _not_found(label, name) from None
+        raise not_found(label, name) from None
 
 
 def describe_workteam(call: Call) -> dict[str, Any]:
     """DescribeWorkteam."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "WorkteamName")
-    return {"Workteam": _workteam(call, _get(call, _WORKTEAM, "Workteam", name))}
+    return {"Workteam": _workteam(call, get_resource(call, WORKTEAM_KIND, "Workteam", name))}
 
 
 def list_workteams(call: Call) -> dict[str, Any]:
     """ListWorkteams: sorted by Name (default) or CreateDate, NameContains, paging."""
-    _admin(call)
-    chunk, token = _sorted_page(_resources(call).list(_WORKTEAM), call.params,
+    require_admin(call)
+    chunk, token = sorted_page(_resources(call).list(WORKTEAM_KIND), call.params,
                                 key_field="NameContains", default_sort="Name")
     out: dict[str, Any] = {"Workteams": [_workteam(call, r) for r in chunk]}
     if token:
@@ -242,10 +244,10 @@ def list_workteams(call: Call) -> dict[str, Any]:
 
 def update_workteam(call: Call) -> dict[str, Any]:
     """UpdateWorkteam: members, description, notifications, access."""
-    _admin(call)
+    require_admin(call)
     p = call.params
     name = required_string(p, "WorkteamName")
-    current = _get(call, _WORKTEAM, "Workteam", name)
+    current = get_resource(call, WORKTEAM_KIND, "Workteam", name)
     document = dict(current.document)
     if "MemberDefinitions" in p:
         document["teams"] = _teams_of(p["MemberDefinitions"])
@@ -253,33 +255,33 @@ def update_workteam(call: Call) -> dict[str, Any]:
     for field in ("Description", "NotificationConfiguration", "WorkerAccessConfiguration"):
         if field in p:
             document[field] = p[field]
-    updated = _resources(call).update(_WORKTEAM, name, document)
+    updated = _resources(call).update(WORKTEAM_KIND, name, document)
     _ensure_teams(call, document["teams"])
     return {"Workteam": _workteam(call, updated)}
 
 
 def _delete(call: Call, kind: str, label: str, field: str) -> None:
     """Delete the resource a request names (ResourceNotFound when there is none)."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, field)
     try:
         _resources(call).delete(kind, name)
     except NotFoundError:
-        raise _not_found(label, name) from None
+        raise not_found(label, name) from None
 
 
 def delete_workteam(call: Call) -> dict[str, Any]:
     """DeleteWorkteam: the work team goes; its loopworks teams and people stay."""
-    _delete(call, _WORKTEAM, "Workteam", "WorkteamName")
+    _delete(call, WORKTEAM_KIND, "Workteam", "WorkteamName")
     return {"Success": True}
 
 
 # ------------------------------------------------------------------- task UIs
 def create_human_task_ui(call: Call) -> dict[str, Any]:
     """CreateHumanTaskUi: a Liquid template, parsed now (line and column when it fails)."""
-    _admin(call)
+    require_admin(call)
     p = call.params
-    name = _named(p, "HumanTaskUiName", _TASK_UI_NAME)
+    name = named_param(p, "HumanTaskUiName", _TASK_UI_NAME)
     template = p.get("UiTemplate")
     content = template.get("Content") if isinstance(template, dict) else None
     if not isinstance(content, str):
@@ -289,31 +291,31 @@ def create_human_task_ui(call: Call) -> dict[str, Any]:
     except ValidationError as exc:
         raise AwsError("ValidationException", str(exc)) from None
     try:
-        _resources(call).create(_TASK_UI, name, {"content": content,
+        _resources(call).create(TASK_UI_KIND, name, {"content": content,
                                                  "tags": p.get("Tags") or []})
     except ConflictError:
         raise AwsError("ResourceInUse", f"HumanTaskUi {name} already exists.") from None
-    return {"HumanTaskUiArn": _arn(call, "human-task-ui", name)}
+    return {"HumanTaskUiArn": sagemaker_arn(call, "human-task-ui", name)}
 
 
 def describe_human_task_ui(call: Call) -> dict[str, Any]:
     """DescribeHumanTaskUi: status, time and the template's SHA-256."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "HumanTaskUiName")
-    resource = _get(call, _TASK_UI, "HumanTaskUi", name)
+    resource = get_resource(call, TASK_UI_KIND, "HumanTaskUi", name)
     content = resource.document["content"]
-    return {"HumanTaskUiArn": _arn(call, "human-task-ui", name), "HumanTaskUiName": name,
-            "HumanTaskUiStatus": "Active", "CreationTime": _epoch(resource.created_at),
+    return {"HumanTaskUiArn": sagemaker_arn(call, "human-task-ui", name), "HumanTaskUiName": name,
+            "HumanTaskUiStatus": "Active", "CreationTime": epoch(resource.created_at),
             "UiTemplate": {"ContentSha256": hashlib.sha256(content.encode()).hexdigest()}}
 
 
 def list_human_task_uis(call: Call) -> dict[str, Any]:
     """ListHumanTaskUis: creation-time window, sort order, paging."""
-    _admin(call)
-    chunk, token = _created_page(call, _TASK_UI)
+    require_admin(call)
+    chunk, token = created_page(call, TASK_UI_KIND)
     out: dict[str, Any] = {"HumanTaskUiSummaries": [
-        {"HumanTaskUiName": r.name, "HumanTaskUiArn": _arn(call, "human-task-ui", r.name),
-         "CreationTime": _epoch(r.created_at)} for r in chunk]}
+        {"HumanTaskUiName": r.name, "HumanTaskUiArn": sagemaker_arn(call, "human-task-ui", r.name),
+         "CreationTime": epoch(r.created_at)} for r in chunk]}
     if token:
         out["NextToken"] = token
     return out
@@ -321,7 +323,7 @@ def list_human_task_uis(call: Call) -> dict[str, Any]:
 
 def delete_human_task_ui(call: Call) -> dict[str, Any]:
     """DeleteHumanTaskUi."""
-    _delete(call, _TASK_UI, "HumanTaskUi", "HumanTaskUiName")
+    _delete(call, TASK_UI_KIND, "HumanTaskUi", "HumanTaskUiName")
     return {}
 
 
@@ -337,10 +339,10 @@ CONTROL_PLANE: dict[str, Handler] = {
 
 # ----------------------------------------------------------- flow definitions
 _FLOW = "flow-definition"
-_S3_PATH = re.compile(r"s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?")
+S3_PATH = re.compile(r"s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?")
 
 
-def _arn_name(arn: Any, kind: str, field: str) -> str:
+def arn_name(arn: Any, kind: str, field: str) -> str:
     """The name at the end of an ARN of ``kind`` (``workteam``, ``human-task-ui``...)."""
     if not isinstance(arn, str) or f":{kind}/" not in arn:
         raise AwsError("ValidationException", f"{field} {arn!r} is not a {kind} ARN")
@@ -361,9 +363,9 @@ def create_flow_definition(call: Call) -> dict[str, Any]:
     object store (the bucket is made when missing)."""
     from loopworks.review.definitions import FlowDefinition
 
-    _admin(call)
+    require_admin(call)
     p = call.params
-    name = _named(p, "FlowDefinitionName", _TASK_UI_NAME)
+    name = named_param(p, "FlowDefinitionName", _TASK_UI_NAME)
     required_string(p, "RoleArn")
     if p.get("HumanLoopRequestSource"):
         raise AwsError("ValidationException", "built-in integrations (HumanLoopRequestSource: "
@@ -371,17 +373,17 @@ def create_flow_definition(call: Call) -> dict[str, Any]:
                        "HumanLoopConfig with a HumanTaskUiArn")
     output = p.get("OutputConfig")
     path = output.get("S3OutputPath") if isinstance(output, dict) else None
-    found = _S3_PATH.fullmatch(path) if isinstance(path, str) else None
+    found = S3_PATH.fullmatch(path) if isinstance(path, str) else None
     if found is None or not isinstance(path, str):
         raise AwsError("ValidationException", f"OutputConfig.S3OutputPath {path!r} is not an "
                        "s3://bucket/prefix URI")
     config = p.get("HumanLoopConfig")
     if not isinstance(config, dict):
         raise AwsError("ValidationException", "HumanLoopConfig is required")
-    team_name = _arn_name(config.get("WorkteamArn"), "workteam", "WorkteamArn")
-    ui_name = _arn_name(config.get("HumanTaskUiArn"), "human-task-ui", "HumanTaskUiArn")
-    workteam = _get(call, _WORKTEAM, "Workteam", team_name)
-    task_ui = _get(call, _TASK_UI, "HumanTaskUi", ui_name)
+    team_name = arn_name(config.get("WorkteamArn"), "workteam", "WorkteamArn")
+    ui_name = arn_name(config.get("HumanTaskUiArn"), "human-task-ui", "HumanTaskUiArn")
+    workteam = get_resource(call, WORKTEAM_KIND, "Workteam", team_name)
+    task_ui = get_resource(call, TASK_UI_KIND, "HumanTaskUi", ui_name)
     conditions = None
     activation = p.get("HumanLoopActivationConfig")
     if isinstance(activation, dict):
@@ -402,7 +404,7 @@ def create_flow_definition(call: Call) -> dict[str, Any]:
             availability_lifetime_seconds=_seconds(
                 config, "TaskAvailabilityLifetimeInSeconds", 864_000),
             activation_conditions=conditions, task_ui=task_ui.document["content"],
-            output_store="objects", aws_arn=_arn(call, "flow-definition", name))
+            output_store="objects", aws_arn=sagemaker_arn(call, "flow-definition", name))
     except ConfigurationError as exc:
         raise AwsError("ValidationException", str(exc)) from None
     try:
@@ -420,27 +422,27 @@ def create_flow_definition(call: Call) -> dict[str, Any]:
     except BaseException:
         _resources(call).delete(_FLOW, name)
         raise
-    return {"FlowDefinitionArn": _arn(call, "flow-definition", name)}
+    return {"FlowDefinitionArn": sagemaker_arn(call, "flow-definition", name)}
 
 
 def describe_flow_definition(call: Call) -> dict[str, Any]:
     """DescribeFlowDefinition: what Create was given, Active once made."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "FlowDefinitionName")
-    resource = _get(call, _FLOW, "FlowDefinition", name)
-    return {"FlowDefinitionArn": _arn(call, "flow-definition", name),
+    resource = get_resource(call, _FLOW, "FlowDefinition", name)
+    return {"FlowDefinitionArn": sagemaker_arn(call, "flow-definition", name),
             "FlowDefinitionName": name, "FlowDefinitionStatus": "Active",
-            "CreationTime": _epoch(resource.created_at), **resource.document}
+            "CreationTime": epoch(resource.created_at), **resource.document}
 
 
 def list_flow_definitions(call: Call) -> dict[str, Any]:
     """ListFlowDefinitions: creation-time window, sort order, paging."""
-    _admin(call)
-    chunk, token = _created_page(call, _FLOW)
+    require_admin(call)
+    chunk, token = created_page(call, _FLOW)
     out: dict[str, Any] = {"FlowDefinitionSummaries": [
-        {"FlowDefinitionName": r.name, "FlowDefinitionArn": _arn(call, "flow-definition",
+        {"FlowDefinitionName": r.name, "FlowDefinitionArn": sagemaker_arn(call, "flow-definition",
                                                                    r.name),
-         "FlowDefinitionStatus": "Active", "CreationTime": _epoch(r.created_at)}
+         "FlowDefinitionStatus": "Active", "CreationTime": epoch(r.created_at)}
         for r in chunk]}
     if token:
         out["NextToken"] = token
@@ -449,9 +451,9 @@ def list_flow_definitions(call: Call) -> dict[str, Any]:
 
 def delete_flow_definition(call: Call) -> dict[str, Any]:
     """DeleteFlowDefinition: the flow and its loops (their outputs stay)."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "FlowDefinitionName")
-    _get(call, _FLOW, "FlowDefinition", name)
+    get_resource(call, _FLOW, "FlowDefinition", name)
     try:
         call.lw.review.delete_flow(name)
     except NotFoundError:
@@ -489,8 +491,8 @@ def _loop_flow(call: Call, name: str) -> str:
 def _loop_out(call: Call, loop: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "CreationTime": loop.created_at.timestamp(), "HumanLoopStatus": loop.status.value,
-        "HumanLoopName": loop.name, "HumanLoopArn": _arn(call, "human-loop", loop.name),
-        "FlowDefinitionArn": _arn(call, "flow-definition", loop.flow)}
+        "HumanLoopName": loop.name, "HumanLoopArn": sagemaker_arn(call, "human-loop", loop.name),
+        "FlowDefinitionArn": sagemaker_arn(call, "flow-definition", loop.flow)}
     if loop.failure_code:
         out["FailureCode"] = loop.failure_code
         out["FailureReason"] = loop.failure_reason or ""
@@ -502,13 +504,13 @@ def _loop_out(call: Call, loop: Any) -> dict[str, Any]:
 def start_human_loop(call: Call) -> dict[str, Any]:
     """StartHumanLoop: InputContent is any JSON object (the task UI's task.input); a name
     is unique on the server: the same name and content again is the same loop."""
-    _admin(call)
+    require_admin(call)
     p = call.params
     name = required_string(p, "HumanLoopName")
     if not _LOOP_NAME.fullmatch(name):
         raise _a2i_error("ValidationException", f"HumanLoopName {name!r} must be 1-63 "
                          "lower-case letters, digits and hyphens")
-    flow = _arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
+    flow = arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
     given = p.get("HumanLoopInput")
     text = given.get("InputContent") if isinstance(given, dict) else None
     if not isinstance(text, str):
@@ -539,7 +541,7 @@ def start_human_loop(call: Call) -> dict[str, Any]:
                          "content.", 409) from None
     except (ConfigurationError, ValidationError, InputError) as exc:
         raise _a2i_error("ValidationException", str(exc)) from None
-    return {"HumanLoopArn": _arn(call, "human-loop", name)}
+    return {"HumanLoopArn": sagemaker_arn(call, "human-loop", name)}
 
 
 _STARTS = RecordBatcher()
@@ -568,7 +570,7 @@ def _start_batch(call: Call, flow: str, batch: list[tuple[str, dict[str, Any]]]
 
 def describe_human_loop(call: Call) -> dict[str, Any]:
     """DescribeHumanLoop: by name alone."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "HumanLoopName")
     return _loop_out(call, call.lw.review.describe_human_loop(name, _loop_flow(call, name)))
 
@@ -586,9 +588,9 @@ def _when(value: Any, field: str) -> datetime | None:
 
 def list_human_loops(call: Call) -> dict[str, Any]:
     """ListHumanLoops: one flow's loops, creation-time window, sort order, paging."""
-    _admin(call)
+    require_admin(call)
     p = call.params
-    flow = _arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
+    flow = arn_name(p.get("FlowDefinitionArn"), "flow-definition", "FlowDefinitionArn")
     order = p.get("SortOrder") or "Ascending"
     if order not in ("Ascending", "Descending"):
         raise _a2i_error("ValidationException", "SortOrder must be Ascending or Descending")
@@ -610,7 +612,7 @@ def list_human_loops(call: Call) -> dict[str, Any]:
     for loop in loops:
         summary = {"HumanLoopName": loop.name, "HumanLoopStatus": loop.status.value,
                    "CreationTime": loop.created_at.timestamp(),
-                   "FlowDefinitionArn": _arn(call, "flow-definition", loop.flow)}
+                   "FlowDefinitionArn": sagemaker_arn(call, "flow-definition", loop.flow)}
         if loop.failure_reason:
             summary["FailureReason"] = loop.failure_reason
         summaries.append(summary)
@@ -622,7 +624,7 @@ def list_human_loops(call: Call) -> dict[str, Any]:
 
 def _on_loop(call: Call, act: Any) -> dict[str, Any]:
     """Apply ``act(name, flow)`` to the loop a request names (by its name alone)."""
-    _admin(call)
+    require_admin(call)
     name = required_string(call.params, "HumanLoopName")
     try:
         act(name, _loop_flow(call, name))
