@@ -95,3 +95,27 @@ def test_no_conditions_sends_everything() -> None:
 def test_bad_documents_are_refused_with_the_path(document, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         ActivationConditions(document, LABELS)
+
+
+def test_results_annotate_every_condition_as_a2i_writes_them() -> None:
+    document = {"Conditions": [
+        {"ConditionType": "MarginBelow", "ConditionParameters": {"Margin": 0.1}},
+        {"Or": [{"ConditionType": "EntropyAbove", "ConditionParameters": {"Entropy": 0.99}},
+                {"And": [{"ConditionType": "ClassificationConfidenceCheck",
+                          "ConditionParameters": {"ClassificationLabel": "*",
+                                                  "ConfidenceLessThan": 0.6}},
+                         {"ConditionType": "MarginBelow",
+                          "ConditionParameters": {"Margin": 0.5}}]}]}]}
+    conditions = ActivationConditions(document)
+    evaluation = conditions.evaluate([[0.55, 0.3, 0.15]], ["neg", "neu", "pos"])
+    assert evaluation.activated.tolist() == [True]
+    results = conditions.results(evaluation.fired[0])["Conditions"]
+    assert results[0] == {**document["Conditions"][0], "EvaluationResult": False}
+    either = results[1]
+    assert either["EvaluationResult"] is True
+    assert either["Or"][0]["EvaluationResult"] is False
+    both = either["Or"][1]
+    assert both["EvaluationResult"] is True
+    assert [c["EvaluationResult"] for c in both["And"]] == [True, True]
+    assert both["And"][1]["ConditionParameters"] == {"Margin": 0.5}
+    assert ActivationConditions(None).results(["(no conditions: always)"]) is None

@@ -121,8 +121,12 @@ def test_reviewers_complete_a_loop_and_the_output_is_written(review: HumanReview
     assert [a["workerId"] for a in document["humanAnswers"]] == ["rita", "rob"]
     assert {"answerContent", "acceptanceTime", "submissionTime", "timeSpentInSeconds"} <= \
         set(document["humanAnswers"][0])
-    assert document["activationConditionsFired"] == [
+    assert document["loopworks"]["activationConditionsFired"] == [
         "Conditions[0] ClassificationConfidenceCheck"]
+    assert document["loopworks"]["consolidatedAnswer"]["label"] == "neutral"
+    conditions = document["humanTaskActivationConditionResults"]["Conditions"]
+    assert conditions[0]["ConditionType"] == "ClassificationConfidenceCheck"
+    assert conditions[0]["EvaluationResult"] is True
     summary = review.summary("sentiment-check")
     assert summary["by_status"]["Completed"] == 1
     assert summary["model_accuracy_on_reviewed"] == 1.0

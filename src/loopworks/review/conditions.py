@@ -211,6 +211,27 @@ class ActivationConditions:
                  for i in range(n)]
         return Evaluation(activated, fired)
 
+    def results(self, fired: Sequence[str]) -> dict[str, Any] | None:
+        """A2I's ``humanTaskActivationConditionResults`` for one input: the conditions
+        document with ``EvaluationResult`` on every condition, simple or combined, from the
+        simple conditions that held (``fired``, as :meth:`evaluate` reports them). None
+        when there are no conditions (nothing was evaluated)."""
+        if self.always:
+            return None
+        held = set(fired)
+
+        def annotate(node: _Simple | _Combined, given: dict[str, Any]) -> dict[str, Any]:
+            if isinstance(node, _Simple):
+                return {**given, "EvaluationResult": f"{node.path} {node.kind}" in held}
+            members = [annotate(m, g) for m, g in zip(node.members, given[node.op],
+                                                      strict=True)]
+            outcomes = [m["EvaluationResult"] for m in members]
+            return {node.op: members, "EvaluationResult": all(outcomes)
+                    if node.op == "And" else any(outcomes)}
+
+        return {"Conditions": [annotate(m, g) for m, g in zip(
+            self.members, self.document["Conditions"], strict=True)]}
+
     def _holds(self, node: _Simple | _Combined, ctx: _Context,
                held: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, _Combined):

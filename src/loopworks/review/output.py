@@ -51,13 +51,23 @@ def output_document(spec: FlowDefinition, loop: str, content: dict[str, Any],
                     given: list[dict[str, Any]], result: dict[str, Any],
                     conditions_fired: list[Any], created: datetime, completed: datetime
                     ) -> dict[str, Any]:
-    """A completed loop's output document, with A2I's field names."""
-    return {
+    """A completed loop's output document, with A2I's field names (and
+    ``humanTaskActivationConditionResults`` when the flow has conditions); loopworks' own
+    additions (the consolidated answer, the conditions that fired, the times) sit under
+    ``loopworks``."""
+    from loopworks.review.conditions import ActivationConditions
+
+    document: dict[str, Any] = {
         "flowDefinitionArn": spec.arn, "humanLoopName": loop,
-        "humanLoopArn": spec.loop_arn(loop),
-        "inputContent": content, "humanAnswers": given, "consolidatedAnswer": result,
-        "activationConditionsFired": conditions_fired,
+        "humanLoopArn": spec.loop_arn(loop), "inputContent": content, "humanAnswers": given}
+    results = ActivationConditions(spec.activation_conditions).results(
+        [c for c in conditions_fired if isinstance(c, str)])
+    if results is not None:
+        document["humanTaskActivationConditionResults"] = results
+    document["loopworks"] = {
+        "consolidatedAnswer": result, "activationConditionsFired": conditions_fired,
         "creationTime": created.isoformat(), "completionTime": completed.isoformat()}
+    return document
 
 
 def write_output_document(spec: FlowDefinition, loop: str, created: datetime,
