@@ -216,3 +216,27 @@ def test_empty_and_oversized_templates_are_refused() -> None:
         render("  \n ")
     with pytest.raises(ValidationError, match="at most 128,000"):
         render("x" * (MAX_TEMPLATE_CHARS + 1))
+
+
+# ------------------------------------------------------------------ built-in templates
+@pytest.mark.parametrize("task_type,element", [
+    ("text-classification", "crowd-classifier"),
+    ("text-classification-multilabel", "crowd-classifier-multi-select"),
+    ("named-entity-recognition", "crowd-entity-annotation"),
+    ("image-classification", "crowd-image-classifier"),
+    ("bounding-box", "crowd-bounding-box"),
+])
+def test_every_built_in_task_type_is_a_template(task_type: str, element: str) -> None:
+    """One rendering path: a job without a template shows its type's built-in one, with
+    the labels and the item escaped into it."""
+    from loopworks.labeling.templates import template_for
+
+    text = template_for(task_type)
+    assert template_for(task_type, "<p>mine</p>") == "<p>mine</p>"
+    out = render(text, {"taskObject": 'Fits "well" <b>x</b>', "labels": ["good", "b&d"],
+                        "imageUrl": "/jobs/j/tasks/1/image"})
+    assert f"<{element} " in out and f"</{element}>" in out
+    assert "<b>x</b>" not in out  # the item stays text
+    assert r"[&#34;good&#34;, &#34;b\u0026d&#34;]" in out  # the labels, JSON in an attribute
+    if "image" in element or "bounding" in element:
+        assert 'src="/jobs/j/tasks/1/image"' in out

@@ -34,6 +34,8 @@ def site(tmp_path: Path):
 
 
 def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
+    """A built-in task type's page is its crowd-html template: number keys choose, Enter
+    submits, S skips, and the answer is stored in the task type's own shape."""
     url, jobs = site
     jobs.create_job(JobSpec("sent", "nlp", ["negative", "neutral", "positive"],
                             instructions="How does the reviewer feel?"),
@@ -45,38 +47,41 @@ def test_label_with_the_keyboard_and_see_progress(page, site) -> None:
     assert page.inner_text("#progress") == "0 / 4" and jobs.current_task(
         "sent", jobs.workforce.worker("ana")) is None
     page.keyboard.press("Enter")
-    page.wait_for_selector("#source")
-    assert page.inner_text("#source") == "I love this dress"
+    page.wait_for_selector("classification-target")
+    assert page.inner_text("classification-target") == "I love this dress"
     assert page.inner_text("#progress") == "0 / 4" and page.inner_text("#mine") == "0"
+    assert "How does the reviewer feel?" in page.inner_text(".instructions")
 
     page.keyboard.press("3")
-    assert page.is_checked("input[value=positive]")
+    assert page.get_by_role("radio", name="positive").is_checked()
     snap(page, "classification-task")
     page.keyboard.press("Enter")
     page.wait_for_selector("#flash")
     assert page.inner_text("#flash") == "Saved."
     assert page.inner_text("#progress") == "1 / 4" and page.inner_text("#mine") == "1"
-    assert page.inner_text("#source") == "It is fine"
+    assert page.inner_text("classification-target") == "It is fine"
 
     page.keyboard.press("s")  # skip "It is fine"
     page.wait_for_selector("text=Skipped.")
-    assert page.inner_text("#source") == "Broke in a day"
+    assert page.inner_text("classification-target") == "Broke in a day"
     page.keyboard.press("1")
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Saved.")
     assert page.inner_text("#mine") == "2"
 
     # User text is shown as text: the script is visible and never ran.
-    assert page.inner_text("#source") == "<script>window.pwned = 1</script>Sneaky <b>bold</b>"
+    assert page.inner_text("classification-target") == \
+        "<script>window.pwned = 1</script>Sneaky <b>bold</b>"
     assert page.evaluate("typeof window.pwned") == "undefined"
-    assert page.locator("#source script, #source b").count() == 0
+    assert page.locator("classification-target script, classification-target b").count() == 0
     page.keyboard.press("2")
     page.keyboard.press("Enter")
     page.wait_for_selector("#nothing-left")
     assert page.inner_text("#progress") == "3 / 4"  # the skipped item waits for others
 
-    got = {a["answer"] for a in jobs.answers("sent")}
-    assert got == {"positive", "negative", "neutral"}
+    given = jobs.answers("sent")
+    assert {a["answer"] for a in given} == {"positive", "negative", "neutral"}
+    assert {a["form"]["label"]["label"] for a in given} == {"positive", "negative", "neutral"}
 
 
 def test_admin_dashboard_renders_the_chart(page, site) -> None:
@@ -100,30 +105,28 @@ def test_admin_dashboard_renders_the_chart(page, site) -> None:
     assert len(lines) == 3
 
 
-def _drag_over_text(page, start: int, end: int) -> None:
-    """Select source characters [start, end) with a real mouse drag."""
-    box = page.evaluate("""([start, end]) => {
-        const walk = document.createTreeWalker(document.getElementById('source'),
-                                               NodeFilter.SHOW_TEXT);
-        const at = (offset) => {  // the text node and offset of a source character
-            let node;
-            while ((node = walk.nextNode())) {
-                if (offset <= node.length) return [node, offset];
-                offset -= node.length;
-            }
-        };
-        const range = document.createRange();
-        range.setStart(...at(start));
-        walk.currentNode = walk.root;
-        range.setEnd(...at(end));
-        const rects = range.getClientRects();
-        const first = rects[0], last = rects[rects.length - 1];
-        return {x0: first.left + 1, y0: first.top + first.height / 2,
-                x1: last.right - 1, y1: last.top + last.height / 2};
-    }""", [start, end])
-    page.mouse.move(box["x0"], box["y0"])
+def _select_words(page, words: str) -> None:
+    """Select words of the entity text with a real mouse drag (positions from the page)."""
+    rect = page.evaluate("""(words) => {
+        const box = document.querySelector('.crowd-entity-text');
+        const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            if (node.parentElement.closest('[data-badge]')) continue;
+            const at = node.data.indexOf(words);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + words.length);
+            const r = range.getBoundingClientRect();
+            return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+        }
+        return null;
+    }""", words)
+    assert rect, f"{words!r} is not on the page"
+    y = (rect["top"] + rect["bottom"]) / 2
+    page.mouse.move(rect["left"] + 1, y)
     page.mouse.down()
-    page.mouse.move(box["x1"], box["y1"], steps=5)
+    page.mouse.move(rect["right"] - 1, y, steps=4)
     page.mouse.up()
 
 
@@ -135,14 +138,15 @@ def test_draw_entity_spans_with_the_mouse(page, site) -> None:
     sign_in(page, url, jobs.workforce, "ana")
     page.goto(f"{url}/jobs/ner")
     page.click("#start")
-    _drag_over_text(page, 0, 5)
+    page.wait_for_selector(".crowd-entity-text")
     page.keyboard.press("1")
-    _drag_over_text(page, text.index("Paris"), len(text))
-    page.click("button[data-label=PLACE]")
-    assert page.locator("#source mark").all_inner_texts() == ["Alice", "Paris"]
-    assert page.locator("#marks li").count() == 2
+    _select_words(page, "Alice")
+    page.keyboard.press("3")
+    _select_words(page, "Paris")
+    assert page.locator("mark").count() == 2
+    assert page.locator("mark", has_text="Paris").inner_text().startswith("Paris")
     snap(page, "ner-task")
-    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Submit").click()
     page.wait_for_selector("#nothing-left")
     [answer] = jobs.answers("ner")
     spans = [(e["start"], e["end"], e["label"]) for e in answer["answer"]["entities"]]
@@ -168,19 +172,20 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
     page.click("#start")
     # Polled from Python: wait_for_function's in-page polling evaluates a string, which the
     # pages' Content Security Policy (no 'unsafe-eval') rightly refuses.
+    image = ".crowd-stage img"
+    page.wait_for_selector(image)
     deadline = time.monotonic() + 10
-    while not page.evaluate("document.getElementById('task-image').naturalWidth > 0"):
+    while not page.evaluate("document.querySelector('.crowd-stage img').naturalWidth > 0"):
         assert time.monotonic() < deadline, "the task image never loaded"
         page.wait_for_timeout(50)
     page.keyboard.press("1")
-    stage = page.locator("#overlay").bounding_box()
-    scale = page.evaluate("(() => { const i = document.getElementById('task-image');"
+    stage = page.locator(image).bounding_box()
+    scale = page.evaluate("(() => { const i = document.querySelector('.crowd-stage img');"
                           " return i.naturalWidth / i.clientWidth; })()")
     page.mouse.move(stage["x"] + 50 / scale, stage["y"] + 40 / scale)
     page.mouse.down()
     page.mouse.move(stage["x"] + 150 / scale, stage["y"] + 120 / scale, steps=8)
     page.mouse.up()
-    assert page.locator("#overlay .box").count() == 1
     snap(page, "bounding-box-task")
     page.keyboard.press("Enter")
     page.wait_for_selector("#nothing-left")
@@ -189,6 +194,7 @@ def test_draw_a_bounding_box(page, site, tmp_path: Path) -> None:
     assert box["label"] == "car"
     assert [box["left"], box["top"], box["width"], box["height"]] == \
         pytest.approx([50, 40, 100, 80], abs=2)
+    assert answer["form"]["boxes"]["inputImageProperties"] == {"height": 300, "width": 400}
 
 
 def test_review_a_model_prediction(page, site, tmp_path: Path) -> None:

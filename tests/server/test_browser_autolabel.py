@@ -51,7 +51,7 @@ def _reviews() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:
 def _submit_with_keyboard(page, label: str) -> None:
     """Choose the label with its number key and submit with Enter, as an annotator does."""
     page.keyboard.press(str(LABELS.index(label) + 1))
-    assert page.is_checked(f"input[value={label}]")
+    assert page.get_by_role("radio", name=label, exact=True).is_checked()
     with page.expect_navigation():
         page.keyboard.press("Enter")
 
@@ -86,7 +86,7 @@ def test_next_batch_reaches_the_annotator_and_the_admin_sees_the_round(
         page.click("#start")
         # The last open items of the first sample, answered with the keyboard.
         for left in range(LEFT_FOR_THE_BROWSER, 0, -1):
-            source = page.inner_text("#source")
+            source = page.inner_text("classification-target")
             assert source in truth and source not in answered
             if left == LEFT_FOR_THE_BROWSER:
                 snap(page, "autolabel-last-of-first-sample")
@@ -101,14 +101,14 @@ def test_next_batch_reaches_the_annotator_and_the_admin_sees_the_round(
             snap(page, "autolabel-round-running")
         # Reload until a task from the next batch is there.
         deadline = time.monotonic() + 30
-        while not page.locator("#source").count():
+        while not page.locator("classification-target").count():
             assert time.monotonic() < deadline, page.inner_text("main")
             if page.locator("#start").count():
                 page.click("#start")  # the next batch is open: take a task
                 continue
             time.sleep(0.25)
             page.reload()
-        source = page.inner_text("#source")
+        source = page.inner_text("classification-target")
         assert source in truth and source not in answered  # a held item, now for people
         # The machine labels count in the job's progress.
         assert _labeled(page) > FIRST_SAMPLE
@@ -118,7 +118,7 @@ def test_next_batch_reaches_the_annotator_and_the_admin_sees_the_round(
         assert page.inner_text("#flash") == "Saved."
         assert int(page.inner_text("#mine")) == FIRST_SAMPLE + 1
         assert _labeled(page) == labeled_before + 1
-        following = page.inner_text("#source")  # the batch goes on
+        following = page.inner_text("classification-target")  # the batch goes on
         assert following in truth and following not in answered | {source}
 
         # An admin, in a browser of their own, reads the round on the job's dashboard.

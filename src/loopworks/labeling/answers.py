@@ -146,8 +146,8 @@ class Answers(Leases):
                 source = conn.execute(_Q.item_source, {"b_item": item_id,
                                                        "b_job": row.id}).scalar()
             form = None
-            if spec.template and spec.task_type is not TaskType.CUSTOM \
-                    and isinstance(answer, dict) and not _native(spec.task_type, answer):
+            if spec.task_type is not TaskType.CUSTOM and isinstance(answer, dict) \
+                    and not _native(spec.task_type, answer):  # a task page's crowd form
                 form = validate_answer(TaskType.CUSTOM, spec.labels, answer)
                 answer = from_crowd_form(spec.task_type, form)
             stored_answer = validate_answer(spec.task_type, spec.labels, answer, source)

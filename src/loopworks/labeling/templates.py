@@ -24,12 +24,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loopworks.errors import ValidationError
+from loopworks.labeling.tasktypes import TaskType
 
 if TYPE_CHECKING:
     from liquid import BoundTemplate, Environment
     from liquid.exceptions import LiquidError
 
-__all__ = ["MAX_TEMPLATE_CHARS", "check_template", "render_template"]
+__all__ = ["BUILT_IN_TEMPLATES", "MAX_TEMPLATE_CHARS", "check_template", "render_template",
+           "template_for"]
 
 #: The longest template SageMaker takes (UiTemplate.Content).
 MAX_TEMPLATE_CHARS = 128_000
@@ -48,6 +50,49 @@ _PINNING = re.compile(r"""\s+(?:integrity|crossorigin)\b(?:\s*=\s*(?:"[^"]*"|'[^
 #: The grant function of the render under way (filters are registered once, for all renders).
 _GRANT: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
     "loopworks_grant_read_access", default=None)
+
+
+#: The page of each built-in task type, as a template like any other (one rendering path):
+#: ``task.input`` holds ``taskObject`` (the text), ``labels`` and, for images, ``imageUrl``.
+BUILT_IN_TEMPLATES: dict[TaskType, str] = {
+    TaskType.TEXT_CLASSIFICATION: """<crowd-form>
+  <crowd-classifier name="label" categories="{{ task.input.labels | to_json }}"
+                    header="Which label fits?">
+    <classification-target>{{ task.input.taskObject }}</classification-target>
+  </crowd-classifier>
+</crowd-form>""",
+    TaskType.TEXT_CLASSIFICATION_MULTILABEL: """<crowd-form>
+  <crowd-classifier-multi-select name="labels" categories="{{ task.input.labels | to_json }}"
+                                 header="Which labels fit? (any number)">
+    <classification-target>{{ task.input.taskObject }}</classification-target>
+  </crowd-classifier-multi-select>
+</crowd-form>""",
+    TaskType.NAMED_ENTITY_RECOGNITION: """<crowd-form>
+  <crowd-entity-annotation name="entities" labels="{{ task.input.labels | to_json }}"
+                           text="{{ task.input.taskObject }}"
+                           header="Select each entity, then press its label's number">
+  </crowd-entity-annotation>
+</crowd-form>""",
+    TaskType.IMAGE_CLASSIFICATION: """<crowd-form>
+  <crowd-image-classifier name="label" src="{{ task.input.imageUrl }}"
+                          categories="{{ task.input.labels | to_json }}"
+                          header="Which label fits the image?">
+  </crowd-image-classifier>
+</crowd-form>""",
+    TaskType.BOUNDING_BOX: """<crowd-form>
+  <crowd-bounding-box name="boxes" src="{{ task.input.imageUrl }}"
+                      labels="{{ task.input.labels | to_json }}"
+                      header="Pick a label (1-9), then draw a box around each such object">
+  </crowd-bounding-box>
+</crowd-form>""",
+}
+
+
+def template_for(task_type: TaskType | str, template: str = "") -> str:
+    """The template a task page renders: the job's own, else its task type's built-in one."""
+    if template:
+        return template
+    return BUILT_IN_TEMPLATES[TaskType(task_type)]
 
 
 def check_template(text: str, *, name: str = "template") -> None:

@@ -197,10 +197,13 @@ def task_page(request: Request, job: str, me: Me) -> HTMLResponse:
         if jobs.has_work(job, me):
             return render(request, "start.html", **context)
         return render(request, "done.html", notice=_next_batch_notice(request, spec), **context)
-    if spec.template:  # a custom job, or a built-in one whose page is a template
+    flow = services(request).review.flow_for_job(job) if not spec.template else None
+    if spec.template or flow is None:
+        # One rendering path: every labeling job's page is a template with crowd-html
+        # elements, its own or its task type's built-in one. A review flow's built-in page
+        # (the model's prediction to agree with or correct) is the exception.
         return _custom_form_page(request, spec, task, context)
     shortcuts = [(str(i + 1), label) for i, label in enumerate(spec.labels[:9])]
-    flow = services(request).review.flow_for_job(job)
     prediction = task.data.get("prediction") if flow is not None else None
     custom = _custom_task(flow, task) if flow is not None else None
     image = TaskType(task.task_type).is_image
@@ -219,17 +222,19 @@ _TEMPLATE_TAGS = re.compile(r"<(script|style)\b", re.IGNORECASE)
 
 def _custom_form_page(request: Request, spec: JobSpec, task: Task,
                       context: dict[str, Any]) -> HTMLResponse:
-    """A custom job's task: its Liquid template rendered with the item as ``task.input``.
+    """A task as its job's Liquid template renders it, with the item as ``task.input``
+    (a job without a template has its task type's built-in one).
 
     The template is admin content and may carry scripts and styles (Ground Truth's do):
     each tag of the *template's own text* gets this page's nonce before rendering, so they
     run and nothing else does; task input is escaped, and input a template prints raw
     (``skip_autoescape``) never carries the nonce."""
     from loopworks.errors import ValidationError
-    from loopworks.labeling.templates import render_template
+    from loopworks.labeling.templates import render_template, template_for
 
     nonce = secrets.token_urlsafe(16)
-    text = _TEMPLATE_TAGS.sub(lambda m: f'<{m.group(1)} nonce="{nonce}"', spec.template)
+    text = _TEMPLATE_TAGS.sub(lambda m: f'<{m.group(1)} nonce="{nonce}"',
+                              template_for(spec.task_type, spec.template))
     # A review loop's task UI sees the loop's input content as given (A2I's task.input); a
     # labeling job's item the task input its pre-annotation hook made, else the item:
     # taskObject (its source or source-ref), the job's labels and the item's fields.
@@ -241,13 +246,18 @@ def _custom_form_page(request: Request, spec: JobSpec, task: Task,
         return (f"/jobs/{quote(spec.name)}/tasks/{task.item_id}/object?uri="
                 f"{quote(uri, safe='')}")
 
+    if TaskType(task.task_type).is_image and "imageUrl" not in task_input:
+        task_input["imageUrl"] = grant(task.source) if task.source.startswith("s3://") \
+            else f"/jobs/{quote(spec.name)}/tasks/{task.item_id}/image"
+
     try:
         form = Markup(render_template(text, task_input, elements_url=CROWD_ELEMENTS_URL,
                                       grant_read_access=grant))
         problem = None
     except ValidationError as exc:
         form, problem = None, str(exc)
-    return render(request, "task.html", nonce=nonce, custom_form=form,
+    return render(request, "task.html", nonce=nonce, custom_form=form, form_page=True,
+                  built_in=not spec.template,
                   template_problem=problem, shortcuts=[], image=False, flow=None,
                   prediction=None, custom=None,
                   task_data={"source": "", "labels": spec.labels, "type": task.task_type},

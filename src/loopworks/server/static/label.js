@@ -13,6 +13,17 @@
       document.getElementById("answer-json").value = JSON.stringify(event.detail.answer);
       document.getElementById("answer-form").submit();
     });
+    // S skips, as on every task page, unless a key goes to a field being typed in.
+    document.addEventListener("keydown", (event) => {
+      const target = event.composedPath()[0];
+      const typing = target instanceof HTMLElement && (target.isContentEditable
+        || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+      if ((event.key === "s" || event.key === "S") && !typing && !event.defaultPrevented
+          && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        document.getElementById("skip-form").submit();
+      }
+    });
     return;
   }
   const data = JSON.parse(document.getElementById("task-data").textContent);
