@@ -63,3 +63,29 @@ def sign_in(page, url: str, workforce: Any, worker: str) -> None:
     page.click("#sign-in")
     page.wait_for_selector("#who")
     assert worker in page.inner_text("#who")
+
+
+def select_words(page, box: str, words: str) -> None:
+    """Select words in a text with the mouse: press before the first letter, drag past
+    the last (the letters' position on screen comes from the page)."""
+    rect = page.evaluate("""([selector, words]) => {
+        const box = document.querySelector(selector);
+        const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            if (node.parentElement.closest('[data-badge]')) continue;
+            const at = node.data.indexOf(words);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + words.length);
+            const r = range.getBoundingClientRect();
+            return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+        }
+        return null;
+    }""", [box, words])
+    assert rect, f"{words!r} is not on the page"
+    y = (rect["top"] + rect["bottom"]) / 2
+    page.mouse.move(rect["left"] + 1, y)
+    page.mouse.down()
+    page.mouse.move(rect["right"] - 1, y, steps=4)
+    page.mouse.up()

@@ -16,7 +16,7 @@ import pytest
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 from loopworks.metadata import database_url, open_engine
 
-from _browser import needs_browser, sign_in, snap
+from _browser import needs_browser, select_words, sign_in, snap
 from conftest import running_server
 
 pytestmark = needs_browser
@@ -105,31 +105,6 @@ def test_admin_dashboard_renders_the_chart(page, site) -> None:
     assert len(lines) == 3
 
 
-def _select_words(page, words: str) -> None:
-    """Select words of the entity text with a real mouse drag (positions from the page)."""
-    rect = page.evaluate("""(words) => {
-        const box = document.querySelector('.crowd-entity-text');
-        const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
-        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-            if (node.parentElement.closest('[data-badge]')) continue;
-            const at = node.data.indexOf(words);
-            if (at < 0) continue;
-            const range = document.createRange();
-            range.setStart(node, at);
-            range.setEnd(node, at + words.length);
-            const r = range.getBoundingClientRect();
-            return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
-        }
-        return null;
-    }""", words)
-    assert rect, f"{words!r} is not on the page"
-    y = (rect["top"] + rect["bottom"]) / 2
-    page.mouse.move(rect["left"] + 1, y)
-    page.mouse.down()
-    page.mouse.move(rect["right"] - 1, y, steps=4)
-    page.mouse.up()
-
-
 def test_draw_entity_spans_with_the_mouse(page, site) -> None:
     url, jobs = site
     text = "Alice bought the red dress in Paris"
@@ -140,9 +115,9 @@ def test_draw_entity_spans_with_the_mouse(page, site) -> None:
     page.click("#start")
     page.wait_for_selector(".crowd-entity-text")
     page.keyboard.press("1")
-    _select_words(page, "Alice")
+    select_words(page, ".crowd-entity-text", "Alice")
     page.keyboard.press("3")
-    _select_words(page, "Paris")
+    select_words(page, ".crowd-entity-text", "Paris")
     assert page.locator("mark").count() == 2
     assert page.locator("mark", has_text="Paris").inner_text().startswith("Paris")
     snap(page, "ner-task")

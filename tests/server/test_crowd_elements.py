@@ -21,7 +21,7 @@ import pytest
 import loopworks
 from loopworks.labeling.templates import render_template
 
-from _browser import needs_browser, snap
+from _browser import needs_browser, select_words, snap
 
 pytestmark = needs_browser
 
@@ -135,32 +135,6 @@ def task(page, site: TaskSite):
     yield page
     assert [url for url in requests if not url.startswith(site.url)] == []
     assert blocked == []
-
-
-def select_words(page, box: str, words: str) -> None:
-    """Select words in a text with the mouse: press before the first letter, drag past
-    the last (the letters' position on screen comes from the page)."""
-    rect = page.evaluate("""([selector, words]) => {
-        const box = document.querySelector(selector);
-        const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
-        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-            if (node.parentElement.closest('[data-badge]')) continue;
-            const at = node.data.indexOf(words);
-            if (at < 0) continue;
-            const range = document.createRange();
-            range.setStart(node, at);
-            range.setEnd(node, at + words.length);
-            const r = range.getBoundingClientRect();
-            return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
-        }
-        return null;
-    }""", [box, words])
-    assert rect, f"{words!r} is not on the page"
-    y = (rect["top"] + rect["bottom"]) / 2
-    page.mouse.move(rect["left"] + 1, y)
-    page.mouse.down()
-    page.mouse.move(rect["right"] - 1, y, steps=4)
-    page.mouse.up()
 
 
 def stage_origin(page, nth: int = 0) -> tuple[float, float]:

@@ -28,7 +28,7 @@ from loopworks.featurestore.definitions import FeatureType
 from loopworks.featurestore.registry import FeatureGroupSpec
 from loopworks.labeling.workforce import Role, Worker
 from loopworks.objectstore import BUCKET_PATTERN
-from loopworks.server.aws.protocols import AwsError, page, required_string
+from loopworks.server.aws.protocols import AwsError, page, required_string, with_token
 from loopworks.services import Loopworks
 
 __all__ = ["CONTROL_PLANE", "RUNTIME", "Call", "Handler"]
@@ -278,13 +278,10 @@ def list_feature_groups(call: Call) -> dict[str, Any]:
     specs.sort(key=(lambda s: s.name) if by == "Name" else (lambda s: _epoch(s.created_at)),
                reverse=p.get("SortOrder", "Descending") == "Descending")
     chunk, token = page(specs, p)
-    out: dict[str, Any] = {"FeatureGroupSummaries": [
+    return with_token({"FeatureGroupSummaries": [
         {"FeatureGroupName": s.name, "FeatureGroupArn": call.arn(s.name),
          "CreationTime": _epoch(s.created_at), "FeatureGroupStatus": "Created",
-         "OfflineStoreStatus": {"Status": "Active"}} for s in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+         "OfflineStoreStatus": {"Status": "Active"}} for s in chunk]}, token)
 
 
 def delete_feature_group(call: Call) -> dict[str, Any]:
@@ -744,11 +741,8 @@ def search(call: Call) -> dict[str, Any]:
             return (0, found[0]) if found else (1, "")
         hits.sort(key=key, reverse=call.params.get("SortOrder", "Descending") == "Descending")
     chunk, token = page(hits, call.params)
-    out: dict[str, Any] = {"Results": [result for _, result in chunk],
-                           "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}
-    if token:
-        out["NextToken"] = token
-    return out
+    return with_token({"Results": [result for _, result in chunk],
+                           "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}, token)
 
 
 def batch_write_record(call: Call) -> dict[str, Any]:
@@ -809,10 +803,7 @@ def list_records(call: Call) -> dict[str, Any]:
     if "MaxResults" in params:
         params["MaxResults"] = int(params["MaxResults"])
     chunk, token = page(ids, params, default=100)
-    out: dict[str, Any] = {"RecordIdentifiers": chunk}
-    if token:
-        out["NextToken"] = token
-    return out
+    return with_token({"RecordIdentifiers": chunk}, token)
 
 
 def update_record(call: Call) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from loopworks.labeling.resources import Resource, Resources
 from loopworks.labeling.templates import check_template
 from loopworks.labeling.workforce import Role
 from loopworks.server.aws.featurestore import Call, Handler
-from loopworks.server.aws.protocols import AwsError, page, required_string
+from loopworks.server.aws.protocols import AwsError, page, required_string, with_token
 
 __all__ = ["A2I_RUNTIME", "CONTROL_PLANE", "S3_PATH", "TASK_UI_KIND", "WORKTEAM_KIND",
            "arn_name", "created_page", "epoch", "get_resource", "named_param", "not_found",
@@ -236,10 +236,7 @@ def list_workteams(call: Call) -> dict[str, Any]:
     require_admin(call)
     chunk, token = sorted_page(_resources(call).list(WORKTEAM_KIND), call.params,
                                 key_field="NameContains", default_sort="Name")
-    out: dict[str, Any] = {"Workteams": [_workteam(call, r) for r in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+    return with_token({"Workteams": [_workteam(call, r) for r in chunk]}, token)
 
 
 def update_workteam(call: Call) -> dict[str, Any]:
@@ -313,12 +310,9 @@ def list_human_task_uis(call: Call) -> dict[str, Any]:
     """ListHumanTaskUis: creation-time window, sort order, paging."""
     require_admin(call)
     chunk, token = created_page(call, TASK_UI_KIND)
-    out: dict[str, Any] = {"HumanTaskUiSummaries": [
+    return with_token({"HumanTaskUiSummaries": [
         {"HumanTaskUiName": r.name, "HumanTaskUiArn": sagemaker_arn(call, "human-task-ui", r.name),
-         "CreationTime": epoch(r.created_at)} for r in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+         "CreationTime": epoch(r.created_at)} for r in chunk]}, token)
 
 
 def delete_human_task_ui(call: Call) -> dict[str, Any]:
@@ -439,14 +433,11 @@ def list_flow_definitions(call: Call) -> dict[str, Any]:
     """ListFlowDefinitions: creation-time window, sort order, paging."""
     require_admin(call)
     chunk, token = created_page(call, _FLOW)
-    out: dict[str, Any] = {"FlowDefinitionSummaries": [
+    return with_token({"FlowDefinitionSummaries": [
         {"FlowDefinitionName": r.name, "FlowDefinitionArn": sagemaker_arn(call, "flow-definition",
                                                                    r.name),
          "FlowDefinitionStatus": "Active", "CreationTime": epoch(r.created_at)}
-        for r in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+        for r in chunk]}, token)
 
 
 def delete_flow_definition(call: Call) -> dict[str, Any]:
@@ -616,10 +607,7 @@ def list_human_loops(call: Call) -> dict[str, Any]:
         if loop.failure_reason:
             summary["FailureReason"] = loop.failure_reason
         summaries.append(summary)
-    out: dict[str, Any] = {"HumanLoopSummaries": summaries}
-    if token:
-        out["NextToken"] = token
-    return out
+    return with_token({"HumanLoopSummaries": summaries}, token)
 
 
 def _on_loop(call: Call, act: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from loopworks.server.aws.humanloop import (
     require_admin,
     sagemaker_arn,
 )
-from loopworks.server.aws.protocols import AwsError, page, required_string
+from loopworks.server.aws.protocols import AwsError, page, required_string, with_token
 
 __all__ = ["BUILT_IN_TASK_TYPES", "CONTROL_PLANE"]
 
@@ -372,10 +372,7 @@ def list_labeling_jobs(call: Call) -> dict[str, Any]:
         raise _invalid("SortOrder must be Ascending or Descending")
     chosen.sort(key=keys[sort_by], reverse=p.get("SortOrder") == "Descending")
     chunk, token = page(chosen, p)
-    out: dict[str, Any] = {"LabelingJobSummaryList": [_summary(call, r, s) for r, s in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+    return with_token({"LabelingJobSummaryList": [_summary(call, r, s) for r, s in chunk]}, token)
 
 
 def list_labeling_jobs_for_workteam(call: Call) -> dict[str, Any]:
@@ -395,17 +392,14 @@ def list_labeling_jobs_for_workteam(call: Call) -> dict[str, Any]:
     chosen.sort(key=lambda rs: (rs[0].created_at, rs[0].name),
                 reverse=p.get("SortOrder") == "Descending")
     chunk, token = page(chosen, p)
-    out: dict[str, Any] = {"LabelingJobSummaryList": [{
+    return with_token({"LabelingJobSummaryList": [{
         "LabelingJobName": r.name, "JobReferenceCode": _reference(call, r.name),
         "WorkRequesterAccountId": call.lw.settings.aws_account_id,
         "CreationTime": epoch(r.created_at),
         "LabelCounters": {"HumanLabeled": s.counts.get("human-labeled", 0),
                           "PendingHuman": s.counts.get("unlabeled", 0),
                           "Total": s.counts.get("items", 0)},
-        "NumberOfHumanWorkersPerDataObject": s.workers_per_item} for r, s in chunk]}
-    if token:
-        out["NextToken"] = token
-    return out
+        "NumberOfHumanWorkersPerDataObject": s.workers_per_item} for r, s in chunk]}, token)
 
 
 def stop_labeling_job(call: Call) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from loopworks.errors import (
 from loopworks.server.aws.sigv4 import Failure
 
 __all__ = ["AwsError", "Protocol", "auth_error", "domain_error", "error_body", "page",
-           "request_id", "required_string"]
+           "request_id", "required_string", "with_token"]
 
 
 class Protocol(StrEnum):
@@ -144,6 +144,13 @@ def required_string(params: dict[str, Any], name: str) -> str:
                        f"'{name[0].lower() + name[1:]}' failed to satisfy constraint: Member "
                        "must not be null")
     return value
+
+
+def with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """A List* answer with its ``NextToken`` when there is a next page."""
+    if token:
+        out["NextToken"] = token
+    return out
 
 
 def page(items: list[Any], params: dict[str, Any], default: int = 10
