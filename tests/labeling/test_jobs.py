@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loopworks.errors import ConflictError, InputError, PermissionDenied
+from loopworks.errors import ConfigurationError, ConflictError, InputError, PermissionDenied
 from loopworks.labeling.jobs import JobSpec, LabelingJobs
 
 LABELS = ["negative", "neutral", "positive"]
@@ -72,6 +72,26 @@ def test_leases_quota_and_team_rules(jobs: LabelingJobs, tmp_path: Path) -> None
     jobs.stop("sent")
     assert jobs.job("sent").status.value == "Stopped"
     assert jobs.next_task("sent", bob) is None  # a stopped job hands out nothing
+
+
+def test_a_cap_on_items_in_flight_holds_new_items_back(jobs: LabelingJobs,
+                                                      tmp_path: Path) -> None:
+    """MaxConcurrentTaskCount: once that many items are leased or partly answered, people
+    get only those; a finished item makes room for the next."""
+    jobs.create_job(JobSpec("capped", "nlp", LABELS, max_concurrent_items=2),
+                    manifest(tmp_path, 5))
+    ana, bob, cy, dee = (jobs.workforce.add_worker(n, teams_=["nlp"])
+                         for n in ("ana", "bob", "cy", "dee"))
+    first, second = jobs.next_task("capped", ana), jobs.next_task("capped", bob)
+    assert first is not None and second is not None and first.item_id != second.item_id
+    assert jobs.next_task("capped", cy) is None  # two items in flight: nothing new
+    jobs.submit("capped", first.item_id, ana, "positive")  # done: room for one more
+    third = jobs.next_task("capped", cy)
+    assert third is not None and third.item_id not in (first.item_id, second.item_id)
+    assert jobs.next_task("capped", dee) is None
+    assert jobs.job("capped").counts["unlabeled"] == 4
+    with pytest.raises(ConfigurationError):
+        JobSpec("bad-cap", "nlp", LABELS, max_concurrent_items=0)
 
 
 def test_expired_leases_return_to_the_queue(jobs: LabelingJobs, tmp_path: Path) -> None:

@@ -138,15 +138,20 @@ def _task_types() -> list[Any]:
               default="text-classification", show_default=True,
               help="What workers do; custom: the form of --template.")
 @click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="A custom job's task template: Liquid with crowd-html "
-              "elements, as Ground Truth's custom templates (task.input.taskObject is the "
-              "item's source or source-ref; the manifest line's fields are there too).")
+              default=None, help="The task page: Liquid with crowd-html elements, as Ground "
+              "Truth's templates (task.input.taskObject is the item's source or source-ref, "
+              "task.input.labels the labels; the manifest line's fields are there too). A "
+              "custom job needs one; a built-in task type without one shows its built-in "
+              "template, and with one reads its answer from the element of its kind.")
 @click.option("--multi-label", is_flag=True,
               help="Shorthand for --task-type text-classification-multilabel.")
 @click.option("--workers-per-item", type=int, default=1, show_default=True,
               help="Answers wanted per item.")
 @click.option("--time-limit", type=int, default=300, show_default=True,
               help="Seconds a worker may hold a task before it returns to the queue.")
+@click.option("--max-concurrent-items", type=int, default=None,
+              help="At most this many items in flight at once (leased or partly answered): "
+                   "Ground Truth's MaxConcurrentTaskCount. Default: no cap.")
 @click.option("--instructions", default="", help="What annotators should do.")
 @click.option("--examples", "examples_file", default=None,
               help="JSON file with a list of examples shown to workers.")
@@ -209,7 +214,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                target_accuracy: float, batch_size: int | None, budget: int | None,
                diversity: bool, auto_label_seed: int, annotator_accuracy: float | None,
                assurance: float, model_features: str, roles: str, template_file: str | None,
-               home: str | None) -> None:
+               max_concurrent_items: int | None, home: str | None) -> None:
     """Create labeling job NAME from an input manifest, a CSV/Parquet file or a feature-store
     query."""
     from loopworks.labeling.jobs import JobSpec, TaskType
@@ -218,9 +223,8 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
         raise ConfigurationError("give either --manifest or --query", setting="manifest")
 
     kind = TaskType.TEXT_CLASSIFICATION_MULTILABEL if multi_label else TaskType(task_type)
-    if (kind is TaskType.CUSTOM) != (template_file is not None):
-        raise ConfigurationError("a custom job needs --template, and only a custom job "
-                                 "takes one", setting="template")
+    if kind is TaskType.CUSTOM and template_file is None:
+        raise ConfigurationError("a custom job needs --template", setting="template")
     template = Path(template_file).read_text(encoding="utf-8") if template_file else ""
     examples: list[Any] = []
     if examples_file:
@@ -242,7 +246,7 @@ def create_job(name: str, manifest: str | None, query: str | None, text_column: 
                    adaptive=adaptive, webhooks=list(webhook_urls),
                    webhook_secret=webhook_secret,
                    roles=[r.strip() for r in roles.split(",") if r.strip()],
-                   template=template,
+                   template=template, max_concurrent_items=max_concurrent_items,
                    auto_label={"target_accuracy": target_accuracy, "batch_size": batch_size,
                                "budget": budget, "diversity": diversity,
                                "seed": auto_label_seed,

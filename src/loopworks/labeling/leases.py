@@ -6,7 +6,9 @@ Assignment rules, enforced inside one database transaction per request:
 * an item is handed out only while its answers plus live leases are fewer than the answers
   it wants (the job's workers per item; more under adaptive redundancy), so no item ever
   keeps more answers than that;
-* a lease expires after the task's time limit and the item returns to the queue.
+* a lease expires after the task's time limit and the item returns to the queue;
+* with ``max_concurrent_items`` (Ground Truth's MaxConcurrentTaskCount), once that many
+  items are in flight (leased or partly answered), only those are handed out.
 
 SQLite serializes writers (``BEGIN IMMEDIATE``, queued per process in
 :mod:`loopworks.labeling.transactions`); PostgreSQL locks the candidate item row
@@ -86,6 +88,9 @@ class Leases(JobLifecycle):
                now: datetime) -> Task | None:
         query = _Q.candidate_pg if self.on_postgres else _Q.candidate
         params = {"b_job": row.id, "b_worker": worker.id}
+        most = spec.max_concurrent_items
+        if most is not None and conn.execute(_Q.items_in_flight, params).scalar_one() >= most:
+            query = _Q.candidate_in_flight_pg if self.on_postgres else _Q.candidate_in_flight
         item = conn.execute(query, params).first()
         if item is None and self._sweep(conn, row.id, now, force=True):
             item = conn.execute(query, params).first()

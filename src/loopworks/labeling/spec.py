@@ -132,6 +132,9 @@ class JobSpec:
     #: task type with one shows it instead of the built-in page and reads its answer from the
     #: form (:func:`~loopworks.labeling.tasktypes.from_crowd_form`).
     template: str = ""
+    #: At most this many items in flight at once (leased, or answered by some of the workers
+    #: they want): Ground Truth's MaxConcurrentTaskCount. None: no cap.
+    max_concurrent_items: int | None = None
 
     def __post_init__(self) -> None:
         validate_job_name(self.name, streaming=self.streaming)
@@ -158,6 +161,13 @@ class JobSpec:
                 check_template(self.template, name="template")
             except ValidationError as exc:
                 raise ConfigurationError(str(exc), setting="template") from None
+        if self.max_concurrent_items is not None and (
+                isinstance(self.max_concurrent_items, bool)
+                or not isinstance(self.max_concurrent_items, int)
+                or not 1 <= self.max_concurrent_items <= 100_000):
+            raise ConfigurationError("max_concurrent_items must be a whole number from 1 to "
+                                     f"100,000; got {self.max_concurrent_items!r}",
+                                     setting="max_concurrent_items")
         if not 1 <= self.workers_per_item <= 100:
             raise ConfigurationError("workers per item must be 1-100", setting="workers")
         _check_seconds(self.time_limit_seconds, 10, MAX_TIME_LIMIT_SECONDS, "time_limit")
@@ -282,7 +292,8 @@ class Task:
 SPEC_FIELDS = ("name", "team", "labels", "task_type", "instructions", "workers_per_item",
                 "time_limit_seconds", "label_attribute", "created_at", "examples",
                 "availability_lifetime_seconds", "deadline", "adaptive", "webhooks",
-                "webhook_secret", "streaming", "auto_label", "roles", "template")
+                "webhook_secret", "streaming", "auto_label", "roles", "template",
+                "max_concurrent_items")
 
 
 def may_work_on(worker: Any, spec: JobSpec) -> bool:

@@ -36,6 +36,13 @@ class Q:
                           for t in (leases, answers, skips)])
                  .order_by(items.c.answers.desc(), items.c.seq).limit(1))
     candidate_pg = candidate.with_for_update(of=items, skip_locked=True)
+    # A job with a cap on the items people work on at once (Ground Truth's
+    # MaxConcurrentTaskCount): items in flight have a lease or an answer and want more.
+    in_flight = sa.or_(items.c.leases > 0, items.c.answers > 0)
+    items_in_flight = sa.select(sa.func.count()).select_from(items).where(
+        items.c.job_id == _b("b_job"), items.c.state == ItemState.OPEN, in_flight)
+    candidate_in_flight = candidate.where(in_flight)
+    candidate_in_flight_pg = candidate_in_flight.with_for_update(of=items, skip_locked=True)
     # The worker's live lease in a job, oldest first (``ix_label_leases_worker``).
     held = (sa.select(items.c.id, items.c.source, items.c.data, leases.c.expires_at)
             .join(leases, leases.c.item_id == items.c.id)

@@ -13,8 +13,8 @@ loopworks team, with the request kept beside it as given (DescribeLabelingJob ec
 * Inputs and outputs live in loopworks' object store at the S3 URIs given; outputs are
   written in Ground Truth's layout (:mod:`loopworks.labeling.groundtruth`) once the job has
   ended, before the first DescribeLabelingJob or ListLabelingJobs that sees it ended answers.
-* StoppingConditions stop the job when a describe or list finds them reached.
-  MaxConcurrentTaskCount is kept as given (loopworks hands out tasks as people ask).
+* StoppingConditions stop the job when a describe or list finds them reached;
+  MaxConcurrentTaskCount caps the items in flight at once.
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def create_labeling_job(call: Call) -> dict[str, Any]:
             time_limit_seconds=_whole(config, "TaskTimeLimitInSeconds"),
             availability_lifetime_seconds=_whole(config, "TaskAvailabilityLifetimeInSeconds",
                                                  864_000),
-            label_attribute=attribute, auto_label=auto_label, template=template)
+            label_attribute=attribute, auto_label=auto_label, template=template,
+            max_concurrent_items=config.get("MaxConcurrentTaskCount"))
         records = read_s3_manifest(call.lw.objects, manifest, spec.task_type)
     except (ConfigurationError, InputError) as exc:
         raise _invalid(str(exc)) from None
