@@ -73,4 +73,4 @@ def test_automated_labeling_with_a_fine_tuned_encoder(tmp_path: Path) -> None:
     machine = [x for x in lines if x["tuned-metadata"]["human-annotated"] == "no"]
     right = sum(x["tuned-metadata"]["class-name"] == x["truth"] for x in machine)
     assert right / len(machine) >= 0.93, (right, len(machine))
-    assert machine[0]["tuned-metadata"]["model-version"].startswith("autolabel-tuned:")
+    assert machine[0]["tuned-metadata"]["loopworks"]["model-version"].startswith("autolabel-tuned:")

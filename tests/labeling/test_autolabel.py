@@ -88,13 +88,13 @@ def test_the_threshold_holds_the_target_on_held_out_truth(sqlite_jobs: LabelingJ
     assert len(machine) == counts["machine-labeled"] and len(human) == counts["human-labeled"]
     for x in machine:
         meta = x["auto-metadata"]
-        assert meta["model-version"].startswith(f"{model_name('auto')}:")
+        assert meta["loopworks"]["model-version"].startswith(f"{model_name('auto')}:")
         assert meta["type"] == "groundtruth/text-classification"
         assert meta["job-name"] == "labeling-job/auto"
         assert LABELS[x["auto"]] == meta["class-name"]
-        assert 0 < meta["confidence"] <= 1 and meta["auto-label-round"] >= 1
-        assert "worker-count" not in meta
-    assert all(x["auto-metadata"]["worker-count"] == 1 for x in human)
+        assert 0 < meta["confidence"] <= 1 and meta["loopworks"]["auto-label-round"] >= 1
+        assert "worker-count" not in meta["loopworks"]
+    assert all(x["auto-metadata"]["loopworks"]["worker-count"] == 1 for x in human)
 
     # The machine labels reach the target on the truth they never saw.
     right = sum(x["auto-metadata"]["class-name"] == truth[x["review_id"]] for x in machine)
@@ -313,7 +313,8 @@ def test_cli_auto_label_simulate_rounds_and_export(tmp_path: Path) -> None:
     with FeatureStore(home=tmp_path / "home") as store:
         record = store.feature_group("sentiment_labels").get_record(by_machine["review_id"])
     assert record["human_annotated"] is False and record["workers"] == 0
-    assert record["method"] == f"auto-label {by_machine['sent-metadata']['model-version']}"
+    made_by = by_machine["sent-metadata"]["loopworks"]["model-version"]
+    assert record["method"] == f"auto-label {made_by}"
 
 
 def test_later_thresholds_count_what_earlier_rounds_labeled() -> None:

@@ -65,9 +65,10 @@ def test_answers_are_the_forms_json_and_the_output_keeps_them(
     great = by_source["Great fit"]
     assert great["custom-reviews"] == {"sentiment": {"label": "1"}, "why": "fits"}
     meta = great["custom-reviews-metadata"]
-    assert meta["type"] == "groundtruth/custom" and meta["agreement"] == pytest.approx(2 / 3,
-                                                                                       abs=1e-3)
-    assert sorted(json.dumps(a, sort_keys=True) for a in meta["worker-answers"]) == sorted(
+    extras = meta["loopworks"]
+    assert meta["type"] == "groundtruth/custom"
+    assert extras["agreement"] == pytest.approx(2 / 3, abs=1e-3)
+    assert sorted(json.dumps(a, sort_keys=True) for a in extras["worker-answers"]) == sorted(
         json.dumps(a, sort_keys=True) for a in answers["Great fit"])
     assert by_source["Fell apart"]["custom-reviews"]["sentiment"] == {"label": "-1"}
 

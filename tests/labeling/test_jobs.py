@@ -182,7 +182,7 @@ def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
     assert [x["review_id"] for x in lines] == [f"r{i}" for i in range(40)]
     meta = lines[0]["sent-metadata"]
     assert meta["type"] == "groundtruth/text-classification" and meta["human-annotated"] == "yes"
-    assert meta["job-name"] == "labeling-job/sent" and meta["worker-count"] == 3
+    assert meta["job-name"] == "labeling-job/sent" and meta["loopworks"]["worker-count"] == 3
     assert LABELS[lines[0]["sent"]] == meta["class-name"]
     correct = sum(x["sent-metadata"]["class-name"] == x["truth"] for x in lines)
     assert correct >= 36  # three fair workers, consolidated, beat any one of them

@@ -96,7 +96,7 @@ def test_ner_job_majority_spans_in_ground_truth_shape(labeling: LabelingJobs,
     assert value["annotations"]["labels"] == [{"label": "PER"}, {"label": "ORG"}]
     assert meta["entities"] == [{"confidence": 1.0}, {"confidence": 0.6667}]
     assert meta["type"] == "groundtruth/named-entity-recognition"
-    assert meta["worker-count"] == 3 and meta["human-annotated"] == "yes"
+    assert meta["loopworks"]["worker-count"] == 3 and meta["human-annotated"] == "yes"
     assert lines[1]["ner"]["annotations"]["entities"] == []
 
 

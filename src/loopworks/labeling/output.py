@@ -2,7 +2,7 @@
 
 Each input line comes back with all its fields, plus the label attribute (the class index)
 and ``<label attribute>-metadata`` (class-name, confidence, type, job-name,
-human-annotated, creation-date, worker count), written to
+human-annotated, creation-date; loopworks' additions under ``loopworks``), written to
 ``<out>/manifests/output/output.manifest`` with the raw answers beside it.
 
 Per task type, in Ground Truth's shapes: single-label classification (text or image) gives
@@ -16,9 +16,11 @@ with per-object confidences (see :func:`~loopworks.labeling.tasktypes.consolidat
 Failed items carry ``failure-reason`` in their metadata and no label.
 
 Every label says who made it: people's labels have ``human-annotated: "yes"``; labels from
-automated labeling's model have ``human-annotated: "no"``, the model's ``confidence``,
-``model-version`` (``autolabel-<job>:<version>`` in the model registry) and
-``auto-label-round``.
+automated labeling's model have ``human-annotated: "no"`` and the model's ``confidence``.
+What loopworks adds to Ground Truth's fields sits under the metadata's ``loopworks`` key:
+``worker-count`` and ``agreement`` of people's labels, a custom job's ``worker-answers``,
+and the ``model-version`` (``autolabel-<job>:<version>`` in the model registry) and
+``auto-label-round`` of machine labels.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ from loopworks.labeling.tasktypes import (
     majority_share,
 )
 
-__all__ = ["OutputRecords", "output_records", "write_output"]
+__all__ = ["EXTRAS", "OutputRecords", "output_records", "write_output"]
+
+#: Where a label's metadata keeps what loopworks adds to Ground Truth's fields (workers,
+#: agreement, the custom answers, the automated-labeling model and round).
+EXTRAS = "loopworks"
 
 
 @dataclass
@@ -111,19 +117,20 @@ def output_records(jobs: LabelingJobs, job: str, *, method: str = "dawid-skene"
             record[attribute] = spec.labels.index(made.label)
             record[f"{attribute}-metadata"] = {
                 "class-name": made.label, "confidence": round(float(made.confidence), 4),
-                **common, "human-annotated": "no", "model-version": made.model_version,
-                "auto-label-round": int(made.round)}
+                **common, "human-annotated": "no", EXTRAS: {
+                    "model-version": made.model_version, "auto-label-round": int(made.round)}}
         elif spec.task_type.single_label and row.id in labeled:
             rec = labeled[row.id]
             record[attribute] = spec.labels.index(rec["label"])
             record[f"{attribute}-metadata"] = {
                 "class-name": rec["label"], "confidence": round(float(rec["confidence"]), 4),
-                **common, "worker-count": int(rec["n_answers"]), "agreement": round(float(
-                    rec["agreement"]), 4)}
+                **common, EXTRAS: {"worker-count": int(rec["n_answers"]),
+                                   "agreement": round(float(rec["agreement"]), 4)}}
         elif given and not spec.task_type.single_label:
             value, meta = _structured(spec, given, row.source)
             record[attribute] = value
-            record[f"{attribute}-metadata"] = {**meta, **common, "worker-count": len(given)}
+            extras = {"worker-count": len(given), **meta.pop(EXTRAS, {})}
+            record[f"{attribute}-metadata"] = {**meta, **common, EXTRAS: extras}
         else:
             continue
         n_labeled += 1
@@ -176,8 +183,8 @@ def _structured(spec: JobSpec, given: list[Any], source: str
         keys = Counter(json.dumps(a, sort_keys=True) for a in given)
         chosen = next(a for a in given if json.dumps(a, sort_keys=True)
                       == keys.most_common(1)[0][0])
-        return chosen, {"agreement": round(majority_share(given), 4),
-                        "worker-answers": given}
+        return chosen, {EXTRAS: {"agreement": round(majority_share(given), 4),
+                                 "worker-answers": given}}
     if spec.task_type is TaskType.TEXT_CLASSIFICATION_MULTILABEL:
         votes = Counter(label for answer in given for label in set(answer))
         chosen = sorted((spec.labels.index(label) for label, c in votes.items() if c * 2 >= n))
