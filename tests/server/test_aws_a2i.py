@@ -119,6 +119,12 @@ def test_loops_start_with_any_input_and_are_found_by_name(aws: dict, flow_arn: s
         a2i.start_human_loop(HumanLoopName="loop-b", FlowDefinitionArn=flow_arn,
                              HumanLoopInput={"InputContent": "{not json"})
     assert _code(caught) == "ValidationException"
+    with pytest.raises(ClientError) as caught:  # past A2I's size limit (3 MiB of input)
+        a2i.start_human_loop(HumanLoopName="loop-big", FlowDefinitionArn=flow_arn,
+                             HumanLoopInput={"InputContent": json.dumps(
+                                 {"review": "x" * 3_200_000})})
+    assert _code(caught) == "ValidationException"
+    assert "at most" in caught.value.response["Error"]["Message"]
     loop = a2i.describe_human_loop(HumanLoopName="loop-a")
     assert loop["HumanLoopStatus"] == "InProgress" and loop["FlowDefinitionArn"] == flow_arn
     with pytest.raises(ClientError) as caught:

@@ -281,6 +281,10 @@ def test_bad_labeling_jobs_are_refused_naming_what_is_wrong(aws: dict) -> None:
                          Body=b"<crowd-form>\n{{ task.input.taskObject | escape </crowd-form>")
     assert "line 2" in refused("bad-template", task={
         "UiConfig": {"UiTemplateS3Uri": "s3://gt-in/templates/broken.html"}})
+    aws["s3"].put_object(Bucket="gt-in", Key="templates/huge.html",
+                         Body=b"<crowd-form>" + b" " * 600_000 + b"</crowd-form>")
+    assert "a template may have" in refused("big-template", task={
+        "UiConfig": {"UiTemplateS3Uri": "s3://gt-in/templates/huge.html"}})
     assert "does not exist" in refused(
         "no-manifest", InputConfig={"DataSource": {"S3DataSource": {
             "ManifestS3Uri": "s3://gt-in/manifests/none.manifest"}}})
