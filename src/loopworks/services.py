@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from loopworks.models.registry import ModelRegistry
     from loopworks.objectstore import ObjectStore
     from loopworks.processing.runner import JobRunner
+    from loopworks.processing.scripts import ScriptJobs
 
 __all__ = ["Loopworks", "open"]
 
@@ -63,6 +64,7 @@ class Loopworks:
     _jobs: JobRunner | None = field(default=None, repr=False)
     _access_keys: AccessKeys | None = field(default=None, repr=False)
     _objects: ObjectStore | None = field(default=None, repr=False)
+    _processing_jobs: ScriptJobs | None = field(default=None, repr=False)
 
     @property
     def home(self) -> Path:
@@ -105,6 +107,16 @@ class Loopworks:
 
             self._models = ModelRegistry(self.home)
         return self._models
+
+    @property
+    def processing_jobs(self) -> ScriptJobs:
+        """Processing jobs that run a user's own script (SageMaker Processing's model),
+        recorded under ``<home>/processing-jobs`` (made on first use)."""
+        if self._processing_jobs is None:
+            from loopworks.processing.scripts import ScriptJobs
+
+            self._processing_jobs = ScriptJobs(self.home / "processing-jobs", self.objects)
+        return self._processing_jobs
 
     @property
     def jobs(self) -> JobRunner:

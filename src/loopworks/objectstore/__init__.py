@@ -215,6 +215,25 @@ class ObjectStore:
         staged.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         return self.put(bucket, key, staged, content_type=content_type)
 
+    def put_file(self, bucket: str, key: str, path: Path, *,
+                 content_type: str = "binary/octet-stream") -> ObjectInfo:
+        """Store a file's bytes as an object (a processing job's output), streamed."""
+        staged = self.staging()
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            with open(path, "rb") as source, open(staged.path, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    md5.update(chunk)
+                    out.write(chunk)
+                    staged.size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            staged.path.unlink(missing_ok=True)
+            raise
+        staged.md5 = md5.hexdigest()
+        return self.put(bucket, key, staged, content_type=content_type)
+
     def _commit(self, bucket: str, key: str, blob: str, size: int, etag: str,
                 content_type: str, metadata: dict[str, str] | None) -> ObjectInfo:
         """Point ``key`` at a stored blob in one row write; the blob it replaced goes."""

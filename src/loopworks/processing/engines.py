@@ -47,7 +47,7 @@ class Engine:
 
     def __enter__(self) -> Engine:
         if self.kind == "ray":
-            self._ray_started = _start_ray(self.workers, self.ray_address)
+            self._ray_started = start_ray(self.workers, self.ray_address)
         elif self.workers > 1:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -101,7 +101,7 @@ def _ray_apply(row: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
     return {"result": pickle.dumps(fn(pickle.loads(row["task"])))}
 
 
-def _start_ray(workers: int, address: str) -> bool:
+def start_ray(workers: int, address: str) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
     try:
         import ray

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loopworks.errors import LoopworksError, PermissionDenied
 from loopworks.labeling.workforce import Worker
 from loopworks.objectstore import BUCKET_PATTERN
-from loopworks.server.aws import featurestore, humanloop, labelingjobs
+from loopworks.server.aws import featurestore, humanloop, labelingjobs, processingjobs
 from loopworks.server.aws.featurestore import Call
 from loopworks.server.aws.protocols import (
     AwsError,
@@ -67,7 +67,8 @@ _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 #: The ``SageMaker.*`` operations this server answers, by name.
 CONTROL_PLANE: dict[str, featurestore.Handler] = {**featurestore.CONTROL_PLANE,
                                                   **humanloop.CONTROL_PLANE,
-                                                  **labelingjobs.CONTROL_PLANE}
+                                                  **labelingjobs.CONTROL_PLANE,
+                                                  **processingjobs.CONTROL_PLANE}
 
 
 def _protocol(request: Request) -> Protocol:

@@ -1,0 +1,654 @@
+"""Processing jobs that run the user's own script, as SageMaker Processing runs a container.
+
+A job is an entrypoint (``python3 /opt/ml/processing/input/code/features.py``) with its
+arguments, run once per instance (``algo-1``, ``algo-2``...) as a process of its own, on this
+machine or as Ray tasks. Each instance sees SageMaker's container contract unchanged:
+
+* every input downloaded to its ``LocalPath`` under ``/opt/ml/processing/`` (all objects,
+  or with ``ShardedByS3Key`` a disjoint share: together the instances cover them all);
+* ``/opt/ml/config/resourceconfig.json`` (``current_host``, ``hosts``) and
+  ``/opt/ml/config/processingjobconfig.json`` (the job's request);
+* the job's Environment, ``python``/``python3`` on the PATH (the server's interpreter or the
+  job's virtual environment), and whatever the caller adds (the server adds
+  ``AWS_ENDPOINT_URL`` and a key of the job's owner, revoked when the job ends).
+
+``/opt/ml`` is the instance's own folder, mounted there in a private mount namespace
+(``unshare``; no root needed where user namespaces are allowed). Where that is impossible the
+job is refused with a message saying how to run instead: ``isolation="none"``, which runs the
+script in its instance folder and rewrites ``/opt/ml`` in the entrypoint and arguments to it.
+
+Outputs under each ``LocalPath`` are uploaded at the end (``EndOfJob``) when every instance
+exited 0. A non-zero exit fails the job with the last lines of that instance's stderr;
+:meth:`ScriptJobs.stop` and ``max_runtime_seconds`` stop every instance. Logs of each
+instance are kept (:meth:`ScriptJobs.log_path`). Records and folders live under one root
+(``$LOOPWORKS_HOME/processing-jobs/<job>/``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopworks.clock import utcnow
+from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
+from loopworks.files import atomic_write
+
+if TYPE_CHECKING:
+    from loopworks.objectstore import ObjectStore
+
+__all__ = ["JOB_NAME", "OPT_ML", "PROCESSING_ROOT", "ScriptInput", "ScriptJob", "ScriptJobSpec",
+           "ScriptJobs", "ScriptOutput", "namespaces_available"]
+
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+OPT_ML = "/opt/ml"
+PROCESSING_ROOT = "/opt/ml/processing"
+_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+_DATA_TYPES = ("S3Prefix", "ManifestFile")
+_ENGINES = ("local", "ray")
+_ENDED = ("Completed", "Failed", "Stopped")
+#: Lines of a failing instance's stderr kept for the failure reason.
+_TAIL_LINES = 20
+
+# Inside a private mount namespace: a tmpfs over /opt with its entries bound back, then the
+# instance's folder at /opt/ml; nothing outside the namespace changes.
+_MOUNT_SCRIPT = r"""
+set -e
+inst="$1"; shift
+[ -d /opt ] || mkdir /opt
+orig=$(mktemp -d)
+mount --bind /opt "$orig"
+mount -t tmpfs -o mode=755 loopworks-opt /opt
+for e in "$orig"/* "$orig"/.[!.]*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  n=${e##*/}
+  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "/opt/$n"
+  elif [ -d "$e" ]; then mkdir "/opt/$n"; mount --rbind "$e" "/opt/$n"
+  else touch "/opt/$n"; mount --bind "$e" "/opt/$n"; fi
+done
+mkdir /opt/ml
+mount --bind "$inst" /opt/ml
+cd /opt/ml
+exec "$@"
+"""
+
+
+@dataclass(frozen=True)
+class ScriptInput:
+    """One input: ``source`` (``s3://bucket/prefix`` in loopworks' object store, or a local
+    file or folder) downloaded to ``local_path`` under /opt/ml/processing."""
+
+    name: str
+    source: str
+    local_path: str
+    data_type: str = "S3Prefix"
+    distribution: str = "FullyReplicated"
+
+
+@dataclass(frozen=True)
+class ScriptOutput:
+    """One output: what the instances leave under ``local_path``, uploaded at the end to
+    ``destination`` (``s3://bucket/prefix`` or a local folder)."""
+
+    name: str
+    local_path: str
+    destination: str
+
+
+@dataclass
+class ScriptJobSpec:
+    """What to run and on what (see the module). ``python`` is an interpreter or a virtual
+    environment's folder (default: this process's interpreter). ``request`` keeps the
+    SageMaker request as given (written to processingjobconfig.json, echoed by Describe)."""
+
+    name: str
+    entrypoint: list[str]
+    arguments: list[str] = field(default_factory=list)
+    inputs: list[ScriptInput] = field(default_factory=list)
+    outputs: list[ScriptOutput] = field(default_factory=list)
+    instance_count: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+    max_runtime_seconds: int = 86_400
+    image_uri: str = ""
+    python: str = ""
+    engine: str = "local"
+    isolation: str = "namespace"
+    owner: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse a spec that cannot run, naming the field (ConfigurationError)."""
+        if not JOB_NAME.fullmatch(self.name or ""):
+            raise ConfigurationError(f"ProcessingJobName {self.name!r} must be 1-63 letters, "
+                                     "digits and inner hyphens", setting="ProcessingJobName")
+        if not self.entrypoint or not all(isinstance(a, str) and a for a in self.entrypoint):
+            raise ConfigurationError("AppSpecification.ContainerEntrypoint must name the "
+                                     "program to run", setting="AppSpecification")
+        if not 1 <= self.instance_count <= 100:
+            raise ConfigurationError("InstanceCount must be 1-100",
+                                     setting="ProcessingResources.ClusterConfig.InstanceCount")
+        if not 1 <= self.max_runtime_seconds <= 5 * 86_400:
+            raise ConfigurationError("MaxRuntimeInSeconds must be 1-432000",
+                                     setting="StoppingCondition.MaxRuntimeInSeconds")
+        if self.engine not in _ENGINES:
+            raise ConfigurationError(f"engine must be {' or '.join(_ENGINES)}", setting="engine")
+        if self.isolation not in ("namespace", "none"):
+            raise ConfigurationError("isolation must be namespace or none", setting="isolation")
+        seen: set[str] = set()
+        named: list[ScriptInput | ScriptOutput] = [*self.inputs, *self.outputs]
+        for i, item in enumerate(named):
+            kind = "ProcessingInputs" if i < len(self.inputs) else \
+                "ProcessingOutputConfig.Outputs"
+            at = i if i < len(self.inputs) else i - len(self.inputs)
+            where = f"{kind}[{at}]"
+            if item.name in seen:
+                raise ConfigurationError(f"{where}: the name {item.name!r} is used twice",
+                                         setting=where)
+            seen.add(item.name)
+            _check_local(item.local_path, f"{where}.LocalPath")
+        for i, item in enumerate(self.inputs):
+            where = f"ProcessingInputs[{i}].S3Input"
+            if item.distribution not in _DISTRIBUTIONS:
+                raise ConfigurationError(
+                    f"{where}.S3DataDistributionType {item.distribution!r} must be one of "
+                    f"{', '.join(_DISTRIBUTIONS)}", setting=f"{where}.S3DataDistributionType")
+            if item.data_type not in _DATA_TYPES:
+                raise ConfigurationError(
+                    f"{where}.S3DataType {item.data_type!r} must be one of "
+                    f"{', '.join(_DATA_TYPES)}", setting=f"{where}.S3DataType")
+        if self.python:
+            _interpreter(self.python)
+
+
+def _check_local(path: str, where: str) -> None:
+    normal = os.path.normpath(path or "")
+    if not path.startswith(PROCESSING_ROOT + "/") or not normal.startswith(
+            PROCESSING_ROOT + "/") or normal != path.rstrip("/"):
+        raise ConfigurationError(f"{where} {path!r} must be a folder under "
+                                 f"{PROCESSING_ROOT}/", setting=where)
+
+
+def _interpreter(python: str) -> str:
+    """The interpreter ``python`` names: itself, or a virtual environment's bin/python."""
+    path = Path(python)
+    if path.is_dir():
+        path = path / "bin" / "python"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ConfigurationError(f"python {python!r} is neither an interpreter nor a virtual "
+                                 "environment's folder", setting="python")
+    return str(path)
+
+
+@dataclass
+class ScriptJob:
+    """A job's record: its spec, status (SageMaker's: InProgress, Completed, Failed,
+    Stopping, Stopped), times, each instance's exit code and the failure reason."""
+
+    spec: ScriptJobSpec
+    status: str = "InProgress"
+    created_at: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    failure_reason: str | None = None
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[str]:
+        """The instances' host names, algo-1 first."""
+        return [f"algo-{i + 1}" for i in range(self.spec.instance_count)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as stored."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScriptJob:
+        """A record read back."""
+        spec = dict(data["spec"])
+        spec["inputs"] = [ScriptInput(**i) for i in spec.get("inputs", [])]
+        spec["outputs"] = [ScriptOutput(**o) for o in spec.get("outputs", [])]
+        return cls(**{**data, "spec": ScriptJobSpec(**spec)})
+
+
+_NAMESPACES: list[str | None] = []
+
+
+def _unshare() -> list[str]:
+    flags = ["--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        flags = ["--user", "--map-root-user", *flags]
+    return ["unshare", *flags, "--", "sh", "-c", _MOUNT_SCRIPT, "loopworks-instance"]
+
+
+def namespaces_available() -> str | None:
+    """None when instances can have their own /opt/ml (a private mount namespace), else
+    why not (checked once per process)."""
+    if not _NAMESPACES:
+        import tempfile
+
+        reason = None
+        if shutil.which("unshare") is None:
+            reason = "the unshare command (util-linux) is not installed"
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                try:
+                    done = subprocess.run([*_unshare(), folder, "true"], capture_output=True,
+                                          text=True, timeout=30, check=False)
+                    if done.returncode != 0:
+                        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    reason = str(exc)
+        _NAMESPACES.append(reason)
+    return _NAMESPACES[0]
+
+
+class ScriptJobs:
+    """Run, record, stop and read the logs of script processing jobs under ``root``.
+
+    Args:
+        root: Where each job keeps its record, instance folders and logs.
+        objects: loopworks' object store, for ``s3://`` inputs and outputs.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], objects: ObjectStore | None = None
+                 ) -> None:
+        self.root = Path(root)
+        self.objects = objects
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+
+    # ----------------------------------------------------------------- records
+    def _folder(self, name: str) -> Path:
+        if not JOB_NAME.fullmatch(name or ""):
+            raise NotFoundError(f"no processing job {name!r}", job=name)
+        return self.root / name
+
+    def _save(self, job: ScriptJob) -> None:
+        atomic_write(self._folder(job.spec.name) / "job.json",
+                     json.dumps(job.to_dict(), indent=2, default=str))
+
+    def get(self, name: str) -> ScriptJob:
+        """A job's record (NotFoundError when there is none)."""
+        path = self._folder(name) / "job.json"
+        if not path.is_file():
+            raise NotFoundError(f"no processing job {name!r} (see `loopworks processing "
+                                "list`)", job=name)
+        return ScriptJob.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def list(self) -> builtins.list[ScriptJob]:
+        """Every job, newest first."""
+        if not self.root.is_dir():
+            return []
+        found = [ScriptJob.from_dict(json.loads(p.read_text(encoding="utf-8")))
+                 for p in self.root.glob("*/job.json")]
+        return sorted(found, key=lambda j: j.created_at, reverse=True)
+
+    def log_path(self, name: str, host: str = "algo-1") -> Path:
+        """Where an instance's log (its stdout and stderr, as they came) is written."""
+        job = self.get(name)
+        if host not in job.hosts:
+            raise NotFoundError(f"job {name!r} has no host {host!r}; its hosts are "
+                                f"{', '.join(job.hosts)}", job=name, host=host)
+        return self._folder(name) / "logs" / f"{host}.log"
+
+    def follow(self, name: str, host: str = "algo-1", poll: float = 0.5) -> Iterator[str]:
+        """An instance's log as it grows, until the job has ended."""
+        path = self.log_path(name, host)
+        offset = 0
+        while True:
+            ended = self.get(name).status in _ENDED
+            if path.is_file():
+                with path.open("r", encoding="utf-8", errors="replace") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                    offset = fh.tell()
+                if chunk:
+                    yield chunk
+            if ended:
+                return
+            time.sleep(poll)
+
+    # -------------------------------------------------------------------- runs
+    def start(self, spec: ScriptJobSpec, *, env: dict[str, str] | None = None,
+              on_end: Callable[[ScriptJob], None] | None = None) -> ScriptJob:
+        """Check and record a job, then run it on a thread of this process.
+
+        Raises:
+            ConfigurationError: The spec cannot run (names the field).
+            InputError: An input has nothing to download.
+            ConflictError: A job of that name exists.
+        """
+        job = self._record(spec)
+        thread = threading.Thread(target=self._run, args=(job, env or {}, on_end),
+                                  name=f"processing-{spec.name}", daemon=True)
+        with self._lock:
+            self._threads[spec.name] = thread
+        thread.start()
+        return job
+
+    def run(self, spec: ScriptJobSpec, *, env: dict[str, str] | None = None,
+            on_end: Callable[[ScriptJob], None] | None = None) -> ScriptJob:
+        """Check, record and run a job here, until it ends; returns its final record."""
+        job = self._record(spec)
+        self._run(job, env or {}, on_end)
+        return self.get(spec.name)
+
+    def wait(self, name: str, timeout: float | None = None) -> ScriptJob:
+        """The job's record once its thread (of :meth:`start`) is done."""
+        with self._lock:
+            thread = self._threads.get(name)
+        if thread is not None:
+            thread.join(timeout)
+        return self.get(name)
+
+    def stop(self, name: str) -> ScriptJob:
+        """Stop every instance of a running job (Stopping, then Stopped).
+
+        Raises:
+            ConflictError: The job has ended.
+        """
+        job = self.get(name)
+        if job.status in _ENDED:
+            raise ConflictError(f"processing job {name!r} is {job.status}", job=name)
+        (self._folder(name) / "STOP").touch()
+        if job.status == "InProgress":
+            job.status = "Stopping"
+            self._save(job)
+        return job
+
+    def _record(self, spec: ScriptJobSpec) -> ScriptJob:
+        spec.check()
+        if spec.isolation == "namespace":
+            reason = namespaces_available()
+            if reason is not None:
+                raise ConfigurationError(
+                    f"instances cannot have their own {OPT_ML} here (a private mount namespace "
+                    f"is not available: {reason}); run the job with isolation none "
+                    "(`loopworks processing run --no-container`), and give the script its "
+                    "paths as arguments: /opt/ml in the entrypoint and arguments then names "
+                    "each instance's folder", setting="isolation")
+        for i, item in enumerate(spec.inputs):
+            self._sources(item, f"ProcessingInputs[{i}].S3Input.S3Uri")  # refuse missing data
+        folder = self._folder(spec.name)
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            raise ConflictError(f"a processing job named {spec.name!r} exists already",
+                                job=spec.name) from None
+        job = ScriptJob(spec, created_at=utcnow().isoformat())
+        self._save(job)
+        return job
+
+    def _run(self, job: ScriptJob, env: dict[str, str],
+             on_end: Callable[[ScriptJob], None] | None) -> None:
+        spec = job.spec
+        folder = self._folder(spec.name)
+        began = time.monotonic()
+        try:
+            instances = self._prepare(job, folder)
+            job.timings["download_s"] = round(time.monotonic() - began, 3)
+            job.started_at = utcnow().isoformat()
+            self._save(job)
+            deadline = time.time() + spec.max_runtime_seconds
+            results = self._launch(job, folder, instances, env, deadline)
+            job.timings["run_s"] = round(time.monotonic() - began
+                                         - job.timings["download_s"], 3)
+            job.exit_codes = {host: code for host, (code, _, _) in results.items()}
+            stopped = [why for _, _, why in results.values() if why]
+            failed = [(host, code, tail) for host, (code, tail, why) in results.items()
+                      if code != 0 and not why]
+            if stopped:
+                job.status, job.failure_reason = "Stopped", stopped[0]
+            elif failed:
+                host, code, tail = failed[0]
+                job.status = "Failed"
+                job.failure_reason = (f"AlgorithmError: {host} exited with code {code}"
+                                      + (f": {tail}" if tail else ""))
+            else:
+                uploaded = time.monotonic()
+                self._upload(job, instances)
+                job.timings["upload_s"] = round(time.monotonic() - uploaded, 3)
+                job.status = "Completed"
+        except Exception as exc:  # a bad input met while downloading, a lost store...
+            job.status, job.failure_reason = "Failed", f"{type(exc).__name__}: {exc}"
+        job.ended_at = utcnow().isoformat()
+        self._save(job)
+        if on_end is not None:
+            on_end(job)
+
+    # ----------------------------------------------------------- inputs/outputs
+    def _sources(self, item: ScriptInput, where: str) -> builtins.list[tuple[str, Any]]:
+        """(relative path, source) of every file an input names, sorted by key."""
+        if item.source.startswith("s3://"):
+            if self.objects is None:
+                raise InputError(f"{where}: s3:// inputs need loopworks' object store",
+                                 field=where)
+            bucket, _, prefix = item.source[5:].partition("/")
+            if item.data_type == "ManifestFile":
+                return self._manifest(bucket, prefix, where)
+            found = []
+            try:
+                after = ""
+                while True:
+                    listing = self.objects.list(bucket, prefix=prefix, after=after)
+                    found += [(o.key[len(prefix):].lstrip("/") or o.key.rsplit("/", 1)[-1], o)
+                              for o in listing.objects if not o.key.endswith("/")]
+                    if not listing.truncated or listing.next_after is None:
+                        break
+                    after = listing.next_after
+            except NotFoundError:
+                raise InputError(f"{where}: bucket {bucket!r} does not exist",
+                                 field=where) from None
+            if not found:
+                raise InputError(f"{where}: no objects under {item.source}", field=where)
+            return found
+        path = Path(item.source).expanduser()
+        if path.is_file():
+            return [(path.name, path)]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            if files:
+                return [(str(p.relative_to(path)), p) for p in files]
+        raise InputError(f"{where}: {item.source} is not a file or a folder with files",
+                         field=where)
+
+    def _manifest(self, bucket: str, key: str, where: str) -> builtins.list[tuple[str, Any]]:
+        """A manifest file's objects: ``[{"prefix": "s3://bucket/p/"}, "rel/key", ...]``."""
+        assert self.objects is not None
+        try:
+            info = self.objects.head(bucket, key)
+            document = json.loads(b"".join(self.objects.read(info)))
+            base = document[0]["prefix"]
+            base_bucket, _, base_prefix = base[5:].partition("/")
+            found = [(rel, self.objects.head(base_bucket, base_prefix + rel))
+                     for rel in document[1:]]
+        except NotFoundError as exc:
+            raise InputError(f"{where}: {exc}", field=where) from None
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise InputError(f"{where}: a manifest file is a JSON list: "
+                             '[{"prefix": "s3://bucket/prefix/"}, "relative/key", ...]',
+                             field=where) from None
+        return found
+
+    def _prepare(self, job: ScriptJob, folder: Path) -> dict[str, Path]:
+        """Each instance's /opt/ml: configs, its inputs, empty output folders; the python
+        shims."""
+        spec = job.spec
+        shims = folder / "bin"
+        shims.mkdir(exist_ok=True)
+        python = _interpreter(spec.python) if spec.python else sys.executable
+        for name in ("python", "python3"):
+            shim = shims / name
+            shim.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
+            shim.chmod(0o755)
+        hosts = job.hosts
+        sources = [self._sources(item, f"ProcessingInputs[{i}].S3Input.S3Uri")
+                   for i, item in enumerate(spec.inputs)]
+        instances = {}
+        for index, host in enumerate(hosts):
+            root = folder / "instances" / host
+            (root / "config").mkdir(parents=True, exist_ok=True)
+            (root / "config" / "resourceconfig.json").write_text(json.dumps(
+                {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+            (root / "config" / "processingjobconfig.json").write_text(json.dumps(
+                spec.request or {"ProcessingJobName": spec.name}, default=str))
+            for item, files in zip(spec.inputs, sources, strict=True):
+                share = files[index::len(hosts)] if item.distribution == "ShardedByS3Key" \
+                    else files
+                target = root / item.local_path[len(OPT_ML) + 1:]
+                target.mkdir(parents=True, exist_ok=True)
+                for relative, source in share:
+                    self._download(source, target / relative)
+            for output in spec.outputs:
+                (root / output.local_path[len(OPT_ML) + 1:]).mkdir(parents=True, exist_ok=True)
+            instances[host] = root
+        return instances
+
+    def _download(self, source: Any, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copyfile(source, path)
+            return
+        assert self.objects is not None
+        with open(path, "wb") as out:
+            for chunk in self.objects.read(source):
+                out.write(chunk)
+
+    def _upload(self, job: ScriptJob, instances: dict[str, Path]) -> None:
+        for output in job.spec.outputs:
+            for root in instances.values():
+                base = root / output.local_path[len(OPT_ML) + 1:]
+                for path in sorted(p for p in base.rglob("*") if p.is_file()):
+                    relative = str(path.relative_to(base))
+                    if output.destination.startswith("s3://"):
+                        assert self.objects is not None
+                        bucket, _, prefix = output.destination[5:].partition("/")
+                        key = f"{prefix.rstrip('/')}/{relative}" if prefix.strip("/") \
+                            else relative
+                        try:
+                            self.objects.create_bucket(bucket)
+                        except ConflictError:
+                            pass
+                        self.objects.put_file(bucket, key, path)
+                    else:
+                        target = Path(output.destination).expanduser() / relative
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(path, target)
+
+    # -------------------------------------------------------------- instances
+    def _launch(self, job: ScriptJob, folder: Path, instances: dict[str, Path],
+                env: dict[str, str], deadline: float
+                ) -> dict[str, tuple[int | None, str, str | None]]:
+        spec = job.spec
+        base = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWORKS_")}
+        base.update(spec.environment)
+        base.update(env)
+        base.update({"PATH": f"{folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                     "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
+        (folder / "logs").mkdir(exist_ok=True)
+        plans = []
+        for host, root in instances.items():
+            argv = [*spec.entrypoint, *spec.arguments]
+            if spec.isolation == "namespace":
+                command = [*_unshare(), str(root), *argv]
+            else:
+                command = [a.replace(OPT_ML, str(root)) for a in argv]
+            plans.append((host, command, str(root), base,
+                          str(folder / "logs" / f"{host}.log"), str(folder / "STOP"),
+                          deadline, spec.max_runtime_seconds))
+        if spec.engine == "ray":
+            return self._launch_ray(plans)
+        results: dict[str, tuple[int | None, str, str | None]] = {}
+        threads = [threading.Thread(target=lambda p=plan: results.__setitem__(
+            p[0], run_instance(*p[1:])), daemon=True) for plan in plans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
+
+    @staticmethod
+    def _launch_ray(plans: builtins.list[tuple[Any, ...]]
+                    ) -> dict[str, tuple[int | None, str, str | None]]:
+        import ray
+
+        from loopworks.processing.engines import start_ray
+
+        start_ray(len(plans), "")
+        remote = ray.remote(num_cpus=1)(run_instance)
+        pending = {plan[0]: remote.remote(*plan[1:]) for plan in plans}
+        return {host: ray.get(ref) for host, ref in pending.items()}
+
+
+def run_instance(command: list[str], cwd: str, env: dict[str, str], log: str, stop_file: str,
+                 deadline: float, max_runtime: int) -> tuple[int | None, str, str | None]:
+    """Run one instance to its end: its output and errors to ``log`` as they come; stopped
+    (its whole process group) when ``stop_file`` appears or at ``deadline``.
+
+    Returns:
+        (exit code, the last lines of its stderr, why it was stopped or None).
+    """
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    lock = threading.Lock()
+    with open(log, "a", encoding="utf-8") as out:
+        try:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            out.write(f"cannot start {command[0]!r}: {exc}\n")
+            return 127, str(exc), None
+
+        def pump(stream: Any, keep: bool) -> None:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                with lock:
+                    out.write(line)
+                    out.flush()
+                if keep:
+                    tail.append(line.rstrip("\n"))
+
+        readers = [threading.Thread(target=pump, args=(process.stdout, False), daemon=True),
+                   threading.Thread(target=pump, args=(process.stderr, True), daemon=True)]
+        for reader in readers:
+            reader.start()
+        why = None
+        while process.poll() is None:
+            if os.path.exists(stop_file):
+                why = "stopped by StopProcessingJob"
+            elif time.time() > deadline:
+                why = f"MaxRuntimeInSeconds ({max_runtime}) exceeded: every instance was stopped"
+            if why:
+                _kill(process)
+                break
+            time.sleep(0.1)
+        code = process.wait()
+        for reader in readers:
+            reader.join(5)
+    return code, "\n".join(tail), why
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the instance's process group, SIGKILL 5 s later if it is still there."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
