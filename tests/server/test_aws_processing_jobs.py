@@ -246,3 +246,25 @@ def test_bad_specifications_are_refused_naming_the_field(aws: dict) -> None:
         sm.create_processing_job(**_request("twice", ["--group", "lengths_twice"]))
     assert _code(caught) == "ResourceInUse"
     assert _finished(aws, "twice")["ProcessingJobStatus"] == "Completed"
+
+
+def test_the_built_in_pipeline_runs_as_a_processing_job_too(aws: dict) -> None:
+    """`loopworks process` is an entrypoint like any other: the review pipeline over the
+    wire, with the job's record, logs and uploads."""
+    from loopworks.samples.reviews import generate_reviews, write_reviews
+
+    csv = aws["home"].parent / "reviews.csv"
+    write_reviews(generate_reviews(300, seed=7), csv)
+    aws["s3"].put_object(Bucket="proc", Key="raw/reviews.csv", Body=csv.read_bytes())
+    request = _request("built-in", ["/opt/ml/processing/input/raw/reviews.csv", "--out",
+                                    "/opt/ml/processing/output/features"], instances=1)
+    request["ProcessingInputs"] = [{"InputName": "raw", "S3Input": {
+        "S3Uri": "s3://proc/raw/", "LocalPath": "/opt/ml/processing/input/raw",
+        "S3DataType": "S3Prefix", "S3InputMode": "File"}}]
+    request["AppSpecification"]["ContainerEntrypoint"] = ["loopworks", "process"]
+    aws["sm"].create_processing_job(**request)
+    described = _finished(aws, "built-in", limit=300)
+    assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
+    keys = [o["Key"] for o in aws["s3"].list_objects_v2(
+        Bucket="proc", Prefix="out/built-in/")["Contents"]]
+    assert any(k.endswith(".parquet") and "/train/" in k for k in keys), keys

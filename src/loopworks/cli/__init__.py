@@ -47,10 +47,12 @@ def _register() -> None:
     from loopworks.cli import hooks as hooks_cli
     from loopworks.cli import model as model_cli
     from loopworks.cli import predict as predict_cli
+    from loopworks.cli import processing as processing_cli
     from loopworks.cli import review as review_cli
 
     main.add_command(sample.sample)
     main.add_command(process.process)
+    main.add_command(processing_cli.processing)
     main.add_command(embed.embed)
     main.add_command(profile.profile)
     main.add_command(jobs.jobs)

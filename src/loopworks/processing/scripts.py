@@ -59,6 +59,8 @@ _DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 _DATA_TYPES = ("S3Prefix", "ManifestFile")
 _ENGINES = ("local", "ray")
 _ENDED = ("Completed", "Failed", "Stopped")
+#: /opt/ml as a path of its own (not /opt/mlflow, not a/opt/ml), for isolation "none".
+_OPT_ML_PATH = re.compile(r"(?<![\w/.])/opt/ml(?=/|$)")
 #: Lines of a failing instance's stderr kept for the failure reason.
 _TAIL_LINES = 20
 
@@ -78,6 +80,7 @@ for e in "$orig"/* "$orig"/.[!.]*; do
   elif [ -d "$e" ]; then mkdir "/opt/$n"; mount --rbind "$e" "/opt/$n"
   else touch "/opt/$n"; mount --bind "$e" "/opt/$n"; fi
 done
+umount "$orig" && rmdir "$orig"
 mkdir /opt/ml
 mount --bind "$inst" /opt/ml
 cd /opt/ml
@@ -286,14 +289,20 @@ class ScriptJobs:
         if not path.is_file():
             raise NotFoundError(f"no processing job {name!r} (see `loopworks processing "
                                 "list`)", job=name)
-        return ScriptJob.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return self._read(path)
+
+    def _read(self, path: Path) -> ScriptJob:
+        """A record as stored; a running job asked to stop is Stopping."""
+        job = ScriptJob.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if job.status == "InProgress" and (path.parent / "STOP").exists():
+            job.status = "Stopping"
+        return job
 
     def list(self) -> builtins.list[ScriptJob]:
         """Every job, newest first."""
         if not self.root.is_dir():
             return []
-        found = [ScriptJob.from_dict(json.loads(p.read_text(encoding="utf-8")))
-                 for p in self.root.glob("*/job.json")]
+        found = [self._read(p) for p in self.root.glob("*/job.json")]
         return sorted(found, key=lambda j: j.created_at, reverse=True)
 
     def log_path(self, name: str, host: str = "algo-1") -> Path:
@@ -363,11 +372,8 @@ class ScriptJobs:
         job = self.get(name)
         if job.status in _ENDED:
             raise ConflictError(f"processing job {name!r} is {job.status}", job=name)
-        (self._folder(name) / "STOP").touch()
-        if job.status == "InProgress":
-            job.status = "Stopping"
-            self._save(job)
-        return job
+        (self._folder(name) / "STOP").touch()  # the job's own thread writes its record
+        return self.get(name)
 
     def _record(self, spec: ScriptJobSpec) -> ScriptJob:
         spec.check()
@@ -556,8 +562,13 @@ class ScriptJobs:
         base = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWORKS_")}
         base.update(spec.environment)
         base.update(env)
-        base.update({"PATH": f"{folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                     "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
+        # python/python3 are the job's interpreter; its environment's other programs
+        # (``loopworks`` itself: ``loopworks process`` as an entrypoint) come next.
+        python = Path(_interpreter(spec.python) if spec.python else sys.executable)
+        path = os.pathsep.join([str(folder / "bin"), str(python.parent),
+                                os.environ.get("PATH", "")])
+        base.update({"PATH": path, "PYTHONUNBUFFERED": "1",
+                     "TOKENIZERS_PARALLELISM": "false"})
         (folder / "logs").mkdir(exist_ok=True)
         plans = []
         for host, root in instances.items():
@@ -565,7 +576,7 @@ class ScriptJobs:
             if spec.isolation == "namespace":
                 command = [*_unshare(), str(root), *argv]
             else:
-                command = [a.replace(OPT_ML, str(root)) for a in argv]
+                command = [_rewrite(a, str(root)) for a in argv]
             plans.append((host, command, str(root), base,
                           str(folder / "logs" / f"{host}.log"), str(folder / "STOP"),
                           deadline, spec.max_runtime_seconds))
@@ -591,6 +602,11 @@ class ScriptJobs:
         remote = ray.remote(num_cpus=1)(run_instance)
         pending = {plan[0]: remote.remote(*plan[1:]) for plan in plans}
         return {host: ray.get(ref) for host, ref in pending.items()}
+
+
+def _rewrite(argument: str, root: str) -> str:
+    """``/opt/ml`` in an argument as the instance's folder (isolation none)."""
+    return _OPT_ML_PATH.sub(lambda _: root, argument)
 
 
 def run_instance(command: list[str], cwd: str, env: dict[str, str], log: str, stop_file: str,
@@ -637,6 +653,9 @@ def run_instance(command: list[str], cwd: str, env: dict[str, str], log: str, st
         code = process.wait()
         for reader in readers:
             reader.join(5)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     return code, "\n".join(tail), why
 
 
