@@ -51,7 +51,8 @@ encoder = TextEncoder(load_tokenizer(args.tokenizer).tokenizer.to_str(), 128)
 folder, out = "/opt/ml/processing/input/reviews", "/opt/ml/processing/output/tokens"
 rows = 0
 for name in sorted(os.listdir(folder)):
-    table = pacsv.read_csv(os.path.join(folder, name))
+    table = pacsv.read_csv(os.path.join(folder, name),
+                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
     texts = [t or "" for t in table.column("review_body").to_pylist()]
     for start in range(0, len(texts), 4096):
         batch = encoder.encode(texts[start:start + 4096])
@@ -68,7 +69,7 @@ def split_csv(csv: Path, folder: Path, shards: int) -> None:
     """The CSV as ``shards`` files of about equal rows (what ShardedByS3Key spreads)."""
     import pyarrow.csv as pacsv
 
-    table = pacsv.read_csv(csv)
+    table = pacsv.read_csv(csv, parse_options=pacsv.ParseOptions(newlines_in_values=True))
     per = -(-table.num_rows // shards)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(shards):

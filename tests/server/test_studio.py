@@ -23,6 +23,7 @@ from loopworks.labeling.workforce import Workforce
 from loopworks.metadata import database_url, open_engine
 from loopworks.processing.config import ProcessingConfig
 from loopworks.processing.job import run_processing_job
+from loopworks.processing.scripts import ScriptJobs, ScriptJobSpec
 
 from _browser import needs_browser, sign_in, snap
 from conftest import EVENT_TIME, running_server
@@ -37,6 +38,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path):
     run_processing_job(ProcessingConfig(inputs=str(sample_csv), out=str(home.parent / "out"),
                                         workers=2, feature_group="reviews",
                                         event_time=EVENT_TIME), home=home)
+    script = home.parent / "hello.py"  # and a script job (SageMaker Processing's kind)
+    script.write_text("import sys\nprint('<script>window.pwned = 1</script> rows: 42')\n"
+                      "print('warned', file=sys.stderr)\nsys.exit(3)\n")
+    ScriptJobs(home / "processing-jobs").run(ScriptJobSpec(
+        "hello-studio", ["python3", str(script)], instance_count=2, isolation="none"))
     workforce = Workforce(open_engine(database_url(home)))
     workforce.add_team("nlp")
     workforce.add_worker("boss", role="admin")
@@ -119,6 +125,22 @@ def test_a_processing_job_shows_its_charts(page, studio) -> None:
     snap(page, "studio-job")
 
 
+def test_a_script_job_shows_its_instances_and_logs(page, studio) -> None:
+    url, workforce = studio
+    sign_in(page, url, workforce, "boss")
+    page.goto(f"{url}/studio/jobs")
+    row = page.locator("#script-jobs tbody tr", has_text="hello-studio")
+    assert "Failed" in row.inner_text()
+    row.locator("a").click()
+    assert page.inner_text("#status") == "Failed"
+    assert "algo-1 exited with code 3" in page.inner_text("#failure")
+    assert page.locator("#instances tbody tr").count() == 2
+    log = page.inner_text("#log-algo-2 + pre")
+    assert "<script>window.pwned = 1</script> rows: 42" in log and "warned" in log
+    assert page.evaluate("typeof window.pwned") == "undefined"  # shown, never run
+    snap(page, "studio-script-job")
+
+
 def test_annotators_are_kept_out(studio) -> None:
     url, workforce = studio
     with httpx.Client(base_url=url) as client:
@@ -126,7 +148,8 @@ def test_annotators_are_kept_out(studio) -> None:
         page = client.get(f"/login/{secret}")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         client.post(f"/login/{secret}", data={"csrf_token": token})
-        for path in ["/studio", "/studio/console", "/studio/groups/reviews", "/studio/jobs"]:
+        for path in ["/studio", "/studio/console", "/studio/groups/reviews", "/studio/jobs",
+                     "/studio/processing-jobs/hello-studio"]:
             response = client.get(path)
             assert response.status_code == 403 and "may not read feature groups" in \
                 response.text, path

@@ -412,9 +412,10 @@ class ScriptJobs:
             results = self._launch(job, folder, instances, env, deadline)
             job.timings["run_s"] = round(time.monotonic() - began
                                          - job.timings["download_s"], 3)
-            job.exit_codes = {host: code for host, (code, _, _) in results.items()}
-            stopped = [why for _, _, why in results.values() if why]
-            failed = [(host, code, tail) for host, (code, tail, why) in results.items()
+            ordered = [(host, *results[host]) for host in job.hosts]  # algo-1 first
+            job.exit_codes = {host: code for host, code, _, _ in ordered}
+            stopped = [why for _, _, _, why in ordered if why]
+            failed = [(host, code, tail) for host, code, tail, why in ordered
                       if code != 0 and not why]
             if stopped:
                 job.status, job.failure_reason = "Stopped", stopped[0]

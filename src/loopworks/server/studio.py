@@ -180,7 +180,8 @@ def _job_records(request: Request) -> FileJobStore:
 def _jobs_form(request: Request, me: Worker, status_code: int = 200,
                error: str | None = None, **form: Any) -> HTMLResponse:
     return render(request, "studio_jobs.html", status_code, me=me,
-                  reports=_job_records(request).list(), error=error,
+                  reports=_job_records(request).list(),
+                  script_jobs=services(request).processing_jobs.list(), error=error,
                   form={"max_seq_length": 128, **form}, max_seq_length=MAX_SEQ_LENGTH)
 
 
@@ -212,6 +213,31 @@ def job_page(request: Request, job_id: str, me: Reader) -> HTMLResponse:
                   splits=counts.get("rows_by_split") or {}, timings=timings, tokens=tokens)
     if report["status"] in ("queued", "running"):
         page.headers["Refresh"] = "2"  # no script: the browser reloads until the job ends
+    return page
+
+
+#: How much of each instance's log a script job's page shows (its end).
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@router.get("/processing-jobs/{name}")
+def processing_job_page(request: Request, name: str, me: Reader) -> HTMLResponse:
+    """A script job (SageMaker Processing): status, each instance's exit code and the end
+    of its log; the page reloads itself until the job ends."""
+    jobs = services(request).processing_jobs
+    job = jobs.get(name)
+    logs = []
+    for host in job.hosts:
+        path = jobs.log_path(name, host)
+        text = ""
+        if path.is_file():
+            with path.open("rb") as fh:
+                fh.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+                text = fh.read().decode("utf-8", "replace")
+        logs.append((host, text))
+    page = render(request, "studio_processing_job.html", me=me, job=job, logs=logs)
+    if job.status in ("InProgress", "Stopping"):
+        page.headers["Refresh"] = "2"
     return page
 
 
