@@ -70,3 +70,72 @@ def test_feature_group_create_ingest_and_read_back(tmp_path: Path) -> None:
     assert printed == ["Created", "0", "60", "loopworks-sdk",
                        "s3://loopworks-sdk/sdk/hello.csv"]
     assert "telemetry" not in done.stderr.lower()
+
+
+PROCESSING = '''
+import boto3
+import sagemaker
+from sagemaker.processing import ProcessingInput, ProcessingOutput
+from sagemaker.sklearn.processing import SKLearnProcessor
+
+session = sagemaker.Session(boto_session=boto3.Session(), default_bucket="loopworks-sdk")
+session.default_bucket()  # made when missing, as on AWS
+for i in range(5):
+    session.upload_string_as_file_body(f"review {i}", "loopworks-sdk", f"reviews/r{i}.txt")
+processor = SKLearnProcessor(framework_version="1.2-1", role="arn:aws:iam::000000000000:role/x",
+                             instance_type="ml.m5.xlarge", instance_count=2,
+                             sagemaker_session=session, base_job_name="sdk-features")
+processor.run(code=CODE, arguments=["--suffix", "done"], wait=True, logs=False,
+              inputs=[ProcessingInput(source="s3://loopworks-sdk/reviews/",
+                                      destination="/opt/ml/processing/input/reviews",
+                                      s3_data_distribution_type="ShardedByS3Key")],
+              outputs=[ProcessingOutput(source="/opt/ml/processing/output/features",
+                                        destination="s3://loopworks-sdk/features")])
+print(processor.jobs[-1].describe()["ProcessingJobStatus"])
+s3 = boto3.client("s3")
+for key in sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket="loopworks-sdk", Prefix="features/")["Contents"]):
+    print(key, s3.get_object(Bucket="loopworks-sdk", Key=key)["Body"].read().decode())
+'''
+# The user's script, as SageMaker's examples write them (our own).
+FEATURES = '''
+import argparse, json, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--suffix")
+args = parser.parse_args()
+host = json.load(open("/opt/ml/config/resourceconfig.json"))["current_host"]
+names = sorted(os.listdir("/opt/ml/processing/input/reviews"))
+with open(f"/opt/ml/processing/output/features/{host}.txt", "w") as out:
+    out.write(" ".join(names) + " " + args.suffix)
+'''
+
+
+def test_sklearn_processor_runs_a_script_unchanged(tmp_path: Path) -> None:
+    """SKLearnProcessor.run(code=..., inputs=..., outputs=..., arguments=...), unmodified:
+    the SDK uploads the script, sends CreateProcessingJob and waits on Describe."""
+    home = tmp_path / "home"
+    with loopworks.open(home) as lw:
+        lw.workforce.add_worker("lead", role="admin")
+        key_id, secret = lw.access_keys.issue("lead")
+    code = tmp_path / "features.py"
+    code.write_text(FEATURES)
+    config = tmp_path / "sagemaker.yaml"
+    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+                      "      TelemetryOptOut: true\n")
+    with running_server(home, "operator-token") as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
+                   SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
+                   SAGEMAKER_SUPPRESS_V2_WARNING="1", HOME=str(tmp_path))
+        done = subprocess.run([sys.executable, "-c", f"CODE = {str(code)!r}\n" + PROCESSING],
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = [line for line in done.stdout.splitlines() if not line.startswith("sagemaker.")]
+    assert printed[0].lstrip(".!") == "Completed"  # after the SDK's wait dots
+    shares = {line.split()[0]: line.split()[1:-1] for line in printed[1:]}
+    assert list(shares) == ["features/algo-1.txt", "features/algo-2.txt"]
+    first, second = shares.values()
+    assert sorted(first + second) == [f"r{i}.txt" for i in range(5)] and not set(first) & \
+        set(second)
+    assert all(line.endswith(" done") for line in printed[1:])
