@@ -268,3 +268,16 @@ def test_the_built_in_pipeline_runs_as_a_processing_job_too(aws: dict) -> None:
     keys = [o["Key"] for o in aws["s3"].list_objects_v2(
         Bucket="proc", Prefix="out/built-in/")["Contents"]]
     assert any(k.endswith(".parquet") and "/train/" in k for k in keys), keys
+
+
+def test_a_manifest_file_names_the_objects_an_input_gets(aws: dict) -> None:
+    _group(aws, "lengths_manifest")
+    aws["s3"].put_object(Bucket="proc", Key="manifests/some.json",
+                         Body=b'[{"prefix": "s3://proc/reviews/"}, "r2.txt", "r5.txt"]')
+    request = _request("from-manifest", ["--group", "lengths_manifest"], instances=1)
+    request["ProcessingInputs"][0]["S3Input"].update(
+        S3Uri="s3://proc/manifests/some.json", S3DataType="ManifestFile")
+    aws["sm"].create_processing_job(**request)
+    assert _finished(aws, "from-manifest")["ProcessingJobStatus"] == "Completed"
+    body = aws["s3"].get_object(Bucket="proc", Key="out/from-manifest/algo-1.csv")["Body"]
+    assert [row.split(",")[0] for row in body.read().decode().split()[1:]] == ["r2", "r5"]
