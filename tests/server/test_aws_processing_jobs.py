@@ -141,7 +141,7 @@ def test_a_sagemaker_script_runs_unchanged_on_two_instances(aws: dict, engine: s
         pytest.importorskip("ray")
     name, group = f"features-{engine}", f"lengths_{engine}"
     _group(aws, group)
-    environment = {"STAGE": "test"} | ({"LOOPWORKS_ENGINE": "ray"} if engine == "ray" else {})
+    environment = {"STAGE": "test"} | ({"LW_ENGINE": "ray"} if engine == "ray" else {})
     arn = aws["sm"].create_processing_job(**_request(
         name, ["--group", group], environment=environment))["ProcessingJobArn"]
     assert arn == f"arn:aws:sagemaker:us-east-1:000000000000:processing-job/{name}"

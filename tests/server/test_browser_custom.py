@@ -50,6 +50,7 @@ def test_a_custom_template_is_answered_with_the_keyboard(page, site) -> None:
                       {"source": "x", "shop": "<b>South</b>"})])
     sign_in(page, url, jobs.workforce, "ana")
     page.click("text=custom-sent")
+    page.wait_for_selector("#start:focus")  # the job's page is there, Start focused
     page.keyboard.press("Enter")  # Start: lease a task
     page.wait_for_selector("crowd-classifier")
     assert "I love this dress" in page.inner_text("#custom-form")

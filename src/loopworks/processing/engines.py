@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from loopworks.errors import LoopworksError, MissingDependencyError
 
-__all__ = ["Engine", "run_tasks"]
+__all__ = ["Engine", "run_tasks", "start_ray"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,6 +44,8 @@ class Engine:
         self.kind, self.workers, self.ray_address = kind, workers, ray_address
         self._pool: ProcessPoolExecutor | None = None
         self._ray_started = False
+        #: The Ray nodes that ran tasks (their ids), for the job's record.
+        self.nodes: set[str] = set()
 
     def __enter__(self) -> Engine:
         if self.kind == "ray":
@@ -69,7 +71,7 @@ class Engine:
         if not tasks:
             return
         if self.kind == "ray":
-            yield from _run_ray(fn, tasks, self.workers)
+            yield from _run_ray(fn, tasks, self.workers, self.nodes)
         elif self._pool is None:
             for task in tasks:
                 yield fn(task)
@@ -98,11 +100,16 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, engine: str = "local"
 
 
 def _ray_apply(row: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
-    return {"result": pickle.dumps(fn(pickle.loads(row["task"])))}
+    import ray
+
+    return {"result": pickle.dumps(fn(pickle.loads(row["task"]))),
+            "node": ray.get_runtime_context().get_node_id()}
 
 
 def start_ray(workers: int, address: str) -> bool:
-    """Connect to (or start) Ray; True when this call started it."""
+    """Connect to (or start) Ray; True when this call started it. Without an address, the
+    ``RAY_ADDRESS`` environment variable names the cluster, as for Ray itself; without
+    either, a local Ray with ``workers`` CPUs starts."""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -110,6 +117,7 @@ def start_ray(workers: int, address: str) -> bool:
         raise MissingDependencyError("ray", "ray", "the Ray engine (--engine ray)") from None
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS", "")
     ray.init(
         address=address or None,
         num_cpus=None if address else workers,
@@ -121,7 +129,8 @@ def start_ray(workers: int, address: str) -> bool:
     return True
 
 
-def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[R]:
+def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int,
+             nodes: set[str]) -> Iterator[R]:
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -132,4 +141,5 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator
     mapped = dataset.map(functools.partial(_ray_apply, fn=fn), num_cpus=1,
                          concurrency=max(1, min(workers, len(items))))
     for row in mapped.iter_rows():
+        nodes.add(row["node"])
         yield pickle.loads(row["result"])

@@ -257,6 +257,8 @@ def run_processing_job(
         work = _work_dir(config.out, report.job_id)
         with Engine(config.engine, config.workers, config.ray_address) as engine:
             _run(config, files, report, work, progress, engine)
+            if engine.nodes:
+                report.counts["ray_nodes"] = len(engine.nodes)
         if config.feature_group:
             _ingest(config, report, load_settings(home=home).home, progress)
         report.status = "succeeded"

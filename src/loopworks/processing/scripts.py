@@ -207,6 +207,8 @@ class ScriptJob:
     failure_reason: str | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Where each instance ran, on the Ray engine: host → Ray node id.
+    nodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def hosts(self) -> list[str]:
@@ -582,7 +584,7 @@ class ScriptJobs:
                           str(folder / "logs" / f"{host}.log"), str(folder / "STOP"),
                           deadline, spec.max_runtime_seconds))
         if spec.engine == "ray":
-            return self._launch_ray(plans)
+            return self._launch_ray(job, plans)
         results: dict[str, tuple[int | None, str, str | None]] = {}
         threads = [threading.Thread(target=lambda p=plan: results.__setitem__(
             p[0], run_instance(*p[1:])), daemon=True) for plan in plans]
@@ -593,16 +595,31 @@ class ScriptJobs:
         return results
 
     @staticmethod
-    def _launch_ray(plans: builtins.list[tuple[Any, ...]]
+    def _launch_ray(job: ScriptJob, plans: builtins.list[tuple[Any, ...]]
                     ) -> dict[str, tuple[int | None, str, str | None]]:
+        """Each instance a Ray task of one CPU, on whichever node has one (the cluster of
+        ``RAY_ADDRESS``, else a local Ray); logs go to the job's folder, which the nodes
+        must share."""
         import ray
 
         from loopworks.processing.engines import start_ray
 
         start_ray(len(plans), "")
-        remote = ray.remote(num_cpus=1)(run_instance)
+        remote = ray.remote(num_cpus=1)(_ray_instance)
         pending = {plan[0]: remote.remote(*plan[1:]) for plan in plans}
-        return {host: ray.get(ref) for host, ref in pending.items()}
+        results = {}
+        for host, ref in pending.items():
+            code, tail, why, node = ray.get(ref)
+            results[host] = (code, tail, why)
+            job.nodes[host] = node
+        return results
+
+
+def _ray_instance(*args: Any) -> tuple[int | None, str, str | None, str]:
+    """:func:`run_instance` as a Ray task, with the id of the node it ran on."""
+    import ray
+
+    return (*run_instance(*args), ray.get_runtime_context().get_node_id())
 
 
 def _rewrite(argument: str, root: str) -> str:

@@ -6,7 +6,7 @@ unchanged: each instance runs ContainerEntrypoint + ContainerArguments with its 
 ``/opt/ml/processing``; the script's own boto3 calls reach this server (``AWS_ENDPOINT_URL``
 and a key of the caller's, revoked when the job ends). ImageUri is recorded, never pulled:
 the script runs in the server's Python, or in the virtual environment the job's Environment
-names (``LOOPWORKS_PYTHON``); ``LOOPWORKS_ENGINE=ray`` runs the instances as Ray tasks.
+names (``LW_PYTHON``); ``LW_ENGINE=ray`` runs the instances as Ray tasks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from loopworks.server.aws.protocols import AwsError, page, required_string, with
 
 __all__ = ["CONTROL_PLANE"]
 
-_ENV_PYTHON, _ENV_ENGINE = "LOOPWORKS_PYTHON", "LOOPWORKS_ENGINE"
+_ENV_PYTHON, _ENV_ENGINE = "LW_PYTHON", "LW_ENGINE"
 
 
 def _invalid(message: str) -> AwsError:
