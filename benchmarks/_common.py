@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import shutil
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-__all__ = ["fresh_dir", "log", "machine_busy_seconds", "own_cpu_seconds"]
+__all__ = ["RunMeter", "fresh_dir", "log", "machine_busy_seconds", "own_cpu_seconds"]
 
 
 def log(message: str) -> None:
@@ -36,3 +39,21 @@ def machine_busy_seconds() -> float | None:
         return None
     ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class RunMeter:
+    """A run's clock and how busy other processes kept the machine while it ran."""
+
+    def __init__(self) -> None:
+        self.busy, self.own, self.wall = machine_busy_seconds(), own_cpu_seconds(), \
+            time.monotonic()
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        """When the run finished, on what, and the share of the machine others used."""
+        elapsed = time.monotonic() - self.wall
+        cpus = os.cpu_count() or 1
+        others = ((machine_busy_seconds() or 0) - (self.busy or 0)
+                  - (own_cpu_seconds() - self.own))
+        return {"finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": platform.machine(), "cpus": cpus,
+                "others_busy": max(0.0, others / (elapsed * cpus)), **extra}

@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aws_featurestore import free_port, percentiles, server  # noqa: E402
 
-from _common import fresh_dir, log, machine_busy_seconds, own_cpu_seconds  # noqa: E402
+from _common import RunMeter, fresh_dir, log  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REGION = "us-east-1"
@@ -189,7 +187,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, LOOPWORKS_HOME=str(home), LOOPWORKS_API_TOKEN="bench-token")
     command = [sys.executable, "-m", "loopworks.cli", "serve", "--port", str(port)]
-    busy_before, own_before, wall = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+    meter = RunMeter()
     out: dict[str, Any] = {}
     with server(command, url, env, "/healthz"):
         sagemaker, _ = clients(url, key)
@@ -225,14 +223,8 @@ def main() -> None:
         out["annotator_builtin_cycle"] = reviewer_cycle(
             url, links["ben"], args.answers, args.think, job="bench-built-in",
             element="label", label="positive")
-    seconds = time.monotonic() - wall
-    cpus = os.cpu_count() or 1
-    busy = machine_busy_seconds()
-    meta = {"finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": platform.machine(), "cpus": cpus,
-            "others_busy": max(0.0, ((busy or 0) - (busy_before or 0)
-                                     - (own_cpu_seconds() - own_before)) / (seconds * cpus)),
-            "think_s": args.think}
+    meta = meter.meta(think_s=args.think)
+    cpus = meta["cpus"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "a2i.json").write_text(json.dumps({"meta": meta, **out}, indent=2))
     cycle = out["reviewer_cycle"]

@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from processing import DEFAULT_TOKENIZER, make_csv, run_loopworks_job  # noqa: E402
 
-from _common import fresh_dir, log, machine_busy_seconds, own_cpu_seconds  # noqa: E402
+from _common import RunMeter, fresh_dir, log  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -114,7 +112,7 @@ def main() -> None:
     make_csv(args.rows, csv)
     split_csv(csv, work / "shards", args.shards)
     jobs = ScriptJobs(work / "jobs")
-    busy_before, own_before, wall = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
+    meter = RunMeter()
     out: dict[str, Any] = {}
 
     log("start-up, local engine")
@@ -152,13 +150,8 @@ def main() -> None:
     ratio = out["script_job"]["rows_per_s"] / out["process"]["rows_per_s"]
     out["ratio"] = round(ratio, 3)
 
-    elapsed = time.monotonic() - wall
-    cpus = os.cpu_count() or 1
-    busy = machine_busy_seconds()
-    meta = {"finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": platform.machine(), "cpus": cpus, "rows": args.rows,
-            "others_busy": max(0.0, ((busy or 0) - (busy_before or 0)
-                                     - (own_cpu_seconds() - own_before)) / (elapsed * cpus))}
+    meta = meter.meta(rows=args.rows)
+    cpus = meta["cpus"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "processing_jobs.json").write_text(json.dumps({"meta": meta, **out}, indent=2))
     local, ray = out["startup_local_s"], out["startup_ray_s"]

@@ -8,20 +8,13 @@ output."""
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loopworks.processing import ProcessingConfig, run_processing_job
+from loopworks.processing.raycluster import RAY_ENV, LocalRayCluster
 from loopworks.processing.scripts import ScriptInput, ScriptJobs, ScriptJobSpec
 from loopworks.samples import generate_reviews, write_reviews
 
@@ -30,101 +23,25 @@ from conftest import EVENT_TIME
 pytestmark = pytest.mark.ray
 pytest.importorskip("ray")
 
-RAY = str(Path(sys.executable).parent / "ray")
-#: Every process of the cluster and its drivers: no token files, no usage reports.
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """A two-node Ray cluster on this machine: ``head`` and ``node`` are the processes of
-    `ray start --block` (each in a session of its own, so a node is killed whole)."""
-
-    def __init__(self) -> None:
-        # Ray's sockets live under its temp dir, whose path must stay short.
-        self.temp = Path(tempfile.mkdtemp(prefix="lw-ray-", dir="/tmp"))
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, **RAY_ENV}
-        self.env.pop("RAY_ADDRESS", None)
-        self.logs = [open(self.temp / name, "w") for name in ("head.log", "node.log")]
-        self.head = self._start(["--head", f"--port={self.port}", f"--temp-dir={self.temp}",
-                                 "--include-dashboard=false", "--disable-usage-stats"], 0)
-        self._wait(lambda: self._listening(), "the head to listen")
-        self.node = self._start([f"--address={self.address}"], 1)
-        self._wait(lambda: self.alive_nodes() == 2, "two nodes")
-
-    def _start(self, args: list[str], log: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1",
-                                 "--node-ip-address=127.0.0.1", *args], env=self.env,
-                                stdout=self.logs[log], stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-    def _listening(self) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def alive_nodes(self) -> int:
-        done = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.env,
-                              capture_output=True, text=True, timeout=60, check=False)
-        active = done.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
-        return sum(1 for line in active.splitlines() if "node_" in line)
-
-    def _wait(self, ready: object, what: str, limit: float = 90) -> None:
-        deadline = time.monotonic() + limit
-        while not ready():  # type: ignore[operator]
-            if time.monotonic() > deadline:
-                logs = "\n".join((self.temp / n).read_text()[-2000:]
-                                 for n in ("head.log", "node.log"))
-                raise AssertionError(f"the Ray cluster never had {what}:\n{logs}")
-            time.sleep(0.5)
-
-    def kill_node(self) -> None:
-        os.killpg(self.node.pid, signal.SIGKILL)
-
-    def stop(self) -> None:
-        for process in (self.node, self.head):
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(process.pid, sig)
-                except ProcessLookupError:
-                    pass
-                try:
-                    process.wait(20)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        for log in self.logs:
-            log.close()
-        shutil.rmtree(self.temp, ignore_errors=True)
-
 
 @contextlib.contextmanager
-def _running_cluster() -> Iterator[Cluster]:
+def _running_cluster() -> Iterator[LocalRayCluster]:
     with pytest.MonkeyPatch.context() as patch:  # this process is a driver of it too
         for key, value in RAY_ENV.items():
             patch.setenv(key, value)
-        running = Cluster()
-        try:
+        with LocalRayCluster(nodes=2) as running:
             yield running
-        finally:
-            running.stop()
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster() -> Iterator[LocalRayCluster]:
     """Two nodes for the tests that keep both alive."""
     with _running_cluster() as running:
         yield running
 
 
 @pytest.fixture
-def doomed_cluster() -> Iterator[Cluster]:
+def doomed_cluster() -> Iterator[LocalRayCluster]:
     """Two nodes of a test's own, which kills one."""
     with _running_cluster() as running:
         yield running
@@ -135,7 +52,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def test_loopworks_process_across_two_nodes_gives_the_local_output(
-        cluster: Cluster, tmp_path: Path) -> None:
+        cluster: LocalRayCluster, tmp_path: Path) -> None:
     csv = tmp_path / "reviews.csv"
     write_reviews(generate_reviews(6000, seed=11), csv)
     common = {"inputs": str(csv), "event_time": EVENT_TIME, "workers": 2, "shard_rows": 500}
@@ -151,7 +68,7 @@ def test_loopworks_process_across_two_nodes_gives_the_local_output(
 
 
 def test_a_processing_job_places_its_instances_on_both_nodes(
-        cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cluster: LocalRayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "where.py"
     script.write_text("import json\nprint(json.load(open('config/resourceconfig.json'))"
                       "['current_host'])\n")
@@ -172,7 +89,7 @@ def test_a_processing_job_places_its_instances_on_both_nodes(
 
 
 def test_a_node_killed_mid_job_never_leaves_a_partial_output(
-        doomed_cluster: Cluster, tmp_path: Path) -> None:
+        doomed_cluster: LocalRayCluster, tmp_path: Path) -> None:
     cluster = doomed_cluster
     csv = tmp_path / "reviews.csv"
     write_reviews(generate_reviews(20000, seed=5), csv)
