@@ -51,19 +51,69 @@ def _files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
 
 
+# A driver of its own per job, as `loopworks process` is: a process that joined another Ray
+# session before cannot start Ray Data on a new cluster.
+DRIVER = """
+import json, os, signal, sys
+from datetime import datetime
+from loopworks.processing import ProcessingConfig, run_processing_job
+
+args = json.loads(sys.argv[1])
+killed = []
+
+def progress(stage, done, total):
+    if args.get("kill") and stage == "encode" and not killed:  # shards run on both nodes
+        os.killpg(args["kill"], signal.SIGKILL)
+        killed.append(stage)
+
+if __name__ == "__main__":
+    config = dict(args["config"], event_time=datetime.fromisoformat(args["event_time"]))
+    try:
+        report = run_processing_job(ProcessingConfig(**config), job_id=args["job_id"],
+                                    progress=progress)
+        print(json.dumps({"status": report.status, "counts": report.counts,
+                          "killed": bool(killed)}))
+    except Exception as exc:
+        print(json.dumps({"status": "failed", "error": str(exc), "killed": bool(killed)}))
+"""
+
+
+def _drive(tmp_path: Path, config: dict, job_id: str, kill: int | None = None) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(driver), json.dumps({
+            "config": config, "job_id": job_id, "kill": kill,
+            "event_time": EVENT_TIME.isoformat()})],
+        env={**os.environ, **RAY_ENV, "LOOPWORKS_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=540, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _common(tmp_path: Path, rows: int, seed: int) -> dict:
+    csv = tmp_path / "reviews.csv"
+    write_reviews(generate_reviews(rows, seed=seed), csv)
+    return {"inputs": str(csv), "workers": 2, "shard_rows": 500}
+
+
 def test_loopworks_process_across_two_nodes_gives_the_local_output(
         cluster: LocalRayCluster, tmp_path: Path) -> None:
-    csv = tmp_path / "reviews.csv"
-    write_reviews(generate_reviews(6000, seed=11), csv)
-    common = {"inputs": str(csv), "event_time": EVENT_TIME, "workers": 2, "shard_rows": 500}
+    common = _common(tmp_path, 6000, 11)
     # One job id for both: the files name the job that wrote them, and nothing else differs.
-    local = run_processing_job(ProcessingConfig(out=str(tmp_path / "local"), **common),
+    local = run_processing_job(ProcessingConfig(out=str(tmp_path / "local"),
+                                                event_time=EVENT_TIME, **common),
                                job_id="across-nodes")
-    spread = run_processing_job(ProcessingConfig(out=str(tmp_path / "ray"), engine="ray",
-                                                 ray_address=cluster.address, **common),
-                                job_id="across-nodes")
-    assert spread.counts["ray_nodes"] == 2  # both nodes ran tasks
-    assert spread.counts["rows_out"] == local.counts["rows_out"]
+    spread = _drive(tmp_path, {"out": str(tmp_path / "ray"), "engine": "ray",
+                               "ray_address": cluster.address, **common}, "across-nodes")
+    assert spread["status"] == "succeeded", spread
+    assert spread["counts"]["ray_nodes"] == 2  # both nodes ran tasks
+    assert spread["counts"]["rows_out"] == local.counts["rows_out"]
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")  # byte for byte
 
 
@@ -90,29 +140,19 @@ def test_a_processing_job_places_its_instances_on_both_nodes(
 
 def test_a_node_killed_mid_job_never_leaves_a_partial_output(
         doomed_cluster: LocalRayCluster, tmp_path: Path) -> None:
-    cluster = doomed_cluster
-    csv = tmp_path / "reviews.csv"
-    write_reviews(generate_reviews(20000, seed=5), csv)
-    common = {"inputs": str(csv), "event_time": EVENT_TIME, "workers": 2, "shard_rows": 500}
-    killed: list[str] = []
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "encode" and not killed:  # shards are running on both nodes now
-            cluster.kill_node()
-            killed.append(stage)
-
+    common = _common(tmp_path, 20000, 5)
     out = tmp_path / "ray"
-    try:
-        report = run_processing_job(ProcessingConfig(out=str(out), engine="ray",
-                                                     ray_address=cluster.address, **common),
-                                    progress=progress, job_id="node-killed")
-    except Exception as exc:  # failed cleanly: no output that looks complete
-        assert killed, exc
+    result = _drive(tmp_path, {"out": str(out), "engine": "ray",
+                               "ray_address": doomed_cluster.address, **common},
+                    "node-killed", kill=doomed_cluster.processes[-1].pid)
+    assert result["killed"], result
+    if result["status"] == "failed":  # failed cleanly: no output that looks complete
         assert not (out / "report.json").exists()
-        assert not _files(out) if out.exists() else True
+        assert not out.exists() or not _files(out)
         return
-    assert killed and report.status == "succeeded"  # its shards were retried: all there
-    local = run_processing_job(ProcessingConfig(out=str(tmp_path / "local"), **common),
+    assert result["status"] == "succeeded"  # its shards were retried: all there
+    local = run_processing_job(ProcessingConfig(out=str(tmp_path / "local"),
+                                                event_time=EVENT_TIME, **common),
                                job_id="node-killed")
     assert _files(out) == _files(tmp_path / "local")
-    assert report.counts["rows_out"] == local.counts["rows_out"]
+    assert result["counts"]["rows_out"] == local.counts["rows_out"]
