@@ -8,6 +8,10 @@ output."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,11 +83,6 @@ if __name__ == "__main__":
 
 
 def _drive(tmp_path: Path, config: dict, job_id: str, kill: int | None = None) -> dict:
-    import json
-    import os
-    import subprocess
-    import sys
-
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     done = subprocess.run(
