@@ -155,3 +155,38 @@ def test_a_node_killed_mid_job_never_leaves_a_partial_output(
                                job_id="node-killed")
     assert _files(out) == _files(tmp_path / "local")
     assert result["counts"]["rows_out"] == local.counts["rows_out"]
+
+
+EMBED = """
+import json, sys
+import numpy as np
+from loopworks.embeddings import embed_texts
+
+args = json.loads(sys.argv[1])
+if __name__ == "__main__":
+    vectors = embed_texts(args["texts"], batch_size=4, engine="ray", workers=2,
+                          ray_address=args["address"], min_rows_per_worker=1)
+    np.save(args["out"], vectors)
+"""
+
+
+@pytest.mark.slow
+def test_embeddings_across_two_nodes_equal_the_local_ones(cluster: LocalRayCluster,
+                                                          tmp_path: Path) -> None:
+    """`loopworks embed`'s encoder on the cluster: the same vectors as in one process."""
+    pytest.importorskip("torch", reason="the embeddings extra is not installed")
+    import numpy as np
+
+    from loopworks.embeddings import embed_texts
+
+    texts = [t[:60] for t in generate_reviews(16, seed=3, broken=False)
+             .column("review_body").to_pylist()]
+    driver, out = tmp_path / "embed.py", tmp_path / "vectors.npy"
+    driver.write_text(EMBED)
+    done = subprocess.run(
+        [sys.executable, str(driver), json.dumps({"texts": texts, "out": str(out),
+                                                  "address": cluster.address})],
+        env={**os.environ, **RAY_ENV}, capture_output=True, text=True, timeout=540,
+        check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(out), embed_texts(texts, batch_size=32), atol=1e-5)
