@@ -69,3 +69,35 @@ def v4_headers(url: str, key: tuple[str, str], *, method: str, path: str, query:
         f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, SignedHeaders={signed}, "
         f"Signature={hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()}")
     return headers
+
+
+def clients(url: str, key: tuple[str, str], *services: str, read_timeout: int = 60) -> list:
+    """boto3 clients of a worker's key for the server at ``url`` (one attempt each, S3 with
+    path-style addresses), as a SageMaker user would build them."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                                    region_name=REGION)
+    made = []
+    for service in services:
+        extra = {"s3": {"addressing_style": "path"}} if service == "s3" else {}
+        made.append(session.client(service, endpoint_url=f"{url}/aws", config=Config(
+            retries={"max_attempts": 1}, read_timeout=read_timeout, **extra)))
+    return made
+
+
+def sdk_env(url: str, key: tuple[str, str], folder: Path) -> dict[str, str]:
+    """The environment of a process running the SageMaker SDK against the server: only
+    AWS_ENDPOINT_URL and the key say where AWS is; no telemetry, HOME in ``folder``."""
+    import os
+
+    config = folder / "sagemaker.yaml"  # no telemetry calls to AWS from a test
+    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+                      "      TelemetryOptOut: true\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION=REGION,
+               AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1],
+               SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
+               SAGEMAKER_SUPPRESS_V2_WARNING="1", HOME=str(folder))
+    return env

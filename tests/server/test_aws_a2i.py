@@ -13,12 +13,11 @@ import pytest
 
 import loopworks
 
-from _aws import REGION, aws_keys
+from _aws import aws_keys, clients
 from _browser import needs_browser, sign_in
 from conftest import running_server
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
-from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 TASK_UI = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
@@ -40,17 +39,9 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         lw.workforce.add_worker("lead", role="admin")
         lw.workforce.add_worker("rita", role="reviewer", teams_=["raters"])
     with running_server(home, "operator-token") as url:
-        key = aws_keys(home, "lead")
-        session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
-                                        region_name=REGION)
-        config = Config(retries={"max_attempts": 1})
-        yield {"url": url, "home": home,
-               "sagemaker": session.client("sagemaker", endpoint_url=f"{url}/aws",
-                                           config=config),
-               "a2i": session.client("sagemaker-a2i-runtime", endpoint_url=f"{url}/aws",
-                                     config=config),
-               "s3": session.client("s3", endpoint_url=f"{url}/aws", config=Config(
-                   retries={"max_attempts": 1}, s3={"addressing_style": "path"}))}
+        sagemaker, a2i, s3 = clients(url, aws_keys(home, "lead"), "sagemaker",
+                                     "sagemaker-a2i-runtime", "s3")
+        yield {"url": url, "home": home, "sagemaker": sagemaker, "a2i": a2i, "s3": s3}
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,11 @@ import loopworks
 from loopworks.labeling.hooks import Hooks
 from loopworks.labeling.manifest import TASK_INPUT_FIELD
 
-from _aws import REGION, aws_keys
+from _aws import aws_keys, clients
 from _browser import needs_browser, sign_in
 from conftest import running_server
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
-from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/ground-truth"
@@ -58,13 +57,7 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             lw.workforce.add_worker(name, role="annotator", teams_=["raters"])
     tests = str(Path(__file__).resolve().parents[1])  # gthooks, for the server's hooks
     with running_server(home, "operator-token", env={"PYTHONPATH": tests}) as url:
-        key = aws_keys(home, "lead")
-        session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
-                                        region_name=REGION)
-        config = Config(retries={"max_attempts": 1}, read_timeout=120)
-        sm = session.client("sagemaker", endpoint_url=f"{url}/aws", config=config)
-        s3 = session.client("s3", endpoint_url=f"{url}/aws", config=Config(
-            retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+        sm, s3 = clients(url, aws_keys(home, "lead"), "sagemaker", "s3", read_timeout=120)
         team = sm.create_workteam(
             WorkteamName="raters", Description="Label review sentiment",
             MemberDefinitions=[{"CognitoMemberDefinition": {

@@ -14,11 +14,10 @@ import pytest
 
 import loopworks
 
-from _aws import REGION, aws_keys
+from _aws import aws_keys, clients
 from conftest import running_server
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra")
-from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/processing"
@@ -65,15 +64,8 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with loopworks.open(home) as lw:
         lw.workforce.add_worker("lead", role="admin")
     with running_server(home, "operator-token") as url:
-        key = aws_keys(home, "lead")
-        session = boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1],
-                                        region_name=REGION)
-        config = Config(retries={"max_attempts": 1})
-        sm = session.client("sagemaker", endpoint_url=f"{url}/aws", config=config)
-        s3 = session.client("s3", endpoint_url=f"{url}/aws", config=Config(
-            retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
-        runtime = session.client("sagemaker-featurestore-runtime", endpoint_url=f"{url}/aws",
-                                 config=config)
+        sm, s3, runtime = clients(url, aws_keys(home, "lead"), "sagemaker", "s3",
+                                  "sagemaker-featurestore-runtime")
         s3.create_bucket(Bucket="proc")
         s3.put_object(Bucket="proc", Key="code/features.py", Body=SCRIPT.encode())
         for review_id, text in REVIEWS.items():

@@ -3,7 +3,6 @@ environment says where AWS is (AWS_ENDPOINT_URL and a worker's key pair)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 import loopworks
 
+from _aws import sdk_env
 from conftest import running_server
 
 pytest.importorskip("sagemaker", reason="the SageMaker SDK is in the dev extra")
@@ -54,15 +54,8 @@ def test_feature_group_create_ingest_and_read_back(tmp_path: Path) -> None:
     with loopworks.open(home) as lw:
         lw.workforce.add_worker("lead", role="admin")
         key_id, secret = lw.access_keys.issue("lead")
-    config = tmp_path / "sagemaker.yaml"  # no telemetry calls to AWS from a test
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
-                      "      TelemetryOptOut: true\n")
     with running_server(home, "operator-token") as url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
-                   SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
-                   SAGEMAKER_SUPPRESS_V2_WARNING="1", HOME=str(tmp_path))
+        env = sdk_env(url, (key_id, secret), tmp_path)
         done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                               text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -119,15 +112,8 @@ def test_sklearn_processor_runs_a_script_unchanged(tmp_path: Path) -> None:
         key_id, secret = lw.access_keys.issue("lead")
     code = tmp_path / "features.py"
     code.write_text(FEATURES)
-    config = tmp_path / "sagemaker.yaml"
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
-                      "      TelemetryOptOut: true\n")
     with running_server(home, "operator-token") as url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ENDPOINT_URL=f"{url}/aws", AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
-                   SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
-                   SAGEMAKER_SUPPRESS_V2_WARNING="1", HOME=str(tmp_path))
+        env = sdk_env(url, (key_id, secret), tmp_path)
         done = subprocess.run([sys.executable, "-c", f"CODE = {str(code)!r}\n" + PROCESSING],
                               env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
