@@ -20,7 +20,6 @@ loopworks team, with the request kept beside it as given (DescribeLabelingJob ec
 from __future__ import annotations
 
 import re
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +35,7 @@ from loopworks.labeling.groundtruth import (
 from loopworks.labeling.hooks import Hooks, hook_name_of_arn
 from loopworks.labeling.jobs import JobSpec, JobStatus, TaskType
 from loopworks.labeling.resources import Resource, Resources
+from loopworks.metadata.locks import exclusive
 from loopworks.server.aws.featurestore import Call, Handler
 from loopworks.server.aws.humanloop import (
     S3_PATH,
@@ -65,8 +65,6 @@ BUILT_IN_TASK_TYPES = {
     "BoundingBox": TaskType.BOUNDING_BOX,
 }
 _ENDED = (JobStatus.COMPLETED, JobStatus.STOPPED, JobStatus.FAILED)
-_EXPORTS: dict[str, threading.Lock] = {}
-_EXPORTS_LOCK = threading.Lock()
 
 
 def _invalid(message: str) -> AwsError:
@@ -249,10 +247,9 @@ def _stop_reached(resource: Resource, spec: JobSpec) -> bool:
 
 
 def _export(call: Call, resource: Resource) -> Resource:
-    """Write the outputs once (one writer per job at a time)."""
-    with _EXPORTS_LOCK:
-        lock = _EXPORTS.setdefault(resource.name, threading.Lock())
-    with lock:
+    """Write the outputs once: one writer per job at a time across every server process
+    sharing the database (a lock of the database's), and none after the first."""
+    with exclusive(call.lw.engine, f"labeling-job-export:{resource.name}", timeout=300):
         current = Resources(call.lw.engine).get(_KIND, resource.name)
         if "exported" in current.document:
             return current
