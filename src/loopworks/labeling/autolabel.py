@@ -444,8 +444,9 @@ class AutoLabeler:
 
     def _human_labels(self, given: Sequence[Any], done: set[int],
                       spec: JobSpec) -> dict[int, str]:
-        """One label per human-labeled item: majority vote, Dawid-Skene with several
-        workers."""
+        """One label per human-labeled item: Dawid-Skene where items have several answers,
+        else each item's one answer (with no item answered twice, Dawid-Skene has nothing
+        to learn the workers from and can fold every label into the commonest class)."""
         import pandas as pd
 
         from loopworks.labeling.consolidation import consolidate
@@ -455,7 +456,8 @@ class AutoLabeler:
         if not rows:
             return {}
         frame = pd.DataFrame(rows, columns=["item", "worker", "label"])
-        method = "dawid-skene" if frame["worker"].nunique() > 1 else "majority-vote"
+        overlap = frame["worker"].nunique() > 1 and frame["item"].duplicated().any()
+        method = "dawid-skene" if overlap else "majority-vote"
         result = consolidate(frame, method, classes=spec.labels)
         return {int(i): str(label) for i, label in
                 zip(result.labels["item"], result.labels["label"], strict=True)}
