@@ -158,8 +158,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, token: str) -> Iterator[str]:
-    """A real ``loopworks serve`` on a free port (as tests/conftest.py does)."""
+def running_server(home: Path, token: str, processes: int = 1,
+                   started: list[subprocess.Popen[bytes]] | None = None) -> Iterator[str]:
+    """A real ``loopworks serve --workers processes`` on a free port (as tests/conftest.py
+    does); ``started`` receives its Popen (for CPU accounting)."""
     import httpx
 
     port = free_port()
@@ -167,7 +169,10 @@ def running_server(home: Path, token: str) -> Iterator[str]:
     log_path = home / "server.log"
     with log_path.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "loopworks.cli", "serve", "--port",
-                                 str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 str(port), "--workers", str(processes)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    if started is not None:
+        started.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -229,6 +234,39 @@ def create_jobs(home: Path, n_items: int, n_workers: int) -> tuple[dict[str, Any
             "manifest_seconds": manifest_seconds}, tokens
 
 
+class KeptAlive:
+    """One kept-alive HTTP/1.1 connection (``http.client``), reopened if the server
+    closes it."""
+
+    def __init__(self, url: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self._open = lambda: http.client.HTTPConnection(parts.hostname, parts.port,
+                                                        timeout=120)
+        self.conn = self._open()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """(status, body) of a POST."""
+        import http.client
+
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, body, headers)
+                response = self.conn.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = self._open()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dict[str, Any]:
     """Every worker asks for a task and answers it, until the time is up.
 
@@ -249,39 +287,45 @@ def load(url: str, tokens: list[str], seconds: float, think: float = 0.0) -> dic
     start_gate = threading.Barrier(len(tokens) + 1)
 
     def work(index: int) -> None:
-        headers = {"Authorization": f"Bearer {tokens[index]}"}
+        # http.client with one kept-alive connection: a lean client, so that on a small
+        # machine the clients take as little CPU from the server as they can.
+        headers = {"Authorization": f"Bearer {tokens[index]}",
+                   "Content-Type": "application/json"}
         rng = random.Random(index)
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            start_gate.wait()
-            if think > 0:  # people arrive over time, not all in the same millisecond
-                time.sleep(rng.uniform(0, 2 * think))
-            try:
-                while time.monotonic() < deadline:
-                    t0 = time.perf_counter()
-                    response = client.post("/api/labeling/jobs/bench/next")
-                    next_ms[index].append((time.perf_counter() - t0) * 1000)
-                    statuses[index][response.status_code] += 1
-                    if response.status_code == 204:
-                        return
-                    if response.status_code != 200:
-                        errors.append(f"next {response.status_code}: {response.text[:200]}")
-                        return
-                    item_id = response.json()["item_id"]
-                    if think > 0:
-                        time.sleep(rng.uniform(0, 2 * think))
-                    t0 = time.perf_counter()
-                    # A key per answer, as a careful client sends: a retry would be safe.
-                    response = client.post(f"/api/labeling/jobs/bench/tasks/{item_id}/answer",
-                                           json={"answer": LABELS[item_id % 3]},
-                                           headers={"Idempotency-Key": uuid.uuid4().hex})
-                    submit_ms[index].append((time.perf_counter() - t0) * 1000)
-                    statuses[index][response.status_code] += 1
-                    if response.status_code == 201:
-                        recorded[index].append(item_id)
-                    else:
-                        errors.append(f"submit {response.status_code}: {response.text[:200]}")
-            except httpx.HTTPError as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
+        client = KeptAlive(url)
+        start_gate.wait()
+        if think > 0:  # people arrive over time, not all in the same millisecond
+            time.sleep(rng.uniform(0, 2 * think))
+        try:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                status, body = client.post("/api/labeling/jobs/bench/next", b"", headers)
+                next_ms[index].append((time.perf_counter() - t0) * 1000)
+                statuses[index][status] += 1
+                if status == 204:
+                    return
+                if status != 200:
+                    errors.append(f"next {status}: {body[:200]!r}")
+                    return
+                item_id = json.loads(body)["item_id"]
+                if think > 0:
+                    time.sleep(rng.uniform(0, 2 * think))
+                t0 = time.perf_counter()
+                # A key per answer, as a careful client sends: a retry would be safe.
+                status, body = client.post(
+                    f"/api/labeling/jobs/bench/tasks/{item_id}/answer",
+                    json.dumps({"answer": LABELS[item_id % 3]}).encode(),
+                    {**headers, "Idempotency-Key": uuid.uuid4().hex})
+                submit_ms[index].append((time.perf_counter() - t0) * 1000)
+                statuses[index][status] += 1
+                if status == 201:
+                    recorded[index].append(item_id)
+                else:
+                    errors.append(f"submit {status}: {body[:200]!r}")
+        except OSError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            client.close()
 
     wal_bytes: list[int] = []
     done = threading.Event()
@@ -504,6 +548,208 @@ def _server_benchmark(n_items: int, n_workers: int, seconds: float, think: float
     return {"creation": creation, "server": run}
 
 
+# ------------------------------------------------------------------------------ scale-out
+class CpuMeter:
+    """CPU seconds spent by the server's processes, PostgreSQL's and this one, between
+    :meth:`start` and :meth:`stop` (from /proc through psutil; exited processes' time
+    before stop is missed, so server and database figures are lower bounds)."""
+
+    def __init__(self, server: subprocess.Popen[bytes]) -> None:
+        self.server = server
+
+    @staticmethod
+    def _times(processes: list[Any]) -> dict[int, float]:
+        import psutil
+
+        out = {}
+        for proc in processes:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+        return out
+
+    def _sample(self) -> tuple[dict[int, float], dict[int, float], float]:
+        import resource
+
+        import psutil
+
+        root = psutil.Process(self.server.pid)
+        server = self._times([root, *root.children(recursive=True)])
+        database = self._times([p for p in psutil.process_iter(["name"])
+                                if (p.info["name"] or "").startswith("postgres")])
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return server, database, me.ru_utime + me.ru_stime
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+
+        def spent(a: dict[int, float], b: dict[int, float]) -> float:
+            return sum(t - b.get(pid, 0.0) for pid, t in a.items())
+
+        return {"server_s": spent(after[0], self.before[0]),
+                "database_s": spent(after[1], self.before[1]),
+                "clients_s": after[2] - self.before[2]}
+
+
+@contextlib.contextmanager
+def count_statements(engine: Any) -> Iterator[dict[str, float]]:
+    """Statements sent through ``engine`` and seconds spent in them (driver + database)."""
+    import sqlalchemy as sa
+
+    counts = {"statements": 0, "seconds": 0.0}
+    started: dict[int, float] = {}
+
+    def before(conn: Any, cursor: Any, *args: Any) -> None:
+        started[id(cursor)] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, *args: Any) -> None:
+        t0 = started.pop(id(cursor), None)
+        counts["statements"] += 1
+        if t0 is not None:
+            counts["seconds"] += time.perf_counter() - t0
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield counts
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
+
+
+def statements_per_answer(home: Path, n: int = 500) -> dict[str, Any]:
+    """One worker labels ``n`` items of the second job through the labeling layer, as the
+    server does per request (``next_task``, then ``record_answer`` with an idempotency key
+    and ``then_next``): statements and database milliseconds per answer."""
+    from loopworks.labeling.jobs import LabelingJobs
+    from loopworks.metadata.database import database_url, dispose_engine, open_engine
+
+    url = os.environ.get("LOOPWORKS_DATABASE_URL") or database_url(home)
+    labeling = LabelingJobs(open_engine(url))
+    worker = labeling.workforce.worker("w000")
+    out: dict[str, Any] = {"answers": 0}
+    with count_statements(labeling.engine) as plain:
+        start = time.perf_counter()
+        for _ in range(n):
+            task = labeling.next_task("bench-manifest", worker, held_first=True)
+            if task is None:
+                break
+            labeling.record_answer("bench-manifest", task.item_id, worker,
+                                   LABELS[task.item_id % 3], idempotency_key=uuid.uuid4().hex)
+            out["answers"] += 1
+        elapsed = time.perf_counter() - start
+    answers = max(1, out["answers"])
+    out.update(statements=plain["statements"] / answers,
+               database_ms=plain["seconds"] / answers * 1000,
+               python_ms=(elapsed - plain["seconds"]) / answers * 1000)
+    with count_statements(labeling.engine) as chained:
+        task = labeling.next_task("bench-manifest", worker, held_first=True)
+        done = 0
+        while task is not None and done < n:
+            receipt = labeling.record_answer("bench-manifest", task.item_id, worker,
+                                             LABELS[task.item_id % 3], then_next=True,
+                                             idempotency_key=uuid.uuid4().hex)
+            task = receipt.next
+            done += 1
+    out["chained"] = {"answers": done, "statements": chained["statements"] / max(1, done),
+                      "database_ms": chained["seconds"] / max(1, done) * 1000}
+    labeling.webhooks.close()
+    dispose_engine(url)
+    return out
+
+
+def scale_benchmark(n_items: int, n_workers: int, seconds: float, think: float,
+                    processes: list[int], database_url: str | None) -> list[dict[str, Any]]:
+    """Closed-loop answers/s and paced next-task latency for each number of server
+    processes, on SQLite and (with ``database_url``) PostgreSQL, each on fresh state."""
+    runs = []
+    for database in ["sqlite", *(["postgresql"] if database_url else [])]:
+        for count in processes:
+            with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(
+                    prefix="lw-labeling-scale-") as tmp:
+                home = Path(tmp)
+                if database == "postgresql":
+                    assert database_url is not None
+                    scoped = stack.enter_context(postgres_schema(database_url))
+                    os.environ["LOOPWORKS_DATABASE_URL"] = scoped
+                    stack.callback(os.environ.pop, "LOOPWORKS_DATABASE_URL", None)
+                os.environ["LOOPWORKS_HOME"] = str(home)
+                log(f"{database}, {count} server process(es): {n_workers} workers, "
+                    f"{n_items} items ...")
+                _, tokens = create_jobs(home, n_items, n_workers)
+                run: dict[str, Any] = {"database": database, "processes": count}
+                if count == processes[0]:
+                    run["per_answer"] = statements_per_answer(home)
+                started: list[subprocess.Popen[bytes]] = []
+                with running_server(home, "bench-admin-token", count, started) as url:
+                    meter = CpuMeter(started[0])
+                    meter.start()
+                    closed = load(url, tokens, seconds)
+                    cpu = meter.stop()
+                    answers = max(1, closed["answers_201"])
+                    closed["cpu_ms_per_answer"] = {k.removesuffix("_s"): v / answers * 1000
+                                                   for k, v in cpu.items()}
+                    recorded = closed.pop("recorded")
+                    paced = load(url, tokens, seconds, think) if think > 0 else None
+                    if paced is not None:
+                        for worker, ids in paced.pop("recorded").items():
+                            recorded[worker] = recorded.get(worker, []) + ids
+                run["closed"] = closed
+                run["paced"] = paced
+                run["check"] = check_database(home, recorded)
+                log(f"  {closed['answers_per_s']:.1f} answers/s closed loop; paced next p99 "
+                    f"{paced['next']['p99_ms'] if paced else float('nan'):.1f} ms")
+                runs.append(run)
+    return runs
+
+
+def scale_report(runs: list[dict[str, Any]]) -> list[str]:
+    """The scale-out section: a row per (database, processes), ratios to one process."""
+    lines = ["## Server processes", "",
+             "Each row: a fresh home (and schema), `loopworks serve --workers N`, the "
+             "closed loop (every worker asks and answers without pause), then the paced run "
+             "(people's think time); CPU milliseconds per answer of the server processes, "
+             "PostgreSQL's processes and the load-generating clients (all on this machine).",
+             "",
+             "| database | processes | answers/s (closed) | × 1 process | next p99 closed ms | "
+             "next p99 paced ms | paced < 50 ms | server CPU ms/answer | database CPU "
+             "ms/answer | clients CPU ms/answer | dup / over quota / lost |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+    base: dict[str, float] = {}
+    for r in runs:
+        c, p, chk = r["closed"], r["paced"], r["check"]
+        base.setdefault(r["database"], c["answers_per_s"])
+        ratio = c["answers_per_s"] / base[r["database"]]
+        cpu = c["cpu_ms_per_answer"]
+        paced_p99 = p["next"]["p99_ms"] if p else None
+        lines.append(
+            f"| {r['database']} | {r['processes']} | {c['answers_per_s']:.1f} | {ratio:.2f} | "
+            f"{c['next']['p99_ms']:.1f} | {fmt(paced_p99, '.1f')} | "
+            f"{'—' if paced_p99 is None else 'yes' if paced_p99 < NEXT_P99_TARGET_MS else 'NO'}"
+            f" | {cpu['server']:.2f} | "
+            f"{cpu['database']:.2f} | {cpu['clients']:.2f} | {chk['duplicate_pairs']} / "
+            f"{chk['items_over_quota']} / {chk['lost_201s']} |")
+    lines += ["", "Per answer through the labeling layer (one worker, no HTTP: `next_task` "
+              "then `record_answer` with an idempotency key, as the two requests do; "
+              "chained: `record_answer(then_next=True)`, one request):", "",
+              "| database | statements | database ms | Python ms | chained statements | "
+              "chained database ms | answers/s per database core (1000 / database CPU ms) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        a = r.get("per_answer")
+        if not a:
+            continue
+        db_cpu = r["closed"]["cpu_ms_per_answer"]["database"]
+        per_core = f"{1000 / db_cpu:.0f}" if r["database"] == "postgresql" and db_cpu else "—"
+        lines.append(f"| {r['database']} | {a['statements']:.1f} | {a['database_ms']:.2f} | "
+                     f"{a['python_ms']:.2f} | {a['chained']['statements']:.1f} | "
+                     f"{a['chained']['database_ms']:.2f} | {per_core} |")
+    return [*lines, ""]
+
+
 # ------------------------------------------------------------------------------ report
 def fmt(value: Any, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
@@ -531,6 +777,8 @@ def report(results: dict[str, Any]) -> str:
                          f"{fmt(r.get('ours_seconds'))} | {fmt(r.get('crowdkit_seconds'))} |")
         lines += ["", "— : not run (glad/mace run in loopworks only when crowd-kit is "
                   "importable in its environment).", ""]
+    if results.get("scale"):
+        lines += scale_report(results["scale"])
     server = results.get("server")
     if server:
         c, s = server["creation"], server["server"]
@@ -640,6 +888,10 @@ def main() -> None:
                         help="Run the server part on this PostgreSQL server (a fresh schema, "
                              "dropped after), e.g. postgresql://127.0.0.1:5432/test; default "
                              "SQLite in a temp home.")
+    parser.add_argument("--server-processes", default=None,
+                        help="Comma-separated server process counts, e.g. 1,2: run the "
+                             "scale-out section (SQLite, and PostgreSQL with --database-url) "
+                             "instead of the single-server one.")
     parser.add_argument("--skip-crowd", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--crowdkit-python", type=Path, default=DEFAULT_CROWDKIT)
@@ -652,7 +904,11 @@ def main() -> None:
         "options": {k: str(v) for k, v in vars(args).items()}}
     if not args.skip_crowd:
         results["crowd"] = crowd_benchmark(args.crowd_data, args.crowdkit_python)
-    if not args.skip_server:
+    if args.server_processes:
+        counts = [int(n) for n in args.server_processes.split(",")]
+        results["scale"] = scale_benchmark(args.items, args.workers, args.seconds,
+                                           args.think, counts, args.database_url)
+    elif not args.skip_server:
         results.update(server_benchmark(args.items, args.workers, args.seconds, args.think,
                                         args.database_url))
         results["server"] = {"creation": results.pop("creation"),

@@ -187,8 +187,13 @@ class AutoLabeler:
     # ----------------------------------------------------------------- reading
     def due(self, job: str) -> bool:
         """True when the job uses automated labeling, is in progress, has held items and
-        no open one: :meth:`advance` would run a round (cheap; for hooks after answers)."""
-        with self.jobs.engine.connect() as conn:
+        no open one: :meth:`advance` would run a round (cheap; for hooks after answers).
+
+        A read: on SQLite it neither waits for nor takes the write lock (every answer of
+        every job asks)."""
+        from loopworks.metadata import READ_ONLY
+
+        with self.jobs.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
             row = self.jobs.job_row(conn, job)
             spec = self.jobs.spec_of(row)
             if spec.auto_label is None or JobStatus(row.status) is not JobStatus.IN_PROGRESS:

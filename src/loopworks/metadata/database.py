@@ -122,7 +122,11 @@ def build_engine(url: str) -> Any:
         except ImportError:
             raise MissingDependencyError("psycopg", "postgres",
                                          "a PostgreSQL metadata database") from None
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        # A pool as large as the server's busy threads, as on SQLite: past the pool each
+        # request would open a connection (a new server process on PostgreSQL's side) and
+        # close it again. 32 per process at most: two server processes stay well inside
+        # PostgreSQL's default 100 connections (more processes: a pooler such as PgBouncer).
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
     else:
         raise ConfigurationError(
             f"unsupported database URL {url.split(':', 1)[0]}://...; use sqlite:///PATH or "
