@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -285,3 +287,34 @@ def test_virtual_host_addressing(server: tuple[str, Path]) -> None:
         == b"virtual"
     s3.delete_object(Bucket="by-host", Key="notes/a.txt")
     s3.delete_bucket(Bucket="by-host")
+
+
+def test_a_body_kept_on_another_machines_disk_is_an_error_not_a_short_reply(
+        server: tuple[str, Path], s3, tmp_path: Path) -> None:
+    """A second server on the same database but another home (another machine, no
+    object_store_url shared) finds the key, not the body: a clean 500 that says why,
+    before any byte of a 200."""
+    url, home = server
+    s3.create_bucket(Bucket="elsewhere")
+    s3.put_object(Bucket="elsewhere", Key="a.txt", Body=b"kept on the first server's disk")
+    other = {"LOOPWORKS_DATABASE_URL": f"sqlite:///{home / 'loopworks.db'}"}
+    # Started with a secret of its own (its home's), it is refused: the others' sessions
+    # and AWS keys would not work on it.
+    refused = subprocess.run(
+        [sys.executable, "-m", "loopworks.cli", "serve", "--port", "9"], capture_output=True,
+        text=True, env={**os.environ, **other, "LOOPWORKS_HOME": str(tmp_path / "machine-b")},
+        timeout=120)
+    assert refused.returncode != 0
+    assert "secret_key setting (LOOPWORKS_SECRET_KEY) to the deployment's" in refused.stderr
+    other["LOOPWORKS_SECRET_KEY"] = (home / "secret_key").read_text().strip()
+    with running_server(tmp_path / "machine-b", "operator-token", env=other) as url_b:
+        s3_b = _client(url_b, home, "lead")
+        assert s3_b.head_object(Bucket="elsewhere", Key="a.txt")["ContentLength"] == 31
+        with pytest.raises(ClientError) as caught:
+            s3_b.get_object(Bucket="elsewhere", Key="a.txt")
+    error = caught.value.response["Error"]
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert error["Code"] == "InternalError"
+    assert "every server of one deployment needs the same object_store_url" in error["Message"]
+    assert s3.get_object(Bucket="elsewhere", Key="a.txt")["Body"].read() == \
+        b"kept on the first server's disk"

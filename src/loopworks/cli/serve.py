@@ -50,7 +50,12 @@ def serve(host: str, port: int, home: str | None, workers: int, ssl_certfile: st
     # server processes start (a database a newer loopworks wrote stops here, with a message).
     from loopworks.metadata import database_url, open_engine
 
-    open_engine(database_url(settings.home, settings.database_url))
+    engine = open_engine(database_url(settings.home, settings.database_url))
+    # Every server of one database must share the secret (sessions, AWS keys).
+    from loopworks.labeling.accesskeys import check_deployment_secret
+    from loopworks.settings import server_secret
+
+    check_deployment_secret(engine, server_secret(settings))
     if not settings.api_token:
         given["api_token"] = new_token()
         click.echo("API token (set LOOPWORKS_API_TOKEN to choose your own): "

@@ -21,12 +21,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from loopworks.clock import utcnow
-from loopworks.errors import NotFoundError, PermissionDenied
+from loopworks.errors import ConflictError, NotFoundError, PermissionDenied
 from loopworks.labeling.workforce import Role, Worker, Workforce
 from loopworks.metadata import READ_ONLY
 from loopworks.metadata.tables import credentials, team_members, teams, workers
 
-__all__ = ["KEY_ID_PATTERN", "AccessKey", "AccessKeys", "derive_secret"]
+__all__ = ["KEY_ID_PATTERN", "AccessKey", "AccessKeys", "check_deployment_secret",
+           "derive_secret"]
 
 #: An access key id: "LW" and 18 base-32 letters and digits (20 characters, as AWS's).
 KEY_ID_PATTERN = re.compile(r"LW[A-Z2-7]{18}")
@@ -45,6 +46,40 @@ def derive_secret(master_key: str, key_id: str) -> str:
     """The secret access key of ``key_id``: 40 characters, as AWS's."""
     mac = hmac.new(master_key.encode(), f"loopworks-aws-key:{key_id}".encode(), hashlib.sha256)
     return base64.b64encode(mac.digest()).decode()[:40]
+
+
+def check_deployment_secret(engine: sa.Engine, master_key: str) -> None:
+    """Refuse a server secret other than the one this database's servers use.
+
+    The first server to start records a fingerprint of its secret in the database (an HMAC
+    of a fixed text: the secret cannot be recovered from it). A process with another secret
+    would sign sessions the others reject and derive AWS secret keys that do not match: a
+    second machine started without the deployment's ``secret_key`` setting (each home makes
+    its own random one). It is stopped here, at start, with what to set.
+
+    Raises:
+        ConfigurationError: The database's servers use another secret.
+    """
+    from loopworks.errors import ConfigurationError
+    from loopworks.labeling.resources import Resources
+
+    fingerprint = hmac.new(master_key.encode(), b"loopworks-deployment-secret",
+                           hashlib.sha256).hexdigest()
+    resources = Resources(engine)
+    try:
+        known = resources.get("deployment", "secret_key").document["fingerprint"]
+    except NotFoundError:
+        try:
+            resources.create("deployment", "secret_key", {"fingerprint": fingerprint})
+            return
+        except ConflictError:  # another server recorded its own a moment ago
+            known = resources.get("deployment", "secret_key").document["fingerprint"]
+    if not hmac.compare_digest(known, fingerprint):
+        raise ConfigurationError(
+            "this server's secret key is not the one the other servers of this metadata "
+            "database use (sessions and AWS keys would not work across them): set the "
+            "secret_key setting (LOOPWORKS_SECRET_KEY) to the deployment's, the same on "
+            "every machine", setting="secret_key")
 
 
 @dataclass(frozen=True)

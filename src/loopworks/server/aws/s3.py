@@ -16,6 +16,8 @@ import asyncio
 import base64
 import copy
 import hashlib
+import itertools
+import logging
 import os
 import re
 import zlib
@@ -38,6 +40,8 @@ from loopworks.objectstore import ObjectInfo, ObjectStore, Staged
 from loopworks.server.aws.chunked import STREAMING_FORMS, AwsChunkedDecoder
 from loopworks.server.aws.protocols import AwsError
 from loopworks.server.aws.sigv4 import ChunkChain
+
+log = logging.getLogger(__name__)
 
 __all__ = ["S3_NS", "Payload", "handle", "s3_error"]
 
@@ -204,6 +208,28 @@ async def _xml_body(request: Request) -> ElementTree.Element:
     for element in root.iter():  # namespaces off: S3 clients may or may not send one
         element.tag = element.tag.rsplit("}", 1)[-1]
     return root
+
+
+def _first_chunk_read(store: ObjectStore, info: ObjectInfo, chunks: Iterator[bytes]
+                      ) -> Iterator[bytes]:
+    """``chunks`` with its first chunk read already, so that a body that cannot be read
+    is an error before the response starts, not a 200 cut short.
+
+    Raises:
+        AwsError: InternalError naming where the body was looked for: a server whose
+            ``object_store_url`` differs from the one that wrote the object (two machines
+            keeping bodies on their own disks) meets this.
+    """
+    try:
+        first = next(chunks, b"")
+    except Exception as exc:
+        log.warning("object s3://%s/%s: its body (blob %s) cannot be read from %s: %s",
+                    info.bucket, info.key, info.blob, store.blobs.describe(), exc)
+        raise AwsError("InternalError", f"the body of s3://{info.bucket}/{info.key} cannot "
+                       f"be read from {store.blobs.describe()}; every server of one "
+                       "deployment needs the same object_store_url (an s3:// one when "
+                       "they run on several machines)", status=500) from None
+    return itertools.chain((first,), chunks)
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -390,6 +416,8 @@ async def _object(request: Request, store: ObjectStore, bucket: str, key: str,
         if method == "HEAD":
             return Response(status_code=status, headers=headers)
         chunks: Iterator[bytes] = store.read(info, start, end) if length else iter(())
+        if length:
+            chunks = await run_in_threadpool(_first_chunk_read, store, info, chunks)
         return StreamingResponse(chunks, status_code=status, headers=headers,
                                  media_type=info.content_type)
     if method == "DELETE" and "uploadId" in query:
