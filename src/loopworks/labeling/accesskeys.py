@@ -104,7 +104,13 @@ class AccessKeys:
         self._master_key = master_key
 
     def issue(self, worker: str) -> tuple[str, str]:
-        """A new key pair for an active worker: (access key id, secret access key)."""
+        """A new key pair for an active worker: (access key id, secret access key).
+
+        Raises:
+            ConfigurationError: This process's secret is not the deployment's (the pair
+                would not work against its servers).
+        """
+        check_deployment_secret(self.workforce.engine, self._master_key)
         me = self.workforce.worker(worker)
         if not me.active:
             raise PermissionDenied(f"worker {worker!r} is deactivated", worker=worker)
