@@ -111,11 +111,14 @@ class Loopworks:
     @property
     def processing_jobs(self) -> ScriptJobs:
         """Processing jobs that run a user's own script (SageMaker Processing's model),
-        recorded under ``<home>/processing-jobs`` (made on first use)."""
+        recorded in the metadata database (every process sharing it sees every job); those
+        run here keep their folders and logs under ``<home>/processing-jobs`` (made on
+        first use)."""
         if self._processing_jobs is None:
             from loopworks.processing.scripts import ScriptJobs
 
-            self._processing_jobs = ScriptJobs(self.home / "processing-jobs", self.objects)
+            self._processing_jobs = ScriptJobs(self.engine, self.home / "processing-jobs",
+                                               self.objects)
         return self._processing_jobs
 
     @property

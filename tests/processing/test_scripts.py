@@ -1,12 +1,22 @@
 """Script processing jobs: the user's own script run per instance with SageMaker's container
 contract (inputs, sharding, resourceconfig.json, outputs, failures, stops), and
-``loopworks processing`` on the command line. The scripts are tiny ones written here."""
+``loopworks processing`` on the command line. The scripts are tiny ones written here.
+
+Jobs' records are in the metadata database: two ScriptJobs with roots of their own stand for
+two machines sharing it (on SQLite and PostgreSQL), and a job whose process is SIGKILLed is
+Failed once its heartbeat is stale."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +27,7 @@ import loopworks
 from loopworks.cli import main
 from loopworks.cli.processing import parse_input, parse_output
 from loopworks.errors import ConfigurationError, ConflictError, InputError
+from loopworks.metadata import open_engine
 from loopworks.processing.scripts import (
     ScriptInput,
     ScriptJobs,
@@ -101,13 +112,23 @@ def make_spec(name: str, script: Path, *, data: str | Path | None = None,
                          outputs=outputs, **{"isolation": ISOLATION, **fields})
 
 
+def wait_for(check: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+    """``check()`` once it is truthy; fails with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return value
+
+
 def reports(folder: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("algo-*.json"))}
 
 
 @pytest.fixture
 def jobs(tmp_path: Path) -> ScriptJobs:
-    return ScriptJobs(tmp_path / "processing-jobs")
+    return ScriptJobs(open_engine(f"sqlite:///{tmp_path / 'meta.db'}"),
+                      tmp_path / "processing-jobs")
 
 
 # ------------------------------------------------------------------ the contract
@@ -144,7 +165,7 @@ def test_s3_inputs_and_outputs_go_through_the_object_store(tmp_path: Path) -> No
         lw.objects.create_bucket("raw")
         for i in range(4):
             lw.objects.put_bytes("raw", f"reviews/part-{i}.txt", f"row {i}\n".encode())
-        jobs = ScriptJobs(lw.home / "processing-jobs", lw.objects)
+        jobs = ScriptJobs(lw.engine, lw.home / "processing-jobs", lw.objects)
         job = jobs.run(make_spec("s3-job", script, data="s3://raw/reviews/",
                                  distribution="ShardedByS3Key", out="s3://results/probe/",
                                  instance_count=2))
@@ -319,3 +340,116 @@ def test_input_and_output_options_split_at_the_container_path() -> None:
             parse_input(bad, "FullyReplicated")
     with pytest.raises(ConfigurationError, match="--output"):
         parse_output("out:/opt/ml/processing/output")
+
+
+# ------------------------------------------------ several processes, one database
+@pytest.fixture
+def engine(metadata_url: str):
+    """The metadata database two "machines" share: SQLite, then PostgreSQL."""
+    return open_engine(metadata_url)
+
+
+@pytest.mark.timeout(120)
+def test_a_job_run_on_one_machine_is_listed_described_and_stopped_from_another(
+        engine, tmp_path: Path) -> None:
+    here = ScriptJobs(engine, tmp_path / "machine-a")
+    there = ScriptJobs(engine, tmp_path / "machine-b")
+    probe = write_script(tmp_path, "probe.py", PROBE)
+    assert here.run(make_spec("quick", probe, out=tmp_path / "out")).status == "Completed"
+    done = there.get("quick")
+    assert done.status == "Completed" and done.exit_codes == {"algo-1": 0}
+
+    here.start(make_spec("sleeper", write_script(tmp_path, "sleep.py", SLEEP),
+                         instance_count=2))
+    log = here.log_path("sleeper")
+    wait_for(lambda: log.is_file() and "started" in log.read_text(), "the script did not start")
+    assert [job.spec.name for job in there.list()] == ["sleeper", "quick"]
+    running = there.get("sleeper")
+    assert running.status == "InProgress" and running.last_seen
+    assert running.runner == here.runner and running.runner.endswith(f" pid {os.getpid()}")
+    assert not (tmp_path / "machine-b" / "sleeper").exists()  # folders stay with the runner
+    assert there.stop("sleeper").status == "Stopping"
+    assert here.get("sleeper").status == "Stopping"
+    job = here.wait("sleeper", timeout=60)
+    assert job.status == "Stopped" and job.failure_reason == "stopped by StopProcessingJob"
+    assert there.get("sleeper").status == "Stopped"
+    with pytest.raises(ConflictError, match="is Stopped"):
+        there.stop("sleeper")
+
+
+# Runs one job whose instance is a long sleep (its pid written to argv[3]), then waits to be
+# killed: the "server process" of the next test.
+RUNNER = """
+import sys, time
+from loopworks.metadata import open_engine
+from loopworks.processing.scripts import ScriptJobs, ScriptJobSpec
+url, root, pidfile = sys.argv[1:]
+jobs = ScriptJobs(open_engine(url), root, heartbeat_every=0.2)
+jobs.start(ScriptJobSpec("orphaned", ["sh", "-c", 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" '
+                                      '&& exec sleep 600'], [pidfile], isolation="none"))
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_job_whose_process_was_killed_fails_once_its_heartbeat_is_stale(
+        metadata_url: str, engine, tmp_path: Path) -> None:
+    pidfile, output = tmp_path / "instance.pid", tmp_path / "runner.log"
+    with output.open("w") as out:
+        runner = subprocess.Popen([sys.executable, "-c", RUNNER, metadata_url,
+                                   str(tmp_path / "machine-a"), str(pidfile)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    instance = 0
+    try:
+        patient = ScriptJobs(engine, tmp_path / "machine-b")  # the default bound, 30 s
+        readers = [ScriptJobs(engine, tmp_path / "machine-c", stale_after=2)
+                   for _ in range(4)]
+
+        def started() -> int:
+            assert runner.poll() is None, output.read_text()
+            return int(pidfile.read_text()) if pidfile.is_file() else 0
+
+        instance = int(wait_for(started, "the runner did not start its job"))
+        job = patient.get("orphaned")
+        assert job.status == "InProgress" and job.runner.endswith(f" pid {runner.pid}")
+        runner.send_signal(signal.SIGKILL)  # no chance to record anything
+        runner.wait()
+        assert patient.get("orphaned").status == "InProgress"  # not 30 s yet
+
+        def failed(jobs: ScriptJobs) -> object:
+            return wait_for(lambda: (job := jobs.get("orphaned")).status == "Failed" and job,
+                            "the job was not failed after its heartbeat went stale")
+
+        with ThreadPoolExecutor(len(readers)) as pool:  # readers racing to fail it
+            seen = list(pool.map(failed, readers))
+        assert len({(job.failure_reason, job.ended_at) for job in seen}) == 1  # written once
+        reason = seen[0].failure_reason
+        assert reason.startswith(f"the server process running it ({job.runner}) stopped: "
+                                 "last seen at ")
+        assert patient.get("orphaned").failure_reason == reason  # for everyone, from now on
+        with pytest.raises(ConflictError, match="is Failed"):
+            patient.stop("orphaned")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.wait()
+        if instance:  # the orphaned instance: nobody is left to stop it
+            os.kill(instance, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+def test_a_job_failed_by_a_reader_stays_failed_and_its_instances_stop(
+        engine, tmp_path: Path) -> None:
+    here = ScriptJobs(engine, tmp_path / "machine-a")
+    hasty = ScriptJobs(engine, tmp_path / "machine-b", stale_after=0.001)
+    ended: list = []
+    done = threading.Event()
+    here.start(make_spec("slow-heart", write_script(tmp_path, "sleep.py", SLEEP)),
+               on_end=lambda job: (ended.append(job), done.set()))
+    log = here.log_path("slow-heart")
+    wait_for(lambda: log.is_file() and "started" in log.read_text(), "the script did not start")
+    failed = wait_for(lambda: (job := hasty.get("slow-heart")).status == "Failed" and job,
+                      "the reader did not fail the job")
+    assert done.wait(30), "the instance was not stopped"  # it sleeps for 60 s
+    assert ended[0].status == "Failed" and ended[0].failure_reason == failed.failure_reason
+    assert here.wait("slow-heart").failure_reason == failed.failure_reason

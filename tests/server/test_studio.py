@@ -41,7 +41,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path):
     script = home.parent / "hello.py"  # and a script job (SageMaker Processing's kind)
     script.write_text("import sys\nprint('<script>window.pwned = 1</script> rows: 42')\n"
                       "print('warned', file=sys.stderr)\nsys.exit(3)\n")
-    ScriptJobs(home / "processing-jobs").run(ScriptJobSpec(
+    ScriptJobs(open_engine(database_url(home)), home / "processing-jobs").run(ScriptJobSpec(
         "hello-studio", ["python3", str(script)], instance_count=2, isolation="none"))
     workforce = Workforce(open_engine(database_url(home)))
     workforce.add_team("nlp")

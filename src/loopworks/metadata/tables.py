@@ -19,7 +19,8 @@ from loopworks.clock import as_utc
 __all__ = [
     "UtcDateTime", "answers", "auto_items", "auto_rounds", "console_queries", "credentials",
     "feature_groups", "idempotency", "items", "ix_items_open", "jobs", "leases",
-    "machine_labels", "metadata", "outbox", "review_flows", "review_loops", "review_passes",
+    "machine_labels", "metadata", "outbox", "processing_jobs", "review_flows", "review_loops",
+    "review_passes",
     "s3_buckets", "s3_mounts", "s3_objects", "s3_parts", "s3_uploads", "sagemaker_resources",
     "sign_in_failures", "skips",
     "team_members", "teams", "workers",
@@ -341,6 +342,19 @@ sagemaker_resources = sa.Table(
     sa.Column("document", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+#: Processing jobs that run a user's script (``loopworks.processing.records``): the job's
+#: record as a JSON document, its status, which process runs it and when that process last
+#: said it was alive, and whether someone asked it to stop.
+processing_jobs = sa.Table(
+    "processing_jobs", metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("runner", sa.String(255), nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
+    sa.Column("stop_requested", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 s3_uploads = sa.Table(
     "s3_uploads", metadata,

@@ -20,8 +20,15 @@ script in its instance folder and rewrites ``/opt/ml`` in the entrypoint and arg
 Outputs under each ``LocalPath`` are uploaded at the end (``EndOfJob``) when every instance
 exited 0. A non-zero exit fails the job with the last lines of that instance's stderr;
 :meth:`ScriptJobs.stop` and ``max_runtime_seconds`` stop every instance. Logs of each
-instance are kept (:meth:`ScriptJobs.log_path`). Records and folders live under one root
-(``$LOOPWORKS_HOME/processing-jobs/<job>/``).
+instance are kept (:meth:`ScriptJobs.log_path`).
+
+Job records live in the metadata database (:mod:`loopworks.processing.records`), so every
+process sharing it (servers on several machines, the CLI) lists, describes and stops every
+job. A job runs in the process that started it: its instance folders and logs stay under
+that machine's root (``$LOOPWORKS_HOME/processing-jobs/<job>/``), and its record names that
+host and process. The process refreshes a heartbeat in the record and polls it for a stop
+asked from anywhere; a job whose process was killed is Failed by the next reader once its
+heartbeat is stale. Records older releases kept in ``<job>/job.json`` are not carried over.
 """
 
 from __future__ import annotations
@@ -42,9 +49,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopworks.clock import utcnow
+import sqlalchemy as sa
+
+from loopworks.clock import as_utc, utcnow
 from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
-from loopworks.files import atomic_write
+from loopworks.processing.records import (
+    HEARTBEAT_SECONDS,
+    STALE_AFTER_SECONDS,
+    JobRecord,
+    ScriptJobRecords,
+    this_runner,
+)
 
 if TYPE_CHECKING:
     from loopworks.objectstore import ObjectStore
@@ -63,6 +78,8 @@ _ENDED = ("Completed", "Failed", "Stopped")
 _OPT_ML_PATH = re.compile(r"(?<![\w/.])/opt/ml(?=/|$)")
 #: Lines of a failing instance's stderr kept for the failure reason.
 _TAIL_LINES = 20
+#: How often the process running jobs polls their records for a stop.
+_POLL_SECONDS = 0.5
 
 # Inside a private mount namespace: a tmpfs over /opt with its entries bound back, then the
 # instance's folder at /opt/ml; nothing outside the namespace changes.
@@ -197,7 +214,8 @@ def _interpreter(python: str) -> str:
 @dataclass
 class ScriptJob:
     """A job's record: its spec, status (SageMaker's: InProgress, Completed, Failed,
-    Stopping, Stopped), times, each instance's exit code and the failure reason."""
+    Stopping, Stopped), times, each instance's exit code and the failure reason; which
+    host and process runs it and when that process was last seen alive (its heartbeat)."""
 
     spec: ScriptJobSpec
     status: str = "InProgress"
@@ -209,6 +227,10 @@ class ScriptJob:
     timings: dict[str, float] = field(default_factory=dict)
     #: Where each instance ran, on the Ray engine: host → Ray node id.
     nodes: dict[str, str] = field(default_factory=dict)
+    #: The process running the job: ``<host> pid <pid>``.
+    runner: str = ""
+    #: When that process last refreshed its heartbeat (ISO 8601, UTC).
+    last_seen: str | None = None
 
     @property
     def hosts(self) -> list[str]:
@@ -261,19 +283,37 @@ def namespaces_available() -> str | None:
 
 
 class ScriptJobs:
-    """Run, record, stop and read the logs of script processing jobs under ``root``.
+    """Run, record, stop and read the logs of script processing jobs.
+
+    Records are in the metadata database, shared by every process using it; the jobs this
+    object runs keep their instance folders and logs under ``root``, on this machine.
 
     Args:
-        root: Where each job keeps its record, instance folders and logs.
+        engine: The metadata database (the records).
+        root: Where the jobs run here keep their instance folders and logs.
         objects: loopworks' object store, for ``s3://`` inputs and outputs.
+        stale_after: Seconds without a heartbeat after which a running job read here is
+            taken for one whose process died, and Failed.
+        heartbeat_every: How often the jobs run here refresh their heartbeats (well under
+            every reader's ``stale_after``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], objects: ObjectStore | None = None
-                 ) -> None:
+    def __init__(self, engine: sa.Engine, root: str | os.PathLike[str],
+                 objects: ObjectStore | None = None, *,
+                 stale_after: float = STALE_AFTER_SECONDS,
+                 heartbeat_every: float = HEARTBEAT_SECONDS) -> None:
+        if not heartbeat_every > 0:
+            raise ConfigurationError("heartbeat_every must be a positive number of seconds",
+                                     setting="heartbeat_every")
+        self.records = ScriptJobRecords(engine, stale_after=stale_after)
         self.root = Path(root)
         self.objects = objects
+        self.heartbeat_every = heartbeat_every
+        self.runner = this_runner()
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self._running: set[str] = set()  # the jobs this object runs, watched by _watcher
+        self._watcher: threading.Thread | None = None
 
     # ----------------------------------------------------------------- records
     def _folder(self, name: str) -> Path:
@@ -281,34 +321,29 @@ class ScriptJobs:
             raise NotFoundError(f"no processing job {name!r}", job=name)
         return self.root / name
 
-    def _save(self, job: ScriptJob) -> None:
-        atomic_write(self._folder(job.spec.name) / "job.json",
-                     json.dumps(job.to_dict(), indent=2, default=str))
+    def _save(self, job: ScriptJob, *, ended: bool = False) -> bool:
+        """Write the record of a job run here (its status too when ``ended``); False when
+        the record ended meanwhile, taken over by a reader who thought this process dead."""
+        return self.records.save(job.spec.name, job.to_dict(),
+                                 status=job.status if ended else None)
 
     def get(self, name: str) -> ScriptJob:
-        """A job's record (NotFoundError when there is none)."""
-        path = self._folder(name) / "job.json"
-        if not path.is_file():
-            raise NotFoundError(f"no processing job {name!r} (see `loopworks processing "
-                                "list`)", job=name)
-        return self._read(path)
+        """A job's record, run here or by another process sharing the database; a running
+        job whose process has stopped (its heartbeat stale) is Failed first.
 
-    def _read(self, path: Path) -> ScriptJob:
-        """A record as stored; a running job asked to stop is Stopping."""
-        job = ScriptJob.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        if job.status == "InProgress" and (path.parent / "STOP").exists():
-            job.status = "Stopping"
-        return job
+        Raises:
+            NotFoundError: There is no such job.
+        """
+        self._folder(name)  # a name no job can have is simply not found
+        return _job(self.records.get(name))
 
     def list(self) -> builtins.list[ScriptJob]:
-        """Every job, newest first."""
-        if not self.root.is_dir():
-            return []
-        found = [self._read(p) for p in self.root.glob("*/job.json")]
-        return sorted(found, key=lambda j: j.created_at, reverse=True)
+        """Every job, wherever it runs, newest first."""
+        return [_job(record) for record in self.records.list()]
 
     def log_path(self, name: str, host: str = "algo-1") -> Path:
-        """Where an instance's log (its stdout and stderr, as they came) is written."""
+        """Where an instance's log (its stdout and stderr, as they came) is written: under
+        this object's root, so only for jobs run on this machine."""
         job = self.get(name)
         if host not in job.hosts:
             raise NotFoundError(f"job {name!r} has no host {host!r}; its hosts are "
@@ -366,16 +401,17 @@ class ScriptJobs:
         return self.get(name)
 
     def stop(self, name: str) -> ScriptJob:
-        """Stop every instance of a running job (Stopping, then Stopped).
+        """Stop every instance of a running job (Stopping, then Stopped), from any process
+        sharing the database.
 
         Raises:
+            NotFoundError: There is no such job.
             ConflictError: The job has ended.
         """
-        job = self.get(name)
-        if job.status in _ENDED:
-            raise ConflictError(f"processing job {name!r} is {job.status}", job=name)
-        (self._folder(name) / "STOP").touch()  # the job's own thread writes its record
-        return self.get(name)
+        self._folder(name)
+        # A flag in the record: the process running the job, wherever, polls it and stops
+        # the instances; the job's own thread then records it Stopped.
+        return _job(self.records.request_stop(name))
 
     def _record(self, spec: ScriptJobSpec) -> ScriptJob:
         spec.check()
@@ -391,17 +427,77 @@ class ScriptJobs:
         for i, item in enumerate(spec.inputs):
             self._sources(item, f"ProcessingInputs[{i}].S3Input.S3Uri")  # refuse missing data
         folder = self._folder(spec.name)
+        created = utcnow()
+        job = ScriptJob(spec, created_at=created.isoformat(), runner=self.runner)
+        self.records.create(spec.name, job.to_dict(), created_at=created, runner=self.runner)
+        self._watch(spec.name)
         try:
+            # The name is new to the database: a folder of that name is an older release's
+            # or a reset database's, and its files must not mix with this job's (outputs!).
+            if folder.exists():
+                shutil.rmtree(folder)
             folder.mkdir(parents=True)
-        except FileExistsError:
-            raise ConflictError(f"a processing job named {spec.name!r} exists already",
-                                job=spec.name) from None
-        job = ScriptJob(spec, created_at=utcnow().isoformat())
-        self._save(job)
+        except OSError as exc:
+            job.status, job.failure_reason = "Failed", f"{type(exc).__name__}: {exc}"
+            job.ended_at = utcnow().isoformat()
+            self._save(job, ended=True)
+            self._unwatch(spec.name)
+            raise
         return job
+
+    # -------------------------------------------------------- heartbeat, stops
+    def _watch(self, name: str) -> None:
+        """Keep the job's heartbeat and poll its stop flag (a thread of its own, shared by
+        every job run here, so a busy job never misses a beat)."""
+        with self._lock:
+            self._running.add(name)
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watching,
+                                                 name="processing-heartbeat", daemon=True)
+                self._watcher.start()
+
+    def _unwatch(self, name: str) -> None:
+        with self._lock:
+            self._running.discard(name)
+
+    def _watching(self) -> None:
+        """Until no job runs here: refresh heartbeats every ``heartbeat_every`` seconds and
+        poll for stops; a job to stop gets its STOP file, which its instances watch (on
+        this machine, or on Ray nodes sharing the folder)."""
+        beat_due = 0.0
+        while True:
+            with self._lock:
+                names = set(self._running)
+                if not names:
+                    self._watcher = None
+                    return
+            refresh = time.monotonic() >= beat_due
+            try:
+                stop = self.records.beat(names, refresh=refresh)
+            except sa.exc.SQLAlchemyError:
+                stop = set()  # the database is away for now: the next round tries again
+            else:
+                if refresh:
+                    beat_due = time.monotonic() + self.heartbeat_every
+            for name in stop:
+                folder = self.root / name
+                if folder.is_dir():
+                    (folder / "STOP").touch()
+            time.sleep(min(_POLL_SECONDS, self.heartbeat_every))
 
     def _run(self, job: ScriptJob, env: dict[str, str],
              on_end: Callable[[ScriptJob], None] | None) -> None:
+        try:
+            self._execute(job, env)
+        finally:
+            self._unwatch(job.spec.name)
+        if on_end is not None:
+            on_end(job)
+
+    def _execute(self, job: ScriptJob, env: dict[str, str]) -> None:
+        """Run the job to its end and record it; a record that ended meanwhile (failed by
+        a reader who took this process for dead) stays as it is and is what ``job``
+        becomes."""
         spec = job.spec
         folder = self._folder(spec.name)
         began = time.monotonic()
@@ -409,7 +505,9 @@ class ScriptJobs:
             instances = self._prepare(job, folder)
             job.timings["download_s"] = round(time.monotonic() - began, 3)
             job.started_at = utcnow().isoformat()
-            self._save(job)
+            if not self._save(job):
+                self._taken_over(job)
+                return
             deadline = time.time() + spec.max_runtime_seconds
             results = self._launch(job, folder, instances, env, deadline)
             job.timings["run_s"] = round(time.monotonic() - began
@@ -434,9 +532,14 @@ class ScriptJobs:
         except Exception as exc:  # a bad input met while downloading, a lost store...
             job.status, job.failure_reason = "Failed", f"{type(exc).__name__}: {exc}"
         job.ended_at = utcnow().isoformat()
-        self._save(job)
-        if on_end is not None:
-            on_end(job)
+        if not self._save(job, ended=True):
+            self._taken_over(job)
+
+    def _taken_over(self, job: ScriptJob) -> None:
+        """``job`` as its record ended without this process (see :meth:`_execute`)."""
+        ended = self.get(job.spec.name)
+        job.status, job.failure_reason = ended.status, ended.failure_reason
+        job.ended_at = ended.ended_at
 
     # ----------------------------------------------------------- inputs/outputs
     def _sources(self, item: ScriptInput, where: str) -> builtins.list[tuple[str, Any]]:
@@ -620,6 +723,15 @@ def _ray_instance(*args: Any) -> tuple[int | None, str, str | None, str]:
     import ray
 
     return (*run_instance(*args), ray.get_runtime_context().get_node_id())
+
+
+def _job(record: JobRecord) -> ScriptJob:
+    """The job a record holds, with the status, runner and heartbeat of its row."""
+    job = ScriptJob.from_dict(record.document)
+    job.status, job.runner = record.status, record.runner
+    job.last_seen = None if record.heartbeat_at is None else \
+        as_utc(record.heartbeat_at).isoformat()
+    return job
 
 
 def _rewrite(argument: str, root: str) -> str:
