@@ -14,10 +14,36 @@ the table through a dataset whose schema restores ``fixed_size_list``; Arrow cas
 lists to it on the fly. Variable lists (``list<int64>``) stay plain lists. Values are native
 typed Parquet lists throughout, never JSON.
 
-Concurrency. delta-rs can lose commits when writers race on one table, so every writing
+Concurrency. Two writers must never both commit version ``N``. On one host every writing
 operation holds one lock per table: a thread lock shared by all stores in the process plus a
-:class:`filelock.FileLock` under ``lock_dir`` for other processes on the same host. Writers on
-other hosts (object stores) must share that folder or rely on a Delta locking provider.
+:class:`filelock.FileLock` under ``lock_dir`` for other processes. Writers on other hosts
+(object stores) rely on the commit itself: delta-rs (1.x) writes ``_delta_log/N.json`` with
+put-if-absent and, when ``N`` exists, checks the winner's commit for conflicts (appends never
+conflict) and retries as ``N+1``.
+
+On S3 that put-if-absent is an S3 conditional write (``PUT`` with ``If-None-Match: *``, which
+AWS S3 has honoured since August 2024, as do MinIO, Cloudflare R2 and moto 5's server): the
+service creates the object only if it does not exist and answers ``412`` otherwise, atomically,
+so exactly one writer gets each version. loopworks sets it explicitly
+(``aws_conditional_put=etag``) and refuses to write when the options or the environment ask for
+anything else: ``aws_conditional_put`` other than ``etag``, ``AWS_S3_ALLOW_UNSAFE_RENAME`` (an
+overwriting rename: two writers can both "win" a version and one commit is lost),
+``AWS_S3_LOCKING_PROVIDER`` (deltalake 1.0 removed its DynamoDB log store, so writers that
+coordinate through DynamoDB would not see these commits) or deltalake before 1.0. The S3
+service must honour ``If-None-Match``; one that ignores it (an old S3 clone) lets a racing
+writer overwrite a commit and cannot be detected from here. The endpoint
+(``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``), region and, for an ``http://`` endpoint,
+``aws_allow_http`` come from the usual AWS environment unless the storage options say
+otherwise; credentials are read by delta-rs from the same environment. The tests race two
+machines on moto's server (``tests/featurestore/test_offline_s3.py``): the loser's put gets
+``412`` and its commit lands as the next version; without ``If-None-Match`` it is lost.
+
+Two races delta-rs leaves to its caller. A metadata change by another writer (creating the
+table, adding a feature) makes it give up (``CommitFailedError``); nothing was committed, so
+the append is written again on the new version. Two writers creating a table at once both
+succeed, the loser's create landing as version 1: the append finds its own version by a
+token in its commit metadata. :meth:`DeltaOfflineStore.history` reads the log entries
+itself, as delta-rs' ``history`` numbers commits made during the call wrongly.
 
 Parquet settings. Files are written with LZ4_RAW compression and without dictionary
 encoding: on token-id lists and unique ids/texts the dictionary never pays off, and building
@@ -29,10 +55,14 @@ files as small as the defaults did. Arrow, DuckDB and Spark all read LZ4_RAW.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,19 +80,24 @@ from loopworks.errors import (
     ValidationError,
 )
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
-from loopworks.files import filesystem, is_local, local_path
+from loopworks.files import is_local, local_path
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from filelock import FileLock
 
-__all__ = ["LIST_SIZE_KEY", "PARTITION_COLUMN", "DeltaOfflineStore"]
+__all__ = ["LIST_SIZE_KEY", "PARTITION_COLUMN", "DeltaOfflineStore", "s3_storage_options"]
 
 PARTITION_COLUMN = "event_date"
 LIST_SIZE_KEY = "loopworks.list_size"
 _WRITE_TIME = "write_time"
 _IS_DELETED = "is_deleted"
 _GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+#: Attempts of an append whose commit another writer's metadata change refused.
+_COMMIT_ATTEMPTS = 5
+#: Commit metadata key naming the append that created a table, and how far back to look.
+_COMMIT_TOKEN = "loopworks.commit"
+_CREATE_SEARCH = 32
 
 # One lock per table for the whole process: stores sharing a root also share it.
 _LOCKS: dict[str, tuple[threading.RLock, FileLock]] = {}
@@ -92,7 +127,9 @@ class DeltaOfflineStore:
         root: Local folder or object-store URL (``s3://bucket/prefix``, ``gs://...``,
             ``az://...``); the table of group ``G`` is ``<root>/G``.
         lock_dir: Local folder for the per-table writer lock files.
-        storage_options: Options for delta-rs' object store (credentials, endpoint...).
+        storage_options: Options for delta-rs' object store (credentials, endpoint...). For
+            ``s3://`` they are completed from the AWS environment and commits use S3
+            conditional writes (see the module docstring).
     """
 
     def __init__(self, root: str, *, lock_dir: Path,
@@ -102,6 +139,10 @@ class DeltaOfflineStore:
         self.root = root.rstrip("/") if self._remote else str(local_path(root).resolve())
         self.lock_dir = Path(lock_dir)
         self.storage_options = dict(storage_options) if storage_options else None
+        #: Why commits here would not be safe (writes are refused), or ``None``.
+        self.unsafe_writes: str | None = None
+        if root.split("://", 1)[0].lower() in ("s3", "s3a"):
+            self.storage_options, self.unsafe_writes = s3_storage_options(storage_options)
 
     def __repr__(self) -> str:
         return f"DeltaOfflineStore({self.root!r})"
@@ -143,43 +184,76 @@ class DeltaOfflineStore:
                 writes this way.
 
         Returns:
-            The table version before the append (``None``: the table did not exist), read
-            under the writer lock, and the version the append committed.
+            The version just before the append's commit (``None``: this append created the
+            table) and the version the append committed. With writers on other hosts, a
+            commit may land a few versions after the one read first (see the module
+            docstring); the first is then the version right below it.
 
         Raises:
             ValidationError: A required column is missing or has the wrong type, or a column's
                 type differs from the one already stored (names group and feature).
+            ConflictError: Other writers kept changing the table's metadata (creating it,
+                adding features) through every attempt; nothing was committed.
+            ConfigurationError: The S3 commit setup is unsafe (:attr:`unsafe_writes`; also
+                raised by :meth:`optimize` and :meth:`restore`).
         """
+        from deltalake.exceptions import CommitFailedError
+
+        from loopworks.errors import ConflictError
+
         data = self._prepare(group, table, event_time)
-        uri = self.uri(group)
-        deltalake = _deltalake()
-        commit = deltalake.CommitProperties(custom_metadata=commit_metadata) \
-            if commit_metadata else None
         with self._writer_lock(group):
-            existing = self._open(uri)
-            if existing is None:
-                deltalake.write_deltalake(uri, data, mode="append",
-                                          partition_by=[PARTITION_COLUMN],
-                                          storage_options=self.storage_options,
-                                          writer_properties=_writer_properties(),
-                                          commit_properties=commit)
-                return None, int(deltalake.DeltaTable(
-                    uri, storage_options=self.storage_options).version())
-            before = int(existing.version())
-            stored = _canonical_schema(_arrow_schema(existing))
-            for field in data.schema:
-                if field.name in stored.names and stored.field(field.name).type != field.type:
-                    raise ValidationError(
-                        f"feature group {group!r}: feature {field.name!r} is {field.type} in "
-                        f"this batch but {stored.field(field.name).type} in the offline store",
-                        feature_group=group, feature=field.name, row=None)
-            # Added (or dropped) features evolve the schema; old rows read them as null.
-            same = set(stored.names) == set(data.schema.names)
-            deltalake.write_deltalake(existing, data, mode="append",
-                                      schema_mode=None if same else "merge",
-                                      writer_properties=_writer_properties(),
-                                      commit_properties=commit)
-            return before, int(existing.version())
+            attempt = 1
+            while True:
+                try:
+                    return self._append_once(group, data, commit_metadata)
+                except CommitFailedError as exc:
+                    # Another host changed the metadata (created the table, added a feature)
+                    # between our read and our commit. Nothing of ours was committed: read
+                    # the new version and write again.
+                    if attempt == _COMMIT_ATTEMPTS:
+                        raise ConflictError(
+                            f"feature group {group!r}: the offline table kept changing under "
+                            f"this append ({attempt} attempts, last: "
+                            f"{str(exc).splitlines()[0]}); nothing was committed, try again",
+                            feature_group=group) from None
+                    attempt += 1
+
+    def _append_once(self, group: str, data: pa.Table,
+                     commit_metadata: dict[str, Any] | None) -> tuple[int | None, int]:
+        """One attempt of :meth:`append_versions` (under the writer lock)."""
+        deltalake = _deltalake()
+        uri = self.uri(group)
+        existing = self._open(uri)
+        if existing is None:
+            # Creating races with other hosts: delta-rs then commits our create on top of the
+            # winner's as the next version. A token finds which version is ours.
+            token = uuid.uuid4().hex
+            deltalake.write_deltalake(
+                uri, data, mode="append", partition_by=[PARTITION_COLUMN],
+                storage_options=self.storage_options, writer_properties=_writer_properties(),
+                commit_properties=deltalake.CommitProperties(
+                    custom_metadata={**(commit_metadata or {}), _COMMIT_TOKEN: token}))
+            version = next(int(c["version"]) for limit in (_CREATE_SEARCH, None)
+                           for c in self.history(group, limit=limit)
+                           if c["metadata"].get(_COMMIT_TOKEN) == token)
+            return (None if version == 0 else version - 1), version
+        stored = _canonical_schema(_arrow_schema(existing))
+        for field in data.schema:
+            if field.name in stored.names and stored.field(field.name).type != field.type:
+                raise ValidationError(
+                    f"feature group {group!r}: feature {field.name!r} is {field.type} in "
+                    f"this batch but {stored.field(field.name).type} in the offline store",
+                    feature_group=group, feature=field.name, row=None)
+        # Added (or dropped) features evolve the schema; old rows read them as null.
+        same = set(stored.names) == set(data.schema.names)
+        deltalake.write_deltalake(
+            existing, data, mode="append", schema_mode=None if same else "merge",
+            writer_properties=_writer_properties(),
+            commit_properties=deltalake.CommitProperties(custom_metadata=commit_metadata)
+            if commit_metadata else None)
+        version = int(existing.version())  # the table object now stands at our commit
+        return version - 1, version
 
     def optimize(self, group: str) -> dict[str, Any]:
         """Compact small files (delta-rs ``optimize.compact``) under the writer lock.
@@ -227,15 +301,15 @@ class DeltaOfflineStore:
     def delete(self, group: str) -> None:
         """Remove the group's table and all its data (every version). No table: no-op."""
         uri = self.uri(group)
-        with self._writer_lock(group):
+        with self._writer_lock(group, commits=False):
             if not self._remote:
                 if Path(uri).exists():
                     shutil.rmtree(uri)
                 return
-            scheme = uri.split("://", 1)[0]
-            fs, path = filesystem(uri, **_fsspec_options(scheme, self.storage_options))
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            if self.exists(group):  # through delta-rs' own object store: same options
+                from deltalake.fs import DeltaStorageHandler
+
+                DeltaStorageHandler(uri, self.storage_options).delete_dir("")
 
     # ------------------------------------------------------------------ reading
     def exists(self, group: str) -> bool:
@@ -264,12 +338,16 @@ class DeltaOfflineStore:
         Raises:
             NotFoundError: The group has no offline table.
         """
+        latest = int(self._load(group).version())
+        versions = range(latest, -1 if limit is None else max(-1, latest - limit), -1)
         commits = []
-        for commit in self._load(group).history(limit):
+        for version, commit in zip(versions, self._commit_infos(group, versions), strict=True):
+            if commit is None:  # cleaned up with the older log entries
+                break
             metrics = dict(commit.get("operationMetrics") or {})
             stamp = commit.get("timestamp")
             commits.append({
-                "version": commit.get("version"),
+                "version": version,
                 "timestamp": datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None,
                 "operation": commit.get("operation"),
                 "rows_added": metrics.get("num_added_rows"),
@@ -277,6 +355,42 @@ class DeltaOfflineStore:
                 "metadata": {k: v for k, v in commit.items() if k.startswith("loopworks.")},
             })
         return commits
+
+    def _commit_infos(self, group: str, versions: Sequence[int]) -> list[dict[str, Any] | None]:
+        """The ``commitInfo`` of each version's log entry (``None`` when it is gone).
+
+        Read from ``_delta_log`` here rather than with delta-rs' ``history``, which also lists
+        commits newer than its snapshot yet numbers them down from the snapshot's version
+        (off by the commits another writer made meanwhile) and holds the GIL throughout.
+        """
+        uri = self.uri(group)
+        if self._remote:
+            from deltalake.fs import DeltaStorageHandler
+
+            handler = DeltaStorageHandler(uri, self.storage_options)
+
+            def read(name: str) -> bytes:
+                return bytes(handler.open_input_file(name).read())
+        else:
+            def read(name: str) -> bytes:
+                return (Path(uri) / name).read_bytes()
+
+        def info(version: int) -> dict[str, Any] | None:
+            try:
+                entry = read(f"_delta_log/{version:020d}.json")
+            except FileNotFoundError:
+                return None
+            for line in entry.splitlines():  # delta-rs and Spark write commitInfo first
+                if b'"commitInfo"' in line:
+                    action = json.loads(line)
+                    if "commitInfo" in action:
+                        return dict(action["commitInfo"])
+            return {}
+
+        if not self._remote or len(versions) < 2:
+            return [info(version) for version in versions]
+        with ThreadPoolExecutor(max_workers=min(8, len(versions))) as pool:  # one GET each
+            return list(pool.map(info, versions))
 
     def dataset(self, group: str, *, version: int | None = None,
                 as_of: datetime | None = None) -> pads.Dataset:
@@ -415,7 +529,14 @@ class DeltaOfflineStore:
         return pa.Table.from_arrays(table.columns, schema=pa.schema(fields))
 
     @contextmanager
-    def _writer_lock(self, group: str) -> Iterator[None]:
+    def _writer_lock(self, group: str, *, commits: bool = True) -> Iterator[None]:
+        if commits and self.unsafe_writes:
+            raise ConfigurationError(
+                f"feature group {group!r}: not writing the offline table at {self.uri(group)}: "
+                f"{self.unsafe_writes}. loopworks commits to S3 only with conditional writes "
+                "(If-None-Match: *), so that two writers never overwrite each other's commit; "
+                "no safe setup is possible with these settings", feature_group=group,
+                setting="offline_store_url")
         key = f"{self.root}/{group}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[-100:]
@@ -449,17 +570,62 @@ def _canonical_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _fsspec_options(scheme: str, options: dict[str, str] | None) -> dict[str, Any]:
-    """Map delta-rs S3 storage options to s3fs arguments; other schemes use the environment."""
-    if scheme not in ("s3", "s3a") or not options:
-        return {}
-    lowered = {k.lower(): v for k, v in options.items()}
-    mapped: dict[str, Any] = {}
-    for delta_key, fs_key in (("aws_access_key_id", "key"), ("aws_secret_access_key", "secret"),
-                              ("aws_session_token", "token"), ("aws_endpoint_url", "endpoint_url"),
-                              ("aws_endpoint", "endpoint_url")):
-        if delta_key in lowered:
-            mapped[fs_key] = lowered[delta_key]
-    if "aws_region" in lowered:
-        mapped["client_kwargs"] = {"region_name": lowered["aws_region"]}
-    return mapped
+def s3_storage_options(given: Mapping[str, str] | None,
+                       environ: Mapping[str, str] | None = None
+                       ) -> tuple[dict[str, str], str | None]:
+    """delta-rs options for an ``s3://`` table, and why its commits would not be safe.
+
+    ``given`` wins; the AWS environment fills in the endpoint (``AWS_ENDPOINT_URL_S3``,
+    else ``AWS_ENDPOINT_URL``) and region (``AWS_REGION``, else ``AWS_DEFAULT_REGION``), so
+    every reader and writer of the table uses the same ones; an ``http://`` endpoint gets
+    ``aws_allow_http`` (delta-rs refuses plain HTTP otherwise). Commits are set to S3
+    conditional writes (``aws_conditional_put=etag``; see the module docstring).
+
+    Args:
+        given: Storage options from the caller (any key spelling delta-rs accepts).
+        environ: The environment (default ``os.environ``).
+
+    Returns:
+        The options, and ``None`` or the reason writes must be refused (an unsafe commit
+        setup was asked for, or deltalake is older than 1.0).
+    """
+    env = os.environ if environ is None else environ
+    options = {k.lower(): str(v) for k, v in (given or {}).items()}
+
+    def pick(keys: tuple[str, ...], env_names: tuple[str, ...]) -> str:
+        found = [options.pop(k) for k in keys if k in options]
+        return (found[0] if found else "") or next((env[n] for n in env_names if env.get(n)), "")
+
+    endpoint = pick(("aws_endpoint_url_s3", "aws_endpoint_url", "aws_endpoint", "endpoint_url",
+                     "endpoint"), ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+    if endpoint:  # both keys: AWS_ENDPOINT_URL_S3 in the environment would win over one
+        options["aws_endpoint"] = options["aws_endpoint_url_s3"] = endpoint
+        if endpoint.startswith("http://") and "allow_http" not in options:
+            options.setdefault("aws_allow_http", "true")
+    region = pick(("aws_region", "region", "aws_default_region", "default_region"),
+                  ("AWS_REGION", "AWS_DEFAULT_REGION"))
+    if region:
+        options["aws_region"] = region
+    conditional = pick(("aws_conditional_put", "conditional_put"), ("AWS_CONDITIONAL_PUT",))
+    rename = pick(("aws_s3_allow_unsafe_rename",), ("AWS_S3_ALLOW_UNSAFE_RENAME",))
+    locking = pick(("aws_s3_locking_provider",), ("AWS_S3_LOCKING_PROVIDER",))
+    version = str(getattr(_deltalake(), "__version__", "0"))
+    problem = None
+    if conditional and conditional.strip().lower() != "etag":
+        problem = (f"conditional_put is {conditional!r} (AWS_CONDITIONAL_PUT or the storage "
+                   "options); use 'etag', or leave it unset, on an S3 service that honours "
+                   "If-None-Match")
+    elif rename.strip().lower() in ("1", "true", "yes", "on"):
+        problem = ("AWS_S3_ALLOW_UNSAFE_RENAME asks for commits by overwriting rename, which "
+                   "can lose a commit when two writers race; unset it")
+    elif locking:
+        problem = (f"AWS_S3_LOCKING_PROVIDER is {locking!r}, but deltalake 1.x has no DynamoDB "
+                   "log store, so writers that coordinate through it would not see these "
+                   "commits; unset it (all writers then use conditional writes)")
+    elif int(version.split(".", 1)[0] or 0) < 1:
+        problem = (f"deltalake {version} may commit to S3 without conditional writes; "
+                   'upgrade: pip install "deltalake>=1,<2"')
+    options["aws_conditional_put"] = "etag"
+    # Explicit, so a variable in the environment cannot switch delta-rs to rename commits.
+    options["aws_s3_allow_unsafe_rename"] = "false"
+    return options, problem
