@@ -10,6 +10,7 @@ neither. Deletes go online first, then offline as a tombstone, journaled the sam
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from loopworks.featurestore.store import FeatureStore
 
 __all__ = ["FeatureGroup", "IngestReport", "load_table"]
+
+log = logging.getLogger(__name__)
 
 _BATCH_ROWS = 50_000
 
@@ -260,15 +263,28 @@ class FeatureGroup:
         for commit in commits:
             commit.cancel()  # only those not started yet
         done = [c for c in commits if not c.cancelled() and c.exception() is None]  # waits
-        if done:  # after every running commit finished: a restore undoes all of them
-            self._restore_offline(done[0].result()[0])
+        if not done:
+            return
+        # After every running commit finished: a restore undoes all of them, and only them
+        # (refused when another writer, another machine's, has committed since).
+        try:
+            self._restore_offline(done[0].result()[0], expected=done[-1].result()[1])
+        except ConflictError as exc:
+            log.error("feature group %r: the offline history keeps versions %d-%d of a write "
+                      "whose online part failed, as %s", self.name, done[0].result()[1],
+                      done[-1].result()[1], exc)
 
-    def _restore_offline(self, before: int | None) -> None:
+    def _restore_offline(self, before: int | None, *, expected: int | None = None) -> None:
         offline = self._store.offline
         if before is None:
+            latest = offline.version(self.name)
+            if expected is not None and latest is not None and latest != expected:
+                raise ConflictError(f"feature group {self.name!r}: offline table is at "
+                                    f"version {latest}, not {expected}; another writer "
+                                    "committed, not deleting it", feature_group=self.name)
             offline.delete(self.name)
         else:
-            offline.restore(self.name, before)
+            offline.restore(self.name, before, expected_version=expected)
 
     # ---------------------------------------------------------------- online reads
     def get_record(self, record_id: str, features: Sequence[str] | None = None
