@@ -551,8 +551,9 @@ def _server_benchmark(n_items: int, n_workers: int, seconds: float, think: float
 # ------------------------------------------------------------------------------ scale-out
 class CpuMeter:
     """CPU seconds spent by the server's processes, PostgreSQL's and this one, between
-    :meth:`start` and :meth:`stop` (from /proc through psutil; exited processes' time
-    before stop is missed, so server and database figures are lower bounds)."""
+    :meth:`start` and :meth:`stop` (from /proc through psutil; PostgreSQL's backends that
+    end meanwhile are counted through the postmaster's children's times; the machine's
+    other busy time is reported beside them)."""
 
     def __init__(self, server: subprocess.Popen[bytes]) -> None:
         self.server = server
@@ -568,17 +569,26 @@ class CpuMeter:
                 out[proc.pid] = t.user + t.system
         return out
 
-    def _sample(self) -> tuple[dict[int, float], dict[int, float], float]:
+    def _sample(self) -> tuple[dict[int, float], dict[int, float], float, float]:
         import resource
 
         import psutil
 
+        from _common import machine_busy_seconds
+
         root = psutil.Process(self.server.pid)
         server = self._times([root, *root.children(recursive=True)])
-        database = self._times([p for p in psutil.process_iter(["name"])
-                                if (p.info["name"] or "").startswith("postgres")])
+        postgres = [p for p in psutil.process_iter(["name"])
+                    if (p.info["name"] or "").startswith("postgres")]
+        database = self._times(postgres)
+        # Backends that ended meanwhile (a pool's overflow connections) are reaped by the
+        # postmaster: their CPU is in its children's times.
+        for proc in postgres:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                database[-proc.pid] = t.children_user + t.children_system
         me = resource.getrusage(resource.RUSAGE_SELF)
-        return server, database, me.ru_utime + me.ru_stime
+        return server, database, me.ru_utime + me.ru_stime, machine_busy_seconds() or 0.0
 
     def start(self) -> None:
         self.before = self._sample()
@@ -589,9 +599,11 @@ class CpuMeter:
         def spent(a: dict[int, float], b: dict[int, float]) -> float:
             return sum(t - b.get(pid, 0.0) for pid, t in a.items())
 
-        return {"server_s": spent(after[0], self.before[0]),
-                "database_s": spent(after[1], self.before[1]),
-                "clients_s": after[2] - self.before[2]}
+        out = {"server_s": spent(after[0], self.before[0]),
+               "database_s": spent(after[1], self.before[1]),
+               "clients_s": after[2] - self.before[2]}
+        out["others_s"] = max(0.0, after[3] - self.before[3] - sum(out.values()))
+        return out
 
 
 @contextlib.contextmanager
@@ -689,6 +701,8 @@ def scale_benchmark(n_items: int, n_workers: int, seconds: float, think: float,
                     meter.start()
                     closed = load(url, tokens, seconds)
                     cpu = meter.stop()
+                    closed["others_busy"] = cpu["others_s"] / (closed["seconds"]
+                                                               * (os.cpu_count() or 1))
                     answers = max(1, closed["answers_201"])
                     closed["cpu_ms_per_answer"] = {k.removesuffix("_s"): v / answers * 1000
                                                    for k, v in cpu.items()}
@@ -716,8 +730,9 @@ def scale_report(runs: list[dict[str, Any]]) -> list[str]:
              "",
              "| database | processes | answers/s (closed) | × 1 process | next p99 closed ms | "
              "next p99 paced ms | paced < 50 ms | server CPU ms/answer | database CPU "
-             "ms/answer | clients CPU ms/answer | dup / over quota / lost |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+             "ms/answer | clients CPU ms/answer | others' share of the machine | dup / over "
+             "quota / lost |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     base: dict[str, float] = {}
     for r in runs:
         c, p, chk = r["closed"], r["paced"], r["check"]
@@ -730,7 +745,8 @@ def scale_report(runs: list[dict[str, Any]]) -> list[str]:
             f"{c['next']['p99_ms']:.1f} | {fmt(paced_p99, '.1f')} | "
             f"{'—' if paced_p99 is None else 'yes' if paced_p99 < NEXT_P99_TARGET_MS else 'NO'}"
             f" | {cpu['server']:.2f} | "
-            f"{cpu['database']:.2f} | {cpu['clients']:.2f} | {chk['duplicate_pairs']} / "
+            f"{cpu['database']:.2f} | {cpu['clients']:.2f} | {c['others_busy']:.0%} | "
+            f"{chk['duplicate_pairs']} / "
             f"{chk['items_over_quota']} / {chk['lost_201s']} |")
     lines += ["", "Per answer through the labeling layer (one worker, no HTTP: `next_task` "
               "then `record_answer` with an idempotency key, as the two requests do; "

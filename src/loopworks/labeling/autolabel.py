@@ -65,7 +65,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from loopworks.clock import utcnow
-from loopworks.errors import ConfigurationError
+from loopworks.errors import ConfigurationError, NotFoundError
 from loopworks.labeling.activelearning import choose_threshold, select_for_people, z_for
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
 from loopworks.labeling.schema import (
@@ -185,6 +185,18 @@ class AutoLabeler:
         self.stale_seconds = stale_seconds
 
     # ----------------------------------------------------------------- reading
+    def uses_auto_label(self, job: str) -> bool:
+        """True when the job was created with automated labeling (False when there is no
+        such job)."""
+        from loopworks.metadata import READ_ONLY
+
+        try:
+            with self.jobs.engine.connect().execution_options(**READ_ONLY) as conn, \
+                    conn.begin():
+                return self.jobs.spec_of(self.jobs.job_row(conn, job)).auto_label is not None
+        except NotFoundError:
+            return False
+
     def due(self, job: str) -> bool:
         """True when the job uses automated labeling, is in progress, has held items and
         no open one: :meth:`advance` would run a round (cheap; for hooks after answers).

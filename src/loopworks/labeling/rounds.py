@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
     from loopworks.labeling.autolabel import AutoLabeler
     from loopworks.labeling.jobs import LabelingJobs
 
-__all__ = ["AutoLabelRounds"]
+__all__ = ["PLAIN_JOB_SECONDS", "AutoLabelRounds"]
+
+#: How long a job seen without automated labeling is taken to still have none.
+PLAIN_JOB_SECONDS = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class AutoLabelRounds:
                                             thread_name_prefix="loopworks-autolabel")
         self._lock = threading.Lock()
         self._active: set[str] = set()
+        self._plain: dict[str, float] = {}  # jobs without automated labeling, when seen
         self._closed = False
 
     @property
@@ -57,8 +62,17 @@ class AutoLabelRounds:
         return self._labeler
 
     def answered(self, job: str, _item_id: int) -> None:
-        """Follow-up of an answer: start the job's next round if this answer closed one."""
-        self.start(job)
+        """Follow-up of an answer: start the job's next round if this answer closed one.
+
+        Most jobs have no automated labeling, and a job's ``auto_label`` never changes:
+        such a job is remembered for :data:`PLAIN_JOB_SECONDS` (a job deleted and made
+        again under its name with automated labeling is seen after that), so its answers
+        cost no query here."""
+        seen = self._plain.get(job)
+        if seen is not None and time.monotonic() - seen < PLAIN_JOB_SECONDS:
+            return
+        if not self.start(job) and not self.labeler.uses_auto_label(job):
+            self._plain[job] = time.monotonic()
 
     def running(self, job: str) -> bool:
         """True while a round of the job is queued or running in this process."""
