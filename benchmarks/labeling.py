@@ -14,11 +14,14 @@ Three figures, one run:
    checked: no duplicate (item, worker), no item over its quota, every 201 recorded;
 3. seconds to create the job, from a list of texts and from a JSON Lines manifest.
 
-Results go to ``benchmarks/results/labeling.{md,json}``; see ``benchmarks/README.md``.
+Results go to ``benchmarks/results/labeling.{md,json}`` (``labeling-scale.{md,json}`` with
+``--server-processes``: closed-loop answers/s, paced p99 and CPU per answer for each number
+of server processes, on SQLite and PostgreSQL); see ``benchmarks/README.md``.
 
     python benchmarks/labeling.py [--items 100000] [--workers 100] [--seconds 60]
                                   [--think 2.0] [--skip-crowd] [--skip-server]
-                                  [--crowdkit-python PATH]
+                                  [--crowdkit-python PATH] [--server-processes 1,2]
+                                  [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -932,8 +935,9 @@ def main() -> None:
     text = report(results)
     print(text)
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "labeling.md").write_text(text + "\n", encoding="utf-8")
-    (args.results / "labeling.json").write_text(json.dumps(results, indent=2, default=str)
+    name = "labeling-scale" if args.server_processes else "labeling"
+    (args.results / f"{name}.md").write_text(text + "\n", encoding="utf-8")
+    (args.results / f"{name}.json").write_text(json.dumps(results, indent=2, default=str)
                                                 + "\n", encoding="utf-8")
 
 
