@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     import loopworks
+
     from _moto import create_bucket, moto_env, moto_server
 
     work = fresh_dir(args.workdir)

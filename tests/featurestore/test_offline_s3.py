@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from _moto import REGION, TEST_KEYS, create_bucket, moto_server, moto_variables
 from loopworks.errors import ConfigurationError
 from loopworks.featurestore import FeatureStore
 from loopworks.featurestore.definitions import EVENT_TIME_TYPE
 from loopworks.featurestore.offline import DeltaOfflineStore
+
+from _moto import REGION, TEST_KEYS, create_bucket, moto_server, moto_variables
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (the dev extra has it)")
 pytest.importorskip("moto.server",
