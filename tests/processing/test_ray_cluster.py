@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from loopworks.metadata import open_engine
 from loopworks.processing import ProcessingConfig, run_processing_job
 from loopworks.processing.raycluster import RAY_ENV, LocalRayCluster
 from loopworks.processing.scripts import ScriptInput, ScriptJobs, ScriptJobSpec
@@ -60,6 +61,7 @@ def _files(out: Path) -> dict[str, bytes]:
 DRIVER = """
 import json, os, signal, sys
 from datetime import datetime
+from loopworks.metadata import open_engine
 from loopworks.processing import ProcessingConfig, run_processing_job
 
 args = json.loads(sys.argv[1])
@@ -122,7 +124,7 @@ def test_a_processing_job_places_its_instances_on_both_nodes(
     script.write_text("import json\nprint(json.load(open('config/resourceconfig.json'))"
                       "['current_host'])\n")
     monkeypatch.setenv("RAY_ADDRESS", cluster.address)
-    jobs = ScriptJobs(tmp_path / "jobs")
+    jobs = ScriptJobs(open_engine(f"sqlite:///{tmp_path / 'meta.db'}"), tmp_path / "jobs")
     job = jobs.run(ScriptJobSpec(
         "where", ["python3", "/opt/ml/processing/input/code/where.py"],
         inputs=[ScriptInput("code", str(script), "/opt/ml/processing/input/code")],
