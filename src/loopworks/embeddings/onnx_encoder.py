@@ -1,0 +1,168 @@
+"""Sentence vectors with ONNX Runtime: the exported transformer, pooling and L2 norm in NumPy.
+
+Encoding needs onnxruntime, tokenizers and NumPy only; PyTorch is imported just once per
+model and home, to export it (:mod:`loopworks.embeddings.onnx_export`). Texts are tokenized
+once, sorted by length and cut into batches by a budget of padded tokens (plus an optional
+cap on texts), so a batch of long reviews holds few of them and a batch of short ones many;
+vectors come back in input order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from loopworks.embeddings.model import EMBEDDINGS_INSTALL, ModelSource, resolve_model
+from loopworks.embeddings.onnx_export import OnnxArtifacts, ensure_onnx_model
+from loopworks.errors import ConfigurationError, MissingDependencyError
+
+__all__ = ["DEFAULT_MAX_TOKENS", "MAX_BATCH", "OnnxEncoder", "token_budget_batches"]
+
+#: Padded tokens per forward pass by default (e.g. 64 texts of 128 pieces).
+DEFAULT_MAX_TOKENS = 8192
+#: Most texts per forward pass when only the token budget limits a batch.
+MAX_BATCH = 256
+
+
+class OnnxEncoder:
+    """Normalised sentence vectors from the ONNX export of a sentence-transformers model.
+
+    Args:
+        source: A :class:`ModelSource`, or a spec for :func:`resolve_model`.
+        quantized: Use the int8 dynamically quantised graph (smaller, usually faster on the
+            CPU, cosine about 0.99 to the fp32 vectors) instead of the fp32 one.
+        threads: ONNX Runtime intra-op threads (``None``: the cores this process may use).
+        home: loopworks home folder holding the export cache; ``None`` resolves settings.
+        allow_network: For a hub name given as a string: may it be downloaded (to export).
+
+    Raises:
+        MissingDependencyError: onnxruntime is not installed (or PyTorch, for the export).
+        ConfigurationError: The model cannot be loaded, or its pooling is not supported.
+    """
+
+    def __init__(self, source: ModelSource | str | None = None, *, quantized: bool = False,
+                 threads: int | None = None, home: str | os.PathLike[str] | None = None,
+                 allow_network: bool = False) -> None:
+        if not isinstance(source, ModelSource):
+            source = resolve_model(source, allow_network=allow_network)
+        if threads is not None and threads < 1:
+            raise ConfigurationError(f"threads must be at least 1, not {threads}",
+                                     setting="threads")
+        ort = _onnxruntime()
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.source = source
+        self.quantized = quantized
+        self.threads = threads or _cpus()
+        self.artifacts: OnnxArtifacts = ensure_onnx_model(source, quantized=quantized, home=home)
+        manifest = self.artifacts.manifest
+        self.dimension = int(manifest["dimension"])
+        self.max_seq_length = int(manifest["max_seq_length"])
+        self._pooling: list[str] = list(manifest["pooling"])
+        self._inputs: list[str] = list(manifest["inputs"])
+
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(self.artifacts.tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: no advisory lines on stderr
+        self._session = ort.InferenceSession(str(self.artifacts.model_path), options,
+                                             providers=["CPUExecutionProvider"])
+
+    @property
+    def runtime(self) -> str:
+        """``onnx`` or ``onnx-int8``."""
+        return "onnx-int8" if self.quantized else "onnx"
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None,
+               max_tokens: int | None = None) -> np.ndarray:
+        """Normalised sentence vectors, ``(len(texts), dimension)`` float32, in input order.
+
+        Args:
+            texts: The texts.
+            batch_size: Most texts per forward pass (``None``: up to :data:`MAX_BATCH`).
+            max_tokens: Most padded tokens per forward pass (``None``:
+                :data:`DEFAULT_MAX_TOKENS`); a single longer text still gets its own batch.
+        """
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not len(texts):
+            return out
+        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
+        lengths = [len(e.ids) for e in encodings]
+        for rows in token_budget_batches(lengths, batch_size=batch_size or MAX_BATCH,
+                                         max_tokens=max_tokens or DEFAULT_MAX_TOKENS):
+            width = max(lengths[i] for i in rows)
+            arrays = {name: np.zeros((len(rows), width), dtype=np.int64)
+                      for name in ("input_ids", "attention_mask", "token_type_ids")}
+            for j, i in enumerate(rows):
+                n = lengths[i]
+                arrays["input_ids"][j, :n] = encodings[i].ids
+                arrays["attention_mask"][j, :n] = encodings[i].attention_mask
+                arrays["token_type_ids"][j, :n] = encodings[i].type_ids
+            hidden = self._session.run(None, {name: arrays[name] for name in self._inputs})[0]
+            out[rows] = _normalise(_pool(hidden, arrays["attention_mask"], self._pooling))
+        return out
+
+
+def token_budget_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int
+                         ) -> list[np.ndarray]:
+    """Row indices per batch: rows sorted by length, each batch's ``rows × longest`` at most
+    ``max_tokens`` (a longer single row alone) and at most ``batch_size`` rows."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        if end == len(order):
+            batches.append(order[start:end])
+        else:
+            count = end + 1 - start  # rows if the next (longer or equal) one joins
+            if count > batch_size or count * lengths[order[end]] > max_tokens:
+                batches.append(order[start:end])
+                start = end
+    return batches
+
+
+def _pool(hidden: np.ndarray, mask: np.ndarray, modes: list[str]) -> np.ndarray:
+    """The model's pooling of the last hidden states (sentence-transformers' order)."""
+    weights = mask[..., None].astype(hidden.dtype)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            parts.append(hidden[:, 0])
+        elif mode == "max":
+            parts.append(np.where(weights > 0, hidden, -1e9).max(axis=1))
+        elif mode == "mean":
+            parts.append((hidden * weights).sum(axis=1) / counts)
+        else:  # mean_sqrt_len_tokens
+            parts.append((hidden * weights).sum(axis=1) / np.sqrt(counts))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "embeddings", "the ONNX Runtime encoder",
+                                     EMBEDDINGS_INSTALL) from None
+    return onnxruntime
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
