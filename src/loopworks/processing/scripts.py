@@ -36,16 +36,11 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +48,29 @@ import sqlalchemy as sa
 
 from loopworks.clock import as_utc, utcnow
 from loopworks.errors import ConfigurationError, ConflictError, InputError, NotFoundError
+from loopworks.processing.instances import (
+    namespaces_available,
+    ray_instance,
+    rewrite_opt_ml,
+    run_instance,
+    unshare_command,
+)
 from loopworks.processing.records import (
     HEARTBEAT_SECONDS,
     STALE_AFTER_SECONDS,
     JobRecord,
     ScriptJobRecords,
     this_runner,
+)
+from loopworks.processing.scriptspec import (
+    JOB_NAME,
+    OPT_ML,
+    PROCESSING_ROOT,
+    ScriptInput,
+    ScriptJob,
+    ScriptJobSpec,
+    ScriptOutput,
+    interpreter,
 )
 
 if TYPE_CHECKING:
@@ -67,220 +79,9 @@ if TYPE_CHECKING:
 __all__ = ["JOB_NAME", "OPT_ML", "PROCESSING_ROOT", "ScriptInput", "ScriptJob", "ScriptJobSpec",
            "ScriptJobs", "ScriptOutput", "namespaces_available"]
 
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-OPT_ML = "/opt/ml"
-PROCESSING_ROOT = "/opt/ml/processing"
-_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
-_DATA_TYPES = ("S3Prefix", "ManifestFile")
-_ENGINES = ("local", "ray")
 _ENDED = ("Completed", "Failed", "Stopped")
-#: /opt/ml as a path of its own (not /opt/mlflow, not a/opt/ml), for isolation "none".
-_OPT_ML_PATH = re.compile(r"(?<![\w/.])/opt/ml(?=/|$)")
-#: Lines of a failing instance's stderr kept for the failure reason.
-_TAIL_LINES = 20
 #: How often the process running jobs polls their records for a stop.
 _POLL_SECONDS = 0.5
-
-# Inside a private mount namespace: a tmpfs over /opt with its entries bound back, then the
-# instance's folder at /opt/ml; nothing outside the namespace changes.
-_MOUNT_SCRIPT = r"""
-set -e
-inst="$1"; shift
-[ -d /opt ] || mkdir /opt
-orig=$(mktemp -d)
-mount --bind /opt "$orig"
-mount -t tmpfs -o mode=755 loopworks-opt /opt
-for e in "$orig"/* "$orig"/.[!.]*; do
-  [ -e "$e" ] || [ -L "$e" ] || continue
-  n=${e##*/}
-  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "/opt/$n"
-  elif [ -d "$e" ]; then mkdir "/opt/$n"; mount --rbind "$e" "/opt/$n"
-  else touch "/opt/$n"; mount --bind "$e" "/opt/$n"; fi
-done
-umount "$orig" && rmdir "$orig"
-mkdir /opt/ml
-mount --bind "$inst" /opt/ml
-cd /opt/ml
-exec "$@"
-"""
-
-
-@dataclass(frozen=True)
-class ScriptInput:
-    """One input: ``source`` (``s3://bucket/prefix`` in loopworks' object store, or a local
-    file or folder) downloaded to ``local_path`` under /opt/ml/processing."""
-
-    name: str
-    source: str
-    local_path: str
-    data_type: str = "S3Prefix"
-    distribution: str = "FullyReplicated"
-
-
-@dataclass(frozen=True)
-class ScriptOutput:
-    """One output: what the instances leave under ``local_path``, uploaded at the end to
-    ``destination`` (``s3://bucket/prefix`` or a local folder)."""
-
-    name: str
-    local_path: str
-    destination: str
-
-
-@dataclass
-class ScriptJobSpec:
-    """What to run and on what (see the module). ``python`` is an interpreter or a virtual
-    environment's folder (default: this process's interpreter). ``request`` keeps the
-    SageMaker request as given (written to processingjobconfig.json, echoed by Describe)."""
-
-    name: str
-    entrypoint: list[str]
-    arguments: list[str] = field(default_factory=list)
-    inputs: list[ScriptInput] = field(default_factory=list)
-    outputs: list[ScriptOutput] = field(default_factory=list)
-    instance_count: int = 1
-    environment: dict[str, str] = field(default_factory=dict)
-    max_runtime_seconds: int = 86_400
-    image_uri: str = ""
-    python: str = ""
-    engine: str = "local"
-    isolation: str = "namespace"
-    owner: str = ""
-    request: dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Refuse a spec that cannot run, naming the field (ConfigurationError)."""
-        if not JOB_NAME.fullmatch(self.name or ""):
-            raise ConfigurationError(f"ProcessingJobName {self.name!r} must be 1-63 letters, "
-                                     "digits and inner hyphens", setting="ProcessingJobName")
-        if not self.entrypoint or not all(isinstance(a, str) and a for a in self.entrypoint):
-            raise ConfigurationError("AppSpecification.ContainerEntrypoint must name the "
-                                     "program to run", setting="AppSpecification")
-        if not 1 <= self.instance_count <= 100:
-            raise ConfigurationError("InstanceCount must be 1-100",
-                                     setting="ProcessingResources.ClusterConfig.InstanceCount")
-        if not 1 <= self.max_runtime_seconds <= 5 * 86_400:
-            raise ConfigurationError("MaxRuntimeInSeconds must be 1-432000",
-                                     setting="StoppingCondition.MaxRuntimeInSeconds")
-        if self.engine not in _ENGINES:
-            raise ConfigurationError(f"engine must be {' or '.join(_ENGINES)}", setting="engine")
-        if self.isolation not in ("namespace", "none"):
-            raise ConfigurationError("isolation must be namespace or none", setting="isolation")
-        seen: set[str] = set()
-        named: list[ScriptInput | ScriptOutput] = [*self.inputs, *self.outputs]
-        for i, item in enumerate(named):
-            kind = "ProcessingInputs" if i < len(self.inputs) else \
-                "ProcessingOutputConfig.Outputs"
-            at = i if i < len(self.inputs) else i - len(self.inputs)
-            where = f"{kind}[{at}]"
-            if item.name in seen:
-                raise ConfigurationError(f"{where}: the name {item.name!r} is used twice",
-                                         setting=where)
-            seen.add(item.name)
-            _check_local(item.local_path, f"{where}.LocalPath")
-        for i, item in enumerate(self.inputs):
-            where = f"ProcessingInputs[{i}].S3Input"
-            if item.distribution not in _DISTRIBUTIONS:
-                raise ConfigurationError(
-                    f"{where}.S3DataDistributionType {item.distribution!r} must be one of "
-                    f"{', '.join(_DISTRIBUTIONS)}", setting=f"{where}.S3DataDistributionType")
-            if item.data_type not in _DATA_TYPES:
-                raise ConfigurationError(
-                    f"{where}.S3DataType {item.data_type!r} must be one of "
-                    f"{', '.join(_DATA_TYPES)}", setting=f"{where}.S3DataType")
-        if self.python:
-            _interpreter(self.python)
-
-
-def _check_local(path: str, where: str) -> None:
-    normal = os.path.normpath(path or "")
-    if not path.startswith(PROCESSING_ROOT + "/") or not normal.startswith(
-            PROCESSING_ROOT + "/") or normal != path.rstrip("/"):
-        raise ConfigurationError(f"{where} {path!r} must be a folder under "
-                                 f"{PROCESSING_ROOT}/", setting=where)
-
-
-def _interpreter(python: str) -> str:
-    """The interpreter ``python`` names: itself, or a virtual environment's bin/python."""
-    path = Path(python)
-    if path.is_dir():
-        path = path / "bin" / "python"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise ConfigurationError(f"python {python!r} is neither an interpreter nor a virtual "
-                                 "environment's folder", setting="python")
-    return str(path)
-
-
-@dataclass
-class ScriptJob:
-    """A job's record: its spec, status (SageMaker's: InProgress, Completed, Failed,
-    Stopping, Stopped), times, each instance's exit code and the failure reason; which
-    host and process runs it and when that process was last seen alive (its heartbeat)."""
-
-    spec: ScriptJobSpec
-    status: str = "InProgress"
-    created_at: str = ""
-    started_at: str | None = None
-    ended_at: str | None = None
-    failure_reason: str | None = None
-    exit_codes: dict[str, int | None] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    #: Where each instance ran, on the Ray engine: host → Ray node id.
-    nodes: dict[str, str] = field(default_factory=dict)
-    #: The process running the job: ``<host> pid <pid>``.
-    runner: str = ""
-    #: When that process last refreshed its heartbeat (ISO 8601, UTC).
-    last_seen: str | None = None
-
-    @property
-    def hosts(self) -> list[str]:
-        """The instances' host names, algo-1 first."""
-        return [f"algo-{i + 1}" for i in range(self.spec.instance_count)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as stored."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScriptJob:
-        """A record read back."""
-        spec = dict(data["spec"])
-        spec["inputs"] = [ScriptInput(**i) for i in spec.get("inputs", [])]
-        spec["outputs"] = [ScriptOutput(**o) for o in spec.get("outputs", [])]
-        return cls(**{**data, "spec": ScriptJobSpec(**spec)})
-
-
-_NAMESPACES: list[str | None] = []
-
-
-def _unshare() -> list[str]:
-    flags = ["--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        flags = ["--user", "--map-root-user", *flags]
-    return ["unshare", *flags, "--", "sh", "-c", _MOUNT_SCRIPT, "loopworks-instance"]
-
-
-def namespaces_available() -> str | None:
-    """None when instances can have their own /opt/ml (a private mount namespace), else
-    why not (checked once per process)."""
-    if not _NAMESPACES:
-        import tempfile
-
-        reason = None
-        if shutil.which("unshare") is None:
-            reason = "the unshare command (util-linux) is not installed"
-        else:
-            with tempfile.TemporaryDirectory() as folder:
-                try:
-                    done = subprocess.run([*_unshare(), folder, "true"], capture_output=True,
-                                          text=True, timeout=30, check=False)
-                    if done.returncode != 0:
-                        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    reason = str(exc)
-        _NAMESPACES.append(reason)
-    return _NAMESPACES[0]
-
 
 class ScriptJobs:
     """Run, record, stop and read the logs of script processing jobs.
@@ -601,7 +402,7 @@ class ScriptJobs:
         spec = job.spec
         shims = folder / "bin"
         shims.mkdir(exist_ok=True)
-        python = _interpreter(spec.python) if spec.python else sys.executable
+        python = interpreter(spec.python) if spec.python else sys.executable
         for name in ("python", "python3"):
             shim = shims / name
             shim.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
@@ -670,7 +471,7 @@ class ScriptJobs:
         base.update(env)
         # python/python3 are the job's interpreter; its environment's other programs
         # (``loopworks`` itself: ``loopworks process`` as an entrypoint) come next.
-        python = Path(_interpreter(spec.python) if spec.python else sys.executable)
+        python = Path(interpreter(spec.python) if spec.python else sys.executable)
         path = os.pathsep.join([str(folder / "bin"), str(python.parent),
                                 os.environ.get("PATH", "")])
         base.update({"PATH": path, "PYTHONUNBUFFERED": "1",
@@ -680,9 +481,9 @@ class ScriptJobs:
         for host, root in instances.items():
             argv = [*spec.entrypoint, *spec.arguments]
             if spec.isolation == "namespace":
-                command = [*_unshare(), str(root), *argv]
+                command = [*unshare_command(), str(root), *argv]
             else:
-                command = [_rewrite(a, str(root)) for a in argv]
+                command = [rewrite_opt_ml(a, str(root)) for a in argv]
             plans.append((host, command, str(root), base,
                           str(folder / "logs" / f"{host}.log"), str(folder / "STOP"),
                           deadline, spec.max_runtime_seconds))
@@ -708,7 +509,7 @@ class ScriptJobs:
         from loopworks.processing.engines import start_ray
 
         start_ray(len(plans), "")
-        remote = ray.remote(num_cpus=1)(_ray_instance)
+        remote = ray.remote(num_cpus=1)(ray_instance)
         pending = {plan[0]: remote.remote(*plan[1:]) for plan in plans}
         results = {}
         for host, ref in pending.items():
@@ -718,13 +519,6 @@ class ScriptJobs:
         return results
 
 
-def _ray_instance(*args: Any) -> tuple[int | None, str, str | None, str]:
-    """:func:`run_instance` as a Ray task, with the id of the node it ran on."""
-    import ray
-
-    return (*run_instance(*args), ray.get_runtime_context().get_node_id())
-
-
 def _job(record: JobRecord) -> ScriptJob:
     """The job a record holds, with the status, runner and heartbeat of its row."""
     job = ScriptJob.from_dict(record.document)
@@ -732,72 +526,3 @@ def _job(record: JobRecord) -> ScriptJob:
     job.last_seen = None if record.heartbeat_at is None else \
         as_utc(record.heartbeat_at).isoformat()
     return job
-
-
-def _rewrite(argument: str, root: str) -> str:
-    """``/opt/ml`` in an argument as the instance's folder (isolation none)."""
-    return _OPT_ML_PATH.sub(lambda _: root, argument)
-
-
-def run_instance(command: list[str], cwd: str, env: dict[str, str], log: str, stop_file: str,
-                 deadline: float, max_runtime: int) -> tuple[int | None, str, str | None]:
-    """Run one instance to its end: its output and errors to ``log`` as they come; stopped
-    (its whole process group) when ``stop_file`` appears or at ``deadline``.
-
-    Returns:
-        (exit code, the last lines of its stderr, why it was stopped or None).
-    """
-    tail: deque[str] = deque(maxlen=_TAIL_LINES)
-    lock = threading.Lock()
-    with open(log, "a", encoding="utf-8") as out:
-        try:
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            out.write(f"cannot start {command[0]!r}: {exc}\n")
-            return 127, str(exc), None
-
-        def pump(stream: Any, keep: bool) -> None:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                with lock:
-                    out.write(line)
-                    out.flush()
-                if keep:
-                    tail.append(line.rstrip("\n"))
-
-        readers = [threading.Thread(target=pump, args=(process.stdout, False), daemon=True),
-                   threading.Thread(target=pump, args=(process.stderr, True), daemon=True)]
-        for reader in readers:
-            reader.start()
-        why = None
-        while process.poll() is None:
-            if os.path.exists(stop_file):
-                why = "stopped by StopProcessingJob"
-            elif time.time() > deadline:
-                why = f"MaxRuntimeInSeconds ({max_runtime}) exceeded: every instance was stopped"
-            if why:
-                _kill(process)
-                break
-            time.sleep(0.1)
-        code = process.wait()
-        for reader in readers:
-            reader.join(5)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-    return code, "\n".join(tail), why
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the instance's process group, SIGKILL 5 s later if it is still there."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
