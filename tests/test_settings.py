@@ -275,7 +275,8 @@ def test_serve_hands_its_options_to_the_server_processes(
     started: list[dict[str, str]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(
         {s.env_var: os.environ.get(s.env_var, "") for s in setting_specs()}))
-    (home / "config.toml").write_text('database_url = "sqlite:////from-config.db"\n')
+    database = f"sqlite:///{home / 'from-config.db'}"  # the test's own, not shared
+    (home / "config.toml").write_text(f'database_url = "{database}"\n')
     result = invoke("serve", "--home", str(home), "--online-store-url", "redis://a:1/0",
                     "--no-secure-cookies", "--webhook-allow", "10.0.0.0/8")
     assert result.exit_code == 0, result.output
@@ -290,8 +291,7 @@ def test_serve_hands_its_options_to_the_server_processes(
             scoped.setenv(name, value)
         settings = load_settings()
     assert (settings.database_url, settings.online_store_url, settings.secure_cookies,
-            settings.webhook_allow) == ("sqlite:////from-config.db", "redis://a:1/0", False,
-                                        ("10.0.0.0/8",))
+            settings.webhook_allow) == (database, "redis://a:1/0", False, ("10.0.0.0/8",))
 
     monkeypatch.delenv("LOOPWORKS_API_TOKEN")
     (home / "config.toml").write_text(f'api_token = "{TOKEN}"\n')
