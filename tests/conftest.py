@@ -38,6 +38,9 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """Every test gets its own LOOPWORKS_HOME; environment changes are undone after it."""
     saved = dict(os.environ)
     monkeypatch.setenv("LOOPWORKS_HOME", str(tmp_path_factory.mktemp("home")))
+    # Exported inference models (ONNX) are made once per run and shared by the tests' homes,
+    # as a team shares one model_cache; tests of the cache itself unset it.
+    monkeypatch.setenv("LOOPWORKS_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # The same terminal width whoever runs the tests: tables are laid out to it (printed
     # lines never wrap, whatever the width: see cli/_common.plain_console).

@@ -73,6 +73,11 @@ class Settings:
         help="Default number of worker processes (or concurrent Ray tasks) for processing "
              "and embedding jobs.",
         default_text="the CPU count")
+    model_cache: str = _setting(
+        "", help="Folder for models exported for inference (the ONNX graphs of embedding "
+                 "models): made once, then loaded by every job and worker. Point homes or "
+                 "machines at one shared folder to export once.",
+        default_text="HOME/models")
     tokenizer: str = _setting(
         "", help="Default tokenizer for processing jobs: a hub name, a folder or a "
                  "tokenizer.json.",

@@ -119,7 +119,19 @@ def test_cli_embeds_a_processing_output_folder(tmp_path, sample_csv) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert (report["rows"], report["dimension"]) == (20, 384)
+    assert report["runtime"] == "onnx" and report["threads"] >= 1
     assert pq.read_table(out).schema.field("date").type == pa.timestamp("us", "UTC")
+    onnx_vectors = np.asarray(pq.read_table(out).column("embedding").to_pylist())
+    # The PyTorch runtime gives the same vectors; an unknown one is refused with the choices.
+    by_torch = tmp_path / "torch.parquet"
+    result = runner.invoke(main, ["embed", str(small), "--out", str(by_torch), "--workers", "1",
+                                  "--runtime", "torch", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "all-MiniLM-L6-v2 (384 dimensions, torch)" in result.output
+    torch_vectors = np.asarray(pq.read_table(by_torch).column("embedding").to_pylist())
+    assert ((onnx_vectors * torch_vectors).sum(axis=1) > 0.999).all()
+    bad = runner.invoke(main, ["embed", str(small), "--out", str(out), "--runtime", "tf"])
+    assert bad.exit_code == 2 and "'onnx-int8'" in bad.output
     bad = runner.invoke(main, ["embed", str(small), "--out", str(out), "--model", "./nope"])
     assert bad.exit_code == 2 and "model path './nope'" in bad.output
 

@@ -39,6 +39,12 @@ def _missing() -> str | None:
 needs_onnx = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests look at the cache in the home they name: no shared model_cache."""
+    monkeypatch.delenv("LOOPWORKS_MODEL_CACHE", raising=False)
+
+
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     """Real-looking reviews of mixed length, plus very short and very long ones."""
@@ -127,6 +133,33 @@ def test_the_cached_export_is_reused(fp32: OnnxEncoder, home: Path, texts: list[
     again = OnnxEncoder(home=home, threads=1)
     assert model_file.stat().st_mtime_ns == before
     np.testing.assert_allclose(again.encode(texts[:10]), fp32.encode(texts[:10]), atol=1e-5)
+
+
+@needs_onnx
+def test_the_export_is_fused_into_onnx_runtime_kernels(fp32: OnnxEncoder) -> None:
+    # One fused Attention (Q, K, V in one MatMul) per layer of the 6-layer MiniLM.
+    fused = fp32.artifacts.manifest["fused"]
+    assert fused["Attention"] == 6
+    assert fused["SkipLayerNormalization"] == 12
+
+
+@needs_onnx
+def test_homes_sharing_a_model_cache_export_once(fp32: OnnxEncoder, tmp_path: Path,
+                                                 texts: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "team-models"
+    monkeypatch.setenv("LOOPWORKS_MODEL_CACHE", str(shared))
+    first = OnnxEncoder(home=tmp_path / "alice", threads=1)
+    assert first.artifacts.folder.parent == shared / "onnx"
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again for a second home sharing the cache")
+
+    monkeypatch.setattr(onnx_export, "_export", no_export)
+    second = OnnxEncoder(home=tmp_path / "bob", threads=1)
+    assert second.artifacts.folder == first.artifacts.folder
+    assert not (tmp_path / "bob" / "models").exists()
+    np.testing.assert_allclose(second.encode(texts[:5]), fp32.encode(texts[:5]), atol=1e-5)
 
 
 @needs_onnx

@@ -53,7 +53,8 @@ ITEMS, PER_ITEM, LOOPS, RECORDS = 300, 2, 120, 400
 KILL_AFTER = 200  # acknowledged answers before the second server is killed
 
 
-@pytest.fixture(params=["postgresql+redis", "sqlite"])
+# SQLite (both processes on one home) is in the slow run: the PostgreSQL one covers the logic.
+@pytest.fixture(params=["postgresql+redis", pytest.param("sqlite", marks=pytest.mark.slow)])
 def deployment(request: pytest.FixtureRequest, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The settings both servers get, and their homes."""

@@ -25,7 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopworks.embeddings.model import EmbeddingModel, ModelSource, resolve_model
-from loopworks.embeddings.runtime import RUNTIMES, Encoder, load_encoder
+from loopworks.embeddings.runtime import (
+    DEFAULT_RUNTIME,
+    Encoder,
+    check_runtime,
+    load_encoder,
+    prepare_runtime,
+)
 from loopworks.errors import ConfigurationError, InputError
 from loopworks.files import (
     atomic_write,
@@ -69,8 +75,8 @@ class EmbedConfig:
         input_format: Force ``csv``, ``jsonl`` or ``parquet``.
         min_rows_per_worker: Use fewer workers when there are fewer rows than this per
             worker (starting one costs more than it saves on a small input).
-        runtime: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX
-            Runtime; the export is cached in the home folder).
+        runtime: ``onnx`` (ONNX Runtime fp32, the default), ``onnx-int8`` (quantised) or
+            ``torch`` (sentence-transformers); the ONNX export is cached in the home folder.
     """
 
     inputs: str | Sequence[str]
@@ -87,7 +93,7 @@ class EmbedConfig:
     feature_group: str | None = None
     input_format: str | None = None
     min_rows_per_worker: int = MIN_ROWS_PER_WORKER
-    runtime: str = "torch"
+    runtime: str = DEFAULT_RUNTIME
 
 
 @dataclass
@@ -101,6 +107,8 @@ class EmbedReport:
     engine: str = "local"
     workers: int = 1
     batch_size: int = 32
+    runtime: str = DEFAULT_RUNTIME
+    threads: int = 1
     timings: dict[str, float] = field(default_factory=dict)
     feature_group: dict[str, Any] | None = None
 
@@ -161,6 +169,14 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _threads_per_worker(engine: Engine, workers: int) -> int:
+    """Each worker's share of the cores: threads x workers never above the cores (2 workers
+    of 2 threads on 2 cores oversubscribe them and run slower than one)."""
+    if engine.kind == "ray" or workers > 1:
+        return max(1, _cpus() // max(1, workers))
+    return _cpus()
+
+
 def _workers_for(rows: int, workers: int, min_rows_per_worker: int) -> int:
     """Workers worth starting for ``rows`` texts (never more than asked, at least one)."""
     return max(1, min(workers, rows // max(1, min_rows_per_worker)))
@@ -180,13 +196,11 @@ def _iter_vectors(texts: Sequence[str], source: ModelSource, *, batch_size: int,
     if batch_size < 1:
         raise ConfigurationError(f"batch size must be at least 1, not {batch_size}",
                                  setting="batch_size")
-    if runtime not in RUNTIMES:
-        raise ConfigurationError(f"unknown embedding runtime {runtime!r}; choose one of "
-                                 f"{', '.join(RUNTIMES)}", setting="runtime")
+    check_runtime(runtime)
     size = _window(len(texts), workers, batch_size)
-    # Each worker gets its share of the cores: oversubscribing 2 cores with 2x2 threads costs.
-    threads = max(1, _cpus() // max(1, workers)) if engine.kind == "ray" or workers > 1 \
-        else _cpus()
+    threads = _threads_per_worker(engine, workers)
+    if texts:
+        prepare_runtime(source, runtime, home)
     tasks = [EmbedTask(i, list(texts[begin : begin + size]), source, batch_size, threads,
                        runtime, home)
              for i, begin in enumerate(range(0, len(texts), size))]
@@ -204,7 +218,8 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
                 batch_size: int = 32, engine: str = "local", workers: int = 1,
                 ray_address: str = "", allow_network: bool = False,
                 progress: ProgressCallback | None = None,
-                min_rows_per_worker: int = MIN_ROWS_PER_WORKER, runtime: str = "torch",
+                min_rows_per_worker: int = MIN_ROWS_PER_WORKER,
+                runtime: str = DEFAULT_RUNTIME,
                 home: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Normalised sentence vectors for a list of texts, on the local pool or Ray.
 
@@ -220,8 +235,9 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
         progress: Optional ``progress("embed", rows_done_now, rows_total)`` callback.
         min_rows_per_worker: Start fewer workers when there are fewer texts than this per
             worker.
-        runtime: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX
-            Runtime). Each worker gets the machine's cores divided by the workers as threads.
+        runtime: ``onnx`` (ONNX Runtime fp32, the default), ``onnx-int8`` or ``torch``
+            (sentence-transformers). Each worker gets the machine's cores divided by the
+            workers as threads.
         home: loopworks home folder holding the ONNX export cache; ``None`` resolves
             settings.
 
@@ -231,7 +247,7 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
     Raises:
         InputError: A text is empty (names the first rows, counted from 1).
         ConfigurationError: Bad model or options.
-        MissingDependencyError: PyTorch or sentence-transformers is not installed.
+        MissingDependencyError: The runtime's packages are not installed.
     """
     source = model if isinstance(model, ModelSource) else resolve_model(
         model, allow_network=allow_network)
@@ -363,13 +379,14 @@ def run_embedding_job(config: EmbedConfig, *, home: str | os.PathLike[str] | Non
     Raises:
         InputError: Missing columns, empty texts or missing ids (named by file and row).
         ConfigurationError: Bad options, an unknown model, or an output that is a folder.
-        MissingDependencyError: PyTorch or sentence-transformers is not installed.
+        MissingDependencyError: The runtime's packages are not installed.
     """
     progress = progress or _no_progress
     clock = time.perf_counter()
     source = resolve_model(config.model, allow_network=config.allow_network)
     report = EmbedReport(output=config.out, model=asdict(source), engine=config.engine,
-                         workers=config.workers, batch_size=config.batch_size)
+                         workers=config.workers, batch_size=config.batch_size,
+                         runtime=config.runtime)
     _check_output(config.out)
     table = read_texts(config, datetime.now(UTC))
     report.rows = table.num_rows
@@ -380,6 +397,7 @@ def run_embedding_job(config: EmbedConfig, *, home: str | os.PathLike[str] | Non
     clock = time.perf_counter()
     texts = table.column(config.text_column).to_pylist()
     with Engine(config.engine, workers, config.ray_address) as engine:
+        report.threads = _threads_per_worker(engine, workers)
         dimension = _write(config, table, _iter_vectors(
             texts, source, batch_size=config.batch_size, engine=engine, workers=workers,
             progress=progress, runtime=config.runtime,

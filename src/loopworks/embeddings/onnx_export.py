@@ -2,8 +2,18 @@
 
 The transformer (word pieces in, last hidden states out) is exported with PyTorch's
 TorchScript exporter; pooling and L2 normalisation stay outside the graph (NumPy, see
-:mod:`loopworks.embeddings.onnx_encoder`) as the model's own modules say. The export is kept
-under ``<home>/models/onnx/<model-id>/``:
+:mod:`loopworks.embeddings.onnx_encoder`) as the model's own modules say.
+
+Fusion. A BERT-family encoder is traced with its plain ("eager") attention, not PyTorch's
+``scaled_dot_product_attention``: ONNX Runtime's transformer optimizer recognises the plain
+pattern and fuses each layer into its CPU kernels (``Attention`` with the Q, K and V
+projections in one MatMul, ``SkipLayerNormalization``, ``BiasGelu``, and
+``EmbedLayerNormalization`` for the embeddings). The fused graph computes the same vectors
+(cosine 1.0 to the unfused one) about a third faster on a CPU; the SDPA trace matches no
+fusion pattern. Other architectures keep the unfused graph (the manifest says which).
+
+The export is kept under ``<model_cache>/onnx/<model-id>/`` (the ``model_cache`` setting,
+by default ``<home>/models``):
 
 - ``model.onnx``: the fp32 graph; ``model.int8.onnx``: its dynamically quantised twin (made
   the first time it is asked for);
@@ -38,7 +48,7 @@ from loopworks.files import atomic_write
 __all__ = ["FORMAT", "OnnxArtifacts", "ensure_onnx_model", "onnx_cache_dir"]
 
 #: Bump when the export changes: older caches are then rebuilt, not reused.
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "encoder.json"
 FP32, INT8, TOKENIZER = "model.onnx", "model.int8.onnx", "tokenizer.json"
 _OPSET = 17
@@ -60,12 +70,15 @@ class OnnxArtifacts:
 
 
 def onnx_cache_dir(source: ModelSource, home: str | os.PathLike[str] | None = None) -> Path:
-    """``<home>/models/onnx/<model-id>``: the id is the model's name plus a digest of where it
-    comes from and, for a local folder, of its weight files' sizes and times (a model saved
-    again in the same folder gets a new export)."""
+    """``<model_cache>/onnx/<model-id>`` (the ``model_cache`` setting, by default
+    ``<home>/models``): the id is the model's name plus a digest of where it comes from and,
+    for a local folder, of its weight files' sizes and times (a model saved again in the same
+    folder gets a new export)."""
     from loopworks.settings import load_settings
 
-    root = load_settings(home=home).home if home is None else Path(home)
+    settings = load_settings(home=home)
+    root = Path(settings.model_cache).expanduser() if settings.model_cache \
+        else settings.home / "models"
     key = [source.location, str(FORMAT)]
     folder = Path(source.location)
     if source.local and folder.is_dir():
@@ -74,7 +87,7 @@ def onnx_cache_dir(source: ModelSource, home: str | os.PathLike[str] | None = No
             key.append(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}")
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.name).strip("-.") or "model"
-    return Path(root) / "models" / "onnx" / f"{slug}-{digest}"
+    return root / "onnx" / f"{slug}-{digest}"
 
 
 def ensure_onnx_model(source: ModelSource, *, quantized: bool = False,
@@ -164,12 +177,14 @@ def _export(source: ModelSource, folder: Path) -> dict[str, Any]:
     sample = loaded.features(["A short one.", "A somewhat longer sentence, for the trace."])
     inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
               if name in sample]
+    _use_eager_attention(backbone)
     graph = _trace(backbone, [sample[name] for name in inputs], inputs)
+    graph, fused = _fuse(graph, backbone.config)
     tokenizer = backend.to_str().encode()
     manifest = {
         "format": FORMAT, "name": source.name, "location": source.location,
         "dimension": loaded.dimension, "max_seq_length": loaded.max_seq_length,
-        "pooling": pooling, "inputs": inputs, "output": "last_hidden_state",
+        "pooling": pooling, "inputs": inputs, "output": "last_hidden_state", "fused": fused,
         "files": {FP32: _entry(graph), TOKENIZER: _entry(tokenizer)},
     }
     atomic_write(folder / FP32, graph)
@@ -230,6 +245,54 @@ def _trace(backbone: Any, tensors: list[Any], names: Sequence[str]) -> bytes:
     return buffer.getvalue()
 
 
+def _use_eager_attention(backbone: Any) -> None:
+    """Trace the plain attention ops, which ONNX Runtime fuses (see the module docstring)."""
+    setter = getattr(backbone, "set_attn_implementation", None)
+    try:
+        if setter is not None:
+            setter("eager")
+        else:  # older transformers
+            backbone.config._attn_implementation = "eager"
+    except (ValueError, AttributeError):  # a model without an eager path: trace it as it is
+        pass
+
+
+#: Architectures whose layers ONNX Runtime's ``bert`` fusions recognise.
+_FUSABLE = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "camembert", "electra"}
+
+
+def _fuse(graph: bytes, config: Any) -> tuple[bytes, dict[str, int]]:
+    """The graph with ONNX Runtime's transformer fusions applied, and the fused op counts
+    (``{}`` when the architecture is not one they know or nothing was fused)."""
+    model_type = str(getattr(config, "model_type", ""))
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    if model_type not in _FUSABLE or not heads or not hidden:
+        return graph, {}
+    _require("onnxruntime", "onnxruntime")
+    import logging
+
+    import onnx
+    from onnxruntime.transformers import optimizer
+
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    try:
+        quiet.setLevel(logging.ERROR)
+        optimised = optimizer.optimize_model(
+            onnx.load_from_string(graph), model_type="bert", num_heads=heads,
+            hidden_size=hidden, opt_level=0)
+    finally:
+        quiet.setLevel(level)
+    counts = {op: int(n) for op, n in optimised.get_fused_operator_statistics().items() if n}
+    if not counts.get("Attention"):
+        return graph, {}
+    with tempfile.TemporaryDirectory(prefix="loopworks-onnx-") as work:
+        target = Path(work) / FP32  # saving sorts the nodes and declares com.microsoft
+        optimised.save_model_to_file(str(target))
+        return target.read_bytes(), counts
+
+
 def _quantize(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Add the int8 graph: weights quantised per channel ahead, activations at run time.
 
@@ -254,8 +317,10 @@ def _quantize(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             root.setLevel(logging.ERROR)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # The fused ops' outputs have no inferred type: they are float.
                 quantize_dynamic(folder / FP32, target, weight_type=QuantType.QInt8,
-                                 per_channel=True, nodes_to_exclude=keep)
+                                 per_channel=True, nodes_to_exclude=keep,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             root.setLevel(level)
         data = target.read_bytes()
