@@ -34,6 +34,13 @@ def test_fine_tuning_learns_the_labels_and_survives_a_round_trip(tmp_path: Path)
     assert model.calibration == "temperature"
     probs = model.predict_proba(unseen)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # Predictions run on the ONNX export of the fine-tuned network; PyTorch agrees.
+    assert model.runtime == "onnx" and model._onnx is not None
+    many = unseen + TEXTS + [" ".join(TEXTS)]  # mixed lengths, one truncated
+    on_onnx = model.predict_proba(many)
+    model.runtime = "torch"
+    np.testing.assert_allclose(model.predict_proba(many), on_onnx, atol=1e-4)
+    model.runtime = "onnx"
     saved = pickle.dumps(model)
     assert len(saved) < 60_000_000  # float16 weights, not the 90 MB float32 checkpoint
     card = ModelRegistry(tmp_path).save(model, "tuned", ModelCard(

@@ -299,6 +299,9 @@ def test_cli_auto_label_simulate_rounds_and_export(tmp_path: Path) -> None:
     assert wrong.exit_code != 0 and "annotator_accuracy must be in (0.5, 1]" in wrong.output
     rounds = json.loads(run(main, ["label", "rounds", "sent", "--json", *home]).output)
     assert sum(r["machine_labels"] for r in rounds) == status["machine-labeled"]
+    # Each round says what it cost: training and running its model took CPU time.
+    assert all(r["cpu_seconds"] > 0 and r["seconds"] > 0 for r in rounds)
+    assert "CPU s" in shown.output
     assert "no round due" in run(main, ["label", "advance", "sent", *home]).output
     out = tmp_path / "out"
     exported = run(main, ["label", "export", "sent", "--out", str(out), "--feature-group",

@@ -139,6 +139,7 @@ def test_a_processing_job_places_its_instances_on_both_nodes(
         ray.shutdown()
 
 
+@pytest.mark.slow  # ~90 s with its own three-node cluster; the two-node run stays in make test
 def test_a_node_killed_mid_job_never_leaves_a_partial_output(
         doomed_cluster: LocalRayCluster, tmp_path: Path) -> None:
     common = _common(tmp_path, 20000, 5)

@@ -357,7 +357,7 @@ def _round_table(title: str, reports: list[Any]) -> Table:
     people = any(r.annotator_accuracy not in (None, 1.0) for r in reports)
     columns = ["round", "human", "machine", "threshold", "val. acc",
                *(["people"] if people else []), "to people",
-               *(["failed"] if failed else []), "held", "model"]
+               *(["failed"] if failed else []), "held", "CPU s", "model"]
     for column in columns:
         view.add_column(column, justify="left" if column == "model" else "right",
                         no_wrap=True)
@@ -368,7 +368,9 @@ def _round_table(title: str, reports: list[Any]) -> Table:
                      f"{r.validation_accuracy:.3f} ({r.validation_items}/{r.validation_pool})",
                      *([_people(r)] if people else []),
                      f"{r.sent_to_people:,}", *([f"{r.failed:,}"] if failed else []),
-                     f"{r.held_left:,}", (r.model_version or "—").rpartition(":")[2])
+                     f"{r.held_left:,}",
+                     "—" if r.cpu_seconds is None else f"{r.cpu_seconds:,.1f}",
+                     (r.model_version or "—").rpartition(":")[2])
     return view
 
 
@@ -445,7 +447,8 @@ def simulate_job(name: str, accuracy: str, truth_field: str, seed: int,
     def show(report: Any) -> None:
         click.echo(f"round {report.round}: {report.machine_labels:,} machine labels "
                    f"(threshold {report.threshold if report.threshold is not None else '—'}), "
-                   f"{report.sent_to_people:,} items to people, {report.held_left:,} held")
+                   f"{report.sent_to_people:,} items to people, {report.held_left:,} held, "
+                   f"{report.cpu_seconds or 0:,.1f} CPU s")
 
     lw = services(home)
     given = simulate(lw.labeling, name, accuracies, truth_field=truth_field, seed=seed,

@@ -10,7 +10,8 @@ vectors come back in input order.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from loopworks.embeddings.model import EMBEDDINGS_INSTALL, ModelSource, resolve_
 from loopworks.embeddings.onnx_export import OnnxArtifacts, ensure_onnx_model
 from loopworks.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MAX_BATCH", "OnnxEncoder", "token_budget_batches"]
+__all__ = ["DEFAULT_MAX_TOKENS", "MAX_BATCH", "OnnxEncoder", "open_session", "padded_batches",
+           "token_budget_batches"]
 
 #: Padded tokens per forward pass by default (e.g. 64 texts of 128 pieces).
 DEFAULT_MAX_TOKENS = 8192
@@ -51,7 +53,7 @@ class OnnxEncoder:
         if threads is not None and threads < 1:
             raise ConfigurationError(f"threads must be at least 1, not {threads}",
                                      setting="threads")
-        ort = _onnxruntime()
+        _onnxruntime()
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.source = source
         self.quantized = quantized
@@ -68,14 +70,7 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(self.artifacts.tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: no advisory lines on stderr
-        self._session = ort.InferenceSession(str(self.artifacts.model_path), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = open_session(self.artifacts.model_path, self.threads)
 
     @property
     def runtime(self) -> str:
@@ -96,20 +91,48 @@ class OnnxEncoder:
         if not len(texts):
             return out
         encodings = self.tokenizer.encode_batch([str(t) for t in texts])
-        lengths = [len(e.ids) for e in encodings]
-        for rows in token_budget_batches(lengths, batch_size=batch_size or MAX_BATCH,
+        for rows, feed in padded_batches(encodings, self._inputs,
+                                         batch_size=batch_size or MAX_BATCH,
                                          max_tokens=max_tokens or DEFAULT_MAX_TOKENS):
-            width = max(lengths[i] for i in rows)
-            arrays = {name: np.zeros((len(rows), width), dtype=np.int64)
-                      for name in ("input_ids", "attention_mask", "token_type_ids")}
-            for j, i in enumerate(rows):
-                n = lengths[i]
-                arrays["input_ids"][j, :n] = encodings[i].ids
-                arrays["attention_mask"][j, :n] = encodings[i].attention_mask
-                arrays["token_type_ids"][j, :n] = encodings[i].type_ids
-            hidden = self._session.run(None, {name: arrays[name] for name in self._inputs})[0]
-            out[rows] = _normalise(_pool(hidden, arrays["attention_mask"], self._pooling))
+            hidden = self._session.run(None, {name: feed[name] for name in self._inputs})[0]
+            out[rows] = _normalise(_pool(hidden, feed["attention_mask"], self._pooling))
         return out
+
+
+def open_session(model: Path | bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session: all graph optimisations, ``threads`` intra-op threads,
+    one op at a time (the cores go to each op's threads, not to running ops side by side)."""
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: no advisory lines on stderr
+    given = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(given, options, providers=["CPUExecutionProvider"])
+
+
+def padded_batches(encodings: Sequence[Any], inputs: Sequence[str], *, batch_size: int,
+                   max_tokens: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Row indices and the int64 feed of each batch of tokenizer ``encodings`` (see
+    :func:`token_budget_batches`), padded on the right to the batch's longest row.
+
+    ``attention_mask`` is always in the feed (pooling needs it), the other ``inputs`` as the
+    graph names them.
+    """
+    lengths = [len(e.ids) for e in encodings]
+    names = dict.fromkeys([*inputs, "attention_mask"])
+    for rows in token_budget_batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
+        width = max(lengths[i] for i in rows)
+        feed = {name: np.zeros((len(rows), width), dtype=np.int64) for name in names}
+        for j, i in enumerate(rows):
+            n = lengths[i]
+            feed["input_ids"][j, :n] = encodings[i].ids
+            feed["attention_mask"][j, :n] = encodings[i].attention_mask
+            if "token_type_ids" in feed:
+                feed["token_type_ids"][j, :n] = encodings[i].type_ids
+        yield rows, feed
 
 
 def token_budget_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int

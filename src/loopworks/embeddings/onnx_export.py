@@ -36,7 +36,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,16 @@ from loopworks.embeddings.model import EMBEDDINGS_INSTALL, EmbeddingModel, Model
 from loopworks.errors import ConfigurationError, MissingDependencyError
 from loopworks.files import atomic_write
 
-__all__ = ["FORMAT", "OnnxArtifacts", "ensure_onnx_model", "onnx_cache_dir"]
+__all__ = ["FORMAT", "INPUT_NAMES", "OnnxArtifacts", "ensure_onnx_model", "export_transformer",
+           "onnx_cache_dir"]
 
 #: Bump when the export changes: older caches are then rebuilt, not reused.
 FORMAT = 2
 MANIFEST = "encoder.json"
 FP32, INT8, TOKENIZER = "model.onnx", "model.int8.onnx", "tokenizer.json"
 _OPSET = 17
+#: Tokenizer outputs a BERT-family graph may take, in the order they are fed.
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _FEED_FORWARD = re.compile(r"/(intermediate|output)/dense/")
 _POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens")
 _LEGACY_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
@@ -175,11 +178,8 @@ def _export(source: ModelSource, folder: Path) -> dict[str, Any]:
         raise ConfigurationError(f"model {source.name!r} has no fast tokenizer, which the "
                                  "ONNX encoder needs; use runtime='torch'", setting="model")
     sample = loaded.features(["A short one.", "A somewhat longer sentence, for the trace."])
-    inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
-              if name in sample]
-    _use_eager_attention(backbone)
-    graph = _trace(backbone, [sample[name] for name in inputs], inputs)
-    graph, fused = _fuse(graph, backbone.config)
+    inputs = [name for name in INPUT_NAMES if name in sample]
+    graph, fused = export_transformer(backbone, sample, "last_hidden_state")
     tokenizer = backend.to_str().encode()
     manifest = {
         "format": FORMAT, "name": source.name, "location": source.location,
@@ -219,8 +219,8 @@ def _pooling_modes(st_model: Any) -> list[str]:
     return modes
 
 
-def _trace(backbone: Any, tensors: list[Any], names: Sequence[str]) -> bytes:
-    """The ONNX bytes of ``backbone`` (hidden states), batch and sequence axes dynamic."""
+def _trace(backbone: Any, tensors: list[Any], names: Sequence[str], output: str) -> bytes:
+    """The ONNX bytes of ``backbone``'s ``output``, batch and sequence axes dynamic."""
     import torch
 
     class Hidden(torch.nn.Module):  # type: ignore[misc]
@@ -229,9 +229,10 @@ def _trace(backbone: Any, tensors: list[Any], names: Sequence[str]) -> bytes:
             self.model = model
 
         def forward(self, *args: Any) -> Any:
-            return self.model(**dict(zip(names, args, strict=True))).last_hidden_state
+            return getattr(self.model(**dict(zip(names, args, strict=True))), output)
 
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter warns that it is deprecated and that traced shapes are
@@ -240,20 +241,45 @@ def _trace(backbone: Any, tensors: list[Any], names: Sequence[str]) -> bytes:
         # The TorchScript exporter writes to a binary file object too (typed as a path only).
         torch.onnx.export(Hidden(backbone).eval(), tuple(tensors), buffer,  # type: ignore[arg-type]
                           input_names=list(names),
-                          output_names=["last_hidden_state"], dynamic_axes=axes,
+                          output_names=[output], dynamic_axes=axes,
                           opset_version=_OPSET, dynamo=False)
     return buffer.getvalue()
 
 
+def export_transformer(model: Any, sample: Mapping[str, Any], output: str
+                       ) -> tuple[bytes, dict[str, int]]:
+    """ONNX bytes of a Hugging Face transformer, fused for ONNX Runtime's CPU kernels.
+
+    Args:
+        model: A ``transformers`` model (an encoder, or one with a head such as
+            ``AutoModelForSequenceClassification``); switched to eager attention.
+        sample: Tokenizer output (PyTorch tensors) to trace with; its ``input_ids``,
+            ``attention_mask`` and ``token_type_ids`` become the graph's inputs, batch and
+            sequence axes dynamic.
+        output: The model output to return (``last_hidden_state``, ``logits``).
+
+    Returns:
+        The graph, and the fused op counts (``{}``: not fused, see :func:`_fuse`).
+    """
+    _require("onnx", "onnx")
+    names = [name for name in INPUT_NAMES if name in sample]
+    _use_eager_attention(model)
+    graph = _trace(model, [sample[name] for name in names], names, output)
+    return _fuse(graph, model.config)
+
+
 def _use_eager_attention(backbone: Any) -> None:
-    """Trace the plain attention ops, which ONNX Runtime fuses (see the module docstring)."""
+    """Trace the plain attention ops, which ONNX Runtime fuses (see the module docstring).
+
+    Models without the switch (older transformers) or without an eager path are traced as
+    they are; :func:`_fuse` then finds nothing to fuse and the manifest says so.
+    """
     setter = getattr(backbone, "set_attn_implementation", None)
+    if setter is None:
+        return
     try:
-        if setter is not None:
-            setter("eager")
-        else:  # older transformers
-            backbone.config._attn_implementation = "eager"
-    except (ValueError, AttributeError):  # a model without an eager path: trace it as it is
+        setter("eager")
+    except (ValueError, AttributeError):
         pass
 
 

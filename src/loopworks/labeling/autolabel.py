@@ -55,6 +55,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -128,6 +129,9 @@ class RoundReport:
         model_version: ``autolabel-<job>:<version>`` in the model registry (None when the
             human labels held fewer than two classes and no model was trained).
         created_at: When the round's labels were written.
+        seconds: Wall seconds the round took to train and run its model.
+        cpu_seconds: CPU seconds of this process meanwhile (all its threads: the model's
+            and, on a busy server, any other work it did at the same time).
     """
 
     job: str
@@ -148,6 +152,8 @@ class RoundReport:
     target_accuracy: float
     model_version: str | None
     created_at: str
+    seconds: float | None = None
+    cpu_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready values."""
@@ -229,7 +235,8 @@ class AutoLabeler:
             validation_items=r.validation_items, validation_pool=r.validation_pool,
             lower_bound=r.lower_bound, annotator_accuracy=r.annotator_accuracy,
             gold_answers=r.gold_answers, target_accuracy=target, model_version=r.model_version,
-            created_at=r.created_at.isoformat()) for r in found]
+            created_at=r.created_at.isoformat(), seconds=r.seconds, cpu_seconds=r.cpu_seconds)
+            for r in found]
 
     # ----------------------------------------------------------------- a round
     def advance(self, job: str) -> RoundReport | None:
@@ -247,11 +254,14 @@ class AutoLabeler:
         if claim is None:
             return None
         job_id, number, token, spec = claim
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             plan = self._plan(job_id, number, spec, job)
         except BaseException:
             self._release(job_id, number, token)
             raise
+        plan.figures.update(seconds=round(time.perf_counter() - started, 3),
+                            cpu_seconds=round(time.process_time() - cpu, 3))
         return self._write(job, job_id, number, token, spec, plan)
 
     def _ready(self, conn: sa.Connection, job_id: int) -> bool:

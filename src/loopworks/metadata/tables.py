@@ -257,6 +257,8 @@ auto_rounds = sa.Table(
     sa.Column("gold_answers", sa.Integer, nullable=True),
     sa.Column("model_version", sa.String(160), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=True),
+    sa.Column("seconds", sa.Float, nullable=True),
+    sa.Column("cpu_seconds", sa.Float, nullable=True),
 )
 
 # ------------------------------------------------------------------------------- review
