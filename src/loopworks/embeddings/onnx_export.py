@@ -49,13 +49,13 @@ __all__ = ["FORMAT", "INPUT_NAMES", "OnnxArtifacts", "ensure_onnx_model", "expor
            "onnx_cache_dir"]
 
 #: Bump when the export changes: older caches are then rebuilt, not reused.
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "encoder.json"
 FP32, INT8, TOKENIZER = "model.onnx", "model.int8.onnx", "tokenizer.json"
 _OPSET = 17
 #: Tokenizer outputs a BERT-family graph may take, in the order they are fed.
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-_FEED_FORWARD = re.compile(r"/(intermediate|output)/dense/")
+_FEED_FORWARD = re.compile(r"layer\.(\d+)/(intermediate|output)/dense/")
 _POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens")
 _LEGACY_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
                    "pooling_mode_mean_tokens": "mean",
@@ -322,9 +322,14 @@ def _fuse(graph: bytes, config: Any) -> tuple[bytes, dict[str, int]]:
 def _quantize(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Add the int8 graph: weights quantised per channel ahead, activations at run time.
 
-    The feed-forward MatMuls stay fp32 (BERT-style node names): quantising them too put
-    single review vectors at cosine 0.977 to fp32 with all-MiniLM-L6-v2; with the attention
-    projections alone the worst of 300 reviews was 0.995.
+    ONNX Runtime quantises a MatMul's input with one scale per batch, so a layer whose
+    activations have outliers loses precision. Quantising each MatMul of all-MiniLM-L6-v2
+    alone (the rest fp32) ranked them by the worst review vector: the feed-forward layers
+    lose most, the attention projections little. So the feed-forward MatMuls (BERT-style
+    node names) stay fp32 and the attention ones are int8: on 1,500 real reviews the worst
+    vector is at cosine 0.996 to PyTorch, short texts ("ok", "Love it!") at 0.992. Fully
+    quantised it runs about 1.7x faster again but falls to 0.97-0.98 (0.955 for short texts),
+    and keeping only some feed-forward layers fp32 left short texts under 0.99.
     """
     _require("onnxruntime", "onnxruntime")
     import logging
@@ -333,8 +338,8 @@ def _quantize(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(folder / FP32), load_external_data=False)
-    keep = [node.name for node in graph.graph.node if node.op_type == "MatMul"
-            and _FEED_FORWARD.search(node.name) and "attention" not in node.name]
+    keep = [node.name for node in graph.graph.node
+            if node.op_type == "MatMul" and _FEED_FORWARD.search(node.name)]
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory(dir=folder, prefix=".quantize-") as work:
