@@ -45,6 +45,9 @@ class FineTunedModel:
         learning_rate: AdamW learning rate, decayed linearly to 0.
         max_length: Word pieces kept per text.
         seed: Seed of the head's initialisation and the batch order.
+        trainable_layers: Encoder layers fine-tuned, counted from the top (with the pooler
+            and head); the embeddings and the layers below stay as pre-trained, so the
+            backward pass stops there. ``None`` trains them all.
         runtime: What predicts: ``onnx`` (ONNX Runtime, the default) or ``torch``.
         threads: Threads for predictions (``None``: the cores this process may use).
 
@@ -56,13 +59,16 @@ class FineTunedModel:
     def __init__(self, classes: Sequence[str], *, model: str | None = None, epochs: int = 3,
                  example_budget: int = 3000, batch_size: int = 16,
                  learning_rate: float = 5e-5, max_length: int = 128, seed: int = 0,
-                 runtime: str = "onnx", threads: int | None = None) -> None:
+                 trainable_layers: int | None = 3, runtime: str = "onnx",
+                 threads: int | None = None) -> None:
         classes = tuple(str(c) for c in classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ConfigurationError(f"need at least two distinct class names, got {classes}")
         if min(epochs, example_budget, batch_size, max_length) < 1 or learning_rate <= 0:
             raise ConfigurationError("epochs, example_budget, batch_size, max_length and the "
                                      "learning rate must be positive")
+        if trainable_layers is not None and trainable_layers < 1:
+            raise ConfigurationError("trainable_layers must be at least 1 (or None: all)")
         if runtime not in ("onnx", "torch"):
             raise ConfigurationError(f"a fine-tuned model predicts on 'onnx' or 'torch', not "
                                      f"{runtime!r}", setting="runtime")
@@ -74,6 +80,7 @@ class FineTunedModel:
         self.learning_rate = float(learning_rate)
         self.max_length = int(max_length)
         self.seed = int(seed)
+        self.trainable_layers = trainable_layers
         self.runtime = runtime
         self.threads = threads
         self.calibration = "none"
@@ -96,6 +103,7 @@ class FineTunedModel:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("runtime", "torch")  # pickled before predictions ran on ONNX
+        state.setdefault("trainable_layers", None)
         state.setdefault("threads", None)
         self.__dict__.update(state)
         self._net = None
@@ -164,17 +172,17 @@ class FineTunedModel:
                                   classes=missing)
         tokenizer, net = self._load(fresh=True)
         self._onnx = None
+        self._freeze_lower_layers(net)
         epochs = max(1, min(self.epochs, self.example_budget // max(1, len(texts))))
         steps = epochs * -(-len(texts) // self.batch_size)
-        optimiser = torch.optim.AdamW(net.parameters(), lr=self.learning_rate,
-                                      weight_decay=0.01)
+        optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad],
+                                      lr=self.learning_rate, weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.LinearLR(optimiser, 1.0, 0.0, total_iters=steps)
         rng = np.random.default_rng(self.seed)
+        lengths = np.array([len(t) for t in texts])
         net.train()
         for _ in range(epochs):
-            order = rng.permutation(len(texts))
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
+            for batch in _length_buckets(lengths, self.batch_size, rng):
                 encoded = tokenizer([texts[i] for i in batch], truncation=True,
                                     max_length=self.max_length, padding=True,
                                     return_tensors="pt")
@@ -186,6 +194,19 @@ class FineTunedModel:
         net.eval()
         self.calibration, self.calibrator = "none", None
         return self
+
+    def _freeze_lower_layers(self, net: Any) -> None:
+        """Keep the embeddings and all but the top ``trainable_layers`` layers pre-trained."""
+        if self.trainable_layers is None:
+            return
+        base = getattr(net, net.base_model_prefix, None)
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if base is None or layers is None:  # not BERT-shaped: train everything
+            return
+        frozen = [base.embeddings, *list(layers)[:max(0, len(layers) - self.trainable_layers)]]
+        for module in frozen:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
 
     def calibrate(self, texts: Sequence[str], labels: np.ndarray,
                   method: str = "temperature") -> FineTunedModel:
@@ -268,7 +289,22 @@ class FineTunedModel:
         """What the model is, for the model card."""
         return {"kind": "fine-tuned", "base_model": self.model or "all-MiniLM-L6-v2 (offline)",
                 "epochs": self.epochs, "example_budget": self.example_budget,
+                "trainable_layers": self.trainable_layers,
                 "max_length": self.max_length, "learning_rate": self.learning_rate}
 
     def __repr__(self) -> str:
         return f"FineTunedModel(classes={self.classes}, calibration={self.calibration!r})"
+
+
+def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+                    ) -> list[np.ndarray]:
+    """Training batches of similar lengths (little padding) in random order: rows shuffled,
+    sorted by length within chunks of 50 batches, cut into batches, the batches shuffled."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
