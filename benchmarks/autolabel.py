@@ -281,9 +281,9 @@ def report(results: dict[str, Any]) -> str:
              "## Human labels bought", "",
              "| data set | set-up | items | human labels | fewer human labels | "
              "machine labels | machine-label accuracy | whole-set accuracy | "
-             "people's accuracy used | rounds | seconds | met |",
+             "people's accuracy used | rounds | seconds | CPU min per 10,000 items | met |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| --- |"]
+             "| ---: | --- |"]
     target = float(opts["target"])
     for name, entry in results["datasets"].items():
         for setup, a in entry["runs"].items():
@@ -295,7 +295,9 @@ def report(results: dict[str, Any]) -> str:
                 + ("—" if a["machine_accuracy"] is None else f"{a['machine_accuracy']:.4f}")
                 + f" | {a['whole_set_accuracy']:.4f} | "
                 + ("—" if people is None else f"{people:.4f}")
-                + f" | {len(a['rounds'])} | {a['seconds']:.0f} | {'yes' if met else 'NO'} |")
+                + f" | {len(a['rounds'])} | {a['seconds']:.0f} | "
+                f"{a['cpu_seconds'] / 60 * 10_000 / a['items']:.1f} | "
+                f"{'yes' if met else 'NO'} |")
         if not entry["runs"]:
             continue
         by_people = next(iter(entry["runs"].values()))["everything_by_people"]
@@ -312,8 +314,8 @@ def report(results: dict[str, Any]) -> str:
             lines += [f"### Rounds: {name}, {setup}", "",
                       "| round | human labels | machine labels | threshold | validation "
                       "accuracy (machine-labeled validation items so far / pool) | "
-                      "lower bound | to people | held left |",
-                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                      "lower bound | to people | held left | round CPU s |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
             for r in a["rounds"]:
                 lines.append(
                     f"| {r['round']} | {r['human_labels']:,} | {r['machine_labels']:,} | "
@@ -321,7 +323,9 @@ def report(results: dict[str, Any]) -> str:
                        f"{r['threshold']:.4f} | {r['validation_accuracy']:.4f} "
                        f"({r['validation_items']}/{r['validation_pool']}) | "
                        f"{r['lower_bound']:.4f} ")
-                    + f"| {r['sent_to_people']:,} | {r['held_left']:,} |")
+                    + f"| {r['sent_to_people']:,} | {r['held_left']:,} | "
+                    + ("—" if r.get("cpu_seconds") is None else f"{r['cpu_seconds']:,.0f}")
+                    + " |")
             lines.append("")
     extra = [(n, e["extra"]) for n, e in results["datasets"].items()
              if "extra" in e and PLAIN in e["runs"]]
