@@ -178,6 +178,47 @@ def test_homes_sharing_a_model_cache_export_once(fp32: OnnxEncoder, tmp_path: Pa
     np.testing.assert_allclose(second.encode(texts[:5]), fp32.encode(texts[:5]), atol=1e-5)
 
 
+_RACER = """
+import sys
+import time
+from pathlib import Path
+from loopworks.embeddings import onnx_export, resolve_model
+
+real = onnx_export._export
+def counted(source, folder):
+    with open(sys.argv[2], "a") as log:
+        log.write("export\\n")
+    return real(source, folder)
+onnx_export._export = counted
+Path(sys.argv[3]).touch()  # ready
+while not Path(sys.argv[4]).exists():  # start together
+    time.sleep(0.01)
+artifacts = onnx_export.ensure_onnx_model(resolve_model(None), home=sys.argv[1])
+print(artifacts.manifest["files"]["model.onnx"]["sha256"])
+"""
+
+
+@needs_onnx
+def test_processes_starting_together_export_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    log, go = tmp_path / "exports.log", tmp_path / "go"
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path / "home"), str(log),
+                                str(tmp_path / f"ready-{i}"), str(go)],
+                               stdout=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline, "the racing processes did not start"
+        time.sleep(0.05)
+    go.touch()
+    digests = [racer.communicate(timeout=300)[0].strip() for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0]
+    assert log.read_text().count("export") == 1  # the second waited for the lock, then read
+    assert digests[0] == digests[1] and len(digests[0]) == 64
+
+
 @needs_onnx
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "no manifest"])
 def test_a_partial_or_corrupt_cache_is_rebuilt(fp32: OnnxEncoder, tmp_path: Path,

@@ -47,7 +47,9 @@ class FineTunedModel:
         seed: Seed of the head's initialisation and the batch order.
         trainable_layers: Encoder layers fine-tuned, counted from the top (with the pooler
             and head); the embeddings and the layers below stay as pre-trained, so the
-            backward pass stops there. ``None`` trains them all.
+            backward pass stops there. ``None`` (the default) trains them all: with the top
+            3 of 6 on the real reviews, round 1 handed 618 items to the machine instead of
+            4,331.
         runtime: What predicts: ``onnx`` (ONNX Runtime, the default) or ``torch``.
         threads: Threads for predictions (``None``: the cores this process may use).
 
@@ -59,7 +61,7 @@ class FineTunedModel:
     def __init__(self, classes: Sequence[str], *, model: str | None = None, epochs: int = 3,
                  example_budget: int = 3000, batch_size: int = 16,
                  learning_rate: float = 5e-5, max_length: int = 128, seed: int = 0,
-                 trainable_layers: int | None = 3, runtime: str = "onnx",
+                 trainable_layers: int | None = None, runtime: str = "onnx",
                  threads: int | None = None) -> None:
         classes = tuple(str(c) for c in classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
