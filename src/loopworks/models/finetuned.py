@@ -181,10 +181,11 @@ class FineTunedModel:
                                       lr=self.learning_rate, weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.LinearLR(optimiser, 1.0, 0.0, total_iters=steps)
         rng = np.random.default_rng(self.seed)
-        lengths = np.array([len(t) for t in texts])
         net.train()
         for _ in range(epochs):
-            for batch in _length_buckets(lengths, self.batch_size, rng):
+            order = rng.permutation(len(texts))
+            for batch in (order[i:i + self.batch_size]
+                          for i in range(0, len(order), self.batch_size)):
                 encoded = tokenizer([texts[i] for i in batch], truncation=True,
                                     max_length=self.max_length, padding=True,
                                     return_tensors="pt")
@@ -297,16 +298,3 @@ class FineTunedModel:
     def __repr__(self) -> str:
         return f"FineTunedModel(classes={self.classes}, calibration={self.calibration!r})"
 
-
-def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
-                    ) -> list[np.ndarray]:
-    """Training batches of similar lengths (little padding) in random order: rows shuffled,
-    sorted by length within chunks of 50 batches, cut into batches, the batches shuffled."""
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = order[start:start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
