@@ -339,7 +339,8 @@ def write_results(folder: Path, meta: dict[str, Any], results: list[Result]) -> 
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else "—"
         cosine = f"{r.min_cosine:.4f}" if r.min_cosine is not None else "—"
         lines.append(f"| {r.title} | {r.rows:,} | {r.seconds:.1f} | {r.rate:,.1f} | {ratio} | "
-                     f"{r.cpu_seconds or 0:.1f} | {others} | {diff} | {cosine} |")
+                     + ("—" if r.cpu_seconds is None else f"{r.cpu_seconds:.1f}")
+                     + f" | {others} | {diff} | {cosine} |")
     lines += [
         "",
         "÷ (b): sentences/s divided by the baseline's. CPU s: user + system CPU seconds of the "
