@@ -113,6 +113,32 @@ def test_sentence_embedding_features_fit_a_pipeline_and_pickle_without_the_model
 
 
 @needs_torch
+def test_sentence_embedding_features_run_on_onnx_by_default_and_agree_with_torch() -> None:
+    """The transformer automated labeling reads encodes on ONNX Runtime unless told
+    otherwise, with the PyTorch vectors' directions; one pickled before the runtimes
+    existed keeps encoding on PyTorch, as it did."""
+    import pickle
+
+    from loopworks.embeddings import SentenceEmbeddingFeatures
+
+    texts = ["Runs small, order a size up.", "The zipper broke the second time I wore it.",
+             "Soft, warm and the colour is exactly as pictured. Love it!", "meh"]
+    default = SentenceEmbeddingFeatures(threads=1)
+    assert default.runtime == "onnx"
+    onnx = default.transform(texts)
+    torch = SentenceEmbeddingFeatures(threads=1, runtime="torch").transform(texts)
+    assert onnx.shape == torch.shape == (4, 384)
+    assert (onnx * torch).sum(axis=1).min() >= 0.999
+    state = default.__getstate__()
+    del state["runtime"]
+    old = pickle.loads(pickle.dumps(SentenceEmbeddingFeatures()))
+    old.__setstate__(state)
+    assert old.runtime == "torch"
+    with pytest.raises(ConfigurationError, match="onnx-int8"):
+        SentenceEmbeddingFeatures(runtime="tensorrt").transform(texts)
+
+
+@needs_torch
 def test_the_sentiment_model_reads_embeddings_beside_n_grams(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``word+char+embedding``: the sentence vector joins the TF-IDF rows; the model saves
     without the encoder in it, its card says which encoder, and texts encoded once come
@@ -136,7 +162,7 @@ def test_the_sentiment_model_reads_embeddings_beside_n_grams(tmp_path) -> None: 
     ngrams = SentimentModel(["negative", "positive"]).fit(texts, labels)
     without = ngrams.predict_proba(["dreadful", "wonderful"])
     assert probs[1, 1] - probs[0, 1] > without[1, 1] - without[0, 1]
-    assert ("dreadful" in {t for _, t in embedding_features._cache})
+    assert "dreadful" in {key[-1] for key in embedding_features._cache}
     again = model.predict_proba(["dreadful", "wonderful"])
     np.testing.assert_allclose(again, probs)
     info = model.describe_features()

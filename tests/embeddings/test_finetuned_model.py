@@ -50,6 +50,35 @@ def test_fine_tuning_learns_the_labels_and_survives_a_round_trip(tmp_path: Path)
 
 
 @needs_torch
+def test_a_fit_continues_from_an_earlier_one_on_its_new_texts(tmp_path: Path) -> None:
+    """Warm start: the next round's model starts from the last one's weights (here as the
+    registry hands it back) and trains one pass over the texts that one never saw, topped
+    up with seen ones to ``warm_budget``; a model of other classes starts afresh."""
+    from loopworks.models import ModelCard, ModelRegistry
+    from loopworks.models.finetuned import FineTunedModel
+
+    first = FineTunedModel(["negative", "positive"], epochs=4).fit(TEXTS, LABELS)
+    assert first.examples == 4 * len(TEXTS) and not first.warm_started
+    registry = ModelRegistry(tmp_path)
+    registry.save(first, "tuned", ModelCard(name="tuned", classes=["negative", "positive"]))
+    earlier = registry.load("tuned")
+    more = ["the seams came undone in a week", "flattering cut, I adore it",
+            "scratchy and see-through", "my new favourite top"]
+    texts, labels = TEXTS + more, np.concatenate([LABELS, [0, 1, 0, 1]])
+    warm = FineTunedModel(["negative", "positive"], warm_budget=10).fit(
+        texts, labels, start=earlier)
+    assert warm.warm_started and warm.examples == 10  # the 4 new texts and 6 seen ones
+    assert warm.describe_features()["warm_started"] is True
+    unseen = ["dreadful quality, it ripped", "wonderful, I love the fit"]
+    assert list(warm.predict_proba(unseen).argmax(axis=1)) == [0, 1]
+    again = FineTunedModel(["negative", "positive"], warm_budget=10).fit(
+        texts, labels, start=warm)
+    assert again.examples == 10  # nothing new: ten seen texts replayed
+    other = FineTunedModel(["bad", "good"], epochs=1).fit(texts, labels, start=earlier)
+    assert not other.warm_started and other.examples == len(texts)
+
+
+@needs_torch
 @pytest.mark.slow
 def test_automated_labeling_with_a_fine_tuned_encoder(tmp_path: Path) -> None:
     """One round of a job whose model is the fine-tuned encoder: machine labels land, and
@@ -72,6 +101,10 @@ def test_automated_labeling_with_a_fine_tuned_encoder(tmp_path: Path) -> None:
     simulate(jobs, "tuned", [0.98], seed=1, home=tmp_path)
     rounds = AutoLabeler(jobs, home=tmp_path).rounds("tuned")
     assert rounds and sum(r.machine_labels for r in rounds) > 300
+    from loopworks.models import ModelRegistry
+
+    cards = ModelRegistry(tmp_path).list(all_versions=True)
+    assert [c.features["warm_started"] for c in cards] == [False] + [True] * (len(cards) - 1)
     assert jobs.job("tuned").counts["held"] == 0
     from loopworks.labeling.output import write_output
 

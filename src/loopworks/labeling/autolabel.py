@@ -53,6 +53,7 @@ claim left by a crashed process is taken over after ``stale_seconds``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -66,7 +67,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from loopworks.clock import utcnow
-from loopworks.errors import ConfigurationError, NotFoundError
+from loopworks.errors import ConfigurationError, LoopworksError, NotFoundError
 from loopworks.labeling.activelearning import choose_threshold, select_for_people, z_for
 from loopworks.labeling.jobs import JobSpec, JobStatus, LabelingJobs
 from loopworks.labeling.schema import (
@@ -80,12 +81,12 @@ from loopworks.labeling.schema import (
 
 __all__ = ["AutoLabeler", "RoundReport", "batch_size", "model_name"]
 
+log = logging.getLogger(__name__)
+
 #: Items handed to people per round when the spec gives no batch size: 5% of the items,
 #: at least 100.
 BATCH_SHARE = 0.05
 MIN_BATCH = 100
-
-
 
 
 def batch_size(spec: JobSpec, n_items: int) -> int:
@@ -344,7 +345,8 @@ class AutoLabeler:
         model, present = self._train(spec, [source[i] for i in train_ids],
                                      [best[i] for i in train_ids],
                                      [source[i] for i in valid_ids],
-                                     [best[i] for i in valid_ids], seed)
+                                     [best[i] for i in valid_ids], seed,
+                                     previous=(job, number))
         figures: dict[str, Any] = {
             "human_labels": len(human), "training_items": len(train_ids),
             "validation_pool": len(pool_ids), "threshold": None,
@@ -490,10 +492,11 @@ class AutoLabeler:
                 zip(result.labels["item"], result.labels["label"], strict=True)}
 
     def _train(self, spec: JobSpec, texts: list[str], labels: list[str],
-               valid_texts: list[str], valid_labels: list[str], seed: int
-               ) -> tuple[Any, list[str]]:
+               valid_texts: list[str], valid_labels: list[str], seed: int,
+               previous: tuple[str, int] | None = None) -> tuple[Any, list[str]]:
         """A calibrated model on the classes the human training labels hold (None when
-        fewer than two)."""
+        fewer than two). A fine-tuned encoder continues from the job's model of the round
+        before (``previous``: job and this round's number) when there is one."""
         from loopworks.models import SentimentModel
 
         present = [c for c in spec.labels if c in set(labels)]
@@ -505,15 +508,37 @@ class AutoLabeler:
             from loopworks.models.finetuned import FineTunedModel
 
             model: Any = FineTunedModel(present, seed=seed)
+            start = self._last_round_model(*previous) if previous else None
+            model.fit(texts, np.array([index[x] for x in labels], dtype=np.int64),
+                      start=start if isinstance(start, FineTunedModel) else None)
         else:
             model = SentimentModel(present, seed=seed, features=features)
-        model.fit(
-            texts, np.array([index[x] for x in labels], dtype=np.int64))
+            model.fit(texts, np.array([index[x] for x in labels], dtype=np.int64))
         keep = [j for j, x in enumerate(valid_labels) if x in index]
         if keep:
             model.calibrate([valid_texts[j] for j in keep],
                             np.array([index[valid_labels[j]] for j in keep], dtype=np.int64))
         return model, present
+
+    def _last_round_model(self, job: str, number: int) -> Any:
+        """The job's model saved by round ``number - 1`` of this job (None when there is
+        none, e.g. a first round, or it cannot be read)."""
+        from loopworks.models.registry import ModelRegistry
+
+        registry = ModelRegistry(self.home)
+        name = model_name(job)
+        try:
+            card = registry.card(name)
+        except LoopworksError:
+            return None
+        made_by = card.training_data or {}
+        if made_by.get("source") != f"labeling-job/{job}" or made_by.get("round") != number - 1:
+            return None
+        try:
+            return registry.load(name, card.version)
+        except LoopworksError as exc:
+            log.warning("round %s of %s starts its model afresh: %s", number, job, exc)
+            return None
 
     @staticmethod
     def _proba(model: Any, present: list[str], classes: list[str],
