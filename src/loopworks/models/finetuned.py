@@ -4,7 +4,9 @@ TF-IDF n-grams and frozen sentence vectors see words; fine-tuning lets the encod
 what the labels mean in context ("not bad at all", "runs small but I love it"). On the real
 clothing reviews, trained on 1,000 labels, it can hand ~73% of held-out items to the machine
 at 0.95 accuracy where the TF-IDF model can ~64%: in automated labeling that share is the
-saving. It costs CPU minutes per round instead of seconds.
+saving. It costs CPU minutes per round instead of seconds, so a round after the first
+continues from the last round's model on its new labels (``fit(..., start=...)``) instead
+of fine-tuning the pre-trained encoder again: on the real reviews that halved the job's CPU.
 
 Training runs on PyTorch; predictions run on ONNX Runtime (``runtime="onnx"``, the default):
 the fine-tuned network is exported once after training (or loading) with the encoder's
