@@ -120,6 +120,7 @@ def main() -> None:
 
     import loopworks
     from loopworks.embeddings import EmbedConfig, embed_texts, resolve_model, run_embedding_job
+    from loopworks.embeddings.onnx_encoder import OnnxEncoder
     from loopworks.embeddings.onnx_export import ensure_onnx_model
     from loopworks.samples import generate_reviews
 
@@ -218,8 +219,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     log("measuring the fp32 ceiling ...")
-    flops = _model_flops(path, texts)
-    peak = _matmul_gflops(path, cores)
+    config = json.loads((Path(path) / "config.json").read_text())
+    flops = _model_flops(config, OnnxEncoder(home=onnx_home).tokenizer, texts)
+    peak = _matmul_gflops(config, cores)
     for r in results:
         r.details["GFLOP/s"] = round(flops * r.rows / len(texts) / r.seconds / 1e9, 1)
     end_load = (os.getloadavg() if hasattr(os, "getloadavg") else None)
@@ -314,18 +316,11 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _model_flops(model_path: str, texts: list[str]) -> float:
+def _model_flops(config: dict[str, Any], tokenizer: Any, texts: list[str]) -> float:
     """Floating-point operations of the encoder's matrix products over ``texts`` (each at
-    its own length, truncated as the model truncates): per word piece and layer the four
-    attention projections and the two feed-forward products, plus the attention scores
+    its own length, as loopworks' ``tokenizer`` truncates it): per word piece and layer the
+    four attention projections and the two feed-forward products, plus the attention scores
     and their weighted sum, which grow with the text's length."""
-    from tokenizers import Tokenizer
-
-    config = json.loads((Path(model_path) / "config.json").read_text())
-    limit = json.loads((Path(model_path) / "sentence_bert_config.json").read_text())
-    tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=int(limit["max_seq_length"]))
     lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.float64)
     d, inner, layers = (config["hidden_size"], config["intermediate_size"],
                         config["num_hidden_layers"])
@@ -333,14 +328,13 @@ def _model_flops(model_path: str, texts: list[str]) -> float:
     return float(layers * (per_piece * lengths.sum() + 4 * d * (lengths ** 2).sum()))
 
 
-def _matmul_gflops(model_path: str, threads: int) -> float:
+def _matmul_gflops(config: dict[str, Any], threads: int) -> float:
     """ONNX Runtime's fp32 matrix-product speed on the encoder's shapes: 1,024 word pieces
     by the projection (d × d) and feed-forward (d × inner, inner × d) weights, each run in
     a one-node graph on ``threads`` threads; the total arithmetic over the total time."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    config = json.loads((Path(model_path) / "config.json").read_text())
     d, inner = config["hidden_size"], config["intermediate_size"]
     rng = np.random.default_rng(0)
     total_flops = total_seconds = 0.0

@@ -169,8 +169,7 @@ class FineTunedModel:
         if not fresh:
             if self._weights is None:
                 raise ValidationError("the model is not trained yet; call fit() first")
-            net.load_state_dict({name: torch.from_numpy(w.astype(np.float32))
-                                 for name, w in self._weights.items()})
+            net.load_state_dict(self.weights())
             self._weights = None
         self._tokenizer = AutoTokenizer.from_pretrained(location)
         self._net = net
@@ -208,8 +207,9 @@ class FineTunedModel:
         digests = _digests(texts)
         rows = np.arange(len(texts))
         epochs = max(1, min(self.epochs, self.example_budget // max(1, len(texts))))
-        self.warm_started = start is not None and self._continues(start)
-        if start is not None and self.warm_started:
+        self.warm_started = False
+        if start is not None and self._continues(start):
+            self.warm_started = True
             net.load_state_dict(start.weights())
             seen = np.isin(digests, start.trained)
             new, old = np.flatnonzero(~seen), np.flatnonzero(seen)
@@ -364,7 +364,6 @@ class FineTunedModel:
 
     def __repr__(self) -> str:
         return f"FineTunedModel(classes={self.classes}, calibration={self.calibration!r})"
-
 
 
 def _digests(texts: Sequence[str]) -> np.ndarray:
