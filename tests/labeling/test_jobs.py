@@ -151,6 +151,58 @@ def test_many_workers_at_once_never_exceed_the_quota(jobs: LabelingJobs,
     assert jobs.job("busy").status.value == "Completed"
 
 
+def _while_locked(jobs: LabelingJobs, job: str, source: str, ask) -> list:
+    """Run ``ask`` in a thread while another transaction holds the row lock of the item
+    with ``source`` (as a worker leasing or answering it does); check the request waits
+    for that transaction, and return what it gave once the lock is released."""
+    import sqlalchemy as sa
+
+    from loopworks.labeling import schema
+
+    job_id = sa.select(schema.jobs.c.id).where(schema.jobs.c.name == job).scalar_subquery()
+    got: list = []
+    with jobs.engine.connect() as conn, conn.begin():
+        conn.execute(sa.select(schema.items.c.id).where(
+            schema.items.c.job_id == job_id, schema.items.c.source == source)
+            .with_for_update()).all()
+        asking = threading.Thread(target=lambda: got.append(ask()))
+        asking.start()
+        asking.join(0.5)
+        assert asking.is_alive()  # still waiting: it did not say "nothing left"
+    asking.join(60)
+    return got
+
+
+def test_a_worker_is_not_told_nothing_is_left_while_others_hold_the_last_items(
+        jobs: LabelingJobs, tmp_path: Path) -> None:
+    # PostgreSQL passes over rows other transactions lock (SKIP LOCKED); when those are all
+    # that is left, a request waits for them instead of saying the job has nothing left.
+    if not jobs.on_postgres:
+        pytest.skip("row locks are PostgreSQL's; SQLite serializes writers")
+    ana = jobs.workforce.add_worker("ana", teams_=["nlp"])
+    bob = jobs.workforce.add_worker("bob", teams_=["nlp"])
+    for job in ("lease", "answer"):
+        jobs.create_job(JobSpec(job, "nlp", LABELS, workers_per_item=1),
+                        manifest(tmp_path, 2))
+    held = jobs.next_task("lease", ana)
+    assert held is not None
+    other = "review 1" if held.source == "review 0" else "review 0"
+    got = _while_locked(jobs, "lease", other, lambda: jobs.next_task("lease", bob))
+    assert got and got[0] is not None and got[0].source == other
+
+    # Answer and lease the next in one request: the answer is kept, the next task waits.
+    first = jobs.next_task("answer", ana)
+    assert first is not None
+    other = "review 1" if first.source == "review 0" else "review 0"
+    got = _while_locked(jobs, "answer", other, lambda: jobs.record_answer(
+        "answer", first.item_id, ana, "neutral", then_next=True, idempotency_key="k-1"))
+    assert got and got[0].next is not None and got[0].next.source == other
+    again = jobs.record_answer("answer", first.item_id, ana, "neutral", then_next=True,
+                               idempotency_key="k-1")  # a retry: the same next task
+    assert again.replayed and again.next is not None and again.next.source == other
+    assert jobs.job("answer").counts["labeled"] == 1
+
+
 def test_cli_job_simulate_and_augmented_manifest(tmp_path: Path) -> None:
     import random
 

@@ -163,13 +163,20 @@ class Answers(Leases):
                                     labeled=state == ItemState.LABELED)
             if status is JobStatus.STOPPING:
                 self._maybe_stopped(conn, row, now)
-            following = None
+            following, busy = None, False
             if then_next and conn.execute(_Q.job_status, {"b_job": row.id}).scalar() \
                     == JobStatus.IN_PROGRESS.value:  # else this answer completed the job
-                following = self._lease(conn, row, spec, worker, now)
+                # Not waiting here for items others have locked: this transaction holds
+                # the answered item, which one of them may be waiting for in turn.
+                following, busy = self._try_lease(conn, row, spec, worker, now)
             if key is not None:
                 idempotency.remember(conn, worker.id, key, row.id, item_id, following, now)
-            return AnswerReceipt(following)
+        if busy:  # the answer is in; lease the next task on its own, waiting if need be
+            following = self.next_task(job, worker, held_first=True)
+            if key is not None and following is not None:
+                with self.transaction() as conn:
+                    idempotency.amend(conn, worker.id, key, following)
+        return AnswerReceipt(following)
 
     def _item_answered(self, conn: sa.Connection, row: Any, spec: JobSpec, item_id: int,
                        seq: int, n: int, wanted: int, now: datetime, labeled: bool) -> None:

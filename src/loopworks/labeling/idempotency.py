@@ -21,7 +21,7 @@ from loopworks.errors import ValidationError
 from loopworks.labeling.schema import idempotency
 from loopworks.labeling.spec import Task
 
-__all__ = ["KEEP", "check_key", "forget_before", "recall", "remember"]
+__all__ = ["KEEP", "amend", "check_key", "forget_before", "recall", "remember"]
 
 #: How long a key's result is kept for retries.
 KEEP = timedelta(hours=24)
@@ -76,6 +76,13 @@ def remember(conn: sa.Connection, worker_id: int, key: str, job_id: int, item_id
     conn.execute(idempotency.insert().values(
         worker_id=worker_id, key=key, job_id=job_id, item_id=item_id,
         result=json.dumps({"next": _task_json(next_task)}), created_at=now))
+
+
+def amend(conn: sa.Connection, worker_id: int, key: str, next_task: Task | None) -> None:
+    """Replace the next task stored under a key (leased after the answer's transaction)."""
+    conn.execute(idempotency.update().where(
+        idempotency.c.worker_id == worker_id, idempotency.c.key == key).values(
+        result=json.dumps({"next": _task_json(next_task)})))
 
 
 def forget_before(conn: sa.Connection, when: datetime) -> int:

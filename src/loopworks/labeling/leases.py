@@ -12,12 +12,16 @@ Assignment rules, enforced inside one database transaction per request:
 
 SQLite serializes writers (``BEGIN IMMEDIATE``, queued per process in
 :mod:`loopworks.labeling.transactions`); PostgreSQL locks the candidate item row
-(``FOR UPDATE SKIP LOCKED``) so concurrent workers do not wait on each other.
+(``FOR UPDATE SKIP LOCKED``) so concurrent workers do not wait on each other. When every
+item left for a worker is locked by another transaction, the request waits for those to
+commit and looks again: "no task" must mean the job has nothing left for this worker.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,13 @@ from loopworks.labeling.spec import JobSpec, JobStatus, Task
 from loopworks.labeling.statements import Q as _Q
 from loopworks.labeling.workforce import Worker
 
-__all__ = ["Leases"]
+__all__ = ["LOCKED_WAIT_SECONDS", "Leases"]
+
+log = logging.getLogger(__name__)
+
+#: How long a lease request waits on PostgreSQL for items locked by other transactions
+#: (they are short: a lease or an answer) before it gives up and says there is no task.
+LOCKED_WAIT_SECONDS = 5.0
 
 
 class Leases(JobLifecycle):
@@ -86,23 +96,51 @@ class Leases(JobLifecycle):
 
     def _lease(self, conn: sa.Connection, row: Any, spec: JobSpec, worker: Worker,
                now: datetime) -> Task | None:
-        query = _Q.candidate_pg if self.on_postgres else _Q.candidate
+        """Lease the worker's next item; on PostgreSQL wait while the only items left are
+        locked by transactions in flight (another worker leasing or answering them), so
+        None always means nothing is left for this worker, never "busy right now"."""
+        deadline = time.monotonic() + LOCKED_WAIT_SECONDS
+        pause = 0.002
+        while True:
+            task, busy = self._try_lease(conn, row, spec, worker, now)
+            if not busy:
+                return task
+            if time.monotonic() >= deadline:
+                log.warning("job %r: every item left for worker %s stayed locked by other "
+                            "transactions for %.0f s; no task this time", row.name,
+                            worker.id, LOCKED_WAIT_SECONDS)
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _try_lease(self, conn: sa.Connection, row: Any, spec: JobSpec, worker: Worker,
+                   now: datetime) -> tuple[Task | None, bool]:
+        """One attempt at :meth:`_lease`: ``(task, False)``, ``(None, False)`` when nothing
+        is left, or ``(None, True)`` when what is left is locked by others (PostgreSQL's
+        ``SKIP LOCKED`` passed over it): ask again once they commit."""
+        in_flight = False
         params = {"b_job": row.id, "b_worker": worker.id}
         most = spec.max_concurrent_items
         if most is not None and conn.execute(_Q.items_in_flight, params).scalar_one() >= most:
-            query = _Q.candidate_in_flight_pg if self.on_postgres else _Q.candidate_in_flight
+            in_flight = True
+        plain = _Q.candidate_in_flight if in_flight else _Q.candidate
+        query = plain
+        if self.on_postgres:
+            query = _Q.candidate_in_flight_pg if in_flight else _Q.candidate_pg
         item = conn.execute(query, params).first()
         if item is None and self._sweep(conn, row.id, now, force=True):
             item = conn.execute(query, params).first()
         if item is None:
+            if self.on_postgres and conn.execute(plain, params).first() is not None:
+                return None, True  # each statement sees what others committed since
             self.complete_if_done(conn, row, spec, now)
-            return None
+            return None, False
         expires = now + timedelta(seconds=spec.time_limit_seconds)
         conn.execute(_Q.lease_insert, {"item_id": item.id, "worker_id": worker.id,
                                        "job_id": row.id, "accepted_at": now,
                                        "expires_at": expires})
         conn.execute(_Q.lease_taken, {"b_item": item.id})
-        return self._task(row.name, spec, item, expires)
+        return self._task(row.name, spec, item, expires), False
 
     def has_work(self, job: str, worker: Worker) -> bool:
         """Whether :meth:`next_task` would find a task for the worker now. A read: nothing
