@@ -214,6 +214,38 @@ def test_sqlite_reads_raw_list_blobs_of_earlier_versions(tmp_path: Path) -> None
         store.close()
 
 
+def _open_at_once(path: Path, n: int) -> tuple[list[SQLiteOnlineStore], list[BaseException]]:
+    """``n`` threads open the store at ``path`` at the same moment."""
+    start = threading.Barrier(n)
+    opened: list[SQLiteOnlineStore] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(SQLiteOnlineStore(path))
+        except BaseException as exc:  # surfaced by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return opened, errors
+
+
+def test_sqlite_store_opened_by_many_at_once_on_a_new_file(tmp_path: Path) -> None:
+    """Switching a new file to WAL does not wait for another connection doing the same
+    (SQLite gives "database is locked" at once): every opener must still succeed."""
+    for trial in range(40):
+        opened, errors = _open_at_once(tmp_path / f"online-{trial}.sqlite", 8)
+        for store in opened:
+            store.close()
+        assert not errors, errors[:1]
+        assert len(opened) == 8
+
+
 def test_list_with_a_null_element_is_rejected(store: OnlineStore, group: str) -> None:
     definitions = [*SMALL, FeatureDefinition("ids", FeatureType.LIST, "int32", 2)]
     rows = [{**small("a", 1, 1), "ids": [1, 2]}, {**small("b", 1, 1), "ids": [3, None]}]

@@ -73,6 +73,7 @@ class FeatureStore:
         self._offline_url = settings.offline_store_url or str(self.home / "offline")
         self._online: Any = None
         self._offline: Any = None
+        self._opening = threading.Lock()  # threads' first uses open each backend once
         #: Writes in flight, so a crashed one is finished by the next open of its group.
         self.journal = IngestJournal(self.home / "journal")
         # Specs are read on every online lookup; keep them briefly instead of asking the
@@ -98,7 +99,9 @@ class FeatureStore:
         if self._online is None:
             from loopworks.featurestore.online import open_online_store
 
-            self._online = open_online_store(self._online_url, self.home)
+            with self._opening:
+                if self._online is None:
+                    self._online = open_online_store(self._online_url, self.home)
         return self._online
 
     @property
@@ -107,7 +110,10 @@ class FeatureStore:
         if self._offline is None:
             from loopworks.featurestore.offline import DeltaOfflineStore
 
-            self._offline = DeltaOfflineStore(self._offline_url, lock_dir=self.home / "locks")
+            with self._opening:
+                if self._offline is None:
+                    self._offline = DeltaOfflineStore(self._offline_url,
+                                                      lock_dir=self.home / "locks")
         return self._offline
 
     def flush_soon(self, group: str) -> None:
