@@ -88,3 +88,33 @@ def test_a_quiet_database_gets_its_wal_truncated(tmp_path: Path) -> None:
     finally:
         checkpointer.close()
     dispose_engine(url)
+
+
+def test_threads_first_connecting_to_a_new_database_together(tmp_path: Path) -> None:
+    """A server's threads open their first connections to a new SQLite file at once; the
+    switch to WAL does not wait for the others, and no connection may fail for it."""
+    import threading
+
+    for trial in range(40):
+        url = f"sqlite:///{tmp_path / f'meta-{trial}.db'}"
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def connect(url: str = url, start: threading.Barrier = start,
+                    errors: list[BaseException] = errors) -> None:
+            start.wait()
+            try:
+                with open_engine(url).connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=connect) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with open_engine(url).connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        dispose_engine(url)
+        assert not errors, errors[:1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ from loopworks.errors import ConfigurationError, InputError, MissingDependencyEr
 from loopworks.settings import load_settings
 
 __all__ = ["READ_ONLY", "WAL_LIMIT_BYTES", "BackgroundCheckpointer", "build_engine", "database_url",
-           "dispose_engine", "open_engine"]
+           "dispose_engine", "open_engine", "use_wal"]
 
 #: Execution options for a connection that only reads: on SQLite it then reads its WAL
 #: snapshot without taking the write lock (``engine.connect().execution_options(**READ_ONLY)``).
 READ_ONLY = {"loopworks_read_only": True}
 
 _ENGINES: dict[str, Any] = {}
+_OPENING = threading.RLock()
 #: A SQLite WAL past this size is checkpointed with TRUNCATE by a server's checkpointer, and
 #: what a WAL reset leaves on disk is cut to it (``journal_size_limit``).
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
@@ -55,23 +57,24 @@ def open_engine(url: str) -> Any:
         ConfigurationError: The URL names a database loopworks does not support.
         SchemaTooNew: A newer loopworks upgraded the database.
     """
-    key = url
-    if key in _ENGINES:
-        path = url.removeprefix("sqlite:///")
-        if url.startswith("sqlite:///") and path != ":memory:" and not os.path.exists(path):
-            dispose_engine(key)  # the file was deleted under us: start a fresh database
-        else:
-            return _ENGINES[key]
-    engine = build_engine(url)
-    from loopworks.metadata.schema import ensure_schema
+    with _OPENING:  # threads opening the same URL at once get one engine, migrated once
+        key = url
+        if key in _ENGINES:
+            path = url.removeprefix("sqlite:///")
+            if url.startswith("sqlite:///") and path != ":memory:" and not os.path.exists(path):
+                dispose_engine(key)  # the file was deleted under us: start a fresh database
+            else:
+                return _ENGINES[key]
+        engine = build_engine(url)
+        from loopworks.metadata.schema import ensure_schema
 
-    try:
-        ensure_schema(engine)  # new: created; older: upgraded; newer: refused (SchemaTooNew)
-    except BaseException:
-        engine.dispose()
-        raise
-    _ENGINES[key] = engine
-    return engine
+        try:
+            ensure_schema(engine)  # new: created; older: upgraded; newer: refused (SchemaTooNew)
+        except BaseException:
+            engine.dispose()
+            raise
+        _ENGINES[key] = engine
+        return engine
 
 
 def build_engine(url: str) -> Any:
@@ -95,8 +98,8 @@ def build_engine(url: str) -> Any:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            use_wal(dbapi_connection)
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -134,6 +137,32 @@ def build_engine(url: str) -> Any:
             setting="LOOPWORKS_DATABASE_URL")
     sa.event.listen(engine, "before_cursor_execute", _refuse_nul)
     return engine
+
+
+def use_wal(connection: Any, *, timeout: float = 30.0,
+            before: tuple[str, ...] = ()) -> None:
+    """Put a sqlite3 connection's database in WAL mode (running the ``before`` pragmas
+    first, e.g. a new file's page size).
+
+    Switching a new file to WAL takes an exclusive lock SQLite does not wait for (the busy
+    handler is not called): when another connection opens the same new file at that moment
+    it fails at once with "database is locked". Tried again here for up to ``timeout``
+    seconds, so servers' threads and processes may open a new database together.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for pragma in before:
+                connection.execute(pragma)
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,

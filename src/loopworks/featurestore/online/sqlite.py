@@ -31,6 +31,7 @@ from loopworks.featurestore.online.encoding import (
     to_micros,
     version_conflict,
 )
+from loopworks.metadata.database import use_wal
 
 __all__ = ["SQLiteOnlineStore"]
 
@@ -122,24 +123,13 @@ class SQLiteOnlineStore:
         self._set_up(synchronous.upper())
 
     def _set_up(self, synchronous: str) -> None:
-        """The file's settings and the meta table. Switching a new file to WAL takes an
-        exclusive lock that SQLite does not wait for (no busy handler): when another
-        connection opens the same new file at that moment, try again for up to the
-        connection's 30 s timeout instead of failing."""
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                # New files only. Bulk upserts write every page once to the WAL and once more
-                # at the checkpoint, each write a system call and a checksum: 32 KiB pages
-                # took ~17% less CPU than 8 KiB on the benchmark's 200,000 reviews; reads map
-                # the file (below), so a lookup does not copy the larger page.
-                self._db.execute(f"PRAGMA page_size={_PAGE_BYTES}")
-                self._db.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        """The file's settings and the meta table (several connections may open a new file
+        at once: see :func:`~loopworks.metadata.database.use_wal`)."""
+        # New files only. Bulk upserts write every page once to the WAL and once more at the
+        # checkpoint, each write a system call and a checksum: 32 KiB pages took ~17% less
+        # CPU than 8 KiB on the benchmark's 200,000 reviews; reads map the file (below), so
+        # a lookup does not copy the larger page.
+        use_wal(self._db, before=(f"PRAGMA page_size={_PAGE_BYTES}",))
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         # Reads map the file instead of copying each page through read(): random lookups by
         # id (the serving path) then cost no system call. Writes still go through the WAL.
