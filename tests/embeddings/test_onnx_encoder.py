@@ -1,6 +1,6 @@
-"""The ONNX Runtime encoder: the same sentence vectors as sentence-transformers (fp32 and
-int8), input order kept whatever the batching, and an export cache that is reused and rebuilt
-when broken."""
+"""The exported encoder on ONNX Runtime and OpenVINO: the same sentence vectors as
+sentence-transformers (fp32, int8, bf16), input order kept whatever the batching, and an
+export cache that is reused and rebuilt when broken."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def _missing() -> str | None:
 
 
 needs_onnx = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None,
+    reason='openvino is not installed: pip install "loopworks[embeddings]"')
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +112,42 @@ def test_real_reviews_keep_their_vectors_in_fp32_and_int8(home: Path, fp32: Onnx
     assert _cosines(fp32.encode(sample), reference).min() >= 0.999
     int8 = load_encoder(runtime="onnx-int8", threads=2, home=home)
     assert _cosines(int8.encode(sample), reference).min() >= 0.99
+    if importlib.util.find_spec("openvino") is not None:  # OpenVINO on the same graph
+        for runtime in ("openvino", "openvino-bf16"):
+            encoder = load_encoder(runtime=runtime, threads=2, home=home)
+            assert _cosines(encoder.encode(sample), reference).min() >= 0.999, runtime
+
+
+@needs_onnx
+@needs_openvino
+def test_openvino_runs_the_same_graph_with_the_same_vectors(
+        home: Path, fp32: OnnxEncoder, texts: list[str], reference: np.ndarray) -> None:
+    exact = load_encoder(runtime="openvino", threads=2, home=home)
+    assert isinstance(exact, OnnxEncoder) and exact.runtime == "openvino"
+    assert exact.artifacts.model_path == fp32.artifacts.model_path  # no second export
+    vectors = exact.encode(texts)
+    assert vectors.shape == (len(texts), 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, fp32.encode(texts), atol=1e-4)  # fp32 products
+    half = load_encoder(runtime="openvino-bf16", threads=2, home=home)
+    assert isinstance(half, OnnxEncoder) and half.runtime == "openvino-bf16"
+    assert _cosines(half.encode(texts), reference).min() >= 0.999
+    order = np.random.default_rng(1).permutation(len(texts))
+    np.testing.assert_allclose(exact.encode([texts[i] for i in order], batch_size=5),
+                               vectors[order], atol=1e-4)
+    # Two spawned workers, one thread each, load the same cached graph.
+    spread = embed_texts(texts[:24], runtime="openvino", home=home, batch_size=8, workers=2,
+                         min_rows_per_worker=1)
+    np.testing.assert_allclose(spread, vectors[:24], atol=1e-4)
+
+
+@needs_onnx
+def test_engine_options_that_do_not_go_together_are_named(home: Path) -> None:
+    with pytest.raises(ConfigurationError, match="ONNX Runtime only"):
+        OnnxEncoder(home=home, engine="openvino", quantized=True)
+    with pytest.raises(ConfigurationError, match="bf16 is OpenVINO's"):
+        OnnxEncoder(home=home, bf16=True)
+    with pytest.raises(ConfigurationError, match="onnxruntime, openvino"):
+        OnnxEncoder(home=home, engine="tvm")
 
 
 @needs_onnx

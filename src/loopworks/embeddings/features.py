@@ -36,7 +36,8 @@ class SentenceEmbeddingFeatures(TransformerMixin, BaseEstimator):  # type: ignor
         model: ``None`` (offline all-MiniLM-L6-v2), a local folder or a hub name.
         batch_size: Texts per forward pass.
         threads: Threads while encoding (``None``: the runtime's default).
-        runtime: ``onnx`` (the default), ``onnx-int8`` or ``torch``.
+        runtime: ``onnx`` (the default) or another of
+            :data:`~loopworks.embeddings.runtime.RUNTIMES`.
 
     Example:
         ``Pipeline([("embed", SentenceEmbeddingFeatures()), ("clf", LogisticRegression())])``

@@ -75,8 +75,10 @@ class EmbedConfig:
         input_format: Force ``csv``, ``jsonl`` or ``parquet``.
         min_rows_per_worker: Use fewer workers when there are fewer rows than this per
             worker (starting one costs more than it saves on a small input).
-        runtime: ``onnx`` (ONNX Runtime fp32, the default), ``onnx-int8`` (quantised) or
-            ``torch`` (sentence-transformers); the ONNX export is cached in the home folder.
+        runtime: ``onnx`` (ONNX Runtime fp32, the default), ``onnx-int8`` (quantised),
+            ``openvino`` (the same graph on OpenVINO), ``openvino-bf16`` (bfloat16 products)
+            or ``torch`` (sentence-transformers); the ONNX export is cached in the model
+            cache (see :mod:`loopworks.embeddings.runtime`).
     """
 
     inputs: str | Sequence[str]
@@ -235,8 +237,8 @@ def embed_texts(texts: Sequence[str], *, model: str | ModelSource | None = None,
         progress: Optional ``progress("embed", rows_done_now, rows_total)`` callback.
         min_rows_per_worker: Start fewer workers when there are fewer texts than this per
             worker.
-        runtime: ``onnx`` (ONNX Runtime fp32, the default), ``onnx-int8`` or ``torch``
-            (sentence-transformers). Each worker gets the machine's cores divided by the
+        runtime: One of :data:`~loopworks.embeddings.runtime.RUNTIMES` (``onnx``, ONNX
+            Runtime fp32, is the default). Each worker gets the machine's cores divided by the
             workers as threads.
         home: loopworks home folder holding the ONNX export cache; ``None`` resolves
             settings.
