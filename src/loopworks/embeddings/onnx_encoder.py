@@ -77,10 +77,7 @@ class OnnxEncoder:
         if threads is not None and threads < 1:
             raise ConfigurationError(f"threads must be at least 1, not {threads}",
                                      setting="threads")
-        if engine == "openvino":
-            _openvino()
-        else:
-            _onnxruntime()
+        _engine(engine)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.source = source
         self.quantized = quantized
@@ -138,7 +135,7 @@ class OnnxEncoder:
 def open_session(model: Path | bytes, threads: int) -> Any:
     """An ONNX Runtime CPU session: all graph optimisations, ``threads`` intra-op threads,
     one op at a time (the cores go to each op's threads, not to running ops side by side)."""
-    ort = _onnxruntime()
+    ort = _engine("onnxruntime")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = max(1, int(threads))
@@ -156,7 +153,7 @@ def open_openvino(model: Path, threads: int, *, bf16: bool = False
     processes would otherwise pin to the same ones), fp32 products unless ``bf16`` (OpenVINO
     would pick bf16 by itself on CPUs that have it). Returns a function from the feed to the
     first output; calls from several threads take turns."""
-    ov = _openvino()
+    ov = _engine("openvino")
     compiled = ov.Core().compile_model(str(model), "CPU", {
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         "INFERENCE_NUM_THREADS": max(1, int(threads)), "NUM_STREAMS": 1,
@@ -234,22 +231,15 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
-def _onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "embeddings", "the ONNX Runtime encoder",
-                                     EMBEDDINGS_INSTALL) from None
-    return onnxruntime
+def _engine(module: str) -> Any:
+    """Import an engine's module, or say which extra brings it."""
+    import importlib
 
-
-def _openvino() -> Any:
     try:
-        import openvino
+        return importlib.import_module(module)
     except ImportError:
-        raise MissingDependencyError("openvino", "embeddings", "the OpenVINO encoder",
-                                     EMBEDDINGS_INSTALL) from None
-    return openvino
+        what = "the OpenVINO encoder" if module == "openvino" else "the ONNX Runtime encoder"
+        raise MissingDependencyError(module, "embeddings", what, EMBEDDINGS_INSTALL) from None
 
 
 def _cpus() -> int:
