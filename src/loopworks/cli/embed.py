@@ -36,11 +36,11 @@ from loopworks.settings import load_settings
                    "vectors as PyTorch (cosine 1.0), faster; exported from the model once "
                    "and kept in the model cache. onnx-int8: int8 weights for the attention "
                    "layers, cosine >= 0.99 to PyTorch. openvino: the same exported graph "
-                   "on OpenVINO's CPU kernels, the same vectors, faster again on the CPUs "
-                   "we measured. openvino-bf16: OpenVINO with bfloat16 matrix products where "
-                   "the CPU has them (AVX-512 BF16, AMX; else fp32), cosine >= 0.9999, the "
-                   "fastest. torch: sentence-transformers on PyTorch, for models the export "
-                   "does not support.")
+                   "on OpenVINO's CPU kernels, the same vectors, about as fast. "
+                   "openvino-bf16: OpenVINO with bfloat16 matrix products where the CPU has "
+                   "them (AVX-512 BF16, AMX; else fp32), cosine >= 0.999, the fastest. "
+                   "torch: sentence-transformers on PyTorch, for models the export does "
+                   "not support.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: spawned worker processes on this machine; ray: Ray Data tasks.")
 @click.option("--workers", type=int, default=None,

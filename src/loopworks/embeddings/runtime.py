@@ -4,8 +4,8 @@ OpenVINO (fp32 or bf16) on the exported graph.
 All give the same contract, :class:`Encoder`: ``encode(texts, batch_size=...)`` returns
 L2-normalised float32 vectors in input order. ONNX Runtime fp32 is the default: the same
 vectors as PyTorch (cosine 1.0) from fused CPU kernels, faster on the same cores. OpenVINO
-runs the same exported graph, faster again on the CPUs we measured (``openvino``: fp32,
-cosine 1.0; ``openvino-bf16``: bfloat16 products where the CPU has them, cosine ≥ 0.9999).
+runs the same exported graph (``openvino``: fp32, cosine 1.0, about as fast;
+``openvino-bf16``: bfloat16 products where the CPU has them, cosine ≥ 0.999, the fastest).
 The exported runtimes export the model once into the model cache (PyTorch is imported for
 that step only) and then need neither PyTorch nor transformers; ``torch`` remains for models
 the export does not support.
