@@ -118,15 +118,13 @@ class Leases(JobLifecycle):
         """One attempt at :meth:`_lease`: ``(task, False)``, ``(None, False)`` when nothing
         is left, or ``(None, True)`` when what is left is locked by others (PostgreSQL's
         ``SKIP LOCKED`` passed over it): ask again once they commit."""
-        in_flight = False
         params = {"b_job": row.id, "b_worker": worker.id}
         most = spec.max_concurrent_items
         if most is not None and conn.execute(_Q.items_in_flight, params).scalar_one() >= most:
-            in_flight = True
-        plain = _Q.candidate_in_flight if in_flight else _Q.candidate
-        query = plain
-        if self.on_postgres:
-            query = _Q.candidate_in_flight_pg if in_flight else _Q.candidate_pg
+            plain, locking = _Q.candidate_in_flight, _Q.candidate_in_flight_pg
+        else:
+            plain, locking = _Q.candidate, _Q.candidate_pg
+        query = locking if self.on_postgres else plain
         item = conn.execute(query, params).first()
         if item is None and self._sweep(conn, row.id, now, force=True):
             item = conn.execute(query, params).first()
